@@ -1,0 +1,95 @@
+"""modelreg: a declarative registry for small real-time neural networks.
+
+Read a ``registry.toml``, build and load each model, check it, export it
+(RTNeural JSON, ONNX, plugins) and prove the exports behave like the source.
+
+``import modelreg`` is cheap: it does not import torch (nor numpy). Heavier
+modules load on first use of the names that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ArtifactError,
+    CheckpointError,
+    ExportError,
+    MissingDependencyError,
+    ModelRegError,
+    PluginError,
+    Problem,
+    RegistryError,
+    UnknownModelError,
+    UsageError,
+)
+from .registry import Registry, find_registry, load_registry
+from .spec import LayerSpec, ModelSpec
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .checkpoint import init_checkpoint
+    from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
+    from .report import CheckResult, ModelReport, ValidationReport
+    from .validation import validate, validate_all
+
+# Public names that live in modules with heavier imports (numpy, jsonschema),
+# resolved on first access.
+_LAZY = {
+    "validate": "validation",
+    "validate_all": "validation",
+    "ValidationReport": "report",
+    "ModelReport": "report",
+    "CheckResult": "report",
+    "init_checkpoint": "checkpoint",
+    "Exporter": "plugins",
+    "Parity": "plugins",
+    "available_exporters": "plugins",
+    "get_exporter": "plugins",
+    "register_exporter": "plugins",
+}
+
+__all__ = [
+    "ArtifactError",
+    "CheckResult",
+    "CheckpointError",
+    "ExportError",
+    "Exporter",
+    "LayerSpec",
+    "MissingDependencyError",
+    "ModelRegError",
+    "ModelReport",
+    "ModelSpec",
+    "Parity",
+    "PluginError",
+    "Problem",
+    "Registry",
+    "RegistryError",
+    "UnknownModelError",
+    "UsageError",
+    "ValidationReport",
+    "__version__",
+    "available_exporters",
+    "find_registry",
+    "get_exporter",
+    "init_checkpoint",
+    "load_registry",
+    "register_exporter",
+    "validate",
+    "validate_all",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelreg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,160 @@
+"""Checkpoints: PyTorch state-dict files, loaded safely and checked against the architecture.
+
+Loading always uses ``torch.load(..., weights_only=True)``: a file that tries
+to run code while unpickling is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .atomic import atomic_write_bytes, sha256_file
+from .errors import CheckpointError, Problem, found
+from .registry import display_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from .builder import RealtimeModel
+    from .spec import ModelSpec
+
+__all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint", "verify_pin"]
+
+DEFAULT_SEED = 0
+
+
+def _error(spec: ModelSpec, reason: str, **context: Any) -> CheckpointError:
+    return CheckpointError.at(reason, file=display_path(spec.checkpoint), model=spec.name,
+                              key=f"models.{spec.name}.checkpoint", **context)
+
+
+def verify_pin(spec: ModelSpec) -> str:
+    """The checkpoint's sha256; raises when the registry pins a different one."""
+    actual = sha256_file(spec.checkpoint)
+    if spec.sha256 is not None and actual != spec.sha256:
+        raise CheckpointError.at(
+            "checkpoint does not match its pinned sha256 (changed or replaced since it was pinned)",
+            file=display_path(spec.checkpoint), model=spec.name, key=f"models.{spec.name}.sha256",
+            expected=spec.sha256, found=actual,
+        )
+    return actual
+
+
+def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors, loaded without executing any code."""
+    import torch
+
+    path = spec.checkpoint
+    if not path.exists():
+        raise _error(spec, "checkpoint file not found; run `modelreg init` to create seeded weights")
+    if path.is_dir():
+        raise _error(spec, "checkpoint is a folder", expected="a state-dict file")
+    if path.stat().st_size == 0:
+        raise _error(spec, "checkpoint file is empty")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses anything but tensors and plain containers; that
+        # includes pickles built to run code on load.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _error(spec, f"refused to load: the file holds objects other than tensors ({first_line})",
+                     expected="a state dict saved with torch.save(module.state_dict())") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _error(spec, f"not a readable PyTorch checkpoint (truncated or another format): {detail}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise _error(spec, "checkpoint is not a state dict", expected="a dict of tensor name to tensor",
+                     found=type(data).__name__ if not isinstance(data, dict) else "a dict with non-tensor values")
+    return data
+
+
+def _mismatch_problems(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any]) -> list[Problem]:
+    shown = display_path(spec.checkpoint)
+    problems: list[Problem] = []
+
+    def add(reason: str, tensor: str, exp: str | None = None, got: Any = None) -> None:
+        problems.append(Problem(reason, file=shown, model=spec.name, key=tensor, expected=exp,
+                                found=None if got is None else found(got)))
+
+    for name in expected:
+        if name not in state:
+            add("missing tensor", name, f"shape {list(expected[name].shape)}")
+    for name in state:
+        if name not in expected:
+            add("unexpected tensor (not part of this architecture)", name, None, list(state[name].shape))
+    for name, want in expected.items():
+        got = state.get(name)
+        if got is None:
+            continue
+        if tuple(got.shape) != tuple(want.shape):
+            add("tensor has the wrong shape", name, f"shape {list(want.shape)}", list(got.shape))
+        elif got.dtype != want.dtype:
+            add("tensor has the wrong dtype", name, str(want.dtype).replace("torch.", ""),
+                str(got.dtype).replace("torch.", ""))
+    return problems
+
+
+def load_checkpoint(spec: ModelSpec) -> RealtimeModel:
+    """The module for ``spec`` with the checkpoint's weights, in eval mode.
+
+    Raises :class:`CheckpointError` for a missing, unsafe or unreadable file,
+    a sha256 pin mismatch, or tensors that do not fit the architecture (all
+    missing, unexpected and mis-shaped tensors listed together).
+    """
+    if spec.checkpoint.is_file():
+        verify_pin(spec)
+    state = read_state_dict(spec)
+    module = spec.build()
+    problems = _mismatch_problems(spec, module.state_dict(), state)
+    if problems:
+        raise CheckpointError(*problems)
+    module.load_state_dict(state, strict=True)
+    return module.eval()
+
+
+def save_checkpoint(module: RealtimeModel, path: Path) -> str:
+    """Write ``module``'s state dict atomically; returns the file's sha256."""
+    import hashlib
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+@attrs.frozen
+class InitResult:
+    """What ``modelreg init`` did for one model."""
+
+    model: str
+    path: Path
+    action: str  # "written" or "kept"
+    sha256: str
+    pin_ok: bool | None  # None when the registry pins no sha256
+
+
+def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = False) -> InitResult:
+    """Create ``spec``'s checkpoint with seeded, reproducible (untrained) weights.
+
+    An existing file is kept unless ``force``; the same seed always gives
+    bit-identical tensors.
+    """
+    from .builder import build_module
+
+    if spec.checkpoint.exists() and not force:
+        digest = sha256_file(spec.checkpoint)
+        action = "kept"
+    else:
+        digest = save_checkpoint(build_module(spec, seed=seed), spec.checkpoint)
+        action = "written"
+    pin_ok = None if spec.sha256 is None else digest == spec.sha256
+    return InitResult(spec.name, spec.checkpoint, action, digest, pin_ok)

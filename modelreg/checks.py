@@ -1,0 +1,175 @@
+"""The checks a loaded model must pass. Each returns one :class:`CheckResult` with its figures.
+
+Stateful (recurrent) models are always driven the way a host drives them:
+``reset()``, then one frame per call.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .inputs import edge_cases, stream
+from .latency import measure, single_thread
+from .report import CheckResult
+
+if TYPE_CHECKING:
+    from .builder import RealtimeModel
+    from .spec import ModelSpec
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "check_batch_consistency",
+    "check_determinism",
+    "check_edge_cases",
+    "check_finite_weights",
+    "check_latency",
+    "check_output_range",
+    "check_output_shape",
+    "check_params",
+    "run_frames",
+]
+
+DEFAULT_TOLERANCE = 1e-5
+#: Frames fed to stateful models in the batch and determinism checks.
+_FRAMES = 8
+
+
+def run_frames(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:
+    """Reset, then feed ``frames [batch, time, features]`` one frame per call; ``[batch, time, out]``."""
+    import torch
+
+    module.reset()
+    outputs = []
+    with torch.inference_mode():
+        for t in range(frames.shape[1]):
+            outputs.append(module(torch.from_numpy(np.ascontiguousarray(frames[:, t, :]))).numpy())
+    module.reset()
+    return np.stack(outputs, axis=1)
+
+
+def _frames_for(module: RealtimeModel, frame: np.ndarray) -> np.ndarray:
+    """A frame ``[batch, F]`` as a stream: repeated for stateful models so state builds up."""
+    repeats = _FRAMES if module.is_stateful else 1
+    return np.repeat(frame[:, None, :], repeats, axis=1)
+
+
+def check_params(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
+    actual = sum(p.numel() for p in module.parameters())
+    figures = {"declared": spec.params, "actual": actual}
+    if actual != spec.params:
+        return CheckResult("params", "fail", f"built module has {actual:,} parameters, registry declares {spec.params:,}", figures)
+    return CheckResult("params", "pass", f"{actual:,} parameters", figures)
+
+
+def check_finite_weights(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
+    bad = {}
+    for name, tensor in module.state_dict().items():
+        values = tensor.detach().numpy()
+        count = int(values.size - np.isfinite(values).sum())
+        if count:
+            bad[name] = count
+    if bad:
+        listed = ", ".join(f"{name} ({count} NaN/Inf)" for name, count in bad.items())
+        return CheckResult("weights_finite", "fail", f"non-finite weights in {listed}", {"tensors": bad})
+    return CheckResult("weights_finite", "pass", "all weights finite")
+
+
+def check_output_shape(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
+    x = edge_cases(spec.in_features, batch=spec.input_shape[0])["normal"]
+    y = run_frames(module, x[:, None, :])[:, 0, :]
+    expected = list(spec.output_shape)
+    figures = {"expected": expected, "actual": list(y.shape)}
+    if list(y.shape) != expected:
+        return CheckResult("output_shape", "fail", f"output shape {list(y.shape)}, registry declares {expected}", figures)
+    return CheckResult("output_shape", "pass", f"{expected}", figures)
+
+
+def check_batch_consistency(spec: ModelSpec, module: RealtimeModel, tolerance: float, batch: int = 8) -> CheckResult:
+    """Each row of a batch must give what that row gives alone (no leakage between streams)."""
+    frames = stream(spec.in_features, _FRAMES if module.is_stateful else 1, batch=batch)
+    together = run_frames(module, frames)
+    alone = np.concatenate([run_frames(module, frames[i : i + 1]) for i in range(batch)], axis=0)
+    error = float(np.max(np.abs(together - alone)))
+    figures = {"batch": batch, "frames": frames.shape[1], "max_abs_error": error, "tolerance": tolerance}
+    # BLAS may pick other kernels for other batch sizes, so "equal" means within tolerance.
+    if not error <= tolerance:
+        return CheckResult("batch_consistency", "fail", f"rows differ from single runs by {error:.3g} (> {tolerance:g})", figures)
+    return CheckResult("batch_consistency", "pass", f"max abs difference {error:.3g}", figures)
+
+
+def _edge_outputs(spec: ModelSpec, module: RealtimeModel) -> dict[str, np.ndarray]:
+    return {name: run_frames(module, _frames_for(module, x)) for name, x in edge_cases(spec.in_features).items()}
+
+
+def check_edge_cases(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
+    outputs = _edge_outputs(spec, module)
+    broken = [name for name, y in outputs.items() if not np.isfinite(y).all()]
+    figures: dict[str, Any] = {"cases": list(outputs), "non_finite": broken}
+    if broken:
+        return CheckResult("edge_cases", "fail", f"non-finite outputs for: {', '.join(broken)}", figures)
+    return CheckResult("edge_cases", "pass", f"{len(outputs)} edge cases give finite outputs", figures)
+
+
+def implied_range(spec: ModelSpec) -> tuple[str, float, float]:
+    """What the last layer guarantees about every output value: (rule, low, high)."""
+    last = spec.layers[-1]
+    if last.is_recurrent:
+        return ("recurrent (h in [-1, 1])", -1.0, 1.0)
+    return {
+        "sigmoid": ("sigmoid", 0.0, 1.0),
+        "softmax": ("softmax", 0.0, 1.0),
+        "tanh": ("tanh", -1.0, 1.0),
+        "relu": ("relu", 0.0, math.inf),
+        "elu": ("elu", -1.0, math.inf),
+        "linear": ("linear", -math.inf, math.inf),
+    }[last.activation]
+
+
+def check_output_range(spec: ModelSpec, module: RealtimeModel, softmax_tolerance: float = 1e-5) -> CheckResult:
+    rule, low, high = implied_range(spec)
+    outputs = _edge_outputs(spec, module)
+    values = np.concatenate([y.reshape(-1, y.shape[-1]) for y in outputs.values()], axis=0)
+    finite = values[np.isfinite(values).all(axis=1)]
+    figures: dict[str, Any] = {"rule": rule, "min": float(finite.min()) if finite.size else None,
+                               "max": float(finite.max()) if finite.size else None}
+    problems = []
+    if finite.size and (finite.min() < low or finite.max() > high):
+        problems.append(f"values outside [{low:g}, {high:g}] (min {finite.min():.6g}, max {finite.max():.6g})")
+    if rule == "softmax" and finite.size:
+        row_error = float(np.max(np.abs(finite.astype(np.float64).sum(axis=1) - 1.0)))
+        figures["max_row_sum_error"] = row_error
+        if not row_error <= softmax_tolerance:
+            problems.append(f"rows sum to 1 only within {row_error:.3g} (> {softmax_tolerance:g})")
+    if problems:
+        return CheckResult("output_range", "fail", f"{rule}: " + "; ".join(problems), figures)
+    return CheckResult("output_range", "pass", f"{rule}: within [{low:g}, {high:g}]", figures)
+
+
+def check_determinism(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
+    frames = stream(spec.in_features, _FRAMES if module.is_stateful else 1)
+    first = run_frames(module, frames)
+    second = run_frames(module, frames)
+    identical = first.tobytes() == second.tobytes()
+    figures = {"frames": frames.shape[1], "bit_identical": identical}
+    if not identical:
+        error = float(np.nanmax(np.abs(first - second)))
+        return CheckResult("determinism", "fail", f"two runs after reset differ (max abs difference {error:.3g})", figures)
+    return CheckResult("determinism", "pass", "two runs after reset are bit-identical", figures)
+
+
+def check_latency(spec: ModelSpec, module: RealtimeModel, seconds: float = 0.4) -> CheckResult:
+    """Single thread, batch 1, inference mode; passes when the entry's statistic is within target."""
+    import torch
+
+    x = torch.from_numpy(edge_cases(spec.in_features)["normal"])
+    module.reset()
+    with single_thread(), torch.inference_mode():
+        stats = measure(lambda: module(x), seconds=seconds)
+    module.reset()
+    value = stats.stat(spec.latency_stat)
+    figures: dict[str, Any] = {**stats.to_figures(), "stat": spec.latency_stat, "target_ms": spec.latency_ms, "threads": 1}
+    summary = f"{spec.latency_stat} {value:.4f} ms vs target {spec.latency_ms:g} ms ({stats.iterations} calls)"
+    return CheckResult("latency", "pass" if value <= spec.latency_ms else "fail", summary, figures)

@@ -1,0 +1,214 @@
+"""Exporter plugins: one small interface and one entry-point loader.
+
+Exporters are found through the entry-point group ``modelreg.exporters``;
+the built-in ones are registered there too (see pyproject.toml), so they go
+through exactly the same path as third-party ones. Scripts and tests can add
+exporters with :func:`register_exporter`.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from .errors import PluginError, Problem
+
+if TYPE_CHECKING:
+    from .builder import RealtimeModel
+    from .spec import ModelSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Exporter",
+    "Parity",
+    "available_exporters",
+    "get_exporter",
+    "plugin_problems",
+    "register_exporter",
+    "reset_plugins",
+]
+
+ENTRY_POINT_GROUP = "modelreg.exporters"
+
+
+@attrs.frozen
+class Parity:
+    """How closely an exported artifact, run in its own runtime, follows the torch model."""
+
+    max_abs_error: float
+    tolerance: float
+    cases: tuple[str, ...]  # which inputs were compared (edge cases, stream, ...)
+
+    @property
+    def ok(self) -> bool:
+        # "not >" so that NaN (a broken runtime) fails rather than passes.
+        return self.max_abs_error <= self.tolerance
+
+
+class Exporter(abc.ABC):
+    """Writes one artifact per model and proves it behaves like the source model.
+
+    Subclasses set :attr:`name` (what registries list in ``exports``) and
+    :attr:`version` (recorded in ``registry.lock``; bump it when the output
+    format changes so that old artifacts count as stale).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    #: Name of a schema in ``schemas/`` (``"rtneural"`` -> rtneural.schema.json)
+    #: that every emitted file must pass, or None.
+    schema: ClassVar[str | None] = None
+
+    @abc.abstractmethod
+    def artifact_path(self, spec: ModelSpec) -> Path:
+        """Where this exporter writes ``spec``'s artifact (inside the registry folder)."""
+
+    @abc.abstractmethod
+    def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
+        """Write the artifact for ``module`` to ``path``, atomically."""
+
+    @abc.abstractmethod
+    def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
+        """Run the artifact at ``path`` in its own runtime and compare it with ``module``."""
+
+    def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
+        """Problems with the file itself (schema and format rules); none by default."""
+        return []
+
+
+@attrs.frozen
+class _Source:
+    """Where an exporter came from, for error messages."""
+
+    distribution: str
+    entry_point: str
+
+
+_lock = threading.Lock()
+_exporters: dict[str, Exporter] | None = None
+_sources: dict[str, _Source] = {}
+_problems: list[Problem] = []
+_registered: dict[str, Exporter] = {}
+
+
+def _describe(ep: Any) -> _Source:
+    dist = getattr(ep, "dist", None)
+    dist_name = f"{dist.name} {dist.version}" if dist is not None else "(unknown distribution)"
+    return _Source(dist_name, f"{ep.name} = {ep.value}")
+
+
+def _load_entry_points() -> None:
+    global _exporters
+    from importlib.metadata import entry_points
+
+    found: dict[str, Exporter] = {}
+    sources: dict[str, _Source] = {}
+    clashes: set[str] = set()
+    problems: list[Problem] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        source = _describe(ep)
+        try:
+            loaded = ep.load()
+            exporter = loaded() if isinstance(loaded, type) else loaded
+            if not isinstance(exporter, Exporter):
+                raise TypeError(f"{ep.value} is not a modelreg.Exporter subclass or instance")
+            name = exporter.name
+        except Exception as exc:  # a broken plugin must not take the others down
+            problems.append(
+                Problem(f"exporter plugin failed to load: {type(exc).__name__}: {exc}",
+                        key=f"entry point {source.entry_point!r} of {source.distribution}")
+            )
+            continue
+        if name in found or name in clashes:
+            if name in found:
+                first = sources.pop(name)
+                del found[name]
+                clashes.add(name)
+                problems.append(_clash_problem(name, first, source))
+            continue
+        found[name] = exporter
+        sources[name] = source
+    _problems[:] = problems
+    _sources.clear()
+    _sources.update(sources)
+    _exporters = found
+
+
+def _clash_problem(name: str, first: _Source, second: _Source) -> Problem:
+    return Problem(
+        f"two exporters are named {name!r}: entry point {first.entry_point!r} of {first.distribution} "
+        f"and entry point {second.entry_point!r} of {second.distribution}; neither is used until one is renamed or uninstalled",
+        key=f"exporter {name!r}",
+    )
+
+
+def available_exporters() -> dict[str, Exporter]:
+    """Every usable exporter by name: entry points plus :func:`register_exporter`."""
+    with _lock:
+        if _exporters is None:
+            _load_entry_points()
+        assert _exporters is not None
+        merged = dict(_exporters)
+    merged.update(_registered)
+    return merged
+
+
+def plugin_problems() -> tuple[Problem, ...]:
+    """Plugins that failed to load or clash, each naming its distribution and entry point."""
+    available_exporters()
+    return tuple(_problems)
+
+
+def get_exporter(name: str) -> Exporter:
+    """The exporter called ``name``; a clear error lists the available ones."""
+    exporters = available_exporters()
+    if name in exporters:
+        return exporters[name]
+    broken = [p for p in plugin_problems() if repr(name) in (p.key or "") or repr(name) in p.reason]
+    if broken:
+        raise PluginError(*broken)
+    raise PluginError.at(
+        f"no exporter named {name!r}",
+        expected="one of " + (", ".join(sorted(exporters)) or "(none installed)"),
+    )
+
+
+def register_exporter(exporter: Exporter | type[Exporter], *, replace: bool = False) -> Exporter:
+    """Add an exporter without an entry point (for scripts and tests).
+
+    A name that is already taken is an error unless ``replace=True``.
+    """
+    instance = exporter() if isinstance(exporter, type) else exporter
+    if not isinstance(instance, Exporter):
+        raise PluginError.at("not an exporter", expected="a modelreg.Exporter subclass or instance",
+                             found=type(instance).__name__)
+    if not replace and instance.name in available_exporters():
+        raise PluginError.at(f"an exporter named {instance.name!r} is already registered",
+                             expected="a new name, or replace=True")
+    _registered[instance.name] = instance
+    return instance
+
+
+def unregister_exporter(name: str) -> None:
+    """Remove an exporter added with :func:`register_exporter` (no-op if absent)."""
+    _registered.pop(name, None)
+
+
+def reset_plugins() -> None:
+    """Forget loaded entry points and registered exporters (re-read on next use)."""
+    global _exporters
+    with _lock:
+        _exporters = None
+        _problems.clear()
+        _sources.clear()
+    _registered.clear()
+
+
+def exporters_for(names: Mapping[str, Any] | list[str]) -> dict[str, Exporter]:
+    """The exporters for ``names``, raising for any unknown one."""
+    return {name: get_exporter(name) for name in names}

@@ -1,0 +1,330 @@
+"""Finding, parsing and checking ``registry.toml``.
+
+Loading works in two passes. The JSON Schema (``schemas/registry.schema.json``)
+checks structure and types; then the semantic checks that a schema cannot
+express run on every entry that passed it. Every problem of every entry is
+collected before anything is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem, RegistryError, UnknownModelError, found
+from .schemas import schema_problems
+from .spec import LayerSpec, ModelSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_PARAM_BUDGET",
+    "REGISTRY_ENV",
+    "REGISTRY_FILENAME",
+    "Registry",
+    "display_path",
+    "find_registry",
+    "load_registry",
+]
+
+REGISTRY_FILENAME = "registry.toml"
+REGISTRY_ENV = "MODELREG_REGISTRY"
+# Refuse absurd architectures before anything is allocated (a 10^9-unit layer
+# would try to allocate terabytes). Override per registry with
+# [settings] param_budget, or per call.
+DEFAULT_PARAM_BUDGET = 50_000_000
+
+
+def display_path(path: Path) -> str:
+    """A path as messages show it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def find_registry(path: str | os.PathLike[str] | None = None) -> Path:
+    """The registry file to use: ``path``, else ``$MODELREG_REGISTRY``, else the nearest
+    ``registry.toml`` from the current folder upward."""
+    if path is not None:
+        return Path(path)
+    from_env = os.environ.get(REGISTRY_ENV)
+    if from_env:
+        return Path(from_env)
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / REGISTRY_FILENAME
+        if candidate.is_file():
+            return candidate
+    raise RegistryError.at(
+        f"no {REGISTRY_FILENAME} found in {here} or any parent folder; pass a path "
+        f"(--registry PATH) or set {REGISTRY_ENV}"
+    )
+
+
+class Registry(Mapping[str, ModelSpec]):
+    """A read-only mapping of model name to :class:`ModelSpec`.
+
+    Loaded leniently (``strict=False``), entries that failed their checks are
+    left out of the mapping and listed in :attr:`invalid` with their problems,
+    so that the valid models can still be used.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        specs: Mapping[str, ModelSpec],
+        invalid: Mapping[str, tuple[Problem, ...]] | None = None,
+        param_budget: int = DEFAULT_PARAM_BUDGET,
+    ) -> None:
+        self.path = path
+        self._specs = dict(specs)
+        self.invalid: dict[str, tuple[Problem, ...]] = dict(invalid or {})
+        self.param_budget = param_budget
+
+    @property
+    def root(self) -> Path:
+        """The folder every path in the registry is relative to."""
+        return self.path.parent
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return tuple(p for problems in self.invalid.values() for p in problems)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every model name in the file, valid or not, in file order."""
+        return tuple(self._all_names)
+
+    @property
+    def _all_names(self) -> list[str]:
+        return list(self._specs) + [n for n in self.invalid if n not in self._specs]
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            pass
+        if name in self.invalid:
+            raise RegistryError(*self.invalid[name])
+        import difflib
+
+        close = difflib.get_close_matches(name, self._all_names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownModelError.at(
+            f"no model named {name!r}{hint}",
+            file=display_path(self.path),
+            expected="one of " + (", ".join(self._all_names) or "(the registry is empty)"),
+        ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def get(self, name: str, default: ModelSpec | None = None) -> ModelSpec | None:  # type: ignore[override]
+        return self._specs.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.path)!r}, models={list(self._specs)!r}, invalid={list(self.invalid)!r})"
+
+
+def load_registry(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    strict: bool = True,
+    param_budget: int | None = None,
+    known_exporters: Callable[[], Mapping[str, Any]] | None = None,
+) -> Registry:
+    """Read and check a registry.
+
+    ``path`` defaults to ``$MODELREG_REGISTRY``, then the nearest
+    ``registry.toml`` upward from the current folder. Paths inside the
+    registry resolve relative to the registry file.
+
+    With ``strict=True`` (the default) any problem raises one
+    :class:`RegistryError` listing every problem found. With ``strict=False``
+    only file-level problems raise; broken entries go to ``Registry.invalid``.
+    """
+    registry_file = find_registry(path)
+    shown = display_path(registry_file)
+    data = _read_toml(registry_file, shown)
+
+    if known_exporters is None:
+        from .plugins import available_exporters
+
+        known_exporters = available_exporters
+
+    def model_of(parts: list[Any]) -> str | None:
+        return str(parts[1]) if len(parts) >= 2 and parts[0] == "models" else None
+
+    problems = schema_problems(data, "registry", file=shown, model_of=model_of)
+    file_level = [p for p in problems if p.model is None]
+    if file_level:
+        raise RegistryError(*problems)
+
+    settings = data.get("settings", {})
+    budget = param_budget if param_budget is not None else settings.get("param_budget", DEFAULT_PARAM_BUDGET)
+
+    by_model: dict[str, list[Problem]] = {}
+    for problem in problems:
+        by_model.setdefault(problem.model or "", []).append(problem)
+
+    exporters: Mapping[str, Any] | None = None
+    specs: dict[str, ModelSpec] = {}
+    invalid: dict[str, tuple[Problem, ...]] = {}
+    for name, entry in data.get("models", {}).items():
+        if name in by_model:  # schema problems: semantic checks would only add noise
+            invalid[name] = tuple(by_model[name])
+            continue
+        if exporters is None and entry.get("exports"):
+            exporters = known_exporters()
+        entry_problems = _semantic_problems(name, entry, registry_file, shown, budget, exporters or {})
+        if entry_problems:
+            invalid[name] = tuple(entry_problems)
+        else:
+            specs[name] = _to_spec(name, entry, registry_file)
+
+    if strict and invalid:
+        raise RegistryError(*(p for ps in invalid.values() for p in ps))
+    return Registry(registry_file, specs, invalid, param_budget=budget)
+
+
+def _read_toml(registry_file: Path, shown: str) -> dict[str, Any]:
+    if registry_file.is_dir():
+        inside = registry_file / REGISTRY_FILENAME
+        hint = f"; did you mean {display_path(inside)}?" if inside.is_file() else ""
+        raise RegistryError.at(f"is a folder, not a registry file{hint}", file=shown, expected="a TOML file")
+    try:
+        raw = registry_file.read_bytes()
+    except FileNotFoundError:
+        raise RegistryError.at("registry file not found", file=shown) from None
+    except OSError as exc:
+        raise RegistryError.at(f"cannot read the registry: {exc.strerror}", file=shown) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RegistryError.at(
+            "not valid UTF-8 text", file=shown, line=line, column=column,
+            expected="a UTF-8 encoded TOML file", found=f"byte 0x{raw[exc.start]:02x}",
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts "(at line L, column C)" in the message; newer versions also
+        # expose lineno/colno. Report them as structured fields either way.
+        message = str(exc)
+        line = getattr(exc, "lineno", None)
+        column = getattr(exc, "colno", None)
+        import re
+
+        match = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        if match:
+            line, column = int(match[1]), int(match[2])
+            message = message[: match.start()]
+        elif "(at end of document)" in message:
+            message = message.replace(" (at end of document)", " at end of document")
+        raise RegistryError.at(f"invalid TOML: {message}", file=shown, line=line, column=column) from None
+
+
+def _inside(root: Path, candidate: Path) -> bool:
+    try:
+        candidate.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _semantic_problems(
+    name: str,
+    entry: Mapping[str, Any],
+    registry_file: Path,
+    shown: str,
+    budget: int,
+    exporters: Mapping[str, Any],
+) -> list[Problem]:
+    """What the schema cannot say about one (schema-valid) entry."""
+    key = f"models.{name}"
+    problems: list[Problem] = []
+
+    def add(reason: str, field: str, expected: str | None = None, found_: Any = None) -> None:
+        problems.append(
+            Problem(reason, file=shown, model=name, key=f"{key}.{field}", expected=expected,
+                    found=None if found_ is None else found(found_))
+        )
+
+    layers = [LayerSpec(l["type"], l["units"], l.get("activation", "linear")) for l in entry["layers"]]
+    in_features = entry["input_shape"][-1]
+    out_features = entry["output_shape"][-1]
+
+    if layers[-1].units != out_features:
+        add("output shape contradicts the last layer", "output_shape",
+            f"[{entry['output_shape'][0]}, {layers[-1].units}] (layers[{len(layers) - 1}] has {layers[-1].units} units)",
+            entry["output_shape"])
+    if entry["input_shape"][0] != entry["output_shape"][0]:
+        add("input and output batch sizes differ", "output_shape",
+            f"batch {entry['input_shape'][0]} as in input_shape", entry["output_shape"])
+
+    from .spec import count_params
+
+    computed = count_params(layers, in_features)
+    if computed > budget:
+        # Checked before anything is built: a 10^9-unit layer must never be allocated.
+        add("architecture exceeds the parameter budget", "layers",
+            f"at most {budget:,} parameters (settings.param_budget)", f"{computed:,} parameters")
+    elif entry["params"] != computed:
+        add("declared parameter count does not match the layers", "params",
+            f"{computed:,} (PyTorch's count for these layers)", f"{entry['params']:,}")
+
+    for field in ("latency_ms", "tolerance"):
+        value = entry.get(field)
+        if value is not None and not math.isfinite(value):
+            add("must be a finite number", field, "a finite number > 0", value)
+
+    root = registry_file.parent
+    checkpoint = entry["checkpoint"]
+    if Path(checkpoint).is_absolute() or not _inside(root, root / checkpoint):
+        add("checkpoint path leaves the registry's folder", "checkpoint",
+            f"a path inside {display_path(root) or '.'}", checkpoint)
+
+    unknown = [e for e in entry.get("exports", []) if e not in exporters]
+    for exporter in unknown:
+        index = list(entry["exports"]).index(exporter)
+        available = ", ".join(sorted(exporters)) or "(no exporters installed)"
+        add("unknown exporter", f"exports[{index}]", f"one of {available}", exporter)
+    return problems
+
+
+def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path) -> ModelSpec:
+    layers = tuple(LayerSpec(l["type"], l["units"], l.get("activation", "linear")) for l in entry["layers"])
+    return ModelSpec(
+        name=name,
+        description=entry["description"],
+        input_shape=tuple(entry["input_shape"]),
+        output_shape=tuple(entry["output_shape"]),
+        dtype=entry["dtype"],
+        params=entry["params"],
+        latency_ms=float(entry["latency_ms"]),
+        latency_stat=entry.get("latency_stat", "p99"),
+        layers=layers,
+        checkpoint=(registry_file.parent / entry["checkpoint"]).absolute(),
+        registry_file=registry_file.absolute(),
+        exports=tuple(entry.get("exports", ())),
+        sha256=entry.get("sha256"),
+        tolerance=entry.get("tolerance"),
+        tags=tuple(entry.get("tags", ())),
+        entry=dict(entry),
+    )

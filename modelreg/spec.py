@@ -1,0 +1,136 @@
+"""Frozen descriptions of models, as read from a registry entry.
+
+Nothing here imports torch: a spec can be read, listed and checked for
+consistency in milliseconds. ``ModelSpec.build()`` and ``.load()`` import the
+torch-backed builder lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+if TYPE_CHECKING:
+    from .builder import RealtimeModel
+
+__all__ = [
+    "ACTIVATIONS",
+    "LATENCY_STATS",
+    "LAYER_TYPES",
+    "LayerSpec",
+    "ModelSpec",
+    "count_params",
+    "layer_params",
+]
+
+LayerType = Literal["dense", "lstm", "gru"]
+Activation = Literal["linear", "tanh", "relu", "sigmoid", "softmax", "elu"]
+LatencyStat = Literal["mean", "p50", "p95", "p99"]
+
+LAYER_TYPES: tuple[str, ...] = ("dense", "lstm", "gru")
+RECURRENT_TYPES: tuple[str, ...] = ("lstm", "gru")
+ACTIVATIONS: tuple[str, ...] = ("linear", "tanh", "relu", "sigmoid", "softmax", "elu")
+LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99")
+
+# Gates per recurrent cell: each gate has an input kernel, a recurrent kernel
+# and (in PyTorch) two bias vectors.
+_GATES = {"lstm": 4, "gru": 3}
+
+
+@attrs.frozen
+class LayerSpec:
+    """One layer: ``dense`` (with an activation), ``lstm`` or ``gru``."""
+
+    type: LayerType
+    units: int
+    activation: Activation = "linear"
+
+    @property
+    def is_recurrent(self) -> bool:
+        return self.type in RECURRENT_TYPES
+
+
+def layer_params(layer: LayerSpec, in_features: int) -> int:
+    """PyTorch's parameter count of ``layer`` fed with ``in_features`` values."""
+    if layer.type == "dense":
+        return in_features * layer.units + layer.units
+    gates = _GATES[layer.type]
+    hidden = layer.units
+    # kernel (in x gates*h) + recurrent kernel (h x gates*h) + two bias vectors.
+    return gates * hidden * (in_features + hidden) + 2 * gates * hidden
+
+
+def count_params(layers: tuple[LayerSpec, ...] | list[LayerSpec], in_features: int) -> int:
+    """Total parameter count of a layer stack, computed without building it."""
+    total = 0
+    for layer in layers:
+        total += layer_params(layer, in_features)
+        in_features = layer.units
+    return total
+
+
+@attrs.frozen
+class ModelSpec:
+    """A validated registry entry. Paths are absolute (resolved against the registry)."""
+
+    name: str
+    description: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    dtype: str
+    params: int
+    latency_ms: float
+    layers: tuple[LayerSpec, ...]
+    checkpoint: Path
+    registry_file: Path
+    latency_stat: LatencyStat = "p99"
+    exports: tuple[str, ...] = ()
+    sha256: str | None = None
+    tolerance: float | None = None
+    tags: tuple[str, ...] = ()
+    # The entry exactly as written (parsed TOML), kept for hashing and display.
+    entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def in_features(self) -> int:
+        return self.input_shape[-1]
+
+    @property
+    def out_features(self) -> int:
+        return self.output_shape[-1]
+
+    @property
+    def is_stateful(self) -> bool:
+        """True when any layer is recurrent: outputs depend on earlier calls."""
+        return any(layer.is_recurrent for layer in self.layers)
+
+    @property
+    def computed_params(self) -> int:
+        return count_params(self.layers, self.in_features)
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.registry_file.parent
+
+    @property
+    def entry_sha256(self) -> str:
+        """Hash of the entry's content (canonical JSON), independent of TOML layout."""
+        canonical = json.dumps(self.entry, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def build(self) -> RealtimeModel:
+        """The PyTorch module for this entry, with freshly initialised weights."""
+        from .builder import build_module
+
+        return build_module(self)
+
+    def load(self) -> RealtimeModel:
+        """The PyTorch module with the checkpoint's weights (pin checked), in eval mode."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(self)

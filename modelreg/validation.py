@@ -1,0 +1,173 @@
+"""Validation runs: every check of every model, one model's failure never stopping the others."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import checks
+from .errors import ModelRegError, Problem, UsageError
+from .registry import Registry, display_path, load_registry
+from .report import CheckResult, ModelReport, ValidationReport
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
+
+__all__ = ["RESULTS_FILENAME", "results_path", "validate", "validate_all", "validate_model"]
+
+RESULTS_FILENAME = "models/validation_results.json"
+
+OnResult = Callable[[ModelReport], None]
+
+
+def results_path(registry: Registry) -> Path:
+    """Where a registry's validation results go: ``models/validation_results.json`` beside it."""
+    return registry.root / RESULTS_FILENAME
+
+
+def _unexpected(name: str, exc: BaseException) -> CheckResult:
+    # A bug (ours or a plugin's) must be visible, but must not stop the other models.
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+    return CheckResult(name, "error", f"unexpected {type(exc).__name__}{at}: {exc}")
+
+
+def _run(report: ModelReport, name: str, check: Callable[[], CheckResult]) -> bool:
+    """Run one check, recording its result; True when it passed."""
+    try:
+        result = check()
+    except ModelRegError as exc:
+        result = CheckResult(name, "fail", str(exc))
+    except Exception as exc:
+        result = _unexpected(name, exc)
+    report.checks.append(result)
+    return result.ok
+
+
+def _skip_rest(report: ModelReport, names: Iterable[str], because: str) -> None:
+    for name in names:
+        report.checks.append(CheckResult(name, "skip", f"not run: {because}"))
+
+
+MODEL_CHECKS = (
+    "entry", "build", "params", "checkpoint", "weights_finite", "output_shape",
+    "batch_consistency", "edge_cases", "output_range", "determinism", "latency",
+)
+
+
+def validate_model(spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True) -> ModelReport:
+    """Run every check on one model (never raises for a model's own problems)."""
+    started = time.perf_counter()
+    report = ModelReport(spec.name)
+    tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE
+    report.checks.append(CheckResult("entry", "pass", "registry entry is valid", {"params": spec.computed_params}))
+
+    holder: dict[str, object] = {}
+
+    def build() -> CheckResult:
+        holder["built"] = spec.build()
+        return CheckResult("build", "pass", f"{len(spec.layers)} layers")
+
+    def load() -> CheckResult:
+        holder["module"] = spec.load()
+        figures = {"sha256_pinned": spec.sha256 is not None}
+        pin = "pin matches" if spec.sha256 else "no sha256 pin"
+        return CheckResult("checkpoint", "pass", f"{display_path(spec.checkpoint)} loaded; {pin}", figures)
+
+    if not _run(report, "build", build):
+        _skip_rest(report, MODEL_CHECKS[3:], "the module does not build")
+    else:
+        _run(report, "params", lambda: checks.check_params(spec, holder["built"]))  # type: ignore[arg-type]
+        if not _run(report, "checkpoint", load):
+            _skip_rest(report, MODEL_CHECKS[4:], "the checkpoint did not load")
+        else:
+            module = holder["module"]
+            for name, check in (
+                ("weights_finite", lambda: checks.check_finite_weights(spec, module)),
+                ("output_shape", lambda: checks.check_output_shape(spec, module)),
+                ("batch_consistency", lambda: checks.check_batch_consistency(spec, module, tolerance)),
+                ("edge_cases", lambda: checks.check_edge_cases(spec, module)),
+                ("output_range", lambda: checks.check_output_range(spec, module)),
+                ("determinism", lambda: checks.check_determinism(spec, module)),
+                ("latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds)),
+            ):
+                _run(report, name, check)  # type: ignore[arg-type]
+            if exports and spec.exports:
+                from .exporting import artifact_checks
+
+                for name, check in artifact_checks(spec, module, tolerance):  # type: ignore[arg-type]
+                    _run(report, name, check)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _invalid_entry_report(name: str, problems: Iterable[Problem]) -> ModelReport:
+    report = ModelReport(name)
+    report.checks.append(CheckResult("entry", "fail", "; ".join(str(p) for p in problems)))
+    _skip_rest(report, MODEL_CHECKS[1:], "the registry entry is invalid")
+    return report
+
+
+def _resolve(registry: Registry | str | os.PathLike[str] | None) -> Registry:
+    if isinstance(registry, Registry):
+        return registry
+    return load_registry(registry, strict=False)
+
+
+def validate_all(
+    registry: Registry | str | os.PathLike[str] | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    write: bool = True,
+    on_result: OnResult | None = None,
+    latency_seconds: float = 0.4,
+    exports: bool = True,
+) -> ValidationReport:
+    """Validate every model of ``registry`` (a :class:`Registry`, a path, or None to find one).
+
+    Invalid entries are reported as failed models; the other models are still
+    checked. With ``write=True`` the report goes to
+    ``models/validation_results.json`` beside the registry (schema-checked,
+    written atomically). ``on_result`` is called as each model finishes.
+    """
+    reg = _resolve(registry)
+    selected = list(reg.names) if names is None else list(dict.fromkeys(names))
+    unknown = [n for n in selected if n not in reg.names]
+    if unknown:
+        # Raises UnknownModelError with a suggestion for the first unknown name.
+        reg[unknown[0]]
+    report = ValidationReport(registry=reg.path)
+    report.problems.extend(reg.problems)
+    from .plugins import plugin_problems
+
+    report.warnings.extend(plugin_problems())
+    for name in selected:
+        if name in reg.invalid:
+            model_report = _invalid_entry_report(name, reg.invalid[name])
+        else:
+            model_report = validate_model(reg[name], latency_seconds=latency_seconds, exports=exports)
+        report.models[name] = model_report
+        if on_result is not None:
+            on_result(model_report)
+    if write:
+        report.write(results_path(reg))
+    return report
+
+
+def validate(
+    name: str | Iterable[str],
+    registry: Registry | str | os.PathLike[str] | None = None,
+    *,
+    write: bool = False,
+    on_result: OnResult | None = None,
+    latency_seconds: float = 0.4,
+) -> ValidationReport:
+    """Validate one model (or a few) by name. Does not write the results file unless ``write``."""
+    names = [name] if isinstance(name, str) else list(name)
+    if not names:
+        raise UsageError.at("no model names given", expected="at least one model name")
+    return validate_all(registry, names=names, write=write, on_result=on_result, latency_seconds=latency_seconds)
