@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import io
 import pickle
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .atomic import atomic_write_bytes, sha256_file
-from .errors import CheckpointError, Problem, found
+from .errors import CheckpointError, Problem
 from .registry import display_path
 
 if TYPE_CHECKING:
@@ -61,11 +60,16 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses anything but tensors and plain containers; that
-        # includes pickles built to run code on load.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _error(spec, f"refused to load: the file holds objects other than tensors ({first_line})",
-                     expected="a state dict saved with torch.save(module.state_dict())") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError) as exc:
+        # includes pickles built to run code on load. torch reports both that and
+        # plain junk bytes as UnpicklingError: tell them apart by its detail line.
+        detail = _unpickler_detail(str(exc))
+        if "global" in detail.lower() or "class" in detail.lower():
+            raise _error(spec, f"refused to load: the file holds objects other than tensors ({detail}); nothing was executed",
+                         expected="a state dict saved with torch.save(module.state_dict())") from None
+        raise _error(spec, f"not a readable PyTorch checkpoint (truncated or another format): {detail}") from None
+    except Exception as exc:
+        # Arbitrary bytes make torch's readers raise almost anything (IndexError,
+        # RuntimeError, EOFError, ...); for the user they all mean the same.
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _error(spec, f"not a readable PyTorch checkpoint (truncated or another format): {detail}") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -74,13 +78,23 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
     return data
 
 
+def _unpickler_detail(message: str) -> str:
+    """The informative line of torch's long weights_only error message."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "unsupported" in line.lower():
+            return line
+    return lines[0] if lines else "unreadable pickle"
+
+
 def _mismatch_problems(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any]) -> list[Problem]:
     shown = display_path(spec.checkpoint)
     problems: list[Problem] = []
 
     def add(reason: str, tensor: str, exp: str | None = None, got: Any = None) -> None:
+        # Shapes and dtypes are shown as written ([4, 3], float64), not repr'ed.
         problems.append(Problem(reason, file=shown, model=spec.name, key=tensor, expected=exp,
-                                found=None if got is None else found(got)))
+                                found=None if got is None else str(got)))
 
     for name in expected:
         if name not in state:

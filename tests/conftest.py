@@ -1,0 +1,88 @@
+"""Shared fixtures: small registries written into temporary folders."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+TINY_REGISTRY = """\
+[models.tinydense]
+description = "two dense layers"
+input_shape = [1, 4]
+output_shape = [1, 3]
+dtype = "float32"
+params = 43
+latency_ms = 50.0
+exports = []
+checkpoint = "models/tinydense.pt"
+layers = [
+    {{ type = "dense", units = 5, activation = "relu" }},
+    {{ type = "dense", units = 3, activation = "softmax" }},
+]
+
+[models.tinylstm]
+description = "a dense layer, then an LSTM"
+input_shape = [1, 3]
+output_shape = [1, 2]
+dtype = "float32"
+params = 80
+latency_ms = 50.0
+exports = []
+checkpoint = "models/tinylstm.pt"
+layers = [
+    {{ type = "dense", units = 4, activation = "tanh" }},
+    {{ type = "lstm", units = 2 }},
+]
+
+[models.tinygru]
+description = "a GRU, then a sigmoid dense layer"
+input_shape = [1, 3]
+output_shape = [1, 2]
+dtype = "float32"
+params = 118
+latency_ms = 50.0
+exports = []
+checkpoint = "models/tinygru.pt"
+layers = [
+    {{ type = "gru", units = 4 }},
+    {{ type = "dense", units = 2, activation = "sigmoid" }},
+]
+{extra}"""
+
+
+def write_registry(folder: Path, extra: str = "", text: str | None = None) -> Path:
+    """Write the tiny registry (or ``text``) into ``folder``; returns the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "registry.toml"
+    path.write_text(textwrap.dedent(text) if text is not None else TINY_REGISTRY.format(extra=extra))
+    return path
+
+
+@pytest.fixture
+def tiny_registry(tmp_path: Path) -> Path:
+    """A three-model registry (dense, lstm, gru) with seeded checkpoints."""
+    import modelreg
+    from modelreg.checkpoint import init_checkpoint
+
+    path = write_registry(tmp_path / "project")
+    registry = modelreg.load_registry(path)
+    for spec in registry.values():
+        init_checkpoint(spec, seed=0)
+    return path
+
+
+@pytest.fixture
+def bundled_copy(tmp_path: Path) -> Path:
+    """A copy of the bundled registry and its checkpoints, safe to modify."""
+    target = tmp_path / "bundled"
+    (target / "models").mkdir(parents=True)
+    shutil.copy(ROOT / "registry.toml", target / "registry.toml")
+    for checkpoint in (ROOT / "models").glob("*.pt"):
+        shutil.copy(checkpoint, target / "models" / checkpoint.name)
+    return target / "registry.toml"

@@ -1,0 +1,155 @@
+"""Checkpoints: safe loading, pins, architecture mismatches, seeded init."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from modelreg import CheckpointError, load_registry
+from modelreg.checkpoint import init_checkpoint
+from modelreg.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(path, name="tinylstm"):
+    return load_registry(path)[name]
+
+
+def test_loads_and_matches(tiny_registry):
+    module = _spec(tiny_registry).load()
+    assert not module.training
+    saved = torch.load(_spec(tiny_registry).checkpoint, weights_only=True)
+    for key, tensor in module.state_dict().items():
+        assert torch.equal(tensor, saved[key])
+
+
+def test_missing_file(tiny_registry):
+    spec = _spec(tiny_registry)
+    spec.checkpoint.unlink()
+    with pytest.raises(CheckpointError, match=r"tinylstm.pt: models.tinylstm.checkpoint: checkpoint file not found; run `modelreg init`"):
+        spec.load()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "checkpoint file is empty"),
+        (b"this is not a checkpoint\n", "not a readable PyTorch checkpoint"),
+    ],
+)
+def test_unreadable_files(tiny_registry, content, message):
+    spec = _spec(tiny_registry)
+    spec.checkpoint.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as info:
+        spec.load()
+    assert info.value.model == "tinylstm"
+
+
+def test_truncated_checkpoint(tiny_registry):
+    spec = _spec(tiny_registry)
+    data = spec.checkpoint.read_bytes()
+    spec.checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        spec.load()
+
+
+class _Exploit:
+    """Unpickling this would create a marker file: code execution."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused_and_nothing_runs(tiny_registry, tmp_path):
+    spec = _spec(tiny_registry)
+    marker = tmp_path / "pwned"
+    torch.save({"layers.0.weight": _Exploit(str(marker))}, spec.checkpoint)
+    with pytest.raises(CheckpointError, match="refused to load: the file holds objects other than tensors"):
+        spec.load()
+    assert not marker.exists()
+    # The same file through plain pickle.load would have run the command: the test is real.
+    with open(spec.checkpoint, "rb") as handle:
+        import zipfile
+
+        with zipfile.ZipFile(handle) as archive:
+            payload = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+            pickle.loads(archive.read(payload))
+    assert marker.exists()
+
+
+def test_not_a_state_dict(tiny_registry):
+    spec = _spec(tiny_registry)
+    torch.save([torch.zeros(2)], spec.checkpoint)
+    with pytest.raises(CheckpointError, match=r"checkpoint is not a state dict \(expected a dict of tensor name to tensor, found 'list'\)"):
+        spec.load()
+
+
+def test_every_mismatch_is_listed_together(tiny_registry):
+    spec = _spec(tiny_registry)
+    state = torch.load(spec.checkpoint, weights_only=True)
+    del state["layers.1.bias_hh_l0"]
+    state["layers.0.weight"] = torch.zeros(4, 7)
+    state["layers.0.bias"] = state["layers.0.bias"].double()
+    state["layers.9.weight"] = torch.zeros(1)
+    torch.save(state, spec.checkpoint)
+    with pytest.raises(CheckpointError) as info:
+        spec.load()
+    text = str(info.value)
+    assert text.startswith("4 problems:")
+    assert "layers.1.bias_hh_l0: missing tensor (expected shape [8])" in text
+    assert "layers.9.weight: unexpected tensor (not part of this architecture) (found [1])" in text
+    assert "layers.0.weight: tensor has the wrong shape (expected shape [4, 3], found [4, 7])" in text
+    assert "layers.0.bias: tensor has the wrong dtype (expected float32, found float64)" in text
+    assert {p.model for p in info.value.problems} == {"tinylstm"}
+
+
+def test_pin_mismatch(tiny_registry):
+    text = tiny_registry.read_text().replace(
+        'checkpoint = "models/tinylstm.pt"', 'checkpoint = "models/tinylstm.pt"\nsha256 = "' + "0" * 64 + '"'
+    )
+    tiny_registry.write_text(text)
+    with pytest.raises(CheckpointError, match=r"models.tinylstm.sha256: checkpoint does not match its pinned sha256"):
+        _spec(tiny_registry).load()
+
+
+def test_init_is_bit_identical_to_the_bundled_checkpoints(tmp_path, bundled_copy):
+    # Regenerate every bundled checkpoint elsewhere: same seed -> identical tensors and bytes.
+    registry = load_registry(bundled_copy)
+    for spec in registry.values():
+        spec.checkpoint.unlink()
+        result = init_checkpoint(spec, seed=0)
+        assert result.action == "written"
+        assert result.pin_ok is True, spec.name
+        fresh = torch.load(spec.checkpoint, weights_only=True)
+        shipped = torch.load(ROOT / "models" / f"{spec.name}.pt", weights_only=True)
+        assert fresh.keys() == shipped.keys()
+        for key in fresh:
+            assert torch.equal(fresh[key], shipped[key]), (spec.name, key)
+
+
+def test_init_keeps_existing_unless_forced(tiny_registry, capsys):
+    spec = _spec(tiny_registry)
+    before = spec.checkpoint.read_bytes()
+    assert init_checkpoint(spec, seed=3).action == "kept"
+    assert spec.checkpoint.read_bytes() == before
+    assert init_checkpoint(spec, seed=3, force=True).action == "written"
+    assert spec.checkpoint.read_bytes() != before
+
+
+def test_cli_init_reports_pin_mismatch(tiny_registry, capsys):
+    text = tiny_registry.read_text().replace(
+        'checkpoint = "models/tinygru.pt"', 'checkpoint = "models/tinygru.pt"\nsha256 = "' + "a" * 64 + '"'
+    )
+    tiny_registry.write_text(text)
+    code = main(["init", "--registry", str(tiny_registry)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "kept" in out and "pinned sha256 differs: set models.tinygru.sha256" in out

@@ -1,0 +1,53 @@
+"""An installed (non-editable) wheel must carry its schemas and work from any folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_installs_and_validates_a_model(tmp_path, bundled_copy):
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    wheel = next(dist.glob("modelreg-*.whl"))
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "modelreg/schemas/registry.schema.json" in names
+    assert "modelreg/py.typed" in names
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    # Dependencies (torch, numpy, ...) come from the test's own environment, offline;
+    # modelreg itself only from the wheel. A path line in a .pth file does not run the
+    # dev environment's own .pth files, so its editable modelreg stays invisible.
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+        check=True, capture_output=True, text=True,
+    )
+    script = textwrap.dedent(f"""
+        import modelreg, pathlib
+        assert pathlib.Path(modelreg.__file__).is_relative_to({str(env_dir)!r}), modelreg.__file__
+        registry = modelreg.load_registry({str(bundled_copy)!r})
+        report = modelreg.validate("dynamicsengine", registry, latency_seconds=0.05, write=True)
+        assert report.ok, report.to_json()
+        print("OK", len(registry))
+    """)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([str(python), "-c", script], cwd=elsewhere, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["OK", "5"]
