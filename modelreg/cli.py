@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-seconds", type=_positive_float, default=0.4, metavar="S",
                    help="time spent measuring each model's latency (default 0.4)")
 
+    p = sub.add_parser("export", parents=[common], help="export models to their declared formats")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--format", action="append", dest="formats", metavar="F",
+                   help="only this exporter (repeatable; default: every format the entry declares)")
+    p.add_argument("--force", action="store_true", help="rewrite artifacts even when they are fresh")
+
+    p = sub.add_parser("check", help="check exported files (RTNeural JSON) against the schema and format rules")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
     p = sub.add_parser("init", parents=[common], help="create missing checkpoints with seeded (untrained) weights")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0); the same seed gives bit-identical weights")
@@ -76,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init}[args.command]
+        handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
+                   "export": _cmd_export, "check": _cmd_check}[args.command]
         return handler(args)
     except ModelRegError as exc:
         _print_error(exc)
@@ -230,4 +240,43 @@ def _cmd_init(args: argparse.Namespace) -> int:
             line += f"\n        pinned sha256 differs: set models.{name}.sha256 = \"{result.sha256}\" if these weights are intended"
             status = max(status, EXIT_FAILED)
         print(line)
+    return status
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .exporting import export_all
+
+    registry = load_registry(args.registry, strict=False)
+
+    def progress(result: Any) -> None:
+        mark = {"written": "wrote", "fresh": "fresh", "failed": "FAIL "}[result.status]
+        where = display_path(result.path) if result.path is not None else result.exporter
+        print(f"{mark} {result.model} -> {where}  {result.message}" if result.status != "failed"
+              else f"{mark} {result.model} ({result.exporter}): {result.message}", flush=True)
+
+    report = export_all(registry, names=args.names or None, formats=args.formats, force=args.force, on_result=progress)
+    written = sum(a.status == "written" for a in report.artifacts)
+    fresh = sum(a.status == "fresh" for a in report.artifacts)
+    failed = sum(a.status == "failed" for a in report.artifacts)
+    print(f"\n{written} written, {fresh} fresh, {failed} failed")
+    for problem in report.problems:
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    if report.problems:
+        return EXIT_USAGE
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .rtneural_runtime import load_rtneural
+
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            model = load_rtneural(name, file=name)
+        except ModelRegError as exc:
+            _print_error(exc)
+            status = EXIT_USAGE
+            continue
+        kind = "stateful" if model.is_stateful else "stateless"
+        print(f"ok   {name}: {len(model.layers)} layers, {model.in_size} -> {model.out_size}, {kind}")
     return status

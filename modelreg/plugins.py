@@ -38,16 +38,26 @@ ENTRY_POINT_GROUP = "modelreg.exporters"
 
 @attrs.frozen
 class Parity:
-    """How closely an exported artifact, run in its own runtime, follows the torch model."""
+    """How closely an exported artifact, run in its own runtime, follows the torch model.
 
+    ``max_error`` decides: absolute error where the torch output is within
+    [-1, 1], relative error beyond (float32 cannot be 1e-5-accurate in
+    absolute terms on outputs of 1e5). ``max_abs_error`` is the plain figure.
+    """
+
+    max_error: float
     max_abs_error: float
     tolerance: float
-    cases: tuple[str, ...]  # which inputs were compared (edge cases, stream, ...)
+    cases: Mapping[str, float] = attrs.field(factory=dict)  # max abs error per input case
 
     @property
     def ok(self) -> bool:
-        # "not >" so that NaN (a broken runtime) fails rather than passes.
-        return self.max_abs_error <= self.tolerance
+        # "<=" so that NaN (a broken runtime) fails rather than passes.
+        return self.max_error <= self.tolerance
+
+    def to_figures(self) -> dict[str, Any]:
+        return {"max_error": self.max_error, "max_abs_error": self.max_abs_error,
+                "tolerance": self.tolerance, "cases": dict(self.cases)}
 
 
 class Exporter(abc.ABC):

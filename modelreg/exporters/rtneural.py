@@ -1,0 +1,77 @@
+"""RTNeural JSON: the format RTNeural's C++ ``json_parser::parseJson`` reads.
+
+Parity runs the file in modelreg's numpy reference runtime
+(:mod:`modelreg.rtneural_runtime`), which is itself proven against RTNeural's
+own golden data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+
+from ..atomic import atomic_write_bytes
+from ..errors import Problem
+from ..plugins import Exporter, Parity
+
+if TYPE_CHECKING:
+    from ..builder import RealtimeModel
+    from ..spec import ModelSpec
+
+__all__ = ["RTNeuralExporter"]
+
+
+class RTNeuralExporter(Exporter):
+    """Writes ``models/NAME.json``: compact, lossless (shortest float32 decimals), deterministic."""
+
+    name = "rtneural"
+    version = "1"
+    schema = "rtneural"
+
+    def artifact_path(self, spec: ModelSpec) -> Path:
+        return spec.registry_dir / "models" / f"{spec.name}.json"
+
+    def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
+        from ..rtneural_format import dumps_rtneural, to_rtneural
+
+        state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
+        layers = [(layer.type, layer.units, layer.activation) for layer in spec.layers]
+        atomic_write_bytes(path, dumps_rtneural(to_rtneural(layers, spec.in_features, state)))
+
+    def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
+        from ..registry import display_path
+        from ..rtneural_runtime import check_rtneural, load_rtneural
+
+        shown = display_path(path)
+        try:
+            data = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return [Problem(f"not valid JSON: {exc}", file=shown, model=spec.name)]
+        problems = check_rtneural(data, file=shown)
+        if problems:
+            return problems
+        model = load_rtneural(data, file=shown)
+        if (model.in_size, model.out_size) != (spec.in_features, spec.out_features):
+            problems.append(Problem("file does not fit the registry entry", file=shown, model=spec.name,
+                                    key="in_shape", expected=f"{spec.in_features} in, {spec.out_features} out",
+                                    found=f"{model.in_size} in, {model.out_size} out"))
+        return problems
+
+    def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
+        import numpy as np
+
+        from ..parity import compare
+        from ..registry import display_path
+        from ..rtneural_runtime import load_rtneural
+
+        model = load_rtneural(path, file=display_path(path))
+
+        def run(frames: Any) -> Any:
+            model.reset()
+            return np.stack([model.step(frames[:, t, :]) for t in range(frames.shape[1])], axis=1)
+
+        return compare(module, run, tolerance)
+
+

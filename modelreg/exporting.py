@@ -1,0 +1,369 @@
+"""Export runs, the lock file that records them, and the artifact checks of a validation run.
+
+An artifact is only installed when it is complete and proven: the exporter
+writes it to a temporary file beside the target, the file is checked against
+its schema and format rules, run in its own runtime for parity, and only then
+renamed over the old artifact. ``registry.lock`` records what each artifact
+was made from, so that a later run can tell fresh from stale from tampered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .atomic import atomic_write_text, sha256_file
+from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError
+from .plugins import Exporter, get_exporter
+from .registry import Registry, display_path, load_registry
+from .report import CheckResult
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from .builder import RealtimeModel
+    from .spec import ModelSpec
+
+__all__ = [
+    "LOCK_FILENAME",
+    "ArtifactResult",
+    "ExportReport",
+    "artifact_checks",
+    "export",
+    "export_all",
+    "freshness",
+    "read_lock",
+]
+
+LOCK_FILENAME = "registry.lock"
+LOCK_FORMAT = 1
+# The entry fields an artifact depends on. A new description or latency target
+# does not make an export stale; a changed layer or shape does.
+ARTIFACT_FIELDS = ("input_shape", "output_shape", "dtype", "layers")
+
+
+def artifact_entry_sha256(spec: ModelSpec) -> str:
+    """Hash of the entry fields that shape an artifact (canonical JSON)."""
+    import hashlib
+    import json
+
+    relevant = {key: spec.entry.get(key) for key in ARTIFACT_FIELDS}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- lock file
+
+
+def lock_path(root: Path) -> Path:
+    """``registry.lock`` beside the registry file in ``root``."""
+    return root / LOCK_FILENAME
+
+
+def read_lock(root: Path) -> dict[str, Any]:
+    """The parsed ``registry.lock`` in folder ``root``, or an empty one. A damaged lock file is an error."""
+    path = lock_path(root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {"format": LOCK_FORMAT, "models": {}}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError.at(f"cannot read the lock file: {exc}", file=display_path(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError.at(f"damaged lock file ({exc}); delete it and run `modelreg export --force`",
+                               file=display_path(path)) from None
+    if not isinstance(data.get("models", {}), dict):
+        raise RegistryError.at("damaged lock file: 'models' is not a table", file=display_path(path))
+    data.setdefault("models", {})
+    return data
+
+
+@contextlib.contextmanager
+def _locked(registry: Registry) -> Iterator[None]:
+    """Serialise read-modify-write of registry.lock between processes."""
+    from filelock import FileLock
+
+    with FileLock(str(lock_path(registry.root)) + ".flock", timeout=300):
+        yield
+
+
+def _record(registry: Registry, spec: ModelSpec, exporter: Exporter, artifact: Path, digest: str) -> None:
+    import tomli_w
+
+    from . import __version__
+
+    with _locked(registry):
+        lock = read_lock(registry.root)
+        # Recorded per artifact: formats can be exported at different times
+        # (`--format onnx`), from different checkpoints.
+        artifacts = lock["models"].setdefault(spec.name, {}).setdefault("artifacts", {})
+        artifacts[exporter.name] = {
+            "path": artifact.relative_to(registry.root).as_posix(),
+            "sha256": digest,
+            "exporter": exporter.name,
+            "exporter_version": exporter.version,
+            "entry_sha256": artifact_entry_sha256(spec),
+            "checkpoint_sha256": sha256_file(spec.checkpoint),
+            "torch": _torch_version(),
+            "modelreg": __version__,
+        }
+        lock["format"] = LOCK_FORMAT
+        header = "# Written by `modelreg export`: what each artifact was made from. Do not edit.\n"
+        atomic_write_text(lock_path(registry.root), header + tomli_w.dumps(lock))
+
+
+def _torch_version() -> str:
+    torch = sys.modules.get("torch")
+    return str(torch.__version__) if torch is not None else "unknown"
+
+
+@attrs.frozen
+class Freshness:
+    """Whether an artifact still matches what it was made from."""
+
+    state: str  # "fresh", "missing", "stale", "tampered"
+    reason: str
+
+    @property
+    def fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+def freshness(spec: ModelSpec, exporter: Exporter, lock: dict[str, Any], checkpoint_sha256: str | None = None) -> Freshness:
+    """Compare an artifact with its lock record and the entry/checkpoint it came from."""
+    artifact = exporter.artifact_path(spec)
+    if not artifact.is_file():
+        return Freshness("missing", f"{display_path(artifact)} does not exist; run `modelreg export {spec.name}`")
+    record = lock.get("models", {}).get(spec.name, {}).get("artifacts", {}).get(exporter.name)
+    if not isinstance(record, dict):
+        return Freshness("stale", f"{display_path(artifact)} is not recorded in {LOCK_FILENAME}; run `modelreg export --force {spec.name}`")
+    if record.get("sha256") != sha256_file(artifact):
+        return Freshness("tampered", f"{display_path(artifact)} changed after export (sha256 differs from {LOCK_FILENAME}); "
+                                     f"run `modelreg export --force {spec.name}`")
+    reasons = []
+    if record.get("entry_sha256") != artifact_entry_sha256(spec):
+        reasons.append("the registry entry's architecture changed")
+    current_checkpoint = checkpoint_sha256 or sha256_file(spec.checkpoint)
+    if record.get("checkpoint_sha256") != current_checkpoint:
+        reasons.append("the checkpoint changed")
+    if record.get("exporter_version") != exporter.version:
+        reasons.append(f"exporter version {record.get('exporter_version')} -> {exporter.version}")
+    if reasons:
+        return Freshness("stale", f"{display_path(artifact)} is stale: {'; '.join(reasons)}; run `modelreg export {spec.name}`")
+    return Freshness("fresh", f"{display_path(artifact)} matches {LOCK_FILENAME}")
+
+
+# ---------------------------------------------------------------- export
+
+
+@attrs.frozen
+class ArtifactResult:
+    """One artifact of one export run."""
+
+    model: str
+    exporter: str
+    path: Path | None  # None when the exporter itself could not be found
+    status: str  # "written", "fresh" (kept), "failed"
+    message: str = ""
+    figures: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("written", "fresh")
+
+
+@attrs.define
+class ExportReport:
+    """Every artifact of an export run; ``.ok`` when none failed."""
+
+    registry: Path
+    artifacts: list[ArtifactResult] = attrs.field(factory=list)
+    problems: list[Problem] = attrs.field(factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(a.ok for a in self.artifacts)
+
+
+def _tolerance(spec: ModelSpec) -> float:
+    from .checks import DEFAULT_TOLERANCE
+
+    return spec.tolerance if spec.tolerance is not None else DEFAULT_TOLERANCE
+
+
+def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> ArtifactResult:
+    """Write to a temporary file, check and verify it, then rename it over the artifact."""
+    target = exporter.artifact_path(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    started = time.perf_counter()
+    try:
+        exporter.export(spec, module, tmp)
+        export_seconds = time.perf_counter() - started
+        problems = exporter.check_artifact(spec, tmp)
+        if problems:
+            raise ArtifactError(*problems)
+        parity = exporter.verify(spec, module, tmp, _tolerance(spec))
+        if not parity.ok:
+            raise ExportError.at(
+                f"exported file does not behave like the model (max error {parity.max_error:.3g} > tolerance {parity.tolerance:g}); "
+                "the previous artifact was kept",
+                file=display_path(target), model=spec.name,
+            )
+        digest = sha256_file(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    figures = {"bytes": target.stat().st_size, "export_seconds": round(export_seconds, 4),
+               "max_error": parity.max_error, "max_abs_error": parity.max_abs_error, "sha256": digest}
+    return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.max_abs_error:.3g}", figures)
+
+
+def _resolve(registry: Registry | str | os.PathLike[str] | None) -> Registry:
+    return registry if isinstance(registry, Registry) else load_registry(registry, strict=False)
+
+
+def export_all(
+    registry: Registry | str | os.PathLike[str] | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    formats: Iterable[str] | None = None,
+    force: bool = False,
+    on_result: Callable[[ArtifactResult], None] | None = None,
+) -> ExportReport:
+    """Export every declared format of every model (or of ``names`` / ``formats``).
+
+    Fresh artifacts are kept unless ``force``. One model's failure never stops
+    the others; invalid entries are reported in ``ExportReport.problems``.
+    """
+    reg = _resolve(registry)
+    selected = list(reg.names) if names is None else list(dict.fromkeys(names))
+    for name in selected:
+        if name not in reg.names:
+            reg[name]  # raises UnknownModelError with a suggestion
+    wanted = None if formats is None else list(dict.fromkeys(formats))
+    for fmt in wanted or []:
+        get_exporter(fmt)  # unknown format: clear error listing the available ones
+    report = ExportReport(reg.path)
+    report.problems.extend(p for name in selected for p in reg.invalid.get(name, ()))
+    lock = read_lock(reg.root)
+
+    def emit(result: ArtifactResult) -> None:
+        report.artifacts.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    for name in selected:
+        if name in reg.invalid:
+            continue
+        spec = reg[name]
+        formats_here = [f for f in spec.exports if wanted is None or f in wanted]
+        if not formats_here:
+            continue
+        module: RealtimeModel | None = None
+        for fmt in formats_here:
+            path: Path | None = None
+            try:
+                exporter = get_exporter(fmt)
+                path = exporter.artifact_path(spec)
+                if not force and freshness(spec, exporter, lock).fresh:
+                    emit(ArtifactResult(name, fmt, path, "fresh", "up to date (use --force to rewrite)"))
+                    continue
+                if module is None:
+                    module = spec.load()
+                result = _export_one(spec, module, exporter)
+                _record(reg, spec, exporter, result.path, result.figures["sha256"])
+                emit(result)
+            except ModelRegError as exc:
+                emit(ArtifactResult(name, fmt, path, "failed", str(exc)))
+            except Exception as exc:  # a plugin's bug must not stop the other models
+                emit(ArtifactResult(name, fmt, path, "failed", f"unexpected {type(exc).__name__} in exporter {fmt!r}: {exc}"))
+    return report
+
+
+def export(
+    name: str | Iterable[str],
+    registry: Registry | str | os.PathLike[str] | None = None,
+    *,
+    formats: Iterable[str] | None = None,
+    force: bool = False,
+) -> ExportReport:
+    """Export one model (or a few) by name."""
+    names = [name] if isinstance(name, str) else list(name)
+    if not names:
+        raise UsageError.at("no model names given", expected="at least one model name")
+    return export_all(registry, names=names, formats=formats, force=force)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def artifact_checks(
+    spec: ModelSpec, module: RealtimeModel, tolerance: float
+) -> list[tuple[str, Callable[[], CheckResult]]]:
+    """Per declared export: the artifact exists, is fresh, passes its schema, passes parity.
+
+    Returned as named callables so the validation run isolates each one.
+    """
+    checks: list[tuple[str, Callable[[], CheckResult]]] = []
+    lock_holder: dict[str, Any] = {}
+
+    def lock() -> dict[str, Any]:
+        if "lock" not in lock_holder:
+            lock_holder["lock"] = read_lock(spec.registry_dir)
+        return lock_holder["lock"]
+
+    for fmt in spec.exports:
+        state: dict[str, Any] = {}
+
+        def exists(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
+            exporter = get_exporter(fmt)
+            state["exporter"] = exporter
+            path = exporter.artifact_path(spec)
+            if not path.is_file():
+                return CheckResult(f"{fmt}.exists", "fail", f"{display_path(path)} does not exist; run `modelreg export {spec.name}`")
+            state["path"] = path
+            return CheckResult(f"{fmt}.exists", "pass", display_path(path), {"bytes": path.stat().st_size})
+
+        def fresh(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
+            if "path" not in state:
+                return CheckResult(f"{fmt}.fresh", "skip", "not run: no artifact")
+            verdict = freshness(spec, state["exporter"], lock())
+            state["fresh"] = verdict.fresh
+            return CheckResult(f"{fmt}.fresh", "pass" if verdict.fresh else "fail", verdict.reason, {"state": verdict.state})
+
+        def schema(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
+            if "path" not in state:
+                return CheckResult(f"{fmt}.schema", "skip", "not run: no artifact")
+            problems = state["exporter"].check_artifact(spec, state["path"])
+            state["schema_ok"] = not problems
+            if problems:
+                return CheckResult(f"{fmt}.schema", "fail", "; ".join(str(p) for p in problems), {"problems": len(problems)})
+            return CheckResult(f"{fmt}.schema", "pass", "file passes its schema and format rules")
+
+        def parity(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
+            if not (state.get("fresh") and state.get("schema_ok")):
+                why = "the artifact is stale or tampered" if state.get("schema_ok") else "no valid artifact"
+                return CheckResult(f"{fmt}.parity", "skip", f"not run: {why}")
+            result = state["exporter"].verify(spec, module, state["path"], tolerance)
+            summary = f"max abs error {result.max_abs_error:.3g} (tolerance {tolerance:g})"
+            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", summary, result.to_figures())
+
+        checks += [(f"{fmt}.exists", exists), (f"{fmt}.fresh", fresh), (f"{fmt}.schema", schema), (f"{fmt}.parity", parity)]
+    return checks
