@@ -11,13 +11,15 @@ TORCH  := torch==2.13.0
 
 .PHONY: setup run test checkpoints clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check "hatchling>=1.18" editables
 	# No build isolation: the build backend is already in the venv, so an
 	# editable install needs no network beyond the package index.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev,onnx]"
+	# The example third-party exporter: the plugin tests find it by its entry point alone.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps ./examples/modelreg-torchscript
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -98,6 +98,25 @@ class RealtimeModel(nn.Module):
                 new_state.append(out_state)
         return x, new_state
 
+    def state_layout(self) -> list[tuple[str, int]]:
+        """(name, units) of every state tensor in the order :meth:`streaming` takes them:
+        ``h{i}``, ``c{i}`` for an LSTM at layer i, ``h{i}`` for a GRU."""
+        layout: list[tuple[str, int]] = []
+        for index, (kind, layer) in enumerate(zip(self.kinds, self.layers)):
+            if kind == "lstm":
+                layout += [(f"h{index}", layer.hidden_size), (f"c{index}", layer.hidden_size)]
+            elif kind == "gru":
+                layout.append((f"h{index}", layer.hidden_size))
+        return layout
+
+    def streaming(self) -> nn.Module:
+        """A module for exporters: ``(x [batch, in], *state) -> (y [batch, out], *new_state)``.
+
+        State tensors are ``[1, batch, units]`` in :meth:`state_layout` order; a
+        host passes zeros first, then each call's new state. Shares weights with self.
+        """
+        return _Streaming(self).eval()
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() not in (2, 3) or x.shape[-1] != self.in_features:
             raise UsageError.at(
@@ -125,6 +144,35 @@ class RealtimeModel(nn.Module):
         # Detach so that a long stream never builds an ever-growing autograd graph.
         self._state = [_detach(s) for s in new_state]
         return y.squeeze(1) if frame else y
+
+
+class _Streaming(nn.Module):
+    """One frame in, one frame out, recurrent state passed explicitly (traceable)."""
+
+    def __init__(self, inner: RealtimeModel) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor, *flat_state: Tensor) -> tuple[Tensor, ...]:
+        state: State = []
+        position = 0
+        for kind in self.inner.kinds:
+            if kind == "lstm":
+                state.append((flat_state[position], flat_state[position + 1]))
+                position += 2
+            elif kind == "gru":
+                state.append(flat_state[position])
+                position += 1
+            else:
+                state.append(None)
+        y, new_state = self.inner.step(x.unsqueeze(1), state)
+        flat_out: list[Tensor] = []
+        for layer_state in new_state:
+            if isinstance(layer_state, tuple):
+                flat_out += list(layer_state)
+            elif layer_state is not None:
+                flat_out.append(layer_state)
+        return (y.squeeze(1), *flat_out)
 
 
 def _batch_of(state: State) -> int:

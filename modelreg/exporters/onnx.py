@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..builder import RealtimeModel
     from ..spec import ModelSpec
 
-__all__ = ["ONNXExporter", "OPSET", "state_names"]
+__all__ = ["ONNXExporter", "OPSET"]
 
 OPSET = 17
 
@@ -45,51 +45,6 @@ def _require(module: str) -> Any:
         ) from None
 
 
-def state_names(module: RealtimeModel) -> list[tuple[str, int, int]]:
-    """(name, layer index, units) of every state tensor, in graph order."""
-    names = []
-    for index, (kind, layer) in enumerate(zip(module.kinds, module.layers)):
-        if kind == "lstm":
-            names += [(f"h{index}", index, layer.hidden_size), (f"c{index}", index, layer.hidden_size)]
-        elif kind == "gru":
-            names.append((f"h{index}", index, layer.hidden_size))
-    return names
-
-
-def _streaming_wrapper(module: RealtimeModel) -> Any:
-    import torch
-
-    class Streaming(torch.nn.Module):
-        """One frame in, one frame out, state passed explicitly."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = module
-
-        def forward(self, x: torch.Tensor, *flat_state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            state: list[Any] = []
-            position = 0
-            for kind in self.inner.kinds:
-                if kind == "lstm":
-                    state.append((flat_state[position], flat_state[position + 1]))
-                    position += 2
-                elif kind == "gru":
-                    state.append(flat_state[position])
-                    position += 1
-                else:
-                    state.append(None)
-            y, new_state = self.inner.step(x.unsqueeze(1), state)
-            flat_out: list[torch.Tensor] = []
-            for layer_state in new_state:
-                if isinstance(layer_state, tuple):
-                    flat_out += list(layer_state)
-                elif layer_state is not None:
-                    flat_out.append(layer_state)
-            return (y.squeeze(1), *flat_out)
-
-    return Streaming().eval()
-
-
 class ONNXExporter(Exporter):
     """Writes ``models/onnx/NAME.onnx`` (opset 17), checked with ``onnx.checker``."""
 
@@ -104,13 +59,13 @@ class ONNXExporter(Exporter):
         onnx = _require("onnx")
         import torch
 
-        wrapper = _streaming_wrapper(module)
-        states = state_names(module)
-        example = (torch.zeros(1, spec.in_features),) + tuple(torch.zeros(1, 1, units) for _, _, units in states)
-        input_names = ["x"] + [name for name, _, _ in states]
-        output_names = ["y"] + [f"{name}_out" for name, _, _ in states]
+        wrapper = module.streaming()
+        states = module.state_layout()
+        example = (torch.zeros(1, spec.in_features),) + tuple(torch.zeros(1, 1, units) for _, units in states)
+        input_names = ["x"] + [name for name, _ in states]
+        output_names = ["y"] + [f"{name}_out" for name, _ in states]
         axes = {"x": {0: "batch"}, "y": {0: "batch"}}
-        for name, _, _ in states:
+        for name, _ in states:
             axes[name] = {1: "batch"}
             axes[f"{name}_out"] = {1: "batch"}
         buffer = io.BytesIO()
@@ -152,17 +107,17 @@ class ONNXExporter(Exporter):
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        states = state_names(module)
-        output_names = ["y"] + [f"{name}_out" for name, _, _ in states]
+        states = module.state_layout()
+        output_names = ["y"] + [f"{name}_out" for name, _ in states]
 
         def run(frames: Any) -> Any:
             batch = frames.shape[0]
-            state = {name: np.zeros((1, batch, units), np.float32) for name, _, units in states}
+            state = {name: np.zeros((1, batch, units), np.float32) for name, units in states}
             outputs = []
             for t in range(frames.shape[1]):
                 results = session.run(output_names, {"x": np.ascontiguousarray(frames[:, t, :]), **state})
                 outputs.append(results[0])
-                state = {name: value for (name, _, _), value in zip(states, results[1:])}
+                state = {name: value for (name, _), value in zip(states, results[1:])}
             return np.stack(outputs, axis=1)
 
         return compare(module, run, tolerance)

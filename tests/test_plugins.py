@@ -1,0 +1,140 @@
+"""Exporter plugins: entry-point discovery, broken and clashing plugins, registration, isolation."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import modelreg
+from modelreg import PluginError, available_exporters, load_registry, register_exporter, validate_all
+from modelreg.exporting import export_all
+from modelreg.plugins import Exporter, plugin_problems, reset_plugins, unregister_exporter
+
+FAST = {"latency_seconds": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+def _fake_distribution(root: Path, name: str, entry_points: str, module: str = "", module_name: str = "") -> None:
+    """A minimal installed distribution (dist-info + module) that importlib.metadata finds on sys.path."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+    if module_name:
+        (root / f"{module_name}.py").write_text(textwrap.dedent(module))
+
+
+def test_builtin_and_example_plugin_found_through_entry_points():
+    exporters = available_exporters()
+    assert {"rtneural", "onnx", "torchscript"} <= set(exporters)
+    # The example package is installed on its own; modelreg knows nothing of it but its entry point.
+    assert type(exporters["torchscript"]).__module__ == "modelreg_torchscript"
+    assert plugin_problems() == ()
+
+
+def test_example_plugin_artifacts_are_checked_by_validate_all(tiny_registry):
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["torchscript"]'))
+    report = export_all(tiny_registry)
+    assert report.ok and len(report.artifacts) == 3
+    result = validate_all(tiny_registry, write=False, **FAST)
+    assert result.ok
+    for model in result.models.values():
+        names = [c.name for c in model.checks]
+        assert names[-4:] == ["torchscript.exists", "torchscript.fresh", "torchscript.schema", "torchscript.parity"]
+        assert model["torchscript.parity"].figures["max_error"] <= 1e-5
+    # Tamper with one artifact: reported as tampered, parity not run.
+    artifact = tiny_registry.parent / "models" / "torchscript" / "tinygru.pt"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    tinygru = validate_all(tiny_registry, write=False, **FAST)["tinygru"]
+    assert tinygru["torchscript.fresh"].status == "fail"
+    assert "changed after export" in tinygru["torchscript.fresh"].message
+    assert tinygru["torchscript.parity"].status == "skip"
+
+
+def test_broken_and_clashing_plugins_are_reported_and_others_keep_working(tmp_path, monkeypatch):
+    _fake_distribution(
+        tmp_path, "broken-plugin",
+        "[modelreg.exporters]\nbroken = broken_plugin_mod:Exporter\n",
+        "raise RuntimeError('plugin import exploded')\n", "broken_plugin_mod",
+    )
+    _fake_distribution(
+        tmp_path, "clashing-plugin",
+        "[modelreg.exporters]\nonnx = clashing_plugin_mod:Clash\n",
+        """
+        from modelreg.exporters.onnx import ONNXExporter
+        class Clash(ONNXExporter):
+            pass
+        """, "clashing_plugin_mod",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exporters = available_exporters()
+    assert "rtneural" in exporters and "torchscript" in exporters
+    assert "onnx" not in exporters and "broken" not in exporters
+    messages = [str(p) for p in plugin_problems()]
+    assert any("entry point 'broken = broken_plugin_mod:Exporter' of broken-plugin 0.1" in m
+               and "RuntimeError: plugin import exploded" in m for m in messages), messages
+    assert any("two exporters are named 'onnx'" in m and "clashing-plugin 0.1" in m and "modelreg 0.1.0" in m
+               for m in messages), messages
+    with pytest.raises(PluginError, match="two exporters are named 'onnx'"):
+        modelreg.get_exporter("onnx")
+
+
+def test_unknown_exporter_in_registry_lists_the_available_ones(tiny_registry):
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["tflite"]', 1))
+    with pytest.raises(modelreg.RegistryError) as info:
+        load_registry(tiny_registry)
+    text = str(info.value)
+    assert "models.tinydense.exports[0]: unknown exporter (expected one of onnx, rtneural, torchscript, found 'tflite')" in text
+
+
+class _Exploding(Exporter):
+    name = "exploding"
+
+    def artifact_path(self, spec):
+        return spec.registry_dir / "models" / f"{spec.name}.boom"
+
+    def export(self, spec, module, path):
+        if spec.name == "tinylstm":
+            raise ValueError("simulated plugin bug")
+        path.write_text("ok")
+
+    def verify(self, spec, module, path, tolerance):
+        return modelreg.Parity(max_error=0.0, max_abs_error=0.0, tolerance=tolerance)
+
+
+def test_register_exporter_and_isolation_of_a_raising_plugin(tiny_registry):
+    register_exporter(_Exploding)
+    with pytest.raises(PluginError, match="already registered"):
+        register_exporter(_Exploding)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["exploding"]'))
+    report = export_all(tiny_registry)
+    status = {a.model: a.status for a in report.artifacts}
+    assert status == {"tinydense": "written", "tinylstm": "failed", "tinygru": "written"}
+    failed = next(a for a in report.artifacts if a.status == "failed")
+    assert "unexpected ValueError in exporter 'exploding': simulated plugin bug" in failed.message
+    assert not list((tiny_registry.parent / "models").glob(".*.partial"))  # no half-written leftovers
+    unregister_exporter("exploding")
+    assert "exploding" not in available_exporters()
+
+
+def test_register_rejects_non_exporters():
+    with pytest.raises(PluginError, match="not an exporter"):
+        register_exporter(object())  # type: ignore[arg-type]
+
+
+def test_onnx_without_its_extra_names_the_extra(tiny_registry, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` raise ImportError
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["onnx"]', 1))
+    report = export_all(tiny_registry)
+    (artifact,) = report.artifacts
+    assert artifact.status == "failed"
+    assert "the ONNX exporter needs the 'onnx' package, which is not installed (expected pip install 'modelreg[onnx]')" in artifact.message
