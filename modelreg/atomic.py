@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_writer", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_with", "atomic_writer", "install", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -29,18 +29,25 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        # Keep the permissions a user gave the old file; default to 0644 for new files
-        # (mkstemp creates 0600, which would surprise anyone sharing the folder).
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
+        install(Path(tmp_name), target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def install(tmp: Path, target: Path) -> None:
+    """Rename a complete temporary file over ``target`` (same folder), durably.
+
+    Keeps the permissions a user gave the old file; new files get 0644 (mkstemp
+    creates 0600, which would surprise anyone sharing the folder).
+    """
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
     _fsync_dir(target.parent)
 
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .atomic import atomic_write_text, sha256_file
+from .atomic import atomic_write_text, install, sha256_file
 from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError
+from .latency import single_thread
 from .plugins import Exporter, get_exporter
 from .registry import Registry, display_path, load_registry
 from .report import CheckResult
@@ -226,7 +227,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
                 file=display_path(target), model=spec.name,
             )
         digest = sha256_file(tmp)
-        os.replace(tmp, target)
+        install(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -287,7 +288,8 @@ def export_all(
                     continue
                 if module is None:
                     module = spec.load()
-                result = _export_one(spec, module, exporter)
+                with single_thread():  # see validation.validate_model
+                    result = _export_one(spec, module, exporter)
                 _record(reg, spec, exporter, result.path, result.figures["sha256"])
                 emit(result)
             except ModelRegError as exc:

@@ -61,6 +61,15 @@ MODEL_CHECKS = (
 
 def validate_model(spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True) -> ModelReport:
     """Run every check on one model (never raises for a model's own problems)."""
+    from .latency import single_thread
+
+    # One thread for everything, as a real-time host runs these models: frame-by-frame
+    # calls of small layers are several times slower when torch fans out to a pool.
+    with single_thread():
+        return _validate_model(spec, latency_seconds=latency_seconds, exports=exports)
+
+
+def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool) -> ModelReport:
     started = time.perf_counter()
     report = ModelReport(spec.name)
     tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE

@@ -1,0 +1,728 @@
+"""A numpy reader and runtime for RTNeural's JSON model format.
+
+RTNeural (github.com/jatinchowdhury18/RTNeural) loads models with
+``RTNeural::json_parser::parseJson`` (``RTNeural/model_loader.h``). This module
+reads the same files, checks them far more strictly than the loader does (the
+loader silently zero-pads short kernels, skips unknown layer types and crashes
+on unknown activations), and runs them with RTNeural's semantics in float32,
+the precision of RTNeural's default ``float`` build:
+
+* ``dense`` / ``time-distributed-dense``: ``weights = [kernel, bias]`` or
+  ``[kernel]`` (no bias: zeros); the kernel is ``[inputs][units]``
+  (Keras layout, ``y = x @ kernel + bias``). A non-empty ``activation`` adds
+  an activation after the layer.
+* ``activation``: a stand-alone activation, ``weights = []``.
+* ``lstm``: ``weights = [W [in][4u], U [u][4u], b [4u]]``, gates in the
+  order i, f, c, o; ``c' = f*c + i*tanh(.)``, ``h' = o*tanh(c')``. The
+  layer's ``activation`` key is ignored, as the loader ignores it.
+* ``gru``: ``weights = [W [in][3u], U [u][3u], b [2][3u]]``, gates in the
+  order z, r, h; row 0 of ``b`` is the input bias, row 1 the recurrent bias,
+  which sits inside the reset-gate product:
+  ``h~ = tanh(x W_h + b0_h + r * (h U_h + b1_h))``, ``h' = (1-z)*h~ + z*h``.
+* activations: ``""`` (linear), tanh, relu, sigmoid, softmax, elu (alpha 1).
+
+This module imports numpy but not torch; jsonschema is imported on the first
+check.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, Problem, UsageError, found
+
+__all__ = [
+    "ACTIVATIONS",
+    "LAYER_TYPES",
+    "ActivationLayer",
+    "DenseLayer",
+    "GRULayer",
+    "LSTMLayer",
+    "RTNeuralModel",
+    "check_rtneural",
+    "load_rtneural",
+]
+
+#: Layer types the runtime supports (a subset of what the loader knows).
+LAYER_TYPES: tuple[str, ...] = ("dense", "time-distributed-dense", "activation", "lstm", "gru")
+#: Activation names RTNeural's ``createActivation`` knows; "" is linear.
+ACTIVATIONS: tuple[str, ...] = ("", "tanh", "relu", "sigmoid", "softmax", "elu")
+
+_SCHEMA_FILE = "rtneural.schema.json"
+_SCHEMA_DIRS = (
+    Path(__file__).parent / "schemas",  # installed wheel (pyproject force-includes schemas/)
+    Path(__file__).parent.parent / "schemas",  # source checkout
+)
+# A file with many bad numbers would otherwise yield one problem per number.
+_MAX_PROBLEMS = 100
+_F32_MAX = float(np.finfo(np.float32).max)
+_MAX_UNITS = 2**31 - 1  # the loader reads sizes as C++ int
+
+# Expected nesting depth of each weight entry, per layer type (kernel, bias, ...).
+_WEIGHT_DEPTHS: dict[str, tuple[int, ...]] = {
+    "dense": (2, 1),
+    "time-distributed-dense": (2, 1),
+    "lstm": (2, 2, 1),
+    "gru": (2, 2, 2),
+    "activation": (),
+}
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    """The parsed RTNeural JSON Schema (cached), from the package or the checkout."""
+    for folder in _SCHEMA_DIRS:
+        candidate = folder / _SCHEMA_FILE
+        if candidate.is_file():
+            with open(candidate, encoding="utf-8") as handle:
+                schema: dict[str, Any] = json.load(handle)
+            return schema
+    searched = ", ".join(str(folder) for folder in _SCHEMA_DIRS)
+    raise FileNotFoundError(f"modelreg's schema {_SCHEMA_FILE} is missing (searched {searched}); the installation is broken")
+
+
+@functools.cache
+def _validator() -> Any:
+    # Imported lazily: jsonschema costs tens of milliseconds to import.
+    import jsonschema
+
+    schema = _schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _key(parts: Iterable[str | int]) -> str:
+    """``["layers", 2, "weights", 0]`` -> ``layers[2].weights[0]``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, np.integer)):
+        return "an integer"
+    if isinstance(value, (float, np.floating)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "array": "an array",
+               "object": "an object", "boolean": "a boolean", "null": "null"}
+
+
+def _schema_problem(error: Any, file: str | None) -> list[Problem]:
+    """Translate one jsonschema error into Problems with a key path."""
+    path = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    value = error.instance
+    validator = error.validator
+
+    def problem(reason: str, parts: list[Any], expected: str | None = None, found_: str | None = None) -> Problem:
+        return Problem(reason, file=file, key=_key(parts) or None, expected=expected, found=found_)
+
+    if validator == "required" and isinstance(value, Mapping):
+        return [problem("missing required key", path + [k]) for k in error.validator_value if k not in value]
+    if validator == "type":
+        names = [error.validator_value] if isinstance(error.validator_value, str) else list(error.validator_value)
+        expected = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        return [problem("wrong type", path, expected, f"{found(value)} ({_kind(value)})")]
+    if validator == "enum":
+        choices = ", ".join(repr(c) for c in error.validator_value)
+        last = path[-1] if path else None
+        if last == "type":
+            reason = "unknown or unsupported layer type"
+        elif last == "activation":
+            reason = "unknown activation (RTNeural knows tanh, relu, sigmoid, softmax, elu; \"\" is linear)"
+        else:
+            reason = "not an allowed value"
+        return [problem(reason, path, f"one of {choices}", found(value))]
+    if validator in ("minItems", "maxItems"):
+        expected = schema.get("description") or f"{validator} {error.validator_value}"
+        count = len(value) if isinstance(value, (list, tuple)) else 0
+        reason = "empty array" if validator == "minItems" and not value else "wrong number of entries"
+        return [problem(reason, path, expected, f"{count} entr{'y' if count == 1 else 'ies'}")]
+    if validator in ("anyOf", "oneOf"):
+        return [problem("invalid value", path, schema.get("description"), found(value))]
+    if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return [problem("out of range", path, schema.get("description") or f"{validator} {error.validator_value}", found(value))]
+    return [problem(error.message, path)]
+
+
+def _parts_order(parts: Iterable[str | int]) -> list[tuple[int, int, str]]:
+    # Array indices sort numerically (layers[2] before layers[10]).
+    return [(0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in parts]
+
+
+def _path_order(error: Any) -> list[tuple[int, int, str]]:
+    return _parts_order(error.absolute_path)
+
+
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def _problem_order(problem: Problem) -> list[tuple[int, int, str]]:
+    parts: list[str | int] = [int(index) if index else name for index, name in _KEY_PART.findall(problem.key or "")]
+    return _parts_order(parts)
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _numeric(value: Any, depth: int) -> np.ndarray | None:
+    """``value`` as a float64 array if it is a non-empty rectangular array of numbers
+    nested ``depth`` deep, else None (then the schema reports what is wrong)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fiu" and value.ndim == depth and value.size > 0:
+            return value.astype(np.float64, copy=False)
+        return None
+    if not isinstance(value, (list, tuple)):
+        return None
+    try:
+        # dtype=object keeps the leaves as they are, so their types can be checked
+        # (np.asarray(..., float) would quietly turn True or "1.5" into numbers).
+        grid = np.array(value, dtype=object)
+    except ValueError:
+        return None
+    if grid.ndim != depth or grid.size == 0:
+        return None
+    leaves = grid.ravel().tolist()
+    for leaf in leaves:
+        if isinstance(leaf, bool) or not isinstance(leaf, (int, float, np.integer, np.floating)):
+            return None
+    try:
+        return np.array(leaves, dtype=np.float64).reshape(grid.shape)
+    except (OverflowError, ValueError):  # e.g. an integer literal with 400 digits
+        return None
+
+
+def _stub(array: np.ndarray) -> list[Any]:
+    """A tiny stand-in with the same nesting and outer length, for the schema.
+
+    Validating every number with jsonschema costs ~5 us each (0.15 s for one
+    64-unit LSTM); the numbers were already checked by :func:`_numeric`, and
+    every size rule beyond "non-empty" is checked by :func:`_check_sizes`.
+    """
+    if array.ndim == 1:
+        return [0.0]
+    return [[0.0] for _ in range(array.shape[0])]
+
+
+def _units(shape: Any) -> int | None:
+    """The last entry of a valid ``shape``/``in_shape``, else None."""
+    if isinstance(shape, (list, tuple)) and shape:
+        last = shape[-1]
+        if isinstance(last, (int, float, np.integer, np.floating)) and not isinstance(last, bool):
+            try:
+                whole = float(last).is_integer()
+            except OverflowError:  # an integer too big for a float is no valid size either
+                return None
+            if whole and 1 <= last <= _MAX_UNITS and len(shape) <= 3 and all(entry is None for entry in shape[:-1]):
+                return int(last)
+    return None
+
+
+def _weight_shape(value: Any, array: np.ndarray | None, depth: int, key: str, file: str | None,
+                  problems: list[Problem]) -> tuple[int, ...] | None:
+    """Shape of a schema-valid weight entry; reports ragged matrices."""
+    if array is not None:
+        return tuple(int(n) for n in array.shape)
+    if depth == 1:
+        return (len(value),)
+    lengths = [len(row) for row in value]
+    for index, length in enumerate(lengths):
+        if length != lengths[0]:
+            problems.append(Problem("rows have different lengths", file=file, key=f"{key}[{index}]",
+                                    expected=f"{lengths[0]} numbers (like row 0)", found=f"{length} numbers"))
+            return None
+    return (len(lengths), lengths[0])
+
+
+def _check_sizes(data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarray], bad_layers: set[int],
+                 file: str | None) -> list[Problem]:
+    """The rules the schema cannot express: sizes agree from layer to layer."""
+    problems: list[Problem] = []
+    layers = data.get("layers")
+    if not isinstance(layers, list):
+        return problems
+    previous = _units(data.get("in_shape"))
+    source = "the model input (in_shape)"
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Mapping):
+            previous = None
+            continue
+        kind = layer.get("type")
+        units = _units(layer.get("shape"))
+        if i in bad_layers or units is None or not isinstance(kind, str) or kind not in _WEIGHT_DEPTHS:
+            # The schema already reported this layer; keep the chain going if we can.
+            previous, source = units, f"layer {i}"
+            continue
+        weights = layer["weights"]
+        prefix = f"layers[{i}]"
+
+        def dims(j: int) -> tuple[int, ...] | None:
+            return _weight_shape(weights[j], arrays.get((i, j)), _WEIGHT_DEPTHS[kind][j],
+                                 f"{prefix}.weights[{j}]", file, problems)
+
+        def expect(j: int, axis: str, actual: int, wanted: int | None, why: str) -> None:
+            if wanted is not None and actual != wanted:
+                plural = {"row": "rows", "column": "columns", "entry": "entries"}[axis]
+                problems.append(Problem(f"{axis} count {actual} does not match {why}", file=file,
+                                        key=f"{prefix}.weights[{j}]", expected=f"{wanted} {plural}",
+                                        found=f"{actual} {plural}"))
+
+        from_previous = f"the {previous} outputs of {source}"
+        if kind in ("dense", "time-distributed-dense"):
+            kernel = dims(0)
+            if kernel is not None:
+                expect(0, "row", kernel[0], previous, from_previous)
+                expect(0, "column", kernel[1], units, f"the layer's {units} units (shape)")
+            if len(weights) > 1:
+                bias = dims(1)
+                if bias is not None:
+                    expect(1, "entry", bias[0], units, f"the layer's {units} units (shape)")
+        elif kind in ("lstm", "gru"):
+            gates = 4 if kind == "lstm" else 3
+            names = "i, f, c, o" if kind == "lstm" else "z, r, h"
+            wide = f"{gates} gates ({names}) x {units} units"
+            w = dims(0)
+            if w is not None:
+                expect(0, "row", w[0], previous, from_previous)
+                expect(0, "column", w[1], gates * units, wide)
+            u = dims(1)
+            if u is not None:
+                expect(1, "row", u[0], units, f"the layer's {units} units (shape)")
+                expect(1, "column", u[1], gates * units, wide)
+            b = dims(2)
+            if b is not None:
+                expect(2, "entry" if kind == "lstm" else "column", b[-1], gates * units, wide)
+        elif kind == "activation" and previous is not None and units != previous:
+            problems.append(Problem(f"activation layer size does not match the {previous} outputs of {source}",
+                                    file=file, key=f"{prefix}.shape", expected=f"{previous} units",
+                                    found=f"{units} units"))
+            continue  # an activation cannot change the size: keep checking against the real one
+        previous, source = units, f"layer {i}"
+    return problems
+
+
+def _check_numbers(arrays: dict[tuple[int, int], np.ndarray], file: str | None) -> list[Problem]:
+    """NaN/Infinity, and values that overflow float32 (RTNeural's default type)."""
+    problems: list[Problem] = []
+    for (i, j), array in sorted(arrays.items()):
+        bad = ~np.isfinite(array)
+        reason = "not a finite number (NaN or Infinity; RTNeural's JSON parser rejects these literals)"
+        if not bad.any():
+            bad = np.abs(array) > _F32_MAX
+            # Values a hair above the maximum still round to it; only flag real overflow.
+            with np.errstate(over="ignore"):
+                bad &= ~np.isfinite(array.astype(np.float32))
+            reason = "too large for float32, the type RTNeural computes in"
+        if bad.any():
+            where = tuple(int(n) for n in np.argwhere(bad)[0])
+            count = int(bad.sum())
+            more = f"; {count} such values in this array" if count > 1 else ""
+            key = f"layers[{i}].weights[{j}]" + "".join(f"[{n}]" for n in where)
+            problems.append(Problem(reason + more, file=file, key=key, expected="a finite float32 number",
+                                    found=found(float(array[where]))))
+    return problems
+
+
+def _check(data: object, file: str | None) -> tuple[list[Problem], dict[tuple[int, int], np.ndarray]]:
+    """Problems of ``data`` plus the weight arrays already converted on the way."""
+    if not isinstance(data, Mapping):
+        return [Problem("an RTNeural model must be a JSON object", file=file, expected="an object with in_shape and layers",
+                        found=_kind(data))], {}
+    arrays: dict[tuple[int, int], np.ndarray] = {}
+    skeleton: dict[str, Any] = dict(data)
+    layers = data.get("layers")
+    if isinstance(layers, list):
+        skeleton_layers: list[Any] = []
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Mapping) and isinstance(layer.get("weights"), (list, tuple)):
+                kind = layer.get("type")
+                depths = _WEIGHT_DEPTHS.get(kind, ()) if isinstance(kind, str) else ()
+                weights: list[Any] = []
+                for j, entry in enumerate(layer["weights"]):
+                    array = _numeric(entry, depths[j]) if j < len(depths) else None
+                    if array is not None:
+                        arrays[(i, j)] = array
+                        weights.append(_stub(array))
+                    else:
+                        weights.append(entry)
+                layer = {**layer, "weights": weights}
+            skeleton_layers.append(layer)
+        skeleton["layers"] = skeleton_layers
+
+    problems: list[Problem] = []
+    seen: set[tuple[str | None, str]] = set()
+    bad_layers: set[int] = set()
+    for error in sorted(_validator().iter_errors(skeleton), key=_path_order):
+        path = list(error.absolute_path)
+        # A layer whose structure is broken cannot be size-checked; one with
+        # only a bad activation name still can.
+        if len(path) >= 2 and path[0] == "layers" and isinstance(path[1], int) and path[2:3] != ["activation"]:
+            bad_layers.add(path[1])
+        for item in _schema_problem(error, file):
+            marker = (item.key, item.reason)
+            if marker not in seen:  # if/then branches can report one fault twice
+                seen.add(marker)
+                problems.append(item)
+    # Numbers in layers the schema rejected are still worth reporting.
+    problems += _check_sizes(data, arrays, bad_layers, file)
+    problems += _check_numbers(arrays, file)
+    problems.sort(key=_problem_order)  # document order, whichever check found it
+    if len(problems) > _MAX_PROBLEMS:
+        extra = len(problems) - _MAX_PROBLEMS
+        problems = problems[:_MAX_PROBLEMS] + [Problem(f"... and {extra} more problems", file=file)]
+    return problems, arrays
+
+
+def check_rtneural(data: object, *, file: str | None = None) -> list[Problem]:
+    """Every problem of an RTNeural model (parsed JSON), as :class:`Problem` records.
+
+    Runs the JSON Schema (``schemas/rtneural.schema.json``) and then the rules
+    it cannot express: each kernel's rows match the previous layer's outputs,
+    its columns (and bias lengths) match the layer's units (x4 for LSTM, x3
+    for GRU), activation layers keep the size, and every weight is a finite
+    float32 number. All problems are collected (up to 100), each with the
+    ``file``, a key path such as ``layers[2].weights[0]``, and what was
+    expected and found. An empty list means the model loads and runs.
+
+    numpy arrays may stand in for nested lists (as :func:`to_rtneural` makes them).
+    """
+    return _check(data, file)[0]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _position(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of byte/char ``offset``."""
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    return line, column
+
+
+_STRUCTURE = re.compile(r"[\s,:\[\]{}]")
+
+
+def _read_json(path: Path, name: str) -> object:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError.at("RTNeural model file not found", file=name) from None
+    except IsADirectoryError:
+        raise ArtifactError.at("expected an RTNeural model file, found a directory", file=name) from None
+    except OSError as exc:
+        raise ArtifactError.at(f"cannot read the RTNeural model file: {exc.strerror or exc}", file=name) from None
+    try:
+        # nlohmann::json skips a UTF-8 byte order mark, so accept one too.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, column = _position(raw, exc.start)
+        raise ArtifactError.at("not valid UTF-8", file=name, line=line, column=column,
+                               found=raw[exc.start:exc.start + 4]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        rest = text[exc.pos:].strip()
+        if not text.strip():
+            reason = "empty file (expected a JSON object)"
+        elif not rest or exc.msg.startswith("Unterminated string") or not _STRUCTURE.search(rest):
+            # The parser stopped in the last token (or ran out of text): the file was cut short.
+            reason = f"truncated JSON: the file ends inside a value ({exc.msg})"
+        else:
+            reason = f"invalid JSON: {exc.msg}"
+        raise ArtifactError.at(reason, file=name, line=exc.lineno, column=exc.colno) from None
+    except RecursionError:
+        raise ArtifactError.at("invalid JSON: nested too deeply", file=name) from None
+
+
+def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any], *, file: str | None = None) -> RTNeuralModel:
+    """Read, check and build an RTNeural model.
+
+    ``source`` is a path to a JSON file or an already parsed model (a mapping,
+    possibly holding numpy arrays). ``file`` names the source in error
+    messages (default: the path). Raises :class:`ArtifactError` holding every
+    problem found (missing file, invalid UTF-8, invalid or truncated JSON with
+    line and column, and all of :func:`check_rtneural`'s findings).
+    """
+    if isinstance(source, Mapping):
+        data: object = source
+        name = file
+    else:
+        path = Path(os.fspath(source))
+        name = file if file is not None else str(path)
+        data = _read_json(path, name)
+    problems, arrays = _check(data, name)
+    if problems:
+        raise ArtifactError(*problems)
+    assert isinstance(data, Mapping)
+    return RTNeuralModel._build(data, arrays)
+
+
+# --------------------------------------------------------------------------- runtime
+
+_Array = np.ndarray
+
+
+def _sigmoid(x: _Array) -> _Array:
+    # RTNeural: 1 / (1 + exp(-x)); exp overflows to inf for x < -88, giving exactly 0.
+    with np.errstate(over="ignore"):
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
+def _softmax(x: _Array) -> _Array:
+    # Shifting by the row maximum gives the same value as RTNeural's exp(x)/sum
+    # (up to rounding) without overflowing.
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _elu(x: _Array) -> _Array:
+    # alpha = 1, as RTNeural's ELuActivation; exp(x) - 1 (not expm1), as RTNeural.
+    return np.where(x > 0, x, np.exp(np.minimum(x, np.float32(0))) - np.float32(1))
+
+
+_ACTIVATION_FUNCS: dict[str, Callable[[_Array], _Array]] = {
+    "": lambda x: x,
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "sigmoid": _sigmoid,
+    "softmax": _softmax,
+    "elu": _elu,
+}
+
+
+class DenseLayer:
+    """``y = x @ kernel + bias``; kernel ``[in, out]`` as stored in the file."""
+
+    is_recurrent = False
+
+    def __init__(self, kernel: _Array, bias: _Array | None) -> None:
+        self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)
+        self.in_size, self.out_size = (int(n) for n in self.kernel.shape)
+        self.bias = (np.zeros(self.out_size, np.float32) if bias is None
+                     else np.ascontiguousarray(bias, dtype=np.float32))
+
+    def reset(self, batch: int) -> None:
+        """Stateless: nothing to reset."""
+
+    def forward(self, x: _Array) -> _Array:
+        return x @ self.kernel + self.bias
+
+    def __repr__(self) -> str:
+        return f"DenseLayer({self.in_size} -> {self.out_size})"
+
+
+class ActivationLayer:
+    """An element-wise (softmax: row-wise) activation."""
+
+    is_recurrent = False
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.in_size = self.out_size = size
+        self._func = _ACTIVATION_FUNCS[name]
+
+    def reset(self, batch: int) -> None:
+        """Stateless: nothing to reset."""
+
+    def forward(self, x: _Array) -> _Array:
+        return self._func(x)
+
+    def __repr__(self) -> str:
+        return f"ActivationLayer({self.name or 'linear'!r}, {self.out_size})"
+
+
+class LSTMLayer:
+    """RTNeural's LSTM: gates i, f, c, o in the columns of W ``[in, 4u]``, U ``[u, 4u]``, b ``[4u]``."""
+
+    is_recurrent = True
+
+    def __init__(self, w: _Array, u: _Array, b: _Array) -> None:
+        self.w = np.ascontiguousarray(w, dtype=np.float32)
+        self.u = np.ascontiguousarray(u, dtype=np.float32)
+        self.b = np.ascontiguousarray(b, dtype=np.float32)
+        self.in_size = int(self.w.shape[0])
+        self.out_size = int(self.u.shape[0])
+        self.h = np.zeros((1, self.out_size), np.float32)
+        self.c = np.zeros((1, self.out_size), np.float32)
+
+    def reset(self, batch: int) -> None:
+        self.h = np.zeros((batch, self.out_size), np.float32)
+        self.c = np.zeros((batch, self.out_size), np.float32)
+
+    def forward(self, x: _Array) -> _Array:
+        n = self.out_size
+        gates = x @ self.w + self.h @ self.u + self.b
+        i = _sigmoid(gates[:, :n])
+        f = _sigmoid(gates[:, n:2 * n])
+        g = np.tanh(gates[:, 2 * n:3 * n])
+        o = _sigmoid(gates[:, 3 * n:])
+        self.c = f * self.c + i * g
+        self.h = o * np.tanh(self.c)
+        return self.h
+
+    def __repr__(self) -> str:
+        return f"LSTMLayer({self.in_size} -> {self.out_size})"
+
+
+class GRULayer:
+    """RTNeural's GRU: gates z, r, h in the columns of W ``[in, 3u]``, U ``[u, 3u]``;
+    ``b[0]`` is the input bias, ``b[1]`` the recurrent bias (inside the reset product)."""
+
+    is_recurrent = True
+
+    def __init__(self, w: _Array, u: _Array, b: _Array) -> None:
+        self.w = np.ascontiguousarray(w, dtype=np.float32)
+        self.u = np.ascontiguousarray(u, dtype=np.float32)
+        self.b = np.ascontiguousarray(b, dtype=np.float32)
+        self.in_size = int(self.w.shape[0])
+        self.out_size = int(self.u.shape[0])
+        self.h = np.zeros((1, self.out_size), np.float32)
+
+    def reset(self, batch: int) -> None:
+        self.h = np.zeros((batch, self.out_size), np.float32)
+
+    def forward(self, x: _Array) -> _Array:
+        n = self.out_size
+        xs = x @ self.w + self.b[0]
+        hs = self.h @ self.u + self.b[1]
+        z = _sigmoid(xs[:, :n] + hs[:, :n])
+        r = _sigmoid(xs[:, n:2 * n] + hs[:, n:2 * n])
+        candidate = np.tanh(xs[:, 2 * n:] + r * hs[:, 2 * n:])
+        self.h = (np.float32(1) - z) * candidate + z * self.h
+        return self.h
+
+    def __repr__(self) -> str:
+        return f"GRULayer({self.in_size} -> {self.out_size})"
+
+
+Layer = DenseLayer | ActivationLayer | LSTMLayer | GRULayer
+
+
+class RTNeuralModel:
+    """An RTNeural model run in numpy float32, frame by frame, with RTNeural's semantics.
+
+    Recurrent state starts at zero and is carried across :meth:`step` and
+    :meth:`run` calls, one state per batch row, until :meth:`reset`. The batch
+    size of a stateful model is fixed by the first step after a reset.
+    """
+
+    def __init__(self, in_size: int, layers: list[Layer]) -> None:
+        self.in_size = int(in_size)
+        self.layers: list[Layer] = list(layers)
+        self.out_size = self.layers[-1].out_size if self.layers else self.in_size
+        self.is_stateful = any(layer.is_recurrent for layer in self.layers)
+        self._batch: int | None = None
+
+    @classmethod
+    def _build(cls, data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarray]) -> RTNeuralModel:
+        """Build from checked data (see :func:`load_rtneural`)."""
+        in_size = _units(data["in_shape"])
+        assert in_size is not None
+        layers: list[Layer] = []
+        size = in_size
+        for i, spec in enumerate(data["layers"]):
+            kind = spec["type"]
+            units = _units(spec["shape"])
+            assert units is not None
+
+            def weight(j: int) -> np.ndarray:
+                array = arrays.get((i, j))
+                return array if array is not None else np.asarray(spec["weights"][j], dtype=np.float64)
+
+            if kind in ("dense", "time-distributed-dense"):
+                layers.append(DenseLayer(weight(0), weight(1) if len(spec["weights"]) > 1 else None))
+            elif kind == "lstm":
+                layers.append(LSTMLayer(weight(0), weight(1), weight(2)))
+            elif kind == "gru":
+                layers.append(GRULayer(weight(0), weight(1), weight(2)))
+            # As in the loader: dense layers and activation layers add their
+            # activation (if any); lstm/gru layers never do.
+            activation = spec.get("activation", "")
+            if kind in ("dense", "time-distributed-dense", "activation") and activation:
+                layers.append(ActivationLayer(activation, units))
+            size = units
+        model = cls(in_size, layers)
+        model.out_size = size
+        model.reset()
+        return model
+
+    def reset(self) -> None:
+        """Set all recurrent state to zeros and free the batch size."""
+        self._batch = None
+        for layer in self.layers:
+            layer.reset(1)
+
+    def _frames(self, x: Any, ndim: tuple[int, ...], what: str) -> np.ndarray:
+        array = np.asarray(x, dtype=np.float32)
+        if array.ndim not in ndim or array.shape[-1] != self.in_size:
+            shapes = " or ".join({1: "[in]", 2: "[batch, in]" if what == "step" else "[T, in]",
+                                  3: "[batch, T, in]"}[n] for n in ndim).replace("in", str(self.in_size))
+            raise UsageError.at(f"{what}() got an input of the wrong shape", key="x" if what == "step" else "frames",
+                                expected=shapes, found=tuple(array.shape))
+        return array
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        batch = x.shape[0]
+        if self.is_stateful:
+            if self._batch is None:
+                for layer in self.layers:
+                    layer.reset(batch)
+                self._batch = batch
+            elif batch != self._batch:
+                raise UsageError.at("the batch size changed while recurrent state is carried", key="x",
+                                    expected=f"{self._batch} rows (call reset() to change it)", found=batch)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def step(self, x: Any) -> np.ndarray:
+        """Process one frame: ``[in_size]`` -> ``[out_size]``, or ``[batch, in_size]`` -> ``[batch, out_size]``."""
+        frame = self._frames(x, (1, 2), "step")
+        if frame.ndim == 1:
+            return self._forward(frame[None, :])[0].copy()
+        return self._forward(frame).copy()
+
+    def run(self, frames: Any) -> np.ndarray:
+        """Step through time: ``[T, in]`` -> ``[T, out]``, ``[batch, T, in]`` -> ``[batch, T, out]``.
+
+        Continues from the current state; call :meth:`reset` first for a fresh start.
+        """
+        array = self._frames(frames, (2, 3), "run")
+        batched = array if array.ndim == 3 else array[None]
+        outputs = np.empty((batched.shape[0], batched.shape[1], self.out_size), np.float32)
+        for t in range(batched.shape[1]):
+            outputs[:, t] = self._forward(batched[:, t])
+        return outputs if array.ndim == 3 else outputs[0]
+
+    def __repr__(self) -> str:
+        return f"RTNeuralModel(in_size={self.in_size}, out_size={self.out_size}, layers={self.layers!r})"
+
