@@ -11,6 +11,7 @@ import torch
 import modelreg
 from modelreg import load_registry, validate, validate_all
 from modelreg.checks import check_determinism, check_output_range
+from modelreg.exporting import export_all
 from modelreg.cli import main
 from modelreg.schemas import load_schema
 from modelreg.validation import MODEL_CHECKS
@@ -18,14 +19,20 @@ from modelreg.validation import MODEL_CHECKS
 FAST = {"latency_seconds": 0.05}
 
 
-def test_bundled_registry_passes_end_to_end(bundled_copy):
+def test_bundled_registry_exports_and_passes_end_to_end(bundled_copy):
+    exported = export_all(bundled_copy)
+    assert exported.ok and len(exported.artifacts) == 10
+    assert {a.status for a in exported.artifacts} == {"written"}
     seen = []
     report = validate_all(bundled_copy, on_result=lambda m: seen.append(m.name))
     assert report.ok, [(m.name, [c.message for c in m.failures]) for m in report.models.values()]
     names = ["emotionrecognizer", "melodytransformer", "harmonypredictor", "groovepredictor", "dynamicsengine"]
     assert seen == names and list(report.models) == names
     for model in report.models.values():
-        assert [c.name for c in model.checks] == list(MODEL_CHECKS)
+        export_checks = [f"{fmt}.{check}" for fmt in ("rtneural", "onnx") for check in ("exists", "fresh", "schema", "parity")]
+        assert [c.name for c in model.checks] == list(MODEL_CHECKS) + export_checks
+        for fmt in ("rtneural", "onnx"):
+            assert model[f"{fmt}.parity"].figures["max_abs_error"] <= 1e-5
         latency = model["latency"].figures
         for key in ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "iterations"):
             assert key in latency
