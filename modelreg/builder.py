@@ -78,11 +78,12 @@ class RealtimeModel(nn.Module):
     def initial_state(self, batch: int) -> State:
         """Zero state for ``batch`` parallel streams."""
         state: State = []
+        dtype = next(self.parameters()).dtype  # float64 copies are used as exact references
         for kind, layer in zip(self.kinds, self.layers):
             if kind == "dense":
                 state.append(None)
                 continue
-            zeros = torch.zeros(1, batch, layer.hidden_size)
+            zeros = torch.zeros(1, batch, layer.hidden_size, dtype=dtype)
             state.append((zeros, zeros.clone()) if kind == "lstm" else zeros)
         return state
 

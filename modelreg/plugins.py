@@ -40,9 +40,9 @@ ENTRY_POINT_GROUP = "modelreg.exporters"
 class Parity:
     """How closely an exported artifact, run in its own runtime, follows the torch model.
 
-    ``max_error`` decides: absolute error where the torch output is within
-    [-1, 1], relative error beyond (float32 cannot be 1e-5-accurate in
-    absolute terms on outputs of 1e5). ``max_abs_error`` is the plain figure.
+    ``max_error`` decides: the error beyond float32 rounding noise, absolute
+    where the torch output is within [-1, 1] and relative beyond (see
+    :func:`modelreg.parity.scaled_error`). ``max_abs_error`` is the plain figure.
     """
 
     max_error: float

@@ -8,15 +8,20 @@ collected before anything is reported.
 
 from __future__ import annotations
 
+import ast
+import difflib
+import errno
 import math
 import os
+import re
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import Problem, RegistryError, UnknownModelError, found
-from .schemas import schema_problems
+from .schemas import format_key_path, schema_problems
 from .spec import LayerSpec, ModelSpec
 
 if sys.version_info >= (3, 11):
@@ -46,7 +51,7 @@ def display_path(path: Path) -> str:
     """A path as messages show it: relative to the current folder when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return str(path)
 
 
@@ -86,7 +91,8 @@ class Registry(Mapping[str, ModelSpec]):
     ) -> None:
         self.path = path
         self._specs = dict(specs)
-        self.invalid: dict[str, tuple[Problem, ...]] = dict(invalid or {})
+        # Read-only, like the mapping itself.
+        self.invalid: Mapping[str, tuple[Problem, ...]] = types.MappingProxyType(dict(invalid or {}))
         self.param_budget = param_budget
 
     @property
@@ -114,8 +120,6 @@ class Registry(Mapping[str, ModelSpec]):
             pass
         if name in self.invalid:
             raise RegistryError(*self.invalid[name])
-        import difflib
-
         close = difflib.get_close_matches(name, self._all_names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownModelError.at(
@@ -160,6 +164,9 @@ def load_registry(
     registry_file = find_registry(path)
     shown = display_path(registry_file)
     data = _read_toml(registry_file, shown)
+    if not data:
+        raise RegistryError.at("the registry file is empty", file=shown,
+                               expected="one [models.NAME] table per model")
 
     if known_exporters is None:
         from .plugins import available_exporters
@@ -217,10 +224,10 @@ def _read_toml(registry_file: Path, shown: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise RegistryError.at(
+        raise RegistryError(Problem(
             "not valid UTF-8 text", file=shown, line=line, column=column,
             expected="a UTF-8 encoded TOML file", found=f"byte 0x{raw[exc.start]:02x}",
-        ) from None
+        )) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -229,21 +236,56 @@ def _read_toml(registry_file: Path, shown: str) -> dict[str, Any]:
         message = str(exc)
         line = getattr(exc, "lineno", None)
         column = getattr(exc, "colno", None)
-        import re
-
         match = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
         if match:
             line, column = int(match[1]), int(match[2])
             message = message[: match.start()]
         elif "(at end of document)" in message:
-            message = message.replace(" (at end of document)", " at end of document")
-        raise RegistryError.at(f"invalid TOML: {message}", file=shown, line=line, column=column) from None
+            # The position is the end of the file: say where that is.
+            line = text.count("\n") + 1
+            column = len(text) - (text.rfind("\n") + 1) + 1
+            message = message.replace(" (at end of document)", "")
+            if message.startswith(("Invalid value", "Unclosed", "Unterminated")):
+                message += " at end of document (a bracket, brace or quote left open?)"
+        raise RegistryError(_toml_problem(message, text, shown, line, column)) from None
+
+
+def _toml_problem(message: str, text: str, shown: str, line: int | None, column: int | None) -> Problem:
+    """A TOML syntax error as a Problem; tomllib's wording for redefinitions is made plain."""
+    declared = re.fullmatch(r"Cannot declare (\(.*\)) twice", message)
+    if declared:
+        # "Cannot declare ('models', 'x') twice": the same [table] header appears twice.
+        try:
+            parts = [str(part) for part in ast.literal_eval(declared[1])]
+        except (ValueError, SyntaxError, TypeError):
+            parts = []
+        if parts:
+            key = format_key_path(parts)
+            is_model = len(parts) == 2 and parts[0] == "models"
+            return Problem(
+                "invalid TOML: table declared twice", file=shown, model=parts[1] if is_model else None,
+                key=key, expected="a unique model name" if is_model else "each table declared once",
+                found=f"a second [{key}]", line=line, column=column,
+            )
+    if message.startswith("Cannot overwrite a value"):
+        # tomllib does not say which key; a one-line `key = value` at the reported line does.
+        lines = text.splitlines()
+        statement = None
+        if line is not None and 0 < line <= len(lines):
+            statement = re.match(r"\s*([A-Za-z0-9_-]+(?:\s*\.\s*[A-Za-z0-9_-]+)*)\s*=", lines[line - 1])
+        what = "a key"
+        if statement:
+            what = "key " + repr(re.sub(r"\s+", "", statement[1]))
+        message = message.replace("Cannot overwrite a value", f"{what} is set twice in the same table", 1)
+    elif message.startswith("Illegal character '\\n'"):  # only raised inside a string
+        message = message.replace("Illegal character '\\n'", "unterminated string (a line ends inside quotes)", 1)
+    return Problem(f"invalid TOML: {message}", file=shown, line=line, column=column)
 
 
 def _inside(root: Path, candidate: Path) -> bool:
     try:
         candidate.resolve().relative_to(root.resolve())
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside; or unresolvable (a symlink loop)
         return False
     return True
 
@@ -260,10 +302,12 @@ def _semantic_problems(
     key = f"models.{name}"
     problems: list[Problem] = []
 
-    def add(reason: str, field: str, expected: str | None = None, found_: Any = None) -> None:
+    def add(reason: str, field: str, expected: str | None = None, found_: Any = None, *,
+            text: str | None = None) -> None:
+        # ``found_`` is a value from the file (shown as repr); ``text`` is already worded.
         problems.append(
             Problem(reason, file=shown, model=name, key=f"{key}.{field}", expected=expected,
-                    found=None if found_ is None else found(found_))
+                    found=text if text is not None else None if found_ is None else found(found_))
         )
 
     layers = [LayerSpec(l["type"], l["units"], l.get("activation", "linear")) for l in entry["layers"]]
@@ -272,22 +316,29 @@ def _semantic_problems(
 
     if layers[-1].units != out_features:
         add("output shape contradicts the last layer", "output_shape",
-            f"[{entry['output_shape'][0]}, {layers[-1].units}] (layers[{len(layers) - 1}] has {layers[-1].units} units)",
+            f"[{entry['output_shape'][0]}, {layers[-1].units}], "
+            f"since layers[{len(layers) - 1}] has {layers[-1].units} units",
             entry["output_shape"])
     if entry["input_shape"][0] != entry["output_shape"][0]:
         add("input and output batch sizes differ", "output_shape",
-            f"batch {entry['input_shape'][0]} as in input_shape", entry["output_shape"])
+            f"batch size {entry['input_shape'][0]}, as in input_shape", entry["output_shape"])
 
-    from .spec import count_params
+    from .spec import count_params, layer_params
 
+    # Pure arithmetic on the declared sizes: nothing is allocated, whatever the sizes.
     computed = count_params(layers, in_features)
     if computed > budget:
         # Checked before anything is built: a 10^9-unit layer must never be allocated.
-        add("architecture exceeds the parameter budget", "layers",
-            f"at most {budget:,} parameters (settings.param_budget)", f"{computed:,} parameters")
+        sizes = [in_features] + [layer.units for layer in layers]
+        per_layer = [layer_params(layer, size) for layer, size in zip(layers, sizes)]
+        biggest = per_layer.index(max(per_layer))
+        add("architecture exceeds the parameter budget; raise [settings] param_budget if this is intended",
+            "layers", f"at most {budget:,} parameters",
+            text=f"{computed:,} parameters, {per_layer[biggest]:,} of them in layers[{biggest}]")
     elif entry["params"] != computed:
         add("declared parameter count does not match the layers", "params",
-            f"{computed:,} (PyTorch's count for these layers)", f"{entry['params']:,}")
+            f"{computed:,}, PyTorch's count for these layers on {in_features} input features",
+            text=f"{entry['params']:,}")
 
     for field in ("latency_ms", "tolerance"):
         value = entry.get(field)
@@ -296,15 +347,39 @@ def _semantic_problems(
 
     root = registry_file.parent
     checkpoint = entry["checkpoint"]
-    if Path(checkpoint).is_absolute() or not _inside(root, root / checkpoint):
-        add("checkpoint path leaves the registry's folder", "checkpoint",
-            f"a path inside {display_path(root) or '.'}", checkpoint)
+    inside = "a relative path inside the registry's folder"
+    target = root / checkpoint
+    if Path(checkpoint).is_absolute():
+        add("checkpoint path is absolute", "checkpoint", inside, checkpoint)
+    else:
+        try:
+            resolved = target.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:
+            # RuntimeError: a symlink loop before Python 3.13 (OSError ELOOP after);
+            # ValueError: a NUL character in the path.
+            if isinstance(exc, ValueError):
+                why = "an embedded NUL character"
+            elif isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+                why = "a symlink loop"
+            else:
+                why = exc.strerror or str(exc)
+            add(f"checkpoint path cannot be resolved: {why}", "checkpoint", inside, checkpoint)
+        else:
+            if not _inside(root, resolved):
+                via = f", a symlink to {resolved}" if target.is_symlink() else ""
+                add("checkpoint path leaves the registry's folder", "checkpoint", inside,
+                    text=found(checkpoint) + via)
 
-    unknown = [e for e in entry.get("exports", []) if e not in exporters]
-    for exporter in unknown:
-        index = list(entry["exports"]).index(exporter)
-        available = ", ".join(sorted(exporters)) or "(no exporters installed)"
-        add("unknown exporter", f"exports[{index}]", f"one of {available}", exporter)
+    for index, exporter in enumerate(entry.get("exports", [])):
+        if exporter in exporters:
+            continue
+        close = difflib.get_close_matches(exporter, sorted(exporters), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if exporters:
+            expected = "one of " + ", ".join(sorted(exporters))
+        else:
+            expected = "an installed exporter, but none are installed"
+        add(f"unknown exporter{hint}", f"exports[{index}]", expected, exporter)
     return problems
 
 

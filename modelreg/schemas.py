@@ -7,9 +7,11 @@ are searched.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,17 +54,33 @@ def _validator(name: str) -> Any:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    # JSON Schema counts 5.0 as an integer; TOML does not, and a float unit count
+    # or shape would only fail later, deep inside torch. Integers must be written
+    # as integers.
+    checker = cls.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(cls, type_checker=checker)(schema)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def format_key_path(parts: Iterable[str | int]) -> str:
-    """``["models", "x", "layers", 1, "units"]`` -> ``models.x.layers[1].units``."""
+    """``["models", "x", "layers", 1, "units"]`` -> ``models.x.layers[1].units``.
+
+    Keys that TOML would need to quote (``my model``, ``a.b``, ``""``) are quoted
+    as TOML writes them, so the path stays unambiguous.
+    """
     text = ""
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            key = str(part)
+            if not _BARE_KEY.fullmatch(key):
+                key = json.dumps(key, ensure_ascii=False)
+            text += f".{key}" if text else key
     return text
 
 
@@ -78,6 +96,13 @@ _TYPE_NAMES = {
 
 
 def _kind(value: Any) -> str:
+    # TOML's date and time values: datetime is a subclass of date, so it goes first.
+    if isinstance(value, datetime.datetime):
+        return "a date-time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
@@ -95,12 +120,52 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _suggest(word: str, choices: Sequence[str]) -> str:
+def _closest(word: str, choices: Sequence[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None
 
 
-def _problems_for(error: Any, file: str | None, model_of: Any) -> list[Problem]:
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    close = _closest(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def _typo_targets(value: dict[str, Any], known: Sequence[str]) -> dict[str, str]:
+    """Unknown key -> the known key it probably misspells (only keys not already set)."""
+    unset = [k for k in known if k not in value]
+    targets = {}
+    for key in value:
+        if key not in known:
+            close = _closest(key, unset)
+            if close is not None:
+                targets[key] = close
+    return targets
+
+
+def _resolve(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local ``$ref`` (``#/$defs/x``); other schemas are returned as they are."""
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#/"):
+        target: Any = root
+        for part in schema["$ref"][2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        schema = target
+    return schema if isinstance(schema, dict) else {}
+
+
+def _expected_of(schema: dict[str, Any]) -> str | None:
+    """What a (sub)schema accepts, in words: its description, its choices or its type."""
+    if schema.get("description"):
+        return str(schema["description"])
+    if "enum" in schema:
+        choices = [repr(c) for c in schema["enum"]]
+        return choices[0] if len(choices) == 1 else "one of " + ", ".join(choices)
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return _TYPE_NAMES.get(kind, kind)
+    return None
+
+
+def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, Any]) -> list[Problem]:
     """Translate one jsonschema error into one or more Problems."""
     path = list(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -114,17 +179,34 @@ def _problems_for(error: Any, file: str | None, model_of: Any) -> list[Problem]:
     if validator == "additionalProperties" and isinstance(value, dict):
         known = list(schema.get("properties", {}))
         unknown = [k for k in value if k not in known]
+        typos = _typo_targets(value, known)
         allowed = ", ".join(known)
-        return [problem(f"unknown key{_suggest(k, known)}", path + [k], expected=f"one of: {allowed}") for k in unknown]
+        return [
+            problem(f"unknown key; did you mean {typos[k]!r}?" if k in typos else "unknown key", path + [k],
+                    expected=f"one of: {allowed}")
+            for k in unknown
+        ]
     if validator == "required" and isinstance(value, dict):
-        return [problem("missing required key", path + [k]) for k in error.validator_value if k not in value]
+        # A table's own schema says what each key holds; a conditional requirement
+        # (if/then, e.g. "dense layers need an activation") carries a description.
+        properties = schema.get("properties", {})
+        return [
+            problem("missing required key", path + [k],
+                    _expected_of(_resolve(properties[k], root)) if k in properties else schema.get("description"))
+            for k in error.validator_value
+            if k not in value
+        ]
     if validator == "type":
         expected = schema.get("description") or " or ".join(
             _TYPE_NAMES.get(t, t) for t in ([error.validator_value] if isinstance(error.validator_value, str) else error.validator_value)
         )
-        return [problem("wrong type", path, expected, f"{found(value)} ({_kind(value)})")]
+        # Dates and times are shown as TOML writes them, not as Python reprs.
+        shown = value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else found(value)
+        return [problem("wrong type", path, expected, f"{shown} ({_kind(value)})")]
     if validator == "enum":
         choices = [str(c) for c in error.validator_value]
+        if len(choices) == 1:  # "did you mean" would only repeat the one choice
+            return [problem("not an allowed value", path, repr(error.validator_value[0]), found(value))]
         hint = _suggest(value, choices) if isinstance(value, str) else ""
         return [problem(f"not an allowed value{hint}", path, "one of " + ", ".join(repr(c) for c in choices), found(value))]
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
@@ -142,24 +224,37 @@ def _problems_for(error: Any, file: str | None, model_of: Any) -> list[Problem]:
         return [problem("invalid value", path, expected, found(value))]
     if validator == "maxLength" or validator == "minLength":
         expected = schema.get("description") or f"{validator} {error.validator_value}"
-        return [problem("invalid length", path, expected, found(value))]
+        return [problem("empty" if value == "" else "invalid length", path, expected, found(value))]
     if validator == "not":
         return [problem(f"not allowed here: {schema.get('description', 'this key must not be set')}", path, None, found(value))]
     return [problem(error.message, path)]
 
 
 def _name_problems(error: Any, file: str | None, model_of: Any) -> list[Problem] | None:
-    """propertyNames errors point at the parent table; report the offending name itself."""
-    if error.validator != "propertyNames":
+    """propertyNames errors point at the parent table; report the offending name itself.
+
+    Depending on the jsonschema version, a bad name comes either as one
+    ``propertyNames`` error (with the details in ``context``) or as the inner
+    error itself (``pattern``, ``maxLength``) whose schema path runs through
+    ``propertyNames``; both are handled.
+    """
+    if error.validator == "propertyNames":
+        names_schema = error.validator_value if isinstance(error.validator_value, dict) else {}
+        subs = error.context or [error]
+    elif "propertyNames" in error.relative_schema_path:
+        names_schema = error.schema if isinstance(error.schema, dict) else {}
+        subs = [error]
+    else:
         return None
     parent = list(error.absolute_path)
     problems = []
-    for sub in error.context or [error]:
-        name = sub.instance
-        expected = error.validator_value.get("description", "a valid name")
+    for sub in subs:
+        name = str(sub.instance)
+        parts = parent + [name]
+        what = "model name" if model_of(parts) is not None else "name"
         problems.append(
-            Problem("invalid name", file=file, model=None, key=format_key_path(parent + [str(name)]),
-                    expected=expected, found=found(name))
+            Problem(f"invalid {what}", file=file, model=model_of(parts), key=format_key_path(parts),
+                    expected=names_schema.get("description", "a valid name"), found=found(name))
         )
     return problems
 
@@ -175,20 +270,50 @@ def schema_problems(
 
     ``model_of(path_parts)`` tells which model a key path belongs to (or None),
     so the caller can attribute problems to models.
+
+    A misspelt key is one mistake, so it is reported once: as an unknown key
+    with a "did you mean", not also as the missing key it was meant to be.
     """
     problems: list[Problem] = []
     seen: set[tuple[str | None, str]] = set()
-    errors = sorted(_validator(name).iter_errors(instance), key=_path_order)
+    misspelt: set[str] = set()  # key paths of required keys that an unknown key probably misspells
+    root = load_schema(name)
+    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: _path_order(e, instance))
     for error in errors:
-        translated = _name_problems(error, file, model_of) or _problems_for(error, file, model_of)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+            parent = list(error.absolute_path)
+            misspelt.update(format_key_path(parent + [t]) for t in _typo_targets(error.instance, known).values())
+    for error in errors:
+        translated = _name_problems(error, file, model_of) or _problems_for(error, file, model_of, root)
         for item in translated:
             marker = (item.key, item.reason)
+            if item.reason == "missing required key" and item.key in misspelt:
+                continue
             if marker not in seen:  # if/then branches can report the same thing twice
                 seen.add(marker)
                 problems.append(item)
     return problems
 
 
-def _path_order(error: Any) -> list[tuple[int, int, str]]:
-    # Array indices sort numerically (layers[2] before layers[10]), keys alphabetically.
-    return [(0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in error.absolute_path]
+def _path_order(error: Any, instance: Any) -> list[tuple[int, int]]:
+    """Sort key putting errors in document order.
+
+    Parsed TOML keeps the file's key order, so a key's position in its table
+    is its position in the document; array entries sort by index
+    (layers[2] before layers[10]).
+    """
+    order = []
+    node = instance
+    for part in error.absolute_path:
+        if isinstance(node, dict):
+            keys = list(node)
+            order.append((0, keys.index(part) if part in node else len(keys)))
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            order.append((0, part))
+            node = node[part] if 0 <= part < len(node) else None
+        else:
+            order.append((1, 0))
+            node = None
+    return order

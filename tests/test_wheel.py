@@ -41,7 +41,9 @@ def test_wheel_installs_and_validates_a_model(tmp_path, bundled_copy):
     script = textwrap.dedent(f"""
         import modelreg, pathlib
         assert pathlib.Path(modelreg.__file__).is_relative_to({str(env_dir)!r}), modelreg.__file__
+        from modelreg.exporting import export
         registry = modelreg.load_registry({str(bundled_copy)!r})
+        assert export("dynamicsengine", registry).ok  # built-in exporters come via the wheel's entry points
         report = modelreg.validate("dynamicsengine", registry, latency_seconds=0.05, write=True)
         assert report.ok, report.to_json()
         print("OK", len(registry))

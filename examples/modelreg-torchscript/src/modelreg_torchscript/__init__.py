@@ -25,7 +25,12 @@ __all__ = ["TorchScriptExporter"]
 @contextlib.contextmanager
 def _quiet_jit() -> Iterator[None]:
     # torch.jit announces its deprecation on every call; users need not see it.
+    import torch
+
     with warnings.catch_warnings():
+        # Tracing an LSTM warns that its shape checks become constants: true, and harmless
+        # here because the traced graph is verified for parity at every batch size used.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"`torch\.jit")
         yield
