@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make run   set up .venv, create missing checkpoints, validate every model
+#   make run   set up .venv, create missing checkpoints, export and validate every model
 #   make test  set up .venv, run the test-suite
 PYTHON ?= python3
 VENV   := .venv
@@ -28,6 +28,7 @@ checkpoints: setup
 	$(BIN)/modelreg init
 
 run: checkpoints
+	$(BIN)/modelreg export
 	$(BIN)/modelreg validate
 
 test: setup

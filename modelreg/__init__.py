@@ -31,6 +31,8 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .checkpoint import init_checkpoint
+    from .exporting import ArtifactResult, ExportReport, export, export_all
+    from .rtneural_runtime import RTNeuralModel, check_rtneural, load_rtneural
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
@@ -44,6 +46,13 @@ _LAZY = {
     "ModelReport": "report",
     "CheckResult": "report",
     "init_checkpoint": "checkpoint",
+    "export": "exporting",
+    "export_all": "exporting",
+    "ExportReport": "exporting",
+    "ArtifactResult": "exporting",
+    "load_rtneural": "rtneural_runtime",
+    "check_rtneural": "rtneural_runtime",
+    "RTNeuralModel": "rtneural_runtime",
     "Exporter": "plugins",
     "Parity": "plugins",
     "available_exporters": "plugins",
@@ -53,9 +62,11 @@ _LAZY = {
 
 __all__ = [
     "ArtifactError",
+    "ArtifactResult",
     "CheckResult",
     "CheckpointError",
     "ExportError",
+    "ExportReport",
     "Exporter",
     "LayerSpec",
     "MissingDependencyError",
@@ -65,6 +76,7 @@ __all__ = [
     "Parity",
     "PluginError",
     "Problem",
+    "RTNeuralModel",
     "Registry",
     "RegistryError",
     "UnknownModelError",
@@ -72,10 +84,14 @@ __all__ = [
     "ValidationReport",
     "__version__",
     "available_exporters",
+    "check_rtneural",
+    "export",
+    "export_all",
     "find_registry",
     "get_exporter",
     "init_checkpoint",
     "load_registry",
+    "load_rtneural",
     "register_exporter",
     "validate",
     "validate_all",
