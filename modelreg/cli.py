@@ -54,12 +54,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not write models/validation_results.json (it is written only when all models are validated)")
     p.add_argument("--latency-seconds", type=_positive_float, default=0.4, metavar="S",
                    help="time spent measuring each model's latency (default 0.4)")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+                   help="check N models at once (processes); latency is still measured one model at a time")
 
     p = sub.add_parser("export", parents=[common], help="export models to their declared formats")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--format", action="append", dest="formats", metavar="F",
                    help="only this exporter (repeatable; default: every format the entry declares)")
     p.add_argument("--force", action="store_true", help="rewrite artifacts even when they are fresh")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="export N models at once (processes)")
 
     p = sub.add_parser("check", help="check exported files (RTNeural JSON) against the schema and format rules")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -69,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0); the same seed gives bit-identical weights")
     p.add_argument("--force", action="store_true", help="overwrite existing checkpoints")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -194,7 +207,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(_status_line(report), file=out, flush=True)
 
     report = validate_all(registry, names=args.names or None, write=write, on_result=progress,
-                          latency_seconds=args.latency_seconds)
+                          latency_seconds=args.latency_seconds, jobs=args.jobs)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -254,7 +267,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"{mark} {result.model} -> {where}  {result.message}" if result.status != "failed"
               else f"{mark} {result.model} ({result.exporter}): {result.message}", flush=True)
 
-    report = export_all(registry, names=args.names or None, formats=args.formats, force=args.force, on_result=progress)
+    report = export_all(registry, names=args.names or None, formats=args.formats, force=args.force,
+                        on_result=progress, jobs=args.jobs)
     written = sum(a.status == "written" for a in report.artifacts)
     fresh = sum(a.status == "fresh" for a in report.artifacts)
     failed = sum(a.status == "failed" for a in report.artifacts)

@@ -93,26 +93,26 @@ def read_lock(root: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _locked(registry: Registry) -> Iterator[None]:
+def _locked(root: Path) -> Iterator[None]:
     """Serialise read-modify-write of registry.lock between processes."""
     from filelock import FileLock
 
-    with FileLock(str(lock_path(registry.root)) + ".flock", timeout=300):
+    with FileLock(str(lock_path(root)) + ".flock", timeout=300):
         yield
 
 
-def _record(registry: Registry, spec: ModelSpec, exporter: Exporter, artifact: Path, digest: str) -> None:
+def _record(root: Path, spec: ModelSpec, exporter: Exporter, artifact: Path, digest: str) -> None:
     import tomli_w
 
     from . import __version__
 
-    with _locked(registry):
-        lock = read_lock(registry.root)
+    with _locked(root):
+        lock = read_lock(root)
         # Recorded per artifact: formats can be exported at different times
         # (`--format onnx`), from different checkpoints.
         artifacts = lock["models"].setdefault(spec.name, {}).setdefault("artifacts", {})
         artifacts[exporter.name] = {
-            "path": artifact.relative_to(registry.root).as_posix(),
+            "path": artifact.relative_to(root).as_posix(),
             "sha256": digest,
             "exporter": exporter.name,
             "exporter_version": exporter.version,
@@ -123,7 +123,7 @@ def _record(registry: Registry, spec: ModelSpec, exporter: Exporter, artifact: P
         }
         lock["format"] = LOCK_FORMAT
         header = "# Written by `modelreg export`: what each artifact was made from. Do not edit.\n"
-        atomic_write_text(lock_path(registry.root), header + tomli_w.dumps(lock))
+        atomic_write_text(lock_path(root), header + tomli_w.dumps(lock))
 
 
 def _torch_version() -> str:
@@ -247,12 +247,17 @@ def export_all(
     formats: Iterable[str] | None = None,
     force: bool = False,
     on_result: Callable[[ArtifactResult], None] | None = None,
+    jobs: int = 1,
 ) -> ExportReport:
     """Export every declared format of every model (or of ``names`` / ``formats``).
 
     Fresh artifacts are kept unless ``force``. One model's failure never stops
     the others; invalid entries are reported in ``ExportReport.problems``.
+    ``jobs > 1`` exports several models at once in a process pool (results are
+    reported in registry order); registry.lock updates are serialised by a file lock.
     """
+    if jobs < 1:
+        raise UsageError.at("jobs must be at least 1", key="jobs", expected="an integer >= 1", found=jobs)
     reg = _resolve(registry)
     selected = list(reg.names) if names is None else list(dict.fromkeys(names))
     for name in selected:
@@ -263,40 +268,67 @@ def export_all(
         get_exporter(fmt)  # unknown format: clear error listing the available ones
     report = ExportReport(reg.path)
     report.problems.extend(p for name in selected for p in reg.invalid.get(name, ()))
-    lock = read_lock(reg.root)
 
     def emit(result: ArtifactResult) -> None:
         report.artifacts.append(result)
         if on_result is not None:
             on_result(result)
 
+    work = []
     for name in selected:
         if name in reg.invalid:
             continue
         spec = reg[name]
         formats_here = [f for f in spec.exports if wanted is None or f in wanted]
-        if not formats_here:
-            continue
-        module: RealtimeModel | None = None
-        for fmt in formats_here:
-            path: Path | None = None
-            try:
-                exporter = get_exporter(fmt)
-                path = exporter.artifact_path(spec)
-                if not force and freshness(spec, exporter, lock).fresh:
-                    emit(ArtifactResult(name, fmt, path, "fresh", "up to date (use --force to rewrite)"))
-                    continue
-                if module is None:
-                    module = spec.load()
-                with single_thread():  # see validation.validate_model
-                    result = _export_one(spec, module, exporter)
-                _record(reg, spec, exporter, result.path, result.figures["sha256"])
+        if formats_here:
+            work.append((spec, formats_here))
+    if jobs > 1 and len(work) > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawn, not fork: see validation._checks_in_pool.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [pool.submit(_export_model, spec, fmts, force) for spec, fmts in work]
+            for (spec, fmts), future in zip(work, futures):
+                try:
+                    results = future.result()
+                except Exception as exc:  # the worker died
+                    results = [ArtifactResult(spec.name, f, None, "failed", f"worker failed: {exc}") for f in fmts]
+                for result in results:
+                    emit(result)
+    else:
+        for spec, fmts in work:
+            for result in _export_model(spec, fmts, force):
                 emit(result)
-            except ModelRegError as exc:
-                emit(ArtifactResult(name, fmt, path, "failed", str(exc)))
-            except Exception as exc:  # a plugin's bug must not stop the other models
-                emit(ArtifactResult(name, fmt, path, "failed", f"unexpected {type(exc).__name__} in exporter {fmt!r}: {exc}"))
     return report
+
+
+def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[ArtifactResult]:
+    """Every requested format of one model; never raises for the model's own problems."""
+    results: list[ArtifactResult] = []
+    lock = read_lock(spec.registry_dir)
+    module: RealtimeModel | None = None
+    for fmt in formats:
+        path: Path | None = None
+        try:
+            exporter = get_exporter(fmt)
+            path = exporter.artifact_path(spec)
+            if not force and freshness(spec, exporter, lock).fresh:
+                results.append(ArtifactResult(spec.name, fmt, path, "fresh", "up to date (use --force to rewrite)"))
+                continue
+            if module is None:
+                module = spec.load()
+            with single_thread():  # see validation.validate_model
+                result = _export_one(spec, module, exporter)
+            _record(spec.registry_dir, spec, exporter, result.path, result.figures["sha256"])
+            results.append(result)
+        except ModelRegError as exc:
+            results.append(ArtifactResult(spec.name, fmt, path, "failed", str(exc)))
+        except Exception as exc:  # a plugin's bug must not stop the other models
+            results.append(ArtifactResult(spec.name, fmt, path, "failed",
+                                          f"unexpected {type(exc).__name__} in exporter {fmt!r}: {exc}"))
+    return results
 
 
 def export(

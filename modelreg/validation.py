@@ -36,14 +36,19 @@ def _unexpected(name: str, exc: BaseException) -> CheckResult:
     return CheckResult(name, "error", f"unexpected {type(exc).__name__}{at}: {exc}")
 
 
+def _capture(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    """Run one check; a ModelRegError is a failure, anything else an error (never raised)."""
+    try:
+        return check()
+    except ModelRegError as exc:
+        return CheckResult(name, "fail", str(exc))
+    except Exception as exc:
+        return _unexpected(name, exc)
+
+
 def _run(report: ModelReport, name: str, check: Callable[[], CheckResult]) -> bool:
     """Run one check, recording its result; True when it passed."""
-    try:
-        result = check()
-    except ModelRegError as exc:
-        result = CheckResult(name, "fail", str(exc))
-    except Exception as exc:
-        result = _unexpected(name, exc)
+    result = _capture(name, check)
     report.checks.append(result)
     return result.ok
 
@@ -59,17 +64,37 @@ MODEL_CHECKS = (
 )
 
 
-def validate_model(spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True) -> ModelReport:
-    """Run every check on one model (never raises for a model's own problems)."""
+def validate_model(
+    spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True, latency: bool = True
+) -> ModelReport:
+    """Run every check on one model (never raises for a model's own problems).
+
+    ``latency=False`` leaves the latency check out (parallel runs measure it
+    afterwards, one model at a time; see :func:`add_latency`).
+    """
     from .latency import single_thread
 
     # One thread for everything, as a real-time host runs these models: frame-by-frame
     # calls of small layers are several times slower when torch fans out to a pool.
     with single_thread():
-        return _validate_model(spec, latency_seconds=latency_seconds, exports=exports)
+        return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency)
 
 
-def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool) -> ModelReport:
+def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float = 0.4) -> None:
+    """Measure latency for a report made with ``latency=False`` and put it in its place."""
+    from .latency import single_thread
+
+    if report.get("determinism") is None:  # the model never got that far: nothing to time
+        return
+    started = time.perf_counter()
+    with single_thread():
+        result = _capture("latency", lambda: checks.check_latency(spec, spec.load(), seconds=latency_seconds))
+    position = next(i for i, c in enumerate(report.checks) if c.name == "determinism") + 1
+    report.checks.insert(position, result)
+    report.seconds += time.perf_counter() - started
+
+
+def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, latency: bool) -> ModelReport:
     started = time.perf_counter()
     report = ModelReport(spec.name)
     tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE
@@ -102,9 +127,10 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool) -
                 ("edge_cases", lambda: checks.check_edge_cases(spec, module)),
                 ("output_range", lambda: checks.check_output_range(spec, module)),
                 ("determinism", lambda: checks.check_determinism(spec, module)),
-                ("latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds)),
             ):
                 _run(report, name, check)  # type: ignore[arg-type]
+            if latency:
+                _run(report, "latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))  # type: ignore[arg-type]
             if exports and spec.exports:
                 from .exporting import artifact_checks
 
@@ -135,6 +161,7 @@ def validate_all(
     on_result: OnResult | None = None,
     latency_seconds: float = 0.4,
     exports: bool = True,
+    jobs: int = 1,
 ) -> ValidationReport:
     """Validate every model of ``registry`` (a :class:`Registry`, a path, or None to find one).
 
@@ -142,7 +169,13 @@ def validate_all(
     checked. With ``write=True`` the report goes to
     ``models/validation_results.json`` beside the registry (schema-checked,
     written atomically). ``on_result`` is called as each model finishes.
+
+    ``jobs > 1`` runs the checks of several models in a process pool; latency
+    is then measured afterwards in this process, one model at a time, with the
+    pool shut down, so that parallel work never disturbs the figures.
     """
+    if jobs < 1:
+        raise UsageError.at("jobs must be at least 1", key="jobs", expected="an integer >= 1", found=jobs)
     reg = _resolve(registry)
     selected = list(reg.names) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in selected if n not in reg.names]
@@ -154,9 +187,17 @@ def validate_all(
     from .plugins import plugin_problems
 
     report.warnings.extend(plugin_problems())
+    valid = [name for name in selected if name not in reg.invalid]
+    if jobs > 1 and len(valid) > 1:
+        parallel = _checks_in_pool(reg, valid, jobs, latency_seconds, exports)
+    else:
+        parallel = {}
     for name in selected:
         if name in reg.invalid:
             model_report = _invalid_entry_report(name, reg.invalid[name])
+        elif name in parallel:
+            model_report = parallel[name]
+            add_latency(model_report, reg[name], latency_seconds=latency_seconds)
         else:
             model_report = validate_model(reg[name], latency_seconds=latency_seconds, exports=exports)
         report.models[name] = model_report
@@ -165,6 +206,30 @@ def validate_all(
     if write:
         report.write(results_path(reg))
     return report
+
+
+def _checks_in_pool(
+    reg: Registry, names: list[str], jobs: int, latency_seconds: float, exports: bool
+) -> dict[str, ModelReport]:
+    """Every check but latency, for ``names``, in ``jobs`` worker processes."""
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn, not fork: forking a process that has already run torch's thread pools can deadlock.
+    context = multiprocessing.get_context("spawn")
+    results: dict[str, ModelReport] = {}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(validate_model, reg[name], latency_seconds=latency_seconds,
+                               exports=exports, latency=False): name for name in names}
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # a worker that died (e.g. killed, out of memory)
+                failed = ModelReport(name)
+                failed.checks.append(_unexpected("build", exc))
+                results[name] = failed
+    return results
 
 
 def validate(
