@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from .spec import ModelSpec
 
 __all__ = [
+    "BUILTIN_EXPORTERS",
     "ENTRY_POINT_GROUP",
     "Exporter",
     "Parity",
     "available_exporters",
+    "exporter_names",
     "get_exporter",
     "plugin_problems",
     "register_exporter",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "modelreg.exporters"
+#: Exporters that ship with modelreg (registered through its own entry points).
+BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx"})
 
 
 @attrs.frozen
@@ -166,6 +170,17 @@ def available_exporters() -> dict[str, Exporter]:
         merged = dict(_exporters)
     merged.update(_registered)
     return merged
+
+
+def exporter_names() -> set[str]:
+    """Names of every exporter, read from entry-point metadata without importing any plugin.
+
+    Enough to check a registry's ``exports``: loading plugins (and whatever they
+    import) is left to the commands that export or verify.
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_registered)
 
 
 def plugin_problems() -> tuple[Problem, ...]:

@@ -16,11 +16,12 @@ import os
 import re
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import Problem, RegistryError, UnknownModelError, found
+from .plugins import BUILTIN_EXPORTERS
 from .schemas import format_key_path, schema_problems
 from .spec import LayerSpec, ModelSpec
 
@@ -149,7 +150,7 @@ def load_registry(
     *,
     strict: bool = True,
     param_budget: int | None = None,
-    known_exporters: Callable[[], Mapping[str, Any]] | None = None,
+    known_exporters: Callable[[], Collection[str]] | None = None,
 ) -> Registry:
     """Read and check a registry.
 
@@ -169,9 +170,9 @@ def load_registry(
                                expected="one [models.NAME] table per model")
 
     if known_exporters is None:
-        from .plugins import available_exporters
+        from .plugins import exporter_names
 
-        known_exporters = available_exporters
+        known_exporters = exporter_names
 
     def model_of(parts: list[Any]) -> str | None:
         return str(parts[1]) if len(parts) >= 2 and parts[0] == "models" else None
@@ -188,16 +189,19 @@ def load_registry(
     for problem in problems:
         by_model.setdefault(problem.model or "", []).append(problem)
 
-    exporters: Mapping[str, Any] | None = None
+    exporters: Collection[str] | None = None
     specs: dict[str, ModelSpec] = {}
     invalid: dict[str, tuple[Problem, ...]] = {}
     for name, entry in data.get("models", {}).items():
         if name in by_model:  # schema problems: semantic checks would only add noise
             invalid[name] = tuple(by_model[name])
             continue
-        if exporters is None and entry.get("exports"):
+        # Built-in exporter names always exist: scanning entry points (importlib.metadata
+        # reads every installed distribution, ~30 ms) is only needed for other names.
+        if exporters is None and any(e not in BUILTIN_EXPORTERS for e in entry.get("exports", [])):
             exporters = known_exporters()
-        entry_problems = _semantic_problems(name, entry, registry_file, shown, budget, exporters or {})
+        entry_problems = _semantic_problems(name, entry, registry_file, shown, budget,
+                                            BUILTIN_EXPORTERS if exporters is None else exporters)
         if entry_problems:
             invalid[name] = tuple(entry_problems)
         else:
@@ -296,7 +300,7 @@ def _semantic_problems(
     registry_file: Path,
     shown: str,
     budget: int,
-    exporters: Mapping[str, Any],
+    exporters: Collection[str],
 ) -> list[Problem]:
     """What the schema cannot say about one (schema-valid) entry."""
     key = f"models.{name}"

@@ -177,12 +177,15 @@ def _count(value: Any) -> Any:
     return value
 
 
-def dumps_rtneural(model: Mapping[str, Any]) -> bytes:
+def dumps_rtneural(model: Mapping[str, Any], *, check: bool = True) -> bytes:
     """Serialize an RTNeural model to compact, deterministic, lossless JSON bytes.
 
     The model is checked first (:func:`modelreg.rtneural_runtime.check_rtneural`):
     any problem, including a NaN or infinite weight, raises
     :class:`ArtifactError` naming its key path, so no invalid file is written.
+    ``check=False`` skips the full check for callers that check the written
+    file anyway (the export pipeline does); non-finite weights are still
+    refused, since orjson would write them as ``null``.
     Weights are written as float32, the precision RTNeural computes in, each as
     the shortest decimal that reads back to the same float32 bit pattern
     (orjson's float32 formatting; -0.0, subnormals and extreme exponents
@@ -190,19 +193,24 @@ def dumps_rtneural(model: Mapping[str, Any]) -> bytes:
     are rounded to float32 first. Keys are written in a fixed order (known keys
     first, then any others sorted), so equal models give byte-identical output.
     """
-    problems, _ = _check(model, None)
-    if problems:
-        raise ArtifactError(*problems)
+    if check:
+        problems, _ = _check(model, None)
+        if problems:
+            raise ArtifactError(*problems)
     known_top = ("in_shape", "layers")
     known_layer = ("type", "activation", "shape", "weights")
     out: dict[str, Any] = {"in_shape": [_count(v) for v in model["in_shape"]], "layers": []}
-    for layer in model["layers"]:
+    for index, layer in enumerate(model["layers"]):
         item: dict[str, Any] = {}
         for key in known_layer:
             if key == "weights":
                 # orjson formats float32 numpy arrays with the shortest float32
                 # representation; it needs native-endian C-contiguous arrays.
                 item[key] = [np.ascontiguousarray(np.asarray(w, dtype=np.float32)) for w in layer[key]]
+                for position, array in enumerate(item[key]):
+                    if not np.isfinite(array).all():
+                        raise ArtifactError.at("weights must be finite numbers", key=f"layers[{index}].weights[{position}]",
+                                               expected="finite float32 values", found="NaN or Inf")
             elif key == "shape":
                 item[key] = [_count(v) for v in layer[key]]
             elif key in layer:

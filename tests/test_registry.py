@@ -406,3 +406,14 @@ def test_key_paths_quote_keys_that_toml_would_quote(parts, text):
 def test_public_names():
     assert modelreg.load_registry is load_registry
     assert issubclass(RegistryError, ValueError) and issubclass(UnknownModelError, KeyError)
+
+
+def test_bundled_schemas_are_valid_against_their_metaschema():
+    # modelreg does not check its own schemas at run time (start-up cost); this test does.
+    import jsonschema
+
+    from modelreg.schemas import load_schema
+
+    for name in ("registry", "validation_results", "rtneural"):
+        schema = load_schema(name)
+        jsonschema.validators.validator_for(schema).check_schema(schema)
