@@ -52,8 +52,9 @@ def _validator(name: str) -> Any:
     import jsonschema
 
     schema = load_schema(name)
+    # No check_schema() here: modelreg's own schemas are checked against their
+    # metaschema by the test-suite, not on every start (it cost ~10 ms).
     cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
     # JSON Schema counts 5.0 as an integer; TOML does not, and a float unit count
     # or shape would only fail later, deep inside torch. Integers must be written
     # as integers.
