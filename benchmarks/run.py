@@ -52,6 +52,16 @@ def run_timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) 
     return wall, usage.ru_maxrss / 1024, proc.returncode
 
 
+def copy_bundled(folder: Path) -> Path:
+    """The bundled registry and its checkpoints, copied into ``folder/bundled`` (no artifacts)."""
+    copy = folder / "bundled"
+    (copy / "models").mkdir(parents=True)
+    shutil.copy(ROOT / "registry.toml", copy / "registry.toml")
+    for checkpoint in (ROOT / "models").glob("*.pt"):
+        shutil.copy(checkpoint, copy / "models")
+    return copy
+
+
 # ---------------------------------------------------------------- 1. start-up
 
 
@@ -197,11 +207,7 @@ def _profile_summary(registry_path: Path) -> list[dict[str, Any]]:
 def bench_whole_job() -> None:
     print("\n3. the whole job on the bundled registry", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp, "bundled")
-        (copy / "models").mkdir(parents=True)
-        shutil.copy(ROOT / "registry.toml", copy / "registry.toml")
-        for checkpoint in (ROOT / "models").glob("*.pt"):
-            shutil.copy(checkpoint, copy / "models")
+        copy = copy_bundled(Path(tmp))
         export_wall, export_rss, _ = run_timed(MODELREG + ["export", "--force"], copy)
         validate_wall, validate_rss, _ = run_timed(MODELREG + ["validate"], copy)
         profile = _profile_summary(copy / "registry.toml")
@@ -374,11 +380,7 @@ def bench_latency(seconds: float) -> None:
     from modelreg.latency import single_thread
 
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp, "bundled")
-        (copy / "models").mkdir(parents=True)
-        shutil.copy(ROOT / "registry.toml", copy / "registry.toml")
-        for checkpoint in (ROOT / "models").glob("*.pt"):
-            shutil.copy(checkpoint, copy / "models")
+        copy = copy_bundled(Path(tmp))
         registry = modelreg.load_registry(copy / "registry.toml")
         assert modelreg.export_all(registry).ok
         latency: dict[str, Any] = {}

@@ -72,9 +72,33 @@ def lock_path(root: Path) -> Path:
     return root / LOCK_FILENAME
 
 
+_lock_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def read_lock(root: Path) -> dict[str, Any]:
-    """The parsed ``registry.lock`` in folder ``root``, or an empty one. A damaged lock file is an error."""
+    """The parsed ``registry.lock`` in folder ``root``, or an empty one. A damaged lock file is an error.
+
+    The result is cached while the file is unchanged (same inode, size and
+    mtime): a validation run asks once per model, and re-parsing a lock of N
+    models N times would make the run quadratic. Treat it as read-only.
+    """
     path = lock_path(root)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return {"format": LOCK_FORMAT, "models": {}}
+    except OSError as exc:
+        raise RegistryError.at(f"cannot read the lock file: {exc.strerror or exc}", file=display_path(path)) from None
+    identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _lock_cache.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    data = _parse_lock(path)
+    _lock_cache[path] = (identity, data)
+    return data
+
+
+def _parse_lock(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -101,26 +125,41 @@ def _locked(root: Path) -> Iterator[None]:
         yield
 
 
-def _record(root: Path, spec: ModelSpec, exporter: Exporter, artifact: Path, digest: str) -> None:
+@attrs.frozen
+class _Made:
+    """An artifact to record in registry.lock."""
+
+    spec: ModelSpec
+    exporter: Exporter
+    path: Path
+    sha256: str
+
+
+def _record(root: Path, made: list[_Made]) -> None:
+    """Add ``made`` to registry.lock in one read-modify-write, under the cross-process lock."""
+    if not made:
+        return
     import tomli_w
 
     from . import __version__
 
+    checkpoint_sha = {item.spec.name: sha256_file(item.spec.checkpoint) for item in made}
     with _locked(root):
-        lock = read_lock(root)
-        # Recorded per artifact: formats can be exported at different times
-        # (`--format onnx`), from different checkpoints.
-        artifacts = lock["models"].setdefault(spec.name, {}).setdefault("artifacts", {})
-        artifacts[exporter.name] = {
-            "path": artifact.relative_to(root).as_posix(),
-            "sha256": digest,
-            "exporter": exporter.name,
-            "exporter_version": exporter.version,
-            "entry_sha256": artifact_entry_sha256(spec),
-            "checkpoint_sha256": sha256_file(spec.checkpoint),
-            "torch": _torch_version(),
-            "modelreg": __version__,
-        }
+        lock = _parse_lock(lock_path(root))  # fresh, never the cache: another process may have written it
+        for item in made:
+            # Recorded per artifact: formats can be exported at different times
+            # (`--format onnx`), from different checkpoints.
+            artifacts = lock["models"].setdefault(item.spec.name, {}).setdefault("artifacts", {})
+            artifacts[item.exporter.name] = {
+                "path": item.path.relative_to(root).as_posix(),
+                "sha256": item.sha256,
+                "exporter": item.exporter.name,
+                "exporter_version": item.exporter.version,
+                "entry_sha256": artifact_entry_sha256(item.spec),
+                "checkpoint_sha256": checkpoint_sha[item.spec.name],
+                "torch": _torch_version(),
+                "modelreg": __version__,
+            }
         lock["format"] = LOCK_FORMAT
         header = "# Written by `modelreg export`: what each artifact was made from. Do not edit.\n"
         atomic_write_text(lock_path(root), header + tomli_w.dumps(lock))
@@ -180,6 +219,7 @@ class ArtifactResult:
     status: str  # "written", "fresh" (kept), "failed"
     message: str = ""
     figures: dict[str, Any] = attrs.field(factory=dict)
+    made: _Made | None = attrs.field(default=None, repr=False, eq=False)  # for registry.lock
 
     @property
     def ok(self) -> bool:
@@ -233,7 +273,8 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
             tmp.unlink()
     figures = {"bytes": target.stat().st_size, "export_seconds": round(export_seconds, 4),
                "max_error": parity.max_error, "max_abs_error": parity.max_abs_error, "sha256": digest}
-    return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.max_abs_error:.3g}", figures)
+    return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.max_abs_error:.3g}", figures,
+                          made=_Made(spec, exporter, target, digest))
 
 
 def _resolve(registry: Registry | str | os.PathLike[str] | None) -> Registry:
@@ -269,8 +310,21 @@ def export_all(
     report = ExportReport(reg.path)
     report.problems.extend(p for name in selected for p in reg.invalid.get(name, ()))
 
+    pending: list[_Made] = []
+    last_flush = time.monotonic()
+
     def emit(result: ArtifactResult) -> None:
+        nonlocal last_flush
         report.artifacts.append(result)
+        if result.made is not None:
+            pending.append(result.made)
+        # registry.lock is rewritten whole, so writing it per artifact would make a
+        # run quadratic in the number of models; flush at most once a second. An
+        # artifact a crash leaves unrecorded reads as stale and is simply redone.
+        if pending and time.monotonic() - last_flush >= 1.0:
+            _record(reg.root, pending)
+            pending.clear()
+            last_flush = time.monotonic()
         if on_result is not None:
             on_result(result)
 
@@ -301,6 +355,7 @@ def export_all(
         for spec, fmts in work:
             for result in _export_model(spec, fmts, force):
                 emit(result)
+    _record(reg.root, pending)
     return report
 
 
@@ -320,9 +375,7 @@ def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[Arti
             if module is None:
                 module = spec.load()
             with single_thread():  # see validation.validate_model
-                result = _export_one(spec, module, exporter)
-            _record(spec.registry_dir, spec, exporter, result.path, result.figures["sha256"])
-            results.append(result)
+                results.append(_export_one(spec, module, exporter))
         except ModelRegError as exc:
             results.append(ArtifactResult(spec.name, fmt, path, "failed", str(exc)))
         except Exception as exc:  # a plugin's bug must not stop the other models

@@ -447,6 +447,15 @@ def _read_json(path: Path, name: str) -> object:
         line, column = _position(raw, exc.start)
         raise ArtifactError.at("not valid UTF-8", file=name, line=line, column=column,
                                found=raw[exc.start:exc.start + 4]) from None
+    import orjson
+
+    try:
+        # Fast path (models are megabytes of numbers). orjson refuses some things
+        # Python's json accepts (NaN literals, huge integers): those, and every real
+        # syntax error, go through json below, which also gives line and column.
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -7,7 +7,6 @@ own golden data.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,23 +41,21 @@ class RTNeuralExporter(Exporter):
         atomic_write_bytes(path, dumps_rtneural(to_rtneural(layers, spec.in_features, state), check=False))
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
+        from ..errors import ArtifactError
         from ..registry import display_path
-        from ..rtneural_runtime import check_rtneural, load_rtneural
+        from ..rtneural_runtime import load_rtneural
 
         shown = display_path(path)
         try:
-            data = json.loads(path.read_bytes())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return [Problem(f"not valid JSON: {exc}", file=shown, model=spec.name)]
-        problems = check_rtneural(data, file=shown)
-        if problems:
-            return problems
-        model = load_rtneural(data, file=shown)
+            # Reads, checks (schema and format rules) and builds in one pass.
+            model = load_rtneural(path, file=shown)
+        except ArtifactError as exc:
+            return list(exc.problems)
         if (model.in_size, model.out_size) != (spec.in_features, spec.out_features):
-            problems.append(Problem("file does not fit the registry entry", file=shown, model=spec.name,
-                                    key="in_shape", expected=f"{spec.in_features} in, {spec.out_features} out",
-                                    found=f"{model.in_size} in, {model.out_size} out"))
-        return problems
+            return [Problem("file does not fit the registry entry", file=shown, model=spec.name,
+                            key="in_shape", expected=f"{spec.in_features} in, {spec.out_features} out",
+                            found=f"{model.in_size} in, {model.out_size} out")]
+        return []
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         import numpy as np
