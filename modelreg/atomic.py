@@ -4,12 +4,67 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_with", "atomic_writer", "install", "sha256_file"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_with",
+    "atomic_writer",
+    "install",
+    "remove_orphaned_temps",
+    "sha256_file",
+    "temp_prefix",
+]
+
+# Temporary files are ``.NAME.PID-XXXXXXXX.tmp`` (``.partial`` for an export being
+# checked). A writer killed with SIGKILL cannot remove its own; the process id
+# in the name lets a later run tell such an orphan from a write in progress.
+_TEMP_NAME = re.compile(r"^\..+\.(\d{1,10})-[a-z0-9_]{8}\.(?:tmp|partial)$")
+
+
+def temp_prefix(target_name: str) -> str:
+    """The ``mkstemp`` prefix for a temporary file beside ``target_name``."""
+    return f".{target_name}.{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    if sys.platform == "win32" or pid == os.getpid():
+        return True  # on Windows os.kill(pid, 0) would send CTRL_C_EVENT: never guess there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # EPERM: alive but another user's
+        return True
+    return True
+
+
+def remove_orphaned_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files in ``folder`` whose writer process no longer exists.
+
+    Only names made by :func:`temp_prefix` are considered; a file whose process
+    is alive (a concurrent run) is left alone. Returns the removed paths.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no such folder yet, or not a folder: nothing to clean
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or _process_alive(int(match[1])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -23,7 +78,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,13 @@ def verify_pin(spec: ModelSpec) -> str:
     return actual
 
 
+# What torch.load can read: torch.save's zip archive, or the legacy format (a
+# protocol-2 pickle of torch's magic number). Anything else is refused before
+# torch sees it: its readers answer other bytes with KeyError('101') and the like.
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
 def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, loaded without executing any code."""
     import torch
@@ -56,6 +64,17 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
         raise _error(spec, "checkpoint is a folder", expected="a state-dict file")
     if path.stat().st_size == 0:
         raise _error(spec, "checkpoint file is empty")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_LEGACY_MAGIC))
+    except OSError as exc:
+        raise _error(spec, f"cannot read the checkpoint: {exc.strerror or exc}") from None
+    if not head.startswith(_ZIP_MAGIC) and head != _LEGACY_MAGIC:
+        raise CheckpointError(Problem(
+            "not a readable PyTorch checkpoint (another format: torch.save writes a zip archive)",
+            file=display_path(path), model=spec.name, key=f"models.{spec.name}.checkpoint",
+            expected=f"a file starting with {_ZIP_MAGIC!r}", found=f"a file starting with {head[:8]!r}",
+        ))
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -70,12 +89,19 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
     except Exception as exc:
         # Arbitrary bytes make torch's readers raise almost anything (IndexError,
         # RuntimeError, EOFError, ...); for the user they all mean the same.
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = _first_sentence(str(exc)) or type(exc).__name__
         raise _error(spec, f"not a readable PyTorch checkpoint (truncated or another format): {detail}") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise _error(spec, "checkpoint is not a state dict", expected="a dict of tensor name to tensor",
                      found=type(data).__name__ if not isinstance(data, dict) else "a dict with non-tensor values")
     return data
+
+
+def _first_sentence(message: str) -> str:
+    """torch's reader errors, without the C++ location and the paragraph of advice that follow."""
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", message.strip())
+    line = text.splitlines()[0] if text else ""
+    return line.split(". ")[0].rstrip(".").strip()
 
 
 def _unpickler_detail(message: str) -> str:

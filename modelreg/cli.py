@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ModelRegError
@@ -109,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `modelreg list | head`
         return EXIT_OK
+    except OSError as exc:
+        # The environment (a full disk, a folder that is a file...) where no
+        # ModelRegError was made for it: still one line naming the path, never a traceback.
+        where = f"{display_path(Path(exc.filename))}: " if isinstance(exc.filename, str) and exc.filename else ""
+        print(f"modelreg: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _print_error(exc: ModelRegError, stream: TextIO | None = None) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "RegistryError",
     "UnknownModelError",
     "UsageError",
+    "WriteError",
 ]
 
 
@@ -185,3 +186,12 @@ class MissingDependencyError(ModelRegError, ImportError):
 
 class UsageError(ModelRegError, ValueError):
     """A bad argument to the API or the command line."""
+
+
+class WriteError(ModelRegError, OSError):
+    """A file modelreg must write (artifact, registry.lock, results) cannot be written.
+
+    The folder is not writable or not a folder, the disk is full, or the path
+    would leave the registry's folder. An environment problem, not a model's:
+    the command stops (exit 2) and every previous file is left as it was.
+    """

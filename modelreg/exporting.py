@@ -10,6 +10,7 @@ was made from, so that a later run can tell fresh from stale from tampered.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -20,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .atomic import atomic_write_text, install, sha256_file
-from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError
+from .atomic import atomic_write_text, install, remove_orphaned_temps, sha256_file, temp_prefix
+from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError, WriteError
 from .latency import single_thread
 from .plugins import Exporter, get_exporter
-from .registry import Registry, display_path, load_registry
+from .registry import Registry, display_path, load_registry, outside_note
 from .report import CheckResult
 
 if sys.version_info >= (3, 11):
@@ -41,6 +42,7 @@ __all__ = [
     "ArtifactResult",
     "ExportReport",
     "artifact_checks",
+    "artifact_path",
     "export",
     "export_all",
     "freshness",
@@ -104,7 +106,8 @@ def _parse_lock(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {"format": LOCK_FORMAT, "models": {}}
     except (OSError, UnicodeDecodeError) as exc:
-        raise RegistryError.at(f"cannot read the lock file: {exc}", file=display_path(path)) from None
+        raise RegistryError.at(f"cannot read the lock file: {getattr(exc, 'strerror', None) or exc}",
+                               file=display_path(path)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -125,6 +128,44 @@ def _locked(root: Path) -> Iterator[None]:
         yield
 
 
+# errno values meaning "this folder or disk cannot take the file" (an environment
+# problem that stops the command), as opposed to an exporter's bug.
+_WRITE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EISDIR", "EEXIST")
+    if hasattr(errno, name)
+)
+
+
+def write_error(exc: OSError, path: Path, what: str, model: str | None = None) -> WriteError:
+    """An OSError met while writing ``path``, as one clear message naming the file
+    (and the folder on its way when that is the culprit, never a temporary file)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    culprit = Path(exc.filename).absolute() if isinstance(exc.filename, str) else None
+    if culprit is not None and culprit in path.absolute().parents:
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR) and not culprit.is_dir():
+            reason = f"{display_path(culprit)} is a file, not a folder"
+        else:
+            reason += f": {display_path(culprit)}"
+    return WriteError.at(f"cannot write {what} ({reason}); any previous file was kept",
+                         file=display_path(path), model=model)
+
+
+def artifact_path(spec: ModelSpec, exporter: Exporter) -> Path:
+    """Where ``exporter`` puts ``spec``'s artifact; refused (ArtifactError) when that leaves the
+    registry's folder: ``../``, an absolute path elsewhere, a symlinked file or folder pointing out."""
+    path = exporter.artifact_path(spec)
+    note = outside_note(spec.registry_dir, path)
+    if note is not None:
+        index = f"[{spec.exports.index(exporter.name)}]" if exporter.name in spec.exports else ""
+        raise ArtifactError(Problem(
+            "artifact path leaves the registry's folder; nothing is read or written there",
+            file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.exports{index}",
+            expected="a path inside the registry's folder", found=note,
+        ))
+    return path
+
+
 @attrs.frozen
 class _Made:
     """An artifact to record in registry.lock."""
@@ -139,30 +180,46 @@ def _record(root: Path, made: list[_Made]) -> None:
     """Add ``made`` to registry.lock in one read-modify-write, under the cross-process lock."""
     if not made:
         return
+    # Artifact paths are absolute; a registry given as a relative path (--registry
+    # registry.toml) has a relative root, and relative_to() would fail between the two.
+    root = root.absolute()
+    checkpoint_sha = {item.spec.name: sha256_file(item.spec.checkpoint) for item in made}
+    try:
+        with _locked(root):
+            _write_records(root, made, checkpoint_sha)
+    except OSError as exc:  # registry.lock(.flock) cannot be written: folder not writable, disk full
+        raise write_error(exc, lock_path(root), LOCK_FILENAME) from None
+
+
+def _write_records(root: Path, made: list[_Made], checkpoint_sha: dict[str, str]) -> None:
     import tomli_w
 
     from . import __version__
 
-    checkpoint_sha = {item.spec.name: sha256_file(item.spec.checkpoint) for item in made}
-    with _locked(root):
-        lock = _parse_lock(lock_path(root))  # fresh, never the cache: another process may have written it
-        for item in made:
-            # Recorded per artifact: formats can be exported at different times
-            # (`--format onnx`), from different checkpoints.
-            artifacts = lock["models"].setdefault(item.spec.name, {}).setdefault("artifacts", {})
-            artifacts[item.exporter.name] = {
-                "path": item.path.relative_to(root).as_posix(),
-                "sha256": item.sha256,
-                "exporter": item.exporter.name,
-                "exporter_version": item.exporter.version,
-                "entry_sha256": artifact_entry_sha256(item.spec),
-                "checkpoint_sha256": checkpoint_sha[item.spec.name],
-                "torch": _torch_version(),
-                "modelreg": __version__,
-            }
-        lock["format"] = LOCK_FORMAT
-        header = "# Written by `modelreg export`: what each artifact was made from. Do not edit.\n"
-        atomic_write_text(lock_path(root), header + tomli_w.dumps(lock))
+    lock = _parse_lock(lock_path(root))  # fresh, never the cache: another process may have written it
+    for item in made:
+        with contextlib.suppress(OSError):
+            if sha256_file(item.path) != item.sha256:
+                # Another run installed its own file here since (a concurrent
+                # `modelreg export`): it records that file itself, after us or
+                # already. Recording ours would describe a file that is gone.
+                continue
+        # Recorded per artifact: formats can be exported at different times
+        # (`--format onnx`), from different checkpoints.
+        artifacts = lock["models"].setdefault(item.spec.name, {}).setdefault("artifacts", {})
+        artifacts[item.exporter.name] = {
+            "path": item.path.relative_to(root).as_posix(),
+            "sha256": item.sha256,
+            "exporter": item.exporter.name,
+            "exporter_version": item.exporter.version,
+            "entry_sha256": artifact_entry_sha256(item.spec),
+            "checkpoint_sha256": checkpoint_sha[item.spec.name],
+            "torch": _torch_version(),
+            "modelreg": __version__,
+        }
+    lock["format"] = LOCK_FORMAT
+    header = "# Written by `modelreg export`: what each artifact was made from. Do not edit.\n"
+    atomic_write_text(lock_path(root), header + tomli_w.dumps(lock))
 
 
 def _torch_version() -> str:
@@ -184,14 +241,15 @@ class Freshness:
 
 def freshness(spec: ModelSpec, exporter: Exporter, lock: dict[str, Any], checkpoint_sha256: str | None = None) -> Freshness:
     """Compare an artifact with its lock record and the entry/checkpoint it came from."""
-    artifact = exporter.artifact_path(spec)
+    artifact = artifact_path(spec, exporter)
     if not artifact.is_file():
         return Freshness("missing", f"{display_path(artifact)} does not exist; run `modelreg export {spec.name}`")
     record = lock.get("models", {}).get(spec.name, {}).get("artifacts", {}).get(exporter.name)
     if not isinstance(record, dict):
         return Freshness("stale", f"{display_path(artifact)} is not recorded in {LOCK_FILENAME}; run `modelreg export --force {spec.name}`")
     if record.get("sha256") != sha256_file(artifact):
-        return Freshness("tampered", f"{display_path(artifact)} changed after export (sha256 differs from {LOCK_FILENAME}); "
+        return Freshness("tampered", f"{display_path(artifact)} changed after export (sha256 differs from {LOCK_FILENAME}: "
+                                     "edited by hand, or an export was killed before recording it); "
                                      f"run `modelreg export --force {spec.name}`")
     reasons = []
     if record.get("entry_sha256") != artifact_entry_sha256(spec):
@@ -220,6 +278,9 @@ class ArtifactResult:
     message: str = ""
     figures: dict[str, Any] = attrs.field(factory=dict)
     made: _Made | None = attrs.field(default=None, repr=False, eq=False)  # for registry.lock
+    # Set when the artifact could not be written (disk full, folder not writable):
+    # the whole run stops with this error once the results in flight are recorded.
+    stop: WriteError | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def ok(self) -> bool:
@@ -247,14 +308,22 @@ def _tolerance(spec: ModelSpec) -> float:
 
 def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> ArtifactResult:
     """Write to a temporary file, check and verify it, then rename it over the artifact."""
-    target = exporter.artifact_path(spec)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
+    target = artifact_path(spec, exporter)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".partial", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:  # the folder is a file, not writable, on a full disk...
+        raise write_error(exc, target, "the artifact", spec.name) from None
     tmp = Path(tmp_name)
     started = time.perf_counter()
     try:
-        exporter.export(spec, module, tmp)
+        try:
+            exporter.export(spec, module, tmp)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise  # not the disk's fault: reported as the exporter's error
+            raise write_error(exc, target, "the artifact", spec.name) from None
         export_seconds = time.perf_counter() - started
         problems = exporter.check_artifact(spec, tmp)
         if problems:
@@ -267,7 +336,10 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
                 file=display_path(target), model=spec.name,
             )
         digest = sha256_file(tmp)
-        install(tmp, target)
+        try:
+            install(tmp, target)
+        except OSError as exc:  # e.g. the target is a folder
+            raise write_error(exc, target, "the artifact", spec.name) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -309,12 +381,17 @@ def export_all(
         get_exporter(fmt)  # unknown format: clear error listing the available ones
     report = ExportReport(reg.path)
     report.problems.extend(p for name in selected for p in reg.invalid.get(name, ()))
+    _check_paths(reg, selected, wanted, report.problems)
 
     pending: list[_Made] = []
     last_flush = time.monotonic()
+    stop: list[WriteError] = []
 
     def emit(result: ArtifactResult) -> None:
         nonlocal last_flush
+        if result.stop is not None:
+            stop.append(result.stop)  # raised once the work in flight is recorded
+            return
         report.artifacts.append(result)
         if result.made is not None:
             pending.append(result.made)
@@ -345,18 +422,51 @@ def export_all(
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = [pool.submit(_export_model, spec, fmts, force) for spec, fmts in work]
             for (spec, fmts), future in zip(work, futures):
+                if stop:
+                    future.cancel()  # not started yet: leave it; a running one is waited for
                 try:
                     results = future.result()
+                except concurrent.futures.CancelledError:
+                    continue
                 except Exception as exc:  # the worker died
                     results = [ArtifactResult(spec.name, f, None, "failed", f"worker failed: {exc}") for f in fmts]
                 for result in results:
                     emit(result)
     else:
         for spec, fmts in work:
+            if stop:
+                break
             for result in _export_model(spec, fmts, force):
                 emit(result)
     _record(reg.root, pending)
+    if stop:
+        raise stop[0]
     return report
+
+
+def _check_paths(reg: Registry, names: list[str], wanted: list[str] | None, problems: list[Problem]) -> None:
+    """Refuse paths leaving the registry's folder up front (exit 2), and remove the
+    temporary files that killed runs left in the folders this run writes to."""
+    root = reg.root
+    note = outside_note(root, lock_path(root))
+    if note is not None:
+        raise WriteError(Problem(f"{LOCK_FILENAME} leaves the registry's folder; refusing to read or write it",
+                                 file=display_path(reg.path), expected="a file inside the registry's folder", found=note))
+    read_lock(root)  # a damaged lock stops the run here, the same way with or without --jobs
+    folders = {root}
+    for name in names:
+        spec = reg.get(name)
+        for fmt in spec.exports if spec is not None else ():
+            if wanted is not None and fmt not in wanted:
+                continue
+            try:
+                folders.add(artifact_path(spec, get_exporter(fmt)).parent)
+            except ArtifactError as exc:
+                problems.extend(exc.problems)
+            except Exception:  # a broken plugin: reported with the model's results
+                continue
+    for folder in folders:
+        remove_orphaned_temps(folder)
 
 
 def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[ArtifactResult]:
@@ -369,6 +479,7 @@ def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[Arti
         try:
             exporter = get_exporter(fmt)
             path = exporter.artifact_path(spec)
+            artifact_path(spec, exporter)  # refuses a path leaving the registry's folder
             if not force and freshness(spec, exporter, lock).fresh:
                 results.append(ArtifactResult(spec.name, fmt, path, "fresh", "up to date (use --force to rewrite)"))
                 continue
@@ -376,6 +487,11 @@ def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[Arti
                 module = spec.load()
             with single_thread():  # see validation.validate_model
                 results.append(_export_one(spec, module, exporter))
+        except WriteError as exc:
+            # The disk or folder cannot take files: the other formats and models
+            # would fail the same way. Stop, with one clear error (exit 2).
+            results.append(ArtifactResult(spec.name, fmt, path, "failed", str(exc), stop=exc))
+            break
         except ModelRegError as exc:
             results.append(ArtifactResult(spec.name, fmt, path, "failed", str(exc)))
         except Exception as exc:  # a plugin's bug must not stop the other models
@@ -422,7 +538,10 @@ def artifact_checks(
         def exists(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
             exporter = get_exporter(fmt)
             state["exporter"] = exporter
-            path = exporter.artifact_path(spec)
+            path = artifact_path(spec, exporter)
+            if path.exists() and not path.is_file():  # "does not exist" would send the user looking in vain
+                return CheckResult(f"{fmt}.exists", "fail", f"{display_path(path)} is not a file (a folder?); "
+                                   f"remove it and run `modelreg export {spec.name}`")
             if not path.is_file():
                 return CheckResult(f"{fmt}.exists", "fail", f"{display_path(path)} does not exist; run `modelreg export {spec.name}`")
             state["path"] = path

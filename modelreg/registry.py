@@ -294,6 +294,37 @@ def _inside(root: Path, candidate: Path) -> bool:
     return True
 
 
+def _symlink_exit(root: Path, target: Path) -> str:
+    """The symlink through which ``target`` leaves ``root``, worded for a message (or "")."""
+    try:
+        if target.is_symlink():
+            return f", a symlink to {target.resolve()}"
+        parts = target.relative_to(root).parts
+    except (ValueError, OSError, RuntimeError):
+        return ""
+    # A folder on the way can be the symlink (models -> /elsewhere): name it, or
+    # the user sees a plain relative path that "obviously" stays inside.
+    folder = root
+    for part in parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            return f", through the symlink {folder.relative_to(root).as_posix()} -> {folder.resolve()}"
+    return ""
+
+
+def outside_note(root: Path, path: Path) -> str | None:
+    """None when ``path`` stays inside the folder ``root`` once every symlink is resolved;
+    else what a message shows as found: the path (relative to ``root`` when written
+    under it) and the symlink it leaves through."""
+    if _inside(root, path):
+        return None
+    try:
+        shown = path.relative_to(root).as_posix()
+    except ValueError:
+        shown = str(path)
+    return repr(shown) + _symlink_exit(root, path)  # in full: a path cut short would not help
+
+
 def _semantic_problems(
     name: str,
     entry: Mapping[str, Any],
@@ -370,9 +401,8 @@ def _semantic_problems(
             add(f"checkpoint path cannot be resolved: {why}", "checkpoint", inside, checkpoint)
         else:
             if not _inside(root, resolved):
-                via = f", a symlink to {resolved}" if target.is_symlink() else ""
                 add("checkpoint path leaves the registry's folder", "checkpoint", inside,
-                    text=found(checkpoint) + via)
+                    text=found(checkpoint) + _symlink_exit(root, target))
 
     for index, exporter in enumerate(entry.get("exports", [])):
         if exporter in exporters:

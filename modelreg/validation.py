@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import checks
-from .errors import ModelRegError, Problem, UsageError
-from .registry import Registry, display_path, load_registry
+from .errors import ModelRegError, Problem, UsageError, WriteError
+from .registry import Registry, display_path, load_registry, outside_note
 from .report import CheckResult, ModelReport, ValidationReport
 
 if TYPE_CHECKING:
@@ -182,8 +182,12 @@ def validate_all(
     if unknown:
         # Raises UnknownModelError with a suggestion for the first unknown name.
         reg[unknown[0]]
+    if write:
+        _check_results_path(reg)
     report = ValidationReport(registry=reg.path)
     report.problems.extend(reg.problems)
+    if exports:
+        report.problems.extend(_artifact_path_problems(reg, selected))
     from .plugins import plugin_problems
 
     report.warnings.extend(plugin_problems())
@@ -204,8 +208,49 @@ def validate_all(
         if on_result is not None:
             on_result(model_report)
     if write:
-        report.write(results_path(reg))
+        target = results_path(reg)
+        try:
+            report.write(target)
+        except WriteError:
+            raise
+        except OSError as exc:  # not writable, disk full: the old results file is kept (atomic write)
+            from .exporting import write_error
+
+            raise write_error(exc, target, "the validation results") from None
     return report
+
+
+def _artifact_path_problems(reg: Registry, names: list[str]) -> list[Problem]:
+    """Artifact paths that leave the registry's folder: a run-level problem (exit 2), as in export.
+    (The model's ``FORMAT.exists`` check fails with the same message.)"""
+    from .exporting import artifact_path
+    from .errors import ArtifactError
+    from .plugins import get_exporter
+
+    problems: list[Problem] = []
+    for name in names:
+        spec = reg.get(name)
+        for fmt in spec.exports if spec is not None else ():
+            try:
+                artifact_path(spec, get_exporter(fmt))
+            except ArtifactError as exc:
+                problems.extend(exc.problems)
+            except Exception:  # a broken plugin: the model's own checks report it
+                continue
+    return problems
+
+
+def _check_results_path(reg: Registry) -> None:
+    """Before any work: refuse a results path leaving the registry's folder, and remove
+    temporary files that killed runs left beside it."""
+    from .atomic import remove_orphaned_temps
+
+    target = results_path(reg)
+    note = outside_note(reg.root, target)
+    if note is not None:
+        raise WriteError(Problem("the validation results file leaves the registry's folder; refusing to write it",
+                                 file=display_path(reg.path), expected="a file inside the registry's folder", found=note))
+    remove_orphaned_temps(target.parent)
 
 
 def _checks_in_pool(
