@@ -472,7 +472,7 @@ def _read_json(path: Path, name: str) -> object:
         raise ArtifactError.at("invalid JSON: nested too deeply", file=name) from None
 
 
-def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any], *, file: str | None = None) -> RTNeuralModel:
+def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any] | object, *, file: str | None = None) -> RTNeuralModel:
     """Read, check and build an RTNeural model.
 
     ``source`` is a path to a JSON file or an already parsed model (a mapping,
@@ -481,13 +481,13 @@ def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any], *, file: s
     problem found (missing file, invalid UTF-8, invalid or truncated JSON with
     line and column, and all of :func:`check_rtneural`'s findings).
     """
-    if isinstance(source, Mapping):
-        data: object = source
-        name = file
-    else:
+    if isinstance(source, (str, os.PathLike)):
         path = Path(os.fspath(source))
         name = file if file is not None else str(path)
-        data = _read_json(path, name)
+        data: object = _read_json(path, name)
+    else:  # already parsed: any JSON value; a list or a number is refused as the file would be
+        data = source
+        name = file
     problems, arrays = _check(data, name)
     if problems:
         raise ArtifactError(*problems)

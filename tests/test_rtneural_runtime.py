@@ -356,6 +356,24 @@ def test_bad_shapes() -> None:
     assert "[null, null, N]" in str(problems[0].expected)
 
 
+def test_empty_shapes_are_refused() -> None:
+    # Found by tests/test_fuzz.py: [] matched the schema's [N] branch (prefixItems
+    # alone does not require an item) and the runtime then had no input size.
+    data = small_dense()
+    data["in_shape"] = []
+    data["layers"][0]["shape"] = []
+    problems = check_rtneural(data, file="m.json")
+    assert keys(problems) == ["in_shape", "layers[0].shape"]
+    with pytest.raises(ArtifactError, match="in_shape"):
+        load_rtneural(data, file="m.json")
+
+
+def test_a_parsed_document_that_is_not_an_object_is_refused_like_a_file() -> None:
+    for value in ([1, 2], 0.0, None):  # (a str is a path)
+        with pytest.raises(ArtifactError, match="m.json: an RTNeural model must be a JSON object"):
+            load_rtneural(value, file="m.json")
+
+
 def test_activation_layer_rules() -> None:
     data = golden_json("dense")
     data["layers"][1]["weights"] = [[1.0]]  # an activation layer has no weights
