@@ -16,6 +16,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_with",
     "atomic_writer",
+    "fsync_file",
     "install",
     "remove_orphaned_temps",
     "sha256_file",
@@ -104,6 +105,15 @@ def install(tmp: Path, target: Path) -> None:
     os.chmod(tmp, mode)
     os.replace(tmp, target)
     _fsync_dir(target.parent)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file written by other code (an exporter plugin) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .atomic import atomic_write_text, install, remove_orphaned_temps, sha256_file, temp_prefix
+from .atomic import atomic_write_text, fsync_file, install, remove_orphaned_temps, sha256_file, temp_prefix
 from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError, WriteError
 from .latency import single_thread
 from .plugins import Exporter, get_exporter
@@ -337,6 +337,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
             )
         digest = sha256_file(tmp)
         try:
+            fsync_file(tmp)  # the exporter wrote it its own way: make it durable before the rename
             install(tmp, target)
         except OSError as exc:  # e.g. the target is a folder
             raise write_error(exc, target, "the artifact", spec.name) from None
