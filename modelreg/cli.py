@@ -280,6 +280,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     fresh = sum(a.status == "fresh" for a in report.artifacts)
     failed = sum(a.status == "failed" for a in report.artifacts)
     print(f"\n{written} written, {fresh} fresh, {failed} failed")
+    for warning in report.warnings:
+        print(f"modelreg: warning: {warning}", file=sys.stderr)
     for problem in report.problems:
         print(f"modelreg: error: {problem}", file=sys.stderr)
     if report.problems:

@@ -294,6 +294,7 @@ class ExportReport:
     registry: Path
     artifacts: list[ArtifactResult] = attrs.field(factory=list)
     problems: list[Problem] = attrs.field(factory=list)
+    warnings: list[Problem] = attrs.field(factory=list)  # plugins that failed to load
 
     @property
     def ok(self) -> bool:
@@ -383,6 +384,9 @@ def export_all(
     report = ExportReport(reg.path)
     report.problems.extend(p for name in selected for p in reg.invalid.get(name, ()))
     _check_paths(reg, selected, wanted, report.problems)
+    from .plugins import plugin_problems
+
+    report.warnings.extend(plugin_problems())
 
     pending: list[_Made] = []
     last_flush = time.monotonic()

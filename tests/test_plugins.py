@@ -138,3 +138,28 @@ def test_onnx_without_its_extra_names_the_extra(tiny_registry, monkeypatch):
     (artifact,) = report.artifacts
     assert artifact.status == "failed"
     assert "the ONNX exporter needs the 'onnx' package, which is not installed (expected pip install 'modelreg[onnx]')" in artifact.message
+
+
+def test_broken_plugin_is_a_warning_of_export_and_validate_not_a_failure(tiny_registry, tmp_path, monkeypatch):
+    plugins = tmp_path / "plugins"
+    _fake_distribution(plugins, "broken-plugin", "[modelreg.exporters]\nbroken = broken_plugin_mod:Exporter\n",
+                       "raise RuntimeError('plugin import exploded')\n", "broken_plugin_mod")
+    monkeypatch.syspath_prepend(str(plugins))
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural"]'))
+    exported = export_all(tiny_registry)
+    assert exported.ok
+    assert any("broken-plugin 0.1" in str(w) and "plugin import exploded" in str(w) for w in exported.warnings)
+    validated = validate_all(tiny_registry, write=False, **FAST)
+    assert validated.ok and [str(w) for w in validated.warnings] == [str(w) for w in exported.warnings]
+
+    # The CLI prints it on stderr, once, and still succeeds.
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "modelreg", "export", "--registry", str(tiny_registry)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("modelreg: warning:")]
+    assert len(warnings) == 1 and "broken-plugin 0.1" in warnings[0], run.stderr
+    assert "Traceback" not in run.stderr
