@@ -1,9 +1,11 @@
 """modelreg benchmarks: start-up, RTNeural export speed/size, the whole job, scale, latency per runtime.
 
-    .venv/bin/python benchmarks/run.py            # everything (~5 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py            # everything (~4 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # smaller scale run, for a smoke test
 
-Prints a table (figure, target, met?) and writes benchmarks/results.json.
+Prints a table (figure, target, met?) and writes benchmarks/results.json
+(--quick: benchmarks/results.quick.json, so a smoke test never replaces the
+figures the README quotes).
 Speed targets are checked here, not in the test-suite: this machine is noisy.
 """
 
@@ -483,8 +485,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="sizes 5/20/50 and shorter latency windows")
     parser.add_argument("--only", choices=["startup", "export", "job", "scale", "latency"], action="append")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default benchmarks/results.json (--quick: benchmarks/results.quick.json)")
     args = parser.parse_args()
+    if args.output is None:
+        args.output = ROOT / "benchmarks" / ("results.quick.json" if args.quick else "results.json")
     sections = set(args.only or ["startup", "export", "job", "scale", "latency"])
     results["machine"] = machine()
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, python {results['machine']['python']}, "
