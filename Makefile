@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.stamp-install
 # 2.13.0 is the CPU build this machine installs from local disk.
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test checkpoints clean
+.PHONY: setup run test test-min checkpoints clean
 
 $(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,24 @@ run: checkpoints
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The oldest dependency releases pyproject.toml admits (.ci/min-versions.txt), in a
+# venv of their own, against the tests that exercise them (serialisation, schemas,
+# registry, exporters, runtimes, plugins, checkpoints): a lower bound is a promise.
+MIN_VENV := .venv-min
+$(MIN_VENV)/.stamp-install: pyproject.toml Makefile .ci/min-versions.txt
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) "hatchling>=1.18" editables
+	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation \
+		-c .ci/min-versions.txt -e ".[dev,onnx]"
+	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps ./examples/modelreg-torchscript
+	touch $@
+
+test-min: $(MIN_VENV)/.stamp-install
+	$(MIN_VENV)/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
+		| grep -iE '^(numpy|attrs|jsonschema|tomli.w|orjson|filelock|onnx|onnxruntime|torch) '
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_packaging.py \
+		tests/test_rtneural_format.py tests/test_rtneural_runtime.py tests/test_exporting.py \
+		tests/test_registry.py tests/test_bad_registries.py tests/test_plugins.py tests/test_checkpoint.py
+
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MIN_VENV) dist build .pytest_cache .hypothesis
