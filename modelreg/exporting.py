@@ -420,11 +420,10 @@ def export_all(
             work.append((spec, formats_here))
     if jobs > 1 and len(work) > 1:
         import concurrent.futures
-        import multiprocessing
 
-        # spawn, not fork: see validation._checks_in_pool.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        from .workers import process_pool
+
+        with process_pool(jobs, (fmt for _, fmts in work for fmt in fmts)) as pool:
             futures = [pool.submit(_export_model, spec, fmts, force) for spec, fmts in work]
             for (spec, fmts), future in zip(work, futures):
                 if stop:

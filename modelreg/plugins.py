@@ -26,12 +26,14 @@ __all__ = [
     "BUILTIN_EXPORTERS",
     "ENTRY_POINT_GROUP",
     "Exporter",
+    "adopt_registered",
     "Parity",
     "available_exporters",
     "exporter_names",
     "get_exporter",
     "plugin_problems",
     "register_exporter",
+    "registered_exporters",
     "reset_plugins",
 ]
 
@@ -217,6 +219,16 @@ def register_exporter(exporter: Exporter | type[Exporter], *, replace: bool = Fa
                              expected="a new name, or replace=True")
     _registered[instance.name] = instance
     return instance
+
+
+def registered_exporters() -> dict[str, Exporter]:
+    """The exporters added with :func:`register_exporter` in this process."""
+    return dict(_registered)
+
+
+def adopt_registered(exporters: Mapping[str, Exporter]) -> None:
+    """Register ``exporters`` in this process (a worker receiving its parent's)."""
+    _registered.update(exporters)
 
 
 def unregister_exporter(name: str) -> None:

@@ -258,12 +258,11 @@ def _checks_in_pool(
 ) -> dict[str, ModelReport]:
     """Every check but latency, for ``names``, in ``jobs`` worker processes."""
     import concurrent.futures
-    import multiprocessing
 
-    # spawn, not fork: forking a process that has already run torch's thread pools can deadlock.
-    context = multiprocessing.get_context("spawn")
+    from .workers import process_pool
+
     results: dict[str, ModelReport] = {}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with process_pool(jobs, (fmt for name in names for fmt in reg[name].exports) if exports else ()) as pool:
         futures = {pool.submit(validate_model, reg[name], latency_seconds=latency_seconds,
                                exports=exports, latency=False): name for name in names}
         for future in concurrent.futures.as_completed(futures):

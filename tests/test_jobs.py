@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from modelreg import UsageError, validate_all
+from modelreg import Exporter, Parity, PluginError, UsageError, register_exporter, validate_all
 from modelreg.checkpoint import init_checkpoint
 from modelreg.cli import main
 from modelreg.exporting import export_all, read_lock
+from modelreg.plugins import reset_plugins
 from modelreg.registry import load_registry
 
 
@@ -66,3 +69,61 @@ def test_jobs_must_be_positive(tmp_path, capsys):
         main(["validate", "--registry", str(path), "--jobs", "0"])
     assert info.value.code == 2
     assert "expected a whole number >= 1, found '0'" in capsys.readouterr().err
+
+
+class WeightSums(Exporter):
+    """A scripted exporter, known only through register_exporter() (no entry point)."""
+
+    name = "weightsums"
+
+    def artifact_path(self, spec):
+        return spec.registry_dir / "models" / f"{spec.name}.sums.json"
+
+    def export(self, spec, module, path):
+        path.write_text(json.dumps({k: float(v.double().sum()) for k, v in module.state_dict().items()}))
+
+    def verify(self, spec, module, path, tolerance):
+        written = json.loads(path.read_text())
+        error = max(abs(written[k] - float(v.double().sum())) for k, v in module.state_dict().items())
+        return Parity(max_error=error, max_abs_error=error, tolerance=tolerance)
+
+
+class Unpicklable(WeightSums):
+    name = "unpicklable"
+
+    def __init__(self):
+        self.hook = lambda: None  # a lambda cannot be pickled
+
+
+@pytest.fixture
+def _plugins():
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+def test_registered_exporters_reach_the_workers(tmp_path, _plugins):
+    register_exporter(WeightSums)
+    path = _many(tmp_path / "reg", 3)
+    path.write_text(path.read_text().replace('exports = ["rtneural", "onnx"]', 'exports = ["weightsums"]'))
+    report = export_all(path, jobs=2)
+    assert report.ok, [a.message for a in report.artifacts]
+    assert [a.status for a in report.artifacts] == ["written"] * 3
+    validated = validate_all(path, jobs=2, write=False, latency_seconds=0.05)
+    assert validated.ok
+    assert all(m["weightsums.parity"].status == "pass" for m in validated.models.values())
+
+
+def test_an_unpicklable_registered_exporter_is_refused_before_work_starts(tmp_path, _plugins):
+    register_exporter(Unpicklable)
+    path = _many(tmp_path / "reg", 2)
+    unused = export_all(path, jobs=2)  # not used by these models: not sent, not in the way
+    assert unused.ok
+    path.write_text(path.read_text().replace('exports = ["rtneural", "onnx"]', 'exports = ["unpicklable"]'))
+    with pytest.raises(PluginError) as info:
+        export_all(path, jobs=2)
+    message = str(info.value)
+    assert "exporter 'unpicklable' was added with register_exporter() and cannot be sent to worker processes" in message
+    assert "expected an exporter class defined at module level, an entry-point plugin, or jobs=1" in message
+    assert not list((path.parent / "models").glob("*.sums.json"))
+    assert export_all(path, jobs=1).ok  # in one process it works
