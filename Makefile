@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.stamp-install
 # 2.13.0 is the CPU build this machine installs from local disk.
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test test-min checkpoints clean
+.PHONY: setup run test test-min typecheck checkpoints clean
 
 $(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: checkpoints
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The package ships py.typed: users' type checkers read its hints, so they are checked too.
+typecheck: setup
+	$(BIN)/python -m mypy
 
 # The oldest dependency releases pyproject.toml admits (.ci/min-versions.txt), in a
 # venv of their own, against the tests that exercise them (serialisation, schemas,

@@ -83,7 +83,7 @@ class RealtimeModel(nn.Module):
             if kind == "dense":
                 state.append(None)
                 continue
-            zeros = torch.zeros(1, batch, layer.hidden_size, dtype=dtype)
+            zeros = torch.zeros(1, batch, _hidden_size(layer), dtype=dtype)
             state.append((zeros, zeros.clone()) if kind == "lstm" else zeros)
         return state
 
@@ -105,9 +105,9 @@ class RealtimeModel(nn.Module):
         layout: list[tuple[str, int]] = []
         for index, (kind, layer) in enumerate(zip(self.kinds, self.layers)):
             if kind == "lstm":
-                layout += [(f"h{index}", layer.hidden_size), (f"c{index}", layer.hidden_size)]
+                layout += [(f"h{index}", _hidden_size(layer)), (f"c{index}", _hidden_size(layer))]
             elif kind == "gru":
-                layout.append((f"h{index}", layer.hidden_size))
+                layout.append((f"h{index}", _hidden_size(layer)))
         return layout
 
     def streaming(self) -> nn.Module:
@@ -213,3 +213,9 @@ def build_module(spec: ModelSpec, seed: int | None = None) -> RealtimeModel:
         with seeded(seed_for(spec.name, seed)):
             module = RealtimeModel(spec)
     return module.eval()
+
+
+def _hidden_size(layer: torch.nn.Module) -> int:
+    """Units of a recurrent layer (``ModuleList`` items are typed as plain modules)."""
+    assert isinstance(layer, torch.nn.RNNBase)
+    return layer.hidden_size

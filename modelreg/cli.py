@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--registry", metavar="PATH",
                         help="registry file (default: $MODELREG_REGISTRY, else the nearest registry.toml upward)")
     parser = _Parser(prog="modelreg", description="Build, check and export the models of a registry.toml.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -86,6 +86,9 @@ def found(value: Any) -> str:
     return _short(value)
 
 
+_E = TypeVar("_E", bound="ModelRegError")
+
+
 class ModelRegError(Exception):
     """Base of every error modelreg raises for a user's input or environment."""
 
@@ -97,7 +100,7 @@ class ModelRegError(Exception):
 
     @classmethod
     def at(
-        cls,
+        cls: type[_E],
         reason: str,
         *,
         file: str | Path | None = None,
@@ -107,7 +110,7 @@ class ModelRegError(Exception):
         found: Any = attrs.NOTHING,
         line: int | None = None,
         column: int | None = None,
-    ) -> ModelRegError:
+    ) -> _E:
         """Build an error from one problem's context (``found`` is any value)."""
         return cls(
             Problem(

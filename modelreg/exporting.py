@@ -460,7 +460,9 @@ def _check_paths(reg: Registry, names: list[str], wanted: list[str] | None, prob
     folders = {root}
     for name in names:
         spec = reg.get(name)
-        for fmt in spec.exports if spec is not None else ():
+        if spec is None:
+            continue
+        for fmt in spec.exports:
             if wanted is not None and fmt not in wanted:
                 continue
             try:

@@ -226,10 +226,10 @@ def _read_toml(registry_file: Path, shown: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad_line = raw.count(b"\n", 0, exc.start) + 1
+        bad_column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise RegistryError(Problem(
-            "not valid UTF-8 text", file=shown, line=line, column=column,
+            "not valid UTF-8 text", file=shown, line=bad_line, column=bad_column,
             expected="a UTF-8 encoded TOML file", found=f"byte 0x{raw[exc.start]:02x}",
         )) from None
     try:
@@ -238,8 +238,8 @@ def _read_toml(registry_file: Path, shown: str) -> dict[str, Any]:
         # tomllib puts "(at line L, column C)" in the message; newer versions also
         # expose lineno/colno. Report them as structured fields either way.
         message = str(exc)
-        line = getattr(exc, "lineno", None)
-        column = getattr(exc, "colno", None)
+        line: int | None = getattr(exc, "lineno", None)
+        column: int | None = getattr(exc, "colno", None)
         match = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
         if match:
             line, column = int(match[1]), int(match[2])

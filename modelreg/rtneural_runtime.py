@@ -481,6 +481,7 @@ def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any] | object, *
     problem found (missing file, invalid UTF-8, invalid or truncated JSON with
     line and column, and all of :func:`check_rtneural`'s findings).
     """
+    name: str | None
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.fspath(source))
         name = file if file is not None else str(path)

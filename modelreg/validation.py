@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import checks
 from .errors import ModelRegError, Problem, UsageError, WriteError
@@ -15,6 +15,7 @@ from .registry import Registry, display_path, load_registry, outside_note
 from .report import CheckResult, ModelReport, ValidationReport
 
 if TYPE_CHECKING:
+    from .builder import RealtimeModel
     from .spec import ModelSpec
 
 __all__ = ["RESULTS_FILENAME", "results_path", "validate", "validate_all", "validate_model"]
@@ -115,11 +116,11 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
     if not _run(report, "build", build):
         _skip_rest(report, MODEL_CHECKS[3:], "the module does not build")
     else:
-        _run(report, "params", lambda: checks.check_params(spec, holder["built"]))  # type: ignore[arg-type]
+        _run(report, "params", lambda: checks.check_params(spec, cast("RealtimeModel", holder["built"])))
         if not _run(report, "checkpoint", load):
             _skip_rest(report, MODEL_CHECKS[4:], "the checkpoint did not load")
         else:
-            module = holder["module"]
+            module = cast("RealtimeModel", holder["module"])
             for name, check in (
                 ("weights_finite", lambda: checks.check_finite_weights(spec, module)),
                 ("output_shape", lambda: checks.check_output_shape(spec, module)),
@@ -128,13 +129,13 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
                 ("output_range", lambda: checks.check_output_range(spec, module)),
                 ("determinism", lambda: checks.check_determinism(spec, module)),
             ):
-                _run(report, name, check)  # type: ignore[arg-type]
+                _run(report, name, check)
             if latency:
-                _run(report, "latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))  # type: ignore[arg-type]
+                _run(report, "latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))
             if exports and spec.exports:
                 from .exporting import artifact_checks
 
-                for name, check in artifact_checks(spec, module, tolerance):  # type: ignore[arg-type]
+                for name, check in artifact_checks(spec, module, tolerance):
                     _run(report, name, check)
     report.seconds = time.perf_counter() - started
     return report
@@ -230,7 +231,9 @@ def _artifact_path_problems(reg: Registry, names: list[str]) -> list[Problem]:
     problems: list[Problem] = []
     for name in names:
         spec = reg.get(name)
-        for fmt in spec.exports if spec is not None else ():
+        if spec is None:
+            continue
+        for fmt in spec.exports:
             try:
                 artifact_path(spec, get_exporter(fmt))
             except ArtifactError as exc:

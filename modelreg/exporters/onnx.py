@@ -72,8 +72,10 @@ class ONNXExporter(Exporter):
         with warnings.catch_warnings():
             # The TorchScript exporter announces its deprecation on every call.
             warnings.simplefilter("ignore")
+            # The TorchScript path also takes a file object (torch's hints say path only).
             torch.onnx.export(
-                wrapper, example, buffer, dynamo=False, opset_version=OPSET,
+                wrapper, example, buffer,  # type: ignore[arg-type]
+                dynamo=False, opset_version=OPSET,
                 input_names=input_names, output_names=output_names, dynamic_axes=axes,
                 do_constant_folding=True,
             )
