@@ -253,10 +253,16 @@ def replace_with_folder(relative: str) -> Callable[[Path], None]:
 # ----------------------------------------------------------------- setups: paths
 
 
+def _move_outside(project: Path, relative: str) -> None:
+    """Move ``project/relative`` out of the registry's folder and leave a symlink to it in its place."""
+    source = project / relative
+    target = outside(project) / source.name
+    shutil.move(source, target)
+    source.symlink_to(target)
+
+
 def artifact_symlink_outside(project: Path) -> None:
-    target = outside(project) / "tinydense.json"
-    shutil.move(project / JSON, target)
-    (project / JSON).symlink_to(target)
+    _move_outside(project, JSON)
 
 
 def outside_untouched(project: Path) -> None:
@@ -268,9 +274,7 @@ def outside_untouched(project: Path) -> None:
 
 
 def onnx_folder_symlink_outside(project: Path) -> None:
-    target = outside(project) / "onnx"
-    shutil.move(project / "models/onnx", target)
-    (project / "models/onnx").symlink_to(target)
+    _move_outside(project, "models/onnx")
 
 
 def onnx_outside_untouched(project: Path) -> None:
@@ -282,21 +286,15 @@ def onnx_outside_untouched(project: Path) -> None:
 
 
 def models_folder_symlink_outside(project: Path) -> None:
-    target = outside(project) / "models"
-    shutil.move(project / "models", target)
-    (project / "models").symlink_to(target)
+    _move_outside(project, "models")
 
 
 def results_symlink_outside(project: Path) -> None:
-    target = outside(project) / "validation_results.json"
-    shutil.move(project / "models/validation_results.json", target)
-    (project / "models/validation_results.json").symlink_to(target)
+    _move_outside(project, "models/validation_results.json")
 
 
 def lock_symlink_outside(project: Path) -> None:
-    target = outside(project) / "registry.lock"
-    shutil.move(project / "registry.lock", target)
-    (project / "registry.lock").symlink_to(target)
+    _move_outside(project, "registry.lock")
 
 
 class _Escaping(Exporter):
