@@ -9,7 +9,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Beside the checkout only on CI machines (RTNeural's C++ headers): tests that need it
+# go through shared_dir(), which skips with a message when it is absent.
 SHARED = ROOT.parent / "shared"
+# RTNeural's golden models and outputs, copied into the repository (BSD-3-Clause,
+# LICENSE-RTNeural beside them) so that the suite passes on a clone with nothing beside it.
+GOLDEN = ROOT / "tests" / "data" / "rtneural"
+
+
+def shared_dir(*parts: str, what: str, setting: str) -> Path:
+    """A path under ``../shared``, or skip the test naming what is missing and what to set."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path}; set {setting} to run this test")
+    return path
 
 TINY_REGISTRY = """\
 [models.tinydense]

@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "rtneural-golden"
+from conftest import GOLDEN
 FAST = {"latency_seconds": 0.05}
 
 

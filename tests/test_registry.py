@@ -216,8 +216,8 @@ def test_relative_registry_path_gives_absolute_spec_paths(tmp_path, monkeypatch,
 
 
 def test_containment_is_checked_against_the_registry_folder_not_cwd(tmp_path, monkeypatch, no_env):
-    # "../shared/x.pt" would be inside the cwd (tmp_path) but leaves the registry's folder.
-    registry_file = write(tmp_path / "project", model_toml("tiny", checkpoint="../shared/tiny.pt"))
+    # "../elsewhere/x.pt" would be inside the cwd (tmp_path) but leaves the registry's folder.
+    registry_file = write(tmp_path / "project", model_toml("tiny", checkpoint="../elsewhere/tiny.pt"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RegistryError) as info:
         load_registry(registry_file)

@@ -15,7 +15,7 @@ import pytest
 from modelreg.errors import ArtifactError, UsageError
 from modelreg.rtneural_runtime import RTNeuralModel, _schema, check_rtneural, load_rtneural
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "rtneural-golden"
+from conftest import GOLDEN
 GOLDEN_MODELS = ("dense", "lstm", "lstm_1d", "gru_1d")
 TOLERANCE = 1e-5
 
