@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ import attrs
 from .atomic import atomic_write_text
 from .errors import ModelRegError, Problem
 
-__all__ = ["CheckResult", "ModelReport", "ValidationReport", "environment"]
+__all__ = ["RUNTIME_PACKAGES", "CheckResult", "ModelReport", "ValidationReport", "environment"]
 
 Status = Literal["pass", "fail", "error", "skip"]
 RESULTS_FORMAT = 1
@@ -25,9 +25,17 @@ RESULTS_FORMAT = 1
 class CheckResult:
     """One check of one model.
 
-    ``status`` is ``pass``, ``fail`` (the model does not meet the check),
-    ``error`` (the check could not run: bad input file, broken plugin) or
-    ``skip`` (not run because an earlier check it needs failed).
+    Fields:
+
+    - ``name``: the check (``params``, ``latency``, ``rtneural.parity``...);
+    - ``status``: ``"pass"``; ``"fail"`` (the model does not meet the check);
+      ``"error"`` (the check could not run: a bug in modelreg or a plugin, shown
+      with where it was raised); ``"skip"`` (not run, because a check it needs
+      failed or something it needs is not configured; ``message`` says which);
+    - ``message``: one line for people;
+    - ``figures``: the measured values (``latency``: ``mean_ms``, ``p50_ms``,
+      ``p95_ms``, ``p99_ms``, ``max_ms``, ``iterations``; ``FORMAT.parity``:
+      ``max_error``, ``max_abs_error``, ``tolerance``, ``cases``...).
     """
 
     name: str
@@ -45,8 +53,13 @@ class CheckResult:
 
 
 @attrs.define
-class ModelReport:
-    """Every check of one model, in the order they ran."""
+class ModelReport(Mapping[str, CheckResult]):
+    """Every check of one model, in the order they ran.
+
+    A read-only mapping of check name to :class:`CheckResult` (``report["latency"]``,
+    ``"onnx.parity" in report``, iteration in run order); ``checks`` is the same
+    results as a list. ``ok`` is True when no check failed or errored.
+    """
 
     name: str
     checks: list[CheckResult] = attrs.field(factory=list)
@@ -67,17 +80,18 @@ class ModelReport:
                 return result
         raise KeyError(check)
 
-    def get(self, check: str) -> CheckResult | None:
-        try:
-            return self[check]
-        except KeyError:
-            return None
+    def __iter__(self) -> Iterator[str]:
+        return (result.name for result in self.checks)
+
+    def __len__(self) -> int:
+        return len(self.checks)
 
     @property
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if c.status in ("fail", "error")]
 
     def to_json(self) -> dict[str, Any]:
+        """A dict of plain JSON values: ``{"ok", "seconds", "checks": [CheckResult.to_json(), ...]}``."""
         return {"ok": self.ok, "seconds": round(self.seconds, 4), "checks": [c.to_json() for c in self.checks]}
 
 
@@ -94,16 +108,40 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def environment() -> dict[str, str]:
-    """Where a report was made: enough to reproduce or compare figures."""
+#: The libraries whose versions a report records when they took part in a run.
+RUNTIME_PACKAGES = ("torch", "numpy", "onnx", "onnxruntime")
+
+
+def _version(package: str) -> str | None:
+    module = sys.modules.get(package)
+    version = getattr(module, "__version__", None)
+    if version is not None:
+        return str(version)
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(used: Iterable[str] = ()) -> dict[str, str]:
+    """Where a report was made: enough to reproduce or compare figures.
+
+    ``used`` names the libraries (of :data:`RUNTIME_PACKAGES`) that ran checks;
+    each is recorded with its version. It is called when the run ends, not when
+    it starts: torch is imported lazily, by the first model built. A library
+    that took no part is not listed, except torch, which is always present
+    ("not used" when no model was built).
+    """
     from . import __version__
 
-    torch_version = "not imported"
-    if "torch" in sys.modules:
-        torch_version = str(sys.modules["torch"].__version__)
+    versions = {package: _version(package) for package in RUNTIME_PACKAGES if package in set(used)}
+    found = {package: v for package, v in versions.items() if v is not None}
     return {
         "python": platform.python_version(),
-        "torch": torch_version,
+        "torch": found.pop("torch", "not used"),
+        **found,
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
@@ -113,8 +151,16 @@ def environment() -> dict[str, str]:
 
 
 @attrs.define
-class ValidationReport:
-    """The result of a validation run. ``.ok`` is True when every model passed."""
+class ValidationReport(Mapping[str, ModelReport]):
+    """The result of a validation run: a read-only mapping of model name to :class:`ModelReport`.
+
+    ``report["groovepredictor"]``, ``"groovepredictor" in report``, ``len(report)``
+    and iteration (registry order) work as on any mapping. ``ok`` is True when
+    every model passed and the registry had no problems; ``problems`` holds
+    invalid registry entries, ``warnings`` plugins that failed to load,
+    ``environment`` the versions that ran the checks. ``to_json()`` returns the
+    dict written to ``models/validation_results.json``.
+    """
 
     registry: Path
     models: dict[str, ModelReport] = attrs.field(factory=dict)
@@ -133,7 +179,14 @@ class ValidationReport:
     def __getitem__(self, model: str) -> ModelReport:
         return self.models[model]
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
     def to_json(self) -> dict[str, Any]:
+        """The results document as a dict (what :meth:`write` writes, schema-valid)."""
         return {
             "format": RESULTS_FORMAT,
             "ok": self.ok,

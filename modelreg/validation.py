@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 from . import checks
 from .errors import ModelRegError, Problem, UsageError, WriteError
 from .registry import Registry, display_path, load_registry, outside_note
-from .report import CheckResult, ModelReport, ValidationReport
+from .report import CheckResult, ModelReport, ValidationReport, environment
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
@@ -158,7 +158,7 @@ def validate_all(
     registry: Registry | str | os.PathLike[str] | None = None,
     *,
     names: Iterable[str] | None = None,
-    write: bool = True,
+    write: bool | None = None,
     on_result: OnResult | None = None,
     latency_seconds: float = 0.4,
     exports: bool = True,
@@ -167,9 +167,12 @@ def validate_all(
     """Validate every model of ``registry`` (a :class:`Registry`, a path, or None to find one).
 
     Invalid entries are reported as failed models; the other models are still
-    checked. With ``write=True`` the report goes to
-    ``models/validation_results.json`` beside the registry (schema-checked,
-    written atomically). ``on_result`` is called as each model finishes.
+    checked. The report goes to ``models/validation_results.json`` beside the
+    registry (schema-checked, written atomically) when the run covers every
+    model of the registry: the file is the record of the whole registry, so by
+    default (``write=None``) a run of a few ``names`` leaves it alone.
+    ``write=True`` writes it anyway, ``write=False`` never. ``on_result`` is
+    called as each model finishes.
 
     ``jobs > 1`` runs the checks of several models in a process pool; latency
     is then measured afterwards in this process, one model at a time, with the
@@ -183,6 +186,8 @@ def validate_all(
     if unknown:
         # Raises UnknownModelError with a suggestion for the first unknown name.
         reg[unknown[0]]
+    if write is None:
+        write = set(selected) >= set(reg.names)
     if write:
         _check_results_path(reg)
     report = ValidationReport(registry=reg.path)
@@ -208,6 +213,8 @@ def validate_all(
         report.models[name] = model_report
         if on_result is not None:
             on_result(model_report)
+    # Recorded now, not when the report was made: torch is imported by the first model built.
+    report.environment = environment(_packages_used(report))
     if write:
         target = results_path(reg)
         try:
@@ -219,6 +226,17 @@ def validate_all(
 
             raise write_error(exc, target, "the validation results") from None
     return report
+
+
+def _packages_used(report: ValidationReport) -> set[str]:
+    """The libraries that ran checks in this report (their versions go into its environment)."""
+    ran = [check.name for model in report.models.values() for check in model.checks if check.status != "skip"]
+    used: set[str] = set()
+    if "build" in ran:  # building a module is torch; every check after it uses numpy too
+        used |= {"torch", "numpy"}
+    if any(name.startswith("onnx.") for name in ran):
+        used |= {"onnx", "onnxruntime"}
+    return used
 
 
 def _artifact_path_problems(reg: Registry, names: list[str]) -> list[Problem]:
