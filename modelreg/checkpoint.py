@@ -180,21 +180,34 @@ class InitResult:
     action: str  # "written" or "kept"
     sha256: str
     pin_ok: bool | None  # None when the registry pins no sha256
+    #: Why a kept file does not fit the entry's architecture (None when it fits,
+    #: or when it was written now).
+    misfit: CheckpointError | None = None
 
 
 def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = False) -> InitResult:
     """Create ``spec``'s checkpoint with seeded, reproducible (untrained) weights.
 
-    An existing file is kept unless ``force``; the same seed always gives
+    An existing file is kept unless ``force`` (``InitResult.misfit`` then says
+    whether it still fits the architecture); the same seed always gives
     bit-identical tensors.
     """
     from .builder import build_module
 
+    misfit: CheckpointError | None = None
     if spec.checkpoint.exists() and not force:
         digest = sha256_file(spec.checkpoint)
         action = "kept"
+        # A kept file made for another architecture (units changed since) would only
+        # fail later, in validate; say it now. The pin is reported separately.
+        try:
+            state = read_state_dict(spec)
+            problems = _mismatch_problems(spec, spec.build().state_dict(), state)
+            misfit = CheckpointError(*problems) if problems else None
+        except CheckpointError as exc:
+            misfit = exc
     else:
         digest = save_checkpoint(build_module(spec, seed=seed), spec.checkpoint)
         action = "written"
     pin_ok = None if spec.sha256 is None else digest == spec.sha256
-    return InitResult(spec.name, spec.checkpoint, action, digest, pin_ok)
+    return InitResult(spec.name, spec.checkpoint, action, digest, pin_ok, misfit)

@@ -138,14 +138,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
                           "invalid": {n: [str(p) for p in ps] for n, ps in registry.invalid.items()}}, indent=2))
     else:
         rows = [["model", "params", "in -> out", "layers", "stateful", "exports"]]
-        for name, spec in registry.items():
+        for name in registry.names:  # file order, invalid entries included: a list must not hide them
+            spec = registry.get(name)
+            if spec is None:
+                count = len(registry.invalid[name])
+                rows.append([name, "INVALID", "-", f"{count} problem{'s' if count > 1 else ''} (below)", "-", "-"])
+                continue
             layers = ", ".join(f"{l.type} {l.units}" for l in spec.layers)
             rows.append([name, f"{spec.params:,}", f"{spec.in_features} -> {spec.out_features}", layers,
                          "yes" if spec.is_stateful else "no", ", ".join(spec.exports) or "-"])
         if len(rows) > 1:
             _table(rows, sys.stdout)
         else:
-            print(f"{display_path(registry.path)}: no valid models")
+            print(f"{display_path(registry.path)}: no models")
     return _report_invalid(registry)
 
 
@@ -241,8 +246,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"modelreg: warning: {warning}", file=sys.stderr)
     if report.problems:
+        # A model's own problems (an invalid entry) were printed in its FAIL block; say
+        # each problem once, and only the ones no model's block showed.
+        in_report = set(report.models)
         for problem in report.problems:
-            print(f"modelreg: error: {problem}", file=sys.stderr)
+            if problem.model not in in_report:
+                print(f"modelreg: error: {problem}", file=sys.stderr)
+        in_blocks = list(dict.fromkeys(p.model for p in report.problems if p.model is not None and p.model in in_report))
+        if in_blocks:  # why the exit code is 2, pointing at the blocks above
+            print(f"modelreg: error: {display_path(registry.path)}: the registry has problems in "
+                  f"{', '.join(in_blocks)} (printed above, under FAIL)", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -256,6 +269,11 @@ def _cmd_init(args: argparse.Namespace) -> int:
     for name in names:
         result = init_checkpoint(registry[name], seed=args.seed, force=args.force)
         line = f"{result.action:7} {display_path(result.path)}  sha256 {result.sha256}"
+        if result.misfit is not None:
+            reasons = "\n".join(f"          {p}" for p in result.misfit.problems)
+            line += (f"\n        the kept checkpoint does not fit models.{name}'s architecture:\n{reasons}\n"
+                     f"        run `modelreg init --force {name}` to replace it with seeded weights")
+            status = max(status, EXIT_FAILED)
         if result.pin_ok is False:
             line += f"\n        pinned sha256 differs: set models.{name}.sha256 = \"{result.sha256}\" if these weights are intended"
             status = max(status, EXIT_FAILED)

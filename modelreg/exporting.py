@@ -332,8 +332,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         parity = exporter.verify(spec, module, tmp, _tolerance(spec))
         if not parity.ok:
             raise ExportError.at(
-                f"exported file does not behave like the model (max error {parity.max_error:.3g} > tolerance {parity.tolerance:g}); "
-                "the previous artifact was kept",
+                f"exported file does not behave like the model: {parity.summary}; the previous artifact was kept",
                 file=display_path(target), model=spec.name,
             )
         digest = sha256_file(tmp)
@@ -347,7 +346,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
             tmp.unlink()
     figures = {"bytes": target.stat().st_size, "export_seconds": round(export_seconds, 4),
                "max_error": parity.max_error, "max_abs_error": parity.max_abs_error, "sha256": digest}
-    return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.max_abs_error:.3g}", figures,
+    return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.summary}", figures,
                           made=_Made(spec, exporter, target, digest))
 
 
@@ -418,6 +417,7 @@ def export_all(
         formats_here = [f for f in spec.exports if wanted is None or f in wanted]
         if formats_here:
             work.append((spec, formats_here))
+    report.problems.extend(_undeclared_formats(reg, selected, wanted, named=names is not None))
     if jobs > 1 and len(work) > 1:
         import concurrent.futures
 
@@ -446,6 +446,30 @@ def export_all(
     if stop:
         raise stop[0]
     return report
+
+
+def _undeclared_formats(reg: Registry, selected: list[str], wanted: list[str] | None, named: bool) -> list[Problem]:
+    """Requested formats that nothing will be exported to: silence there would read as success.
+
+    Models named explicitly must each declare every requested format; for a
+    whole-registry run, a format is wrong only when no model declares it.
+    """
+    if wanted is None:
+        return []
+    valid = [reg[name] for name in selected if name not in reg.invalid]
+    shown = display_path(reg.path)
+    problems = []
+    for fmt in wanted:
+        if named:
+            problems += [Problem(f"format {fmt!r} is not declared for this model, so nothing is exported to it",
+                                 file=shown, model=spec.name, key=f"models.{spec.name}.exports",
+                                 expected=f"{fmt!r} listed in exports", found=str(list(spec.exports)))
+                         for spec in valid if fmt not in spec.exports]
+        elif valid and not any(fmt in spec.exports for spec in valid):
+            problems.append(Problem(f"format {fmt!r} is declared by none of the {len(valid)} models, "
+                                    "so nothing is exported to it", file=shown,
+                                    expected=f"a model with {fmt!r} in its exports"))
+    return problems
 
 
 def _check_paths(reg: Registry, names: list[str], wanted: list[str] | None, problems: list[Problem]) -> None:
@@ -574,8 +598,7 @@ def artifact_checks(
                 why = "the artifact is stale or tampered" if state.get("schema_ok") else "no valid artifact"
                 return CheckResult(f"{fmt}.parity", "skip", f"not run: {why}")
             result = state["exporter"].verify(spec, module, state["path"], tolerance)
-            summary = f"max abs error {result.max_abs_error:.3g} (tolerance {tolerance:g})"
-            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", summary, result.to_figures())
+            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", result.summary, result.to_figures())
 
         checks += [(f"{fmt}.exists", exists), (f"{fmt}.fresh", fresh), (f"{fmt}.schema", schema), (f"{fmt}.parity", parity)]
     return checks

@@ -61,6 +61,15 @@ class Parity:
         # "<=" so that NaN (a broken runtime) fails rather than passes.
         return self.max_error <= self.tolerance
 
+    @property
+    def summary(self) -> str:
+        """One line for people: the deciding figure against its tolerance, the absolute error as detail."""
+        detail = f"max abs error {self.max_abs_error:.3g}"
+        if self.ok and self.max_abs_error > self.tolerance:
+            # Passing with a large absolute error: say why, or it reads as an alarm.
+            detail += ", within float32 rounding at large inputs"
+        return f"error {self.max_error:.3g} {'<=' if self.ok else '>'} tolerance {self.tolerance:g} ({detail})"
+
     def to_figures(self) -> dict[str, Any]:
         return {"max_error": self.max_error, "max_abs_error": self.max_abs_error,
                 "tolerance": self.tolerance, "cases": dict(self.cases)}

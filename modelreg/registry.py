@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import types
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,11 @@ class Registry(Mapping[str, ModelSpec]):
         specs: Mapping[str, ModelSpec],
         invalid: Mapping[str, tuple[Problem, ...]] | None = None,
         param_budget: int = DEFAULT_PARAM_BUDGET,
+        order: Sequence[str] | None = None,
     ) -> None:
         self.path = path
         self._specs = dict(specs)
+        self._order = list(order) if order is not None else None
         # Read-only, like the mapping itself.
         self.invalid: Mapping[str, tuple[Problem, ...]] = types.MappingProxyType(dict(invalid or {}))
         self.param_budget = param_budget
@@ -112,7 +114,10 @@ class Registry(Mapping[str, ModelSpec]):
 
     @property
     def _all_names(self) -> list[str]:
-        return list(self._specs) + [n for n in self.invalid if n not in self._specs]
+        known = list(self._specs) + [n for n in self.invalid if n not in self._specs]
+        if self._order is None:
+            return known
+        return [n for n in self._order if n in self._specs or n in self.invalid] + [n for n in known if n not in self._order]
 
     def __getitem__(self, name: str) -> ModelSpec:
         try:
@@ -209,7 +214,7 @@ def load_registry(
 
     if strict and invalid:
         raise RegistryError(*(p for ps in invalid.values() for p in ps))
-    return Registry(registry_file, specs, invalid, param_budget=budget)
+    return Registry(registry_file, specs, invalid, param_budget=budget, order=list(data.get("models", {})))
 
 
 def _read_toml(registry_file: Path, shown: str) -> dict[str, Any]:

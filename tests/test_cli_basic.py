@@ -137,7 +137,7 @@ def test_list_of_a_registry_without_models(capsys, tmp_path, monkeypatch):
     (tmp_path / "registry.toml").write_text("[models]\n")
     monkeypatch.chdir(tmp_path)
     code, out, err = run(["list"], capsys)
-    assert (code, out, err) == (0, "registry.toml: no valid models\n", "")
+    assert (code, out, err) == (0, "registry.toml: no models\n", "")
 
 
 # --------------------------------------------------------------------------- show

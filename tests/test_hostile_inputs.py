@@ -375,10 +375,11 @@ FULL_DISK_BYTES = {"export": 400, "validate": 4096}
 TANH_LAYER0 = "bad.json: layers[0]"
 CASES: list[Case] = [
     # ----- paths: nothing outside the registry's folder is read, written or followed
+    # validate prints a model's problem once, in its FAIL block (stdout); stderr only points at it.
     Case("artifact-symlink-outside-validate", artifact_symlink_outside, VALIDATE, 2,
-         PREFIX + "registry.toml: models.tinydense.exports[0]: artifact path leaves the registry's folder; nothing is "
+         "rtneural.exists: registry.toml: models.tinydense.exports[0]: artifact path leaves the registry's folder; nothing is "
          "read or written there (expected a path inside the registry's folder, found 'models/tinydense.json', "
-         "a symlink to {outside}/tinydense.json)", stream="err"),
+         "a symlink to {outside}/tinydense.json)", stream="out"),
     Case("artifact-symlink-outside-export", artifact_symlink_outside, EXPORT_FORCE + ("tinydense",), 2,
          PREFIX + "registry.toml: models.tinydense.exports[0]: artifact path leaves the registry's folder; nothing is "
          "read or written there (expected a path inside the registry's folder, found 'models/tinydense.json', "
@@ -398,9 +399,9 @@ CASES: list[Case] = [
          "read or written there (expected a path inside the registry's folder, found '../outside/tinydense.bin')",
          stream="err", after=nothing_outside),
     Case("checkpoint-through-symlinked-folder", models_folder_symlink_outside, VALIDATE, 2,
-         PREFIX + "registry.toml: models.tinydense.checkpoint: checkpoint path leaves the registry's folder (expected a "
+         "entry: registry.toml: models.tinydense.checkpoint: checkpoint path leaves the registry's folder (expected a "
          "relative path inside the registry's folder, found 'models/tinydense.pt', through the symlink models -> "
-         "{outside}/models)", stream="err"),
+         "{outside}/models)", stream="out"),
     Case("results-file-symlink-outside", results_symlink_outside, VALIDATE_ALL, 2,
          PREFIX + "registry.toml: the validation results file leaves the registry's folder; refusing to write it "
          "(expected a file inside the registry's folder, found 'models/validation_results.json', a symlink to "
