@@ -1,8 +1,28 @@
 """The ``modelreg`` command line.
 
-Exit codes: 0 everything passed; 1 a check failed (``check``: a file was
-read and is broken); 2 bad usage, a bad registry or an input file that cannot
-be checked at all. User errors print one clear message, never a traceback.
+``--registry PATH`` goes before or after the command name (after wins when
+both are given). Every command reads the registry except ``check``, which
+reads only the files it is given and refuses ``--registry``.
+
+Exit codes, the same for every command (README "Command line" states the same rule):
+
+- 0: everything asked for was done and passed.
+- 1: a check failed: a model, checkpoint or file was examined and found
+  wrong (a corrupt or wrong-architecture checkpoint, a failed parity, a stale
+  or tampered artifact, a file given to ``check`` that is not a valid file of
+  its kind, a pinned sha256 that ``init`` does not reproduce). The other
+  models and files are still checked.
+- 2: the command could not do what was asked: bad usage, a missing or
+  invalid registry or registry entry, an unknown model or format name, a
+  file named on the command line that cannot be read (missing, a folder) or
+  whose kind ``check`` does not read, a missing optional dependency ``check``
+  needs, a file that cannot be written (an unwritable folder, a full disk).
+  2 wins when 1 applies too.
+- 130: interrupted (Ctrl-C).
+
+User errors print one message, never a traceback: a failed check in the
+command's report (a ``FAIL`` line with its reasons), a refusal as one
+``modelreg: error: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -31,14 +51,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_REGISTRY_HELP = "registry file (default: $MODELREG_REGISTRY, else the nearest registry.toml upward)"
+
+
 def _parser() -> argparse.ArgumentParser:
+    # --registry is accepted before the command name (the main parser) and after it
+    # (each command's parser). The commands' copies default to SUPPRESS, so an absent
+    # one does not overwrite a value given before the command.
     common = _Parser(add_help=False)
-    common.add_argument("--registry", metavar="PATH",
-                        help="registry file (default: $MODELREG_REGISTRY, else the nearest registry.toml upward)")
-    parser = _Parser(prog="modelreg", description="Build, check and export the models of a registry.toml.")
+    common.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=_REGISTRY_HELP)
+    parser = _Parser(prog="modelreg", description="Build, check and export the models of a registry.toml.",
+                     epilog="Exit codes: 0 all passed; 1 a check failed; 2 the command could not do what was asked "
+                            "(bad usage, registry, input file or environment).")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"modelreg {__version__}")
+    parser.add_argument("--registry", metavar="PATH", default=None, help=_REGISTRY_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -68,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check exported files (RTNeural .json, ONNX .onnx, plugins' kinds) on their own")
     p.add_argument("files", nargs="+", metavar="FILE")
+    # Accepted only to be refused with a clear message (see main), wherever it is written.
+    p.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser("init", parents=[common], help="create missing checkpoints with seeded (untrained) weights")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -97,8 +127,11 @@ def _positive_float(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and args.registry is not None:
+        parser.error("argument --registry: check reads only the files it is given and needs no registry")
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
                    "export": _cmd_export, "check": _cmd_check}[args.command]

@@ -198,6 +198,7 @@ KINDS = "a file ending in .json (rtneural) or .onnx (onnx)"
         ("notes.txt", "no exporter reads files ending in '.txt'"),
         ("README", "a file name without a suffix"),
     ],
+    ids=["registry-lock", "registry", "checkpoint", "txt", "no-suffix"],
 )
 def test_a_kind_no_exporter_reads_is_refused_naming_the_kinds(name, what, capsys):
     Path(name).write_text("[models]\n")
