@@ -1,8 +1,28 @@
 """The ``modelreg`` command line.
 
-Exit codes: 0 everything passed; 1 a check failed; 2 bad usage, a bad
-registry or a bad input file. User errors print one clear message, never a
-traceback.
+``--registry PATH`` goes before or after the command name (after wins when
+both are given). Every command reads the registry except ``check``, which
+reads only the files it is given and refuses ``--registry``.
+
+Exit codes, the same for every command (README "Command line" states the same rule):
+
+- 0: everything asked for was done and passed.
+- 1: a check failed: a model, checkpoint or file was examined and found
+  wrong (a corrupt or wrong-architecture checkpoint, a failed parity, a stale
+  or tampered artifact, a file given to ``check`` that is not a valid file of
+  its kind, a pinned sha256 that ``init`` does not reproduce). The other
+  models and files are still checked.
+- 2: the command could not do what was asked: bad usage, a missing or
+  invalid registry or registry entry, an unknown model or format name, a
+  file named on the command line that cannot be read (missing, a folder) or
+  whose kind ``check`` does not read, a missing optional dependency ``check``
+  needs, a file that cannot be written (an unwritable folder, a full disk).
+  2 wins when 1 applies too.
+- 130: interrupted (Ctrl-C).
+
+User errors print one message, never a traceback: a failed check in the
+command's report (a ``FAIL`` line with its reasons), a refusal as one
+``modelreg: error: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ModelRegError
+from .errors import ArtifactError, ModelRegError, Problem, UsageError
+from .plugins import BUILTIN_EXPORTERS, Exporter, available_exporters
 from .registry import Registry, display_path, load_registry
 
 __all__ = ["main"]
@@ -30,14 +51,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_REGISTRY_HELP = "registry file (default: $MODELREG_REGISTRY, else the nearest registry.toml upward)"
+
+
 def _parser() -> argparse.ArgumentParser:
+    # --registry is accepted before the command name (the main parser) and after it
+    # (each command's parser). The commands' copies default to SUPPRESS, so an absent
+    # one does not overwrite a value given before the command.
     common = _Parser(add_help=False)
-    common.add_argument("--registry", metavar="PATH",
-                        help="registry file (default: $MODELREG_REGISTRY, else the nearest registry.toml upward)")
-    parser = _Parser(prog="modelreg", description="Build, check and export the models of a registry.toml.")
+    common.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=_REGISTRY_HELP)
+    parser = _Parser(prog="modelreg", description="Build, check and export the models of a registry.toml.",
+                     epilog="Exit codes: 0 all passed; 1 a check failed; 2 the command could not do what was asked "
+                            "(bad usage, registry, input file or environment).")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"modelreg {__version__}")
+    parser.add_argument("--registry", metavar="PATH", default=None, help=_REGISTRY_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -65,8 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rewrite artifacts even when they are fresh")
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="export N models at once (processes)")
 
-    p = sub.add_parser("check", help="check exported files (RTNeural JSON) against the schema and format rules")
+    p = sub.add_parser("check", help="check exported files (RTNeural .json, ONNX .onnx, plugins' kinds) on their own")
     p.add_argument("files", nargs="+", metavar="FILE")
+    # Accepted only to be refused with a clear message (see main), wherever it is written.
+    p.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser("init", parents=[common], help="create missing checkpoints with seeded (untrained) weights")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -96,8 +127,11 @@ def _positive_float(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and args.registry is not None:
+        parser.error("argument --registry: check reads only the files it is given and needs no registry")
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
                    "export": _cmd_export, "check": _cmd_check}[args.command]
@@ -308,16 +342,97 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .rtneural_runtime import load_rtneural
-
+    # The exporters that can read each file suffix; built-ins first, then by name.
+    readers: dict[str, list[Exporter]] = {}
+    exporters = available_exporters()
+    for name in sorted(exporters, key=lambda n: (n not in BUILTIN_EXPORTERS, n)):
+        suffix = exporters[name].suffix
+        if suffix:
+            readers.setdefault(suffix.lower(), []).append(exporters[name])
     status = EXIT_OK
     for name in args.files:
+        path = Path(name)
         try:
-            model = load_rtneural(name, file=name)
-        except ModelRegError as exc:
+            _require_readable(path, name)
+            candidates = readers.get(path.suffix.lower())
+            if not candidates:
+                raise UsageError.at(f"not a kind of file `modelreg check` reads: {_kind_of(path)}", file=name,
+                                    expected=_readable_kinds(readers))
+            failures: list[tuple[Exporter, list[Problem]]] = []
+            for exporter in candidates:  # one in practice; when plugins share a suffix, one that accepts the file suffices
+                problems, detail = _check_file(exporter, path, name)
+                if not problems:
+                    print(f"ok   {name}: {detail}")
+                    break
+                failures.append((exporter, problems))
+            else:
+                count = sum(len(problems) for _, problems in failures)
+                tried = f" (checked as {', '.join(e.name for e, _ in failures)})" if len(failures) > 1 else ""
+                print(f"FAIL {name}: {count} problem{'s' if count != 1 else ''}{tried}")
+                for _, problems in failures:
+                    for problem in problems:
+                        print(f"       {problem}")
+                status = max(status, EXIT_FAILED)
+        except ModelRegError as exc:  # the file could not be checked at all
             _print_error(exc)
             status = EXIT_USAGE
-            continue
-        kind = "stateful" if model.is_stateful else "stateless"
-        print(f"ok   {name}: {len(model.layers)} layers, {model.in_size} -> {model.out_size}, {kind}")
     return status
+
+
+def _require_readable(path: Path, name: str) -> None:
+    """A file named on the command line that cannot be read is a usage error (exit 2), whatever its kind."""
+    if path.is_dir():
+        raise UsageError.at("expected a file, found a directory", file=name)
+    if path.exists() and not path.is_file():
+        raise UsageError.at("expected a regular file, found a special file (a device, socket or pipe)", file=name)
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise UsageError.at("file not found", file=name) from None
+    except OSError as exc:
+        raise UsageError.at(f"cannot read the file: {exc.strerror or exc}", file=name) from None
+
+
+def _readable_kinds(readers: dict[str, list[Exporter]]) -> str:
+    kinds = [f"{suffix} ({', '.join(e.name for e in found)})" for suffix, found in sorted(readers.items())]
+    return f"a file ending in {' or '.join(kinds)}" if kinds else "an installed exporter that checks files"
+
+
+def _kind_of(path: Path) -> str:
+    """What a file that no exporter reads probably is, so the message can say where it belongs."""
+    from .exporting import LOCK_FILENAME
+
+    suffix = path.suffix.lower()
+    if path.name == LOCK_FILENAME:
+        return "it is modelreg's registry.lock (hashes of the exported artifacts; `modelreg validate` checks them)"
+    if suffix == ".toml":
+        return "it looks like a registry (`modelreg validate --registry FILE` checks one)"
+    if suffix in (".pt", ".pth"):
+        return "it looks like a PyTorch checkpoint (`modelreg validate` checks a checkpoint against its registry entry)"
+    return f"no exporter reads files ending in {suffix!r}" if suffix else "a file name without a suffix"
+
+
+def _check_file(exporter: Exporter, path: Path, name: str) -> tuple[list[Problem], str]:
+    """The problems of one file read by ``exporter``, and a description for the ``ok`` line."""
+    from .exporters.rtneural import RTNeuralExporter
+
+    if isinstance(exporter, RTNeuralExporter):
+        # modelreg's own format: its reader also tells the file's layers and sizes.
+        from .rtneural_runtime import load_rtneural
+
+        try:
+            model = load_rtneural(path, file=name)
+        except ArtifactError as exc:
+            return list(exc.problems), ""
+        kind = "stateful" if model.is_stateful else "stateless"
+        layers = f"{model.file_layers} layer{'s' if model.file_layers != 1 else ''}"
+        return [], f"RTNeural model, {layers}, {model.in_size} -> {model.out_size}, {kind}"
+    try:
+        problems = exporter.check_file(path)
+    except ModelRegError:
+        raise
+    except Exception as exc:  # a plugin's bug: the file was not checked
+        raise UsageError.at(f"the {exporter.name!r} exporter failed to check the file: {type(exc).__name__}: {exc}",
+                            file=name) from None
+    return list(problems), f"passes the {exporter.name!r} exporter's file checks"

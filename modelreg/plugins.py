@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from .errors import PluginError, Problem
+from .errors import PluginError, Problem, UsageError
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
@@ -88,6 +88,9 @@ class Exporter(abc.ABC):
     #: Name of a schema in ``schemas/`` (``"rtneural"`` -> rtneural.schema.json)
     #: that every emitted file must pass, or None.
     schema: ClassVar[str | None] = None
+    #: How the names of this exporter's files end (``".onnx"``), or None: ``modelreg check FILE``
+    #: picks the exporter whose suffix the file has and runs its :meth:`check_file`.
+    suffix: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def artifact_path(self, spec: ModelSpec) -> Path:
@@ -104,6 +107,19 @@ class Exporter(abc.ABC):
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
         """Problems with the file itself (schema and format rules); none by default."""
         return []
+
+    def check_file(self, path: Path) -> list[Problem]:
+        """Problems with a file of this format on its own, without a registry entry
+        (``modelreg check FILE``); an empty list means it passes.
+
+        Optional: by default an exporter cannot check a file standalone, and this
+        raises :class:`~modelreg.errors.UsageError` saying so. Raise a
+        :class:`~modelreg.errors.ModelRegError` too when the file cannot be
+        checked at all (a missing dependency); return the problems of a file
+        that was read and is broken.
+        """
+        raise UsageError.at(f"the {self.name!r} exporter cannot check a file on its own",
+                            file=str(path), expected="an exporter that defines check_file(path)")
 
 
 @attrs.frozen

@@ -352,11 +352,33 @@ def _check_numbers(arrays: dict[tuple[int, int], np.ndarray], file: str | None) 
     return problems
 
 
+# Tensor names of a PyTorch state dict (``dense1.weight``, ``lstm.bias_hh_l0``).
+_STATE_DICT_KEY = re.compile(r".+\.(weight|bias)(_(ih|hh)_l\d+)?")
+
+
+def _looks_like(data: Mapping[Any, Any]) -> str:
+    """What a JSON object that is not an RTNeural model seems to be, for the message."""
+    keys = {str(key) for key in data}
+    if {"format", "environment", "models"} <= keys:
+        return "modelreg's validation results (written by `modelreg validate`)"
+    if any(_STATE_DICT_KEY.fullmatch(key) for key in keys):
+        return ("a PyTorch state dict saved as JSON (tensors by name, such as 'dense.weight', as RTNeural's "
+                "torch_helpers.h reads them layer by layer; json_parser::parseJson and `modelreg check` read "
+                "whole models with in_shape and layers, as `modelreg export` writes them)")
+    return "another kind of JSON document" if keys else "an empty JSON object"
+
+
 def _check(data: object, file: str | None) -> tuple[list[Problem], dict[tuple[int, int], np.ndarray]]:
     """Problems of ``data`` plus the weight arrays already converted on the way."""
     if not isinstance(data, Mapping):
         return [Problem("an RTNeural model must be a JSON object", file=file, expected="an object with in_shape and layers",
                         found=_kind(data))], {}
+    if "in_shape" not in data and "layers" not in data:
+        # Nothing of a model at all: say what the file is instead of listing the missing keys.
+        shown = ", ".join(repr(str(key)) for key in list(data)[:6]) + (", ..." if len(data) > 6 else "")
+        return [Problem(f"not an RTNeural model file: it looks like {_looks_like(data)}", file=file,
+                        expected="an object with in_shape and layers",
+                        found=f"keys {shown}" if data else "an empty object")], {}
     arrays: dict[tuple[int, int], np.ndarray] = {}
     skeleton: dict[str, Any] = dict(data)
     layers = data.get("layers")
@@ -650,6 +672,9 @@ class RTNeuralModel:
         self.layers: list[Layer] = list(layers)
         self.out_size = self.layers[-1].out_size if self.layers else self.in_size
         self.is_stateful = any(layer.is_recurrent for layer in self.layers)
+        #: How many layers the file lists. ``layers`` holds the runtime's layers, where a
+        #: dense layer with an activation runs as two (as in RTNeural's loader).
+        self.file_layers = len(self.layers)
         self._batch: int | None = None
 
     @classmethod
@@ -682,6 +707,7 @@ class RTNeuralModel:
             size = units
         model = cls(in_size, layers)
         model.out_size = size
+        model.file_layers = len(data["layers"])
         model.reset()
         return model
 

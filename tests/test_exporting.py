@@ -234,8 +234,8 @@ def test_cli_check_rejects_contradicting_dimensions(tmp_path, capsys):
     truncated.write_text((GOLDEN / "gru_1d.json").read_text()[:500])
     code = main(["check", str(bad), str(truncated), str(GOLDEN / "dense.json")])
     captured = capsys.readouterr()
-    assert code == 2
-    assert "bad.json: layers[1].weights[0]" in captured.err and "7" in captured.err
-    assert "truncated.json" in captured.err
+    assert code == 1  # files read and found broken: failed checks
+    assert "bad.json: layers[1].weights[0]" in captured.out and "7" in captured.out
+    assert f"FAIL {truncated}: 1 problem" in captured.out
     assert "ok   " in captured.out and "dense.json" in captured.out  # the good file is still reported
-    assert "Traceback" not in captured.err
+    assert captured.err == ""

@@ -7,7 +7,7 @@ checkpoints, RTNeural and ONNX artifacts, ``registry.lock``), runs one
 
 * the exit code: 2 for a bad registry, path, file argument or environment
   (the command cannot do its job), 1 for a failed check (a checkpoint or
-  artifact that ``validate`` checks and finds broken);
+  artifact that ``validate`` checks, or a file that ``check`` reads, found broken);
 * the message: one exact line of stdout (a failed check, as ``validate``
   prints it under the model) or stderr (``modelreg: error: ...``), compared
   after stripping the line's indentation. ``{outside}`` stands for the folder
@@ -471,58 +471,68 @@ CASES: list[Case] = [
          r"format: torch\.save writes a zip archive\) \(expected a file starting with b'PK\\x03\\x04', found a file "
          r"starting with b'.*'\)", regex=True, after=nothing_ran),
 
-    # ----- RTNeural files given to `modelreg check` (a bad file argument: exit 2)
-    Case("rtneural-truncated-json", bad_json_text(lambda text: text[:200]), ("check", "bad.json"), 2,
-         PREFIX + "bad.json:1:201: truncated JSON: the file ends inside a value (Expecting ',' delimiter)",
-         stream="err", process=True),
-    Case("rtneural-kernel-rows-contradict-input", bad_json(drop_kernel_row), ("check", "bad.json"), 2,
-         PREFIX + TANH_LAYER0 + ".weights[0]: row count 2 does not match the 3 outputs of the model input (in_shape) "
-         "(expected 3 rows, found 2 rows)", stream="err"),
-    Case("rtneural-bias-contradicts-units", bad_json(drop_bias_entry), ("check", "bad.json"), 2,
-         PREFIX + TANH_LAYER0 + ".weights[1]: entry count 3 does not match the layer's 4 units (shape) "
-         "(expected 4 entries, found 3 entries)", stream="err"),
-    Case("rtneural-lstm-recurrent-kernel-too-narrow", bad_json(narrow_recurrent_kernel), ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[1].weights[1]: column count 6 does not match 4 gates (i, f, c, o) x 2 units "
-         "(expected 8 columns, found 6 columns)", stream="err"),
-    Case("rtneural-ragged-rows", bad_json(ragged_rows), ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[1].weights[0][2]: rows have different lengths (expected 8 numbers (like row 0), "
-         "found 7 numbers)", stream="err"),
+    # ----- RTNeural files given to `modelreg check`: read and found broken, a failed check (exit 1, under
+    # `FAIL bad.json` on stdout); a file that cannot be read at all is refused (exit 2, stderr)
+    Case("rtneural-truncated-json", bad_json_text(lambda text: text[:200]), ("check", "bad.json"), 1,
+         "bad.json:1:201: truncated JSON: the file ends inside a value (Expecting ',' delimiter)", process=True),
+    Case("rtneural-kernel-rows-contradict-input", bad_json(drop_kernel_row), ("check", "bad.json"), 1,
+         TANH_LAYER0 + ".weights[0]: row count 2 does not match the 3 outputs of the model input (in_shape) "
+         "(expected 3 rows, found 2 rows)"),
+    Case("rtneural-bias-contradicts-units", bad_json(drop_bias_entry), ("check", "bad.json"), 1,
+         TANH_LAYER0 + ".weights[1]: entry count 3 does not match the layer's 4 units (shape) "
+         "(expected 4 entries, found 3 entries)"),
+    Case("rtneural-lstm-recurrent-kernel-too-narrow", bad_json(narrow_recurrent_kernel), ("check", "bad.json"), 1,
+         "bad.json: layers[1].weights[1]: column count 6 does not match 4 gates (i, f, c, o) x 2 units "
+         "(expected 8 columns, found 6 columns)"),
+    Case("rtneural-ragged-rows", bad_json(ragged_rows), ("check", "bad.json"), 1,
+         "bad.json: layers[1].weights[0][2]: rows have different lengths (expected 8 numbers (like row 0), "
+         "found 7 numbers)"),
     Case("rtneural-unknown-layer-type", bad_json(lambda d: layer(d, 0).__setitem__("type", "conv1d")),
-         ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[0].type: unknown or unsupported layer type (expected one of 'dense', "
-         "'time-distributed-dense', 'activation', 'lstm', 'gru', found 'conv1d')", stream="err"),
+         ("check", "bad.json"), 1,
+         "bad.json: layers[0].type: unknown or unsupported layer type (expected one of 'dense', "
+         "'time-distributed-dense', 'activation', 'lstm', 'gru', found 'conv1d')"),
     Case("rtneural-unknown-activation", bad_json(lambda d: layer(d, 0).__setitem__("activation", "swish")),
-         ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[0].activation: unknown activation (RTNeural knows tanh, relu, sigmoid, softmax, elu; "
-         "\"\" is linear) (expected one of '', 'tanh', 'relu', 'sigmoid', 'softmax', 'elu', found 'swish')", stream="err"),
+         ("check", "bad.json"), 1,
+         "bad.json: layers[0].activation: unknown activation (RTNeural knows tanh, relu, sigmoid, softmax, elu; "
+         "\"\" is linear) (expected one of '', 'tanh', 'relu', 'sigmoid', 'softmax', 'elu', found 'swish')"),
     Case("rtneural-non-numeric-weight", bad_json(lambda d: layer(d, 0)["weights"][1].__setitem__(2, "0.5")),
-         ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[0].weights[1][2]: wrong type (expected a number, found '0.5' (a string))", stream="err"),
-    Case("rtneural-nan-weight", bad_json_text(lambda text: text.replace("0.018012393", "NaN", 1)), ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[0].weights[0][0][0]: not a finite number (NaN or Infinity; RTNeural's JSON parser "
-         "rejects these literals) (expected a finite float32 number, found nan)", stream="err"),
+         ("check", "bad.json"), 1,
+         "bad.json: layers[0].weights[1][2]: wrong type (expected a number, found '0.5' (a string))"),
+    Case("rtneural-nan-weight", bad_json_text(lambda text: text.replace("0.018012393", "NaN", 1)), ("check", "bad.json"), 1,
+         "bad.json: layers[0].weights[0][0][0]: not a finite number (NaN or Infinity; RTNeural's JSON parser "
+         "rejects these literals) (expected a finite float32 number, found nan)"),
     Case("rtneural-infinite-weight", bad_json_text(lambda text: text.replace("0.018012393", "-Infinity", 1)),
-         ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[0].weights[0][0][0]: not a finite number (NaN or Infinity; RTNeural's JSON parser "
-         "rejects these literals) (expected a finite float32 number, found -inf)", stream="err"),
+         ("check", "bad.json"), 1,
+         "bad.json: layers[0].weights[0][0][0]: not a finite number (NaN or Infinity; RTNeural's JSON parser "
+         "rejects these literals) (expected a finite float32 number, found -inf)"),
     Case("rtneural-weight-overflows-float32", bad_json_text(lambda text: text.replace("0.018012393", "1e39", 1)),
-         ("check", "bad.json"), 2,
-         PREFIX + "bad.json: layers[0].weights[0][0][0]: too large for float32, the type RTNeural computes in (expected a "
-         "finite float32 number, found 1e+39)", stream="err"),
-    Case("rtneural-missing-in-shape", bad_json(lambda d: d.pop("in_shape")), ("check", "bad.json"), 2,
-         PREFIX + "bad.json: in_shape: missing required key", stream="err"),
-    Case("rtneural-not-an-object", bad_json_text(lambda text: "[" + text + "]"), ("check", "bad.json"), 2,
-         PREFIX + "bad.json: an RTNeural model must be a JSON object (expected an object with in_shape and layers, "
-         "found an array)", stream="err"),
-    Case("rtneural-empty-file", bad_json_text(lambda text: ""), ("check", "bad.json"), 2,
-         PREFIX + "bad.json:1:1: empty file (expected a JSON object)", stream="err"),
+         ("check", "bad.json"), 1,
+         "bad.json: layers[0].weights[0][0][0]: too large for float32, the type RTNeural computes in (expected a "
+         "finite float32 number, found 1e+39)"),
+    Case("rtneural-missing-in-shape", bad_json(lambda d: d.pop("in_shape")), ("check", "bad.json"), 1,
+         "bad.json: in_shape: missing required key"),
+    Case("rtneural-not-an-object", bad_json_text(lambda text: "[" + text + "]"), ("check", "bad.json"), 1,
+         "bad.json: an RTNeural model must be a JSON object (expected an object with in_shape and layers, "
+         "found an array)"),
+    Case("rtneural-empty-file", bad_json_text(lambda text: ""), ("check", "bad.json"), 1,
+         "bad.json:1:1: empty file (expected a JSON object)"),
     Case("rtneural-invalid-utf8", bad_json_text(lambda text: text[:40].encode() + b"\xff\xfe" + text[40:].encode()),
-         ("check", "bad.json"), 2,
-         PREFIX + "bad.json:1:41: not valid UTF-8 (found b'\\xff\\xfepe')", stream="err"),
+         ("check", "bad.json"), 1,
+         "bad.json:1:41: not valid UTF-8 (found b'\\xff\\xfepe')"),
+    Case("check-validation-results", lambda p: None, ("check", "models/validation_results.json"), 1,
+         "models/validation_results.json: not an RTNeural model file: it looks like modelreg's validation results "
+         "(written by `modelreg validate`) (expected an object with in_shape and layers, found keys 'format', 'ok', "
+         "'registry', 'environment', 'problems', 'warnings', ...)"),
+    Case("check-truncated-onnx", truncate(ONNX, 100), ("check", ONNX), 1,
+         r"models/onnx/tinydense\.onnx: not a valid ONNX model: .+", regex=True),
+    Case("check-registry-lock", lambda p: None, ("check", "registry.lock"), 2,
+         PREFIX + "registry.lock: not a kind of file `modelreg check` reads: it is modelreg's registry.lock (hashes of "
+         "the exported artifacts; `modelreg validate` checks them) (expected a file ending in .json (rtneural) or "
+         ".onnx (onnx))", stream="err"),
     Case("rtneural-file-is-a-folder", lambda p: (p / "bad.json").mkdir(), ("check", "bad.json"), 2,
-         PREFIX + "bad.json: expected an RTNeural model file, found a directory", stream="err"),
+         PREFIX + "bad.json: expected a file, found a directory", stream="err"),
     Case("rtneural-file-missing", lambda p: None, ("check", "bad.json"), 2,
-         PREFIX + "bad.json: RTNeural model file not found", stream="err"),
+         PREFIX + "bad.json: file not found", stream="err"),
 
     # ----- exported artifacts checked by `modelreg validate` (a failed check: exit 1)
     Case("artifact-truncated", truncate(JSON, 300), VALIDATE, 1,

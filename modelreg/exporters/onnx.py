@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 
 from ..atomic import atomic_write_bytes
 from ..errors import MissingDependencyError, Problem
@@ -51,6 +52,7 @@ class ONNXExporter(Exporter):
     name = "onnx"
     version = "1"
     schema = None  # binary protobuf: onnx.checker is its schema
+    suffix = ".onnx"
 
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "onnx" / f"{spec.name}.onnx"
@@ -84,6 +86,9 @@ class ONNXExporter(Exporter):
         atomic_write_bytes(path, data)
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
+        return [attrs.evolve(problem, model=spec.name) for problem in self.check_file(path)]
+
+    def check_file(self, path: Path) -> list[Problem]:
         onnx = _require("onnx")
         from ..registry import display_path
 
@@ -93,10 +98,10 @@ class ONNXExporter(Exporter):
             onnx.checker.check_model(model, full_check=True)
         except Exception as exc:  # protobuf/checker raise many types for a damaged file
             return [Problem(f"not a valid ONNX model: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
-                            file=shown, model=spec.name)]
+                            file=shown)]
         inputs = [i.name for i in model.graph.input]
         if not inputs or inputs[0] != "x":
-            return [Problem("unexpected graph inputs", file=shown, model=spec.name, expected="'x' first", found=str(inputs))]
+            return [Problem("unexpected graph inputs", file=shown, expected="'x' first", found=str(inputs))]
         return []
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:

@@ -28,6 +28,7 @@ class RTNeuralExporter(Exporter):
     name = "rtneural"
     version = "1"
     schema = "rtneural"
+    suffix = ".json"
 
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / f"{spec.name}.json"
@@ -55,6 +56,17 @@ class RTNeuralExporter(Exporter):
             return [Problem("file does not fit the registry entry", file=shown, model=spec.name,
                             key="in_shape", expected=f"{spec.in_features} in, {spec.out_features} out",
                             found=f"{model.in_size} in, {model.out_size} out")]
+        return []
+
+    def check_file(self, path: Path) -> list[Problem]:
+        from ..errors import ArtifactError
+        from ..registry import display_path
+        from ..rtneural_runtime import load_rtneural
+
+        try:
+            load_rtneural(path, file=display_path(path))
+        except ArtifactError as exc:
+            return list(exc.problems)
         return []
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
