@@ -86,7 +86,19 @@ class Exporter(abc.ABC):
 
     @abc.abstractmethod
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
-        """Write the artifact for ``module`` to ``path``, atomically."""
+        """Write the complete artifact for ``module`` at exactly ``path``.
+
+        ``path`` is not :meth:`artifact_path`: it is an empty temporary file that
+        modelreg created beside the target (``.NAME.PID-xxxxxxxx.partial``).
+        Overwrite it; no need to write atomically. modelreg then runs
+        :meth:`check_artifact` and :meth:`verify` on it and only renames it over
+        the artifact when both pass. Write to that name as it is: a function
+        that appends a suffix to a name without it (``np.savez(path)`` writes
+        ``path.npz``) leaves ``path`` empty, which fails the export with a
+        message saying so; pass such functions an open file
+        (``with open(path, "wb") as f: np.savez(f, ...)``). Whatever is left
+        beside ``path`` under its name is removed after the export.
+        """
 
     @abc.abstractmethod
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:

@@ -163,3 +163,97 @@ def test_broken_plugin_is_a_warning_of_export_and_validate_not_a_failure(tiny_re
     warnings = [line for line in run.stderr.splitlines() if line.startswith("modelreg: warning:")]
     assert len(warnings) == 1 and "broken-plugin 0.1" in warnings[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- the path export() is given
+
+
+def _state_arrays(module) -> dict:
+    return {key.replace(".", "_"): value.detach().numpy() for key, value in module.state_dict().items()}
+
+
+class _NpzBySavez(Exporter):
+    """Written the natural way: ``np.savez(path, ...)``, which appends ".npz" to a name without it."""
+
+    name = "npz"
+
+    def artifact_path(self, spec):
+        return spec.registry_dir / "models" / f"{spec.name}.npz"
+
+    def export(self, spec, module, path):
+        import numpy as np
+
+        np.savez(path, **_state_arrays(module))
+
+    def check_artifact(self, spec, path):
+        import numpy as np
+
+        try:
+            with np.load(path) as data:
+                data.files
+        except Exception as exc:
+            return [modelreg.Problem(f"not a readable npz: {exc}", file=str(path), model=spec.name)]
+        return []
+
+    def verify(self, spec, module, path, tolerance):
+        return modelreg.Parity(max_error=0.0, max_abs_error=0.0, tolerance=tolerance)
+
+
+class _NpzToHandle(_NpzBySavez):
+    """The documented way: hand np.savez an open file, so the name is used as it is."""
+
+    def export(self, spec, module, path):
+        import numpy as np
+
+        with open(path, "wb") as handle:
+            np.savez(handle, **_state_arrays(module))
+
+
+class _NpzWithLeftoverThenRaise(_NpzToHandle):
+    """Writes its artifact, leaves a scratch file beside it under the temporary name, then fails."""
+
+    def export(self, spec, module, path):
+        super().export(spec, module, path)
+        Path(f"{path}.scratch").write_text("half done")
+        raise ValueError("simulated failure after writing")
+
+
+def _hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_exporter_that_writes_beside_its_path_gets_a_clear_message_and_leaves_nothing(tiny_registry):
+    register_exporter(_NpzBySavez)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["npz"]', 1))
+    report = export_all(tiny_registry)
+    (artifact,) = report.artifacts
+    assert artifact.status == "failed"
+    message = artifact.message
+    assert "exporter 'npz' wrote nothing at the path it was given" in message, message
+    assert ".partial.npz" in message  # names what it wrote instead
+    assert "pass an open file" in message
+    assert "not a readable npz" not in message  # the artifact check never ran on an empty file
+    models = tiny_registry.parent / "models"
+    assert _hidden_leftovers(models) == []
+    assert not (models / "tinydense.npz").exists()
+
+
+def test_exporter_writing_to_an_open_file_at_its_path_succeeds(tiny_registry):
+    import numpy as np
+
+    register_exporter(_NpzToHandle)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["npz"]', 1))
+    report = export_all(tiny_registry)
+    assert report.ok, [a.message for a in report.artifacts]
+    models = tiny_registry.parent / "models"
+    with np.load(models / "tinydense.npz") as data:
+        assert "layers_0_weight" in data.files
+    assert _hidden_leftovers(models) == []
+
+
+def test_failed_export_removes_what_it_left_beside_the_target(tiny_registry):
+    register_exporter(_NpzWithLeftoverThenRaise)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["npz"]', 1))
+    (artifact,) = export_all(tiny_registry).artifacts
+    assert artifact.status == "failed" and "simulated failure after writing" in artifact.message
+    assert _hidden_leftovers(tiny_registry.parent / "models") == []
