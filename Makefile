@@ -14,7 +14,7 @@ TORCH  := torch==2.13.0
 $(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check "hatchling>=1.18" editables
+	$(BIN)/pip install --quiet --disable-pip-version-check "hatchling>=1.27" editables
 	# No build isolation: the build backend is already in the venv, so an
 	# editable install needs no network beyond the package index.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev,onnx]"
@@ -44,7 +44,7 @@ typecheck: setup
 MIN_VENV := .venv-min
 $(MIN_VENV)/.stamp-install: pyproject.toml Makefile .ci/min-versions.txt
 	$(PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) "hatchling>=1.18" editables
+	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) "hatchling>=1.27" editables
 	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation \
 		-c .ci/min-versions.txt -e ".[dev,onnx]"
 	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps ./examples/modelreg-torchscript

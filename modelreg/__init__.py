@@ -7,10 +7,7 @@ Read a ``registry.toml``, build and load each model, check it, export it
 modules load on first use of the names that need them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     ArtifactError,
@@ -98,14 +95,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    from importlib import import_module  # here, not at the top: the namespace stays the public API
+
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'modelreg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The public API and the module's own dunders; not the submodules that Python
+    # sets as attributes once imported (modelreg.errors, ...), nor private helpers.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__") and name.endswith("__")})
+
+
+del TYPE_CHECKING
