@@ -27,15 +27,17 @@ from .spec import LayerSpec, ModelSpec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .builder import RealtimeModel
     from .checkpoint import init_checkpoint
     from .exporting import ArtifactResult, ExportReport, export, export_all
     from .rtneural_runtime import RTNeuralModel, check_rtneural, load_rtneural
+    from .parity import compare_parity
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
 
-# Public names that live in modules with heavier imports (numpy, jsonschema),
-# resolved on first access.
+# Public names that live in modules with heavier imports (numpy, jsonschema,
+# torch for RealtimeModel), resolved on first access.
 _LAZY = {
     "validate": "validation",
     "validate_all": "validation",
@@ -55,6 +57,8 @@ _LAZY = {
     "available_exporters": "plugins",
     "get_exporter": "plugins",
     "register_exporter": "plugins",
+    "compare_parity": "parity",
+    "RealtimeModel": "builder",
 }
 
 __all__ = [
@@ -74,6 +78,7 @@ __all__ = [
     "PluginError",
     "Problem",
     "RTNeuralModel",
+    "RealtimeModel",
     "Registry",
     "RegistryError",
     "UnknownModelError",
@@ -82,6 +87,7 @@ __all__ = [
     "__version__",
     "available_exporters",
     "check_rtneural",
+    "compare_parity",
     "export",
     "export_all",
     "find_registry",

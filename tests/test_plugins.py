@@ -14,6 +14,7 @@ from modelreg.exporting import export_all
 from modelreg.plugins import Exporter, plugin_problems, reset_plugins, unregister_exporter
 
 FAST = {"latency_seconds": 0.05}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -257,3 +258,79 @@ def test_failed_export_removes_what_it_left_beside_the_target(tiny_registry):
     (artifact,) = export_all(tiny_registry).artifacts
     assert artifact.status == "failed" and "simulated failure after writing" in artifact.message
     assert _hidden_leftovers(tiny_registry.parent / "models") == []
+
+
+# ---------------------------------------------------------------- the public plugin API
+
+EXAMPLE = ROOT / "examples" / "modelreg-torchscript" / "src" / "modelreg_torchscript" / "__init__.py"
+
+# What the README's "Writing an exporter" section promises on the objects an exporter is handed.
+SPEC_API = ("name", "registry_dir", "in_features", "out_features", "is_stateful", "layers", "tolerance")
+MODULE_API = ("in_features", "out_features", "is_stateful", "state_dict", "reset", "state_layout", "streaming")
+
+
+def _writing_an_exporter() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("### Writing an exporter")
+    end = text.index("\n## ", start)
+    return text[start:end]
+
+
+def _signature(function) -> str:
+    import inspect
+
+    signature = inspect.signature(function)
+    params = ", ".join(p.name if p.annotation is inspect.Parameter.empty else f"{p.name}: {p.annotation}"
+                       for p in signature.parameters.values())
+    return f"{function.__name__}({params}) -> {signature.return_annotation}"
+
+
+def test_readme_documents_the_exporter_interface_with_signatures(tiny_registry):
+    section = _writing_an_exporter()
+    for method in ("artifact_path", "export", "verify", "check_artifact"):
+        signature = _signature(getattr(Exporter, method))
+        assert f"def {signature}" in section, signature
+    assert _signature(modelreg.compare_parity) in section
+    spec = load_registry(tiny_registry)["tinylstm"]
+    module = spec.build()
+    for name in SPEC_API:
+        assert f"spec.{name}" in section and hasattr(spec, name), name
+    for name in MODULE_API:
+        assert f"module.{name}" in section and hasattr(module, name), name
+
+
+def test_plugin_api_is_public_and_lazy():
+    for name in ("Exporter", "Parity", "Problem", "ExportError", "compare_parity", "RealtimeModel", "ModelSpec",
+                 "register_exporter"):
+        assert name in modelreg.__all__, name
+    from modelreg.builder import RealtimeModel
+    from modelreg.parity import compare_parity
+
+    assert modelreg.RealtimeModel is RealtimeModel and modelreg.compare_parity is compare_parity
+    import subprocess
+
+    code = ("import sys, modelreg\n"
+            "from modelreg import Exporter, Parity, Problem, ModelSpec\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'the plugin base imported torch/numpy'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_example_plugin_uses_only_the_public_api():
+    """The example imports modelreg's facade names only, and uses only the documented
+    attributes of what it is handed (so a plugin writer need not read modelreg's modules)."""
+    import ast
+
+    tree = ast.parse(EXAMPLE.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelreg"):
+            assert node.module == "modelreg", f"imports from {node.module}"
+            assert all(alias.name in modelreg.__all__ for alias in node.names), [a.name for a in node.names]
+        if isinstance(node, ast.Import):
+            assert all(not alias.name.startswith("modelreg.") for alias in node.names)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "modelreg":
+                assert node.attr in modelreg.__all__, node.attr
+            if node.value.id == "spec":
+                assert node.attr in SPEC_API, f"spec.{node.attr} is not documented"
+            if node.value.id == "module":
+                assert node.attr in MODULE_API, f"module.{node.attr} is not documented"
