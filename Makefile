@@ -11,10 +11,11 @@ TORCH  := torch==2.13.0
 
 .PHONY: setup run test test-min typecheck checkpoints clean
 
-$(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml
+# The example plugin is installed as a copy (as a user would): its source is a prerequisite too.
+$(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml $(wildcard examples/modelreg-torchscript/src/*/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check "hatchling>=1.18" editables
+	$(BIN)/pip install --quiet --disable-pip-version-check "hatchling>=1.27" editables
 	# No build isolation: the build backend is already in the venv, so an
 	# editable install needs no network beyond the package index.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev,onnx]"
@@ -42,9 +43,9 @@ typecheck: setup
 # venv of their own, against the tests that exercise them (serialisation, schemas,
 # registry, exporters, runtimes, plugins, checkpoints): a lower bound is a promise.
 MIN_VENV := .venv-min
-$(MIN_VENV)/.stamp-install: pyproject.toml Makefile .ci/min-versions.txt
+$(MIN_VENV)/.stamp-install: pyproject.toml Makefile .ci/min-versions.txt $(wildcard examples/modelreg-torchscript/src/*/*.py)
 	$(PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) "hatchling>=1.18" editables
+	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) "hatchling>=1.27" editables
 	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation \
 		-c .ci/min-versions.txt -e ".[dev,onnx]"
 	$(MIN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps ./examples/modelreg-torchscript

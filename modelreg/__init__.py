@@ -7,10 +7,7 @@ Read a ``registry.toml``, build and load each model, check it, export it
 modules load on first use of the names that need them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     ArtifactError,
@@ -30,15 +27,17 @@ from .spec import LayerSpec, ModelSpec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .builder import RealtimeModel
     from .checkpoint import init_checkpoint
     from .exporting import ArtifactResult, ExportReport, export, export_all
     from .rtneural_runtime import RTNeuralModel, check_rtneural, load_rtneural
+    from .parity import compare_parity
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
 
-# Public names that live in modules with heavier imports (numpy, jsonschema),
-# resolved on first access.
+# Public names that live in modules with heavier imports (numpy, jsonschema,
+# torch for RealtimeModel), resolved on first access.
 _LAZY = {
     "validate": "validation",
     "validate_all": "validation",
@@ -58,6 +57,8 @@ _LAZY = {
     "available_exporters": "plugins",
     "get_exporter": "plugins",
     "register_exporter": "plugins",
+    "compare_parity": "parity",
+    "RealtimeModel": "builder",
 }
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "PluginError",
     "Problem",
     "RTNeuralModel",
+    "RealtimeModel",
     "Registry",
     "RegistryError",
     "UnknownModelError",
@@ -85,6 +87,7 @@ __all__ = [
     "__version__",
     "available_exporters",
     "check_rtneural",
+    "compare_parity",
     "export",
     "export_all",
     "find_registry",
@@ -98,14 +101,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    from importlib import import_module  # here, not at the top: the namespace stays the public API
+
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'modelreg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The public API and the module's own dunders; not the submodules that Python
+    # sets as attributes once imported (modelreg.errors, ...), nor private helpers.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__") and name.endswith("__")})
+
+
+del TYPE_CHECKING

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,14 +20,18 @@ __all__ = [
     "fsync_file",
     "install",
     "remove_orphaned_temps",
+    "remove_temp",
     "sha256_file",
+    "temp_leftovers",
     "temp_prefix",
 ]
 
 # Temporary files are ``.NAME.PID-XXXXXXXX.tmp`` (``.partial`` for an export being
 # checked). A writer killed with SIGKILL cannot remove its own; the process id
 # in the name lets a later run tell such an orphan from a write in progress.
-_TEMP_NAME = re.compile(r"^\..+\.(\d{1,10})-[a-z0-9_]{8}\.(?:tmp|partial)$")
+# A name that merely starts with one is an orphan too: an exporter plugin may
+# have made it from the path it was given (np.savez appends ".npz").
+_TEMP_NAME = re.compile(r"^\..+\.(\d{1,10})-[a-z0-9_]{8}\.(?:tmp|partial)(?:$|[^a-z0-9_])")
 
 
 def temp_prefix(target_name: str) -> str:
@@ -61,11 +66,45 @@ def remove_orphaned_temps(folder: str | os.PathLike[str]) -> list[Path]:
         match = _TEMP_NAME.match(entry.name)
         if match is None or _process_alive(int(match[1])):
             continue
-        with contextlib.suppress(OSError):
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+        if _remove_entry(entry):
+            removed.append(Path(entry.path))
     return removed
+
+
+def _remove_entry(entry: os.DirEntry[str]) -> bool:
+    """Remove a file, symlink (not its target) or folder; False when it could not be."""
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    except OSError:
+        return False
+    return True
+
+
+def temp_leftovers(tmp: Path) -> list[Path]:
+    """What was made beside the temporary file ``tmp`` under its name, ``tmp`` itself excluded.
+
+    An exporter given ``tmp`` may write ``tmp.npz`` instead (np.savez), or its own
+    temporary ``.tmp.NAME...``; the random part of the name makes them ours alone.
+    """
+    try:
+        entries = list(os.scandir(tmp.parent))
+    except OSError:
+        return []
+    return sorted(Path(entry.path) for entry in entries
+                  if entry.name != tmp.name and entry.name.startswith((tmp.name, "." + tmp.name)))
+
+
+def remove_temp(tmp: Path) -> None:
+    """Remove the temporary file ``tmp`` and whatever was made beside it under its name."""
+    for path in (tmp, *temp_leftovers(tmp)):
+        with contextlib.suppress(OSError):  # FileNotFoundError: installed, or never made
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 @contextlib.contextmanager

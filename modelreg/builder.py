@@ -42,8 +42,18 @@ _ACTIVATIONS = {
 class RealtimeModel(nn.Module):
     """A stack of dense / LSTM / GRU layers built from a :class:`ModelSpec`.
 
-    State-dict keys are ``layers.{i}.weight`` / ``layers.{i}.bias`` for dense
-    layers and PyTorch's ``layers.{i}.weight_ih_l0`` etc. for recurrent ones.
+    What ``spec.build()`` and ``spec.load()`` return, and what exporters are
+    handed. Attributes: ``in_features``, ``out_features``, ``is_stateful``;
+    methods: ``reset()``, ``state_layout()``, ``streaming()`` (the explicit-state
+    form exporters trace) and torch's own ``state_dict()``.
+
+    State-dict keys, with ``i`` the layer's index in the entry's ``layers`` and
+    ``in`` its input size (the previous layer's units, or ``in_features``):
+    dense ``layers.{i}.weight [units, in]``, ``layers.{i}.bias [units]``
+    (``nn.Linear``); LSTM and GRU ``layers.{i}.weight_ih_l0 [G*units, in]``,
+    ``layers.{i}.weight_hh_l0 [G*units, units]``, ``layers.{i}.bias_ih_l0`` and
+    ``layers.{i}.bias_hh_l0 [G*units]`` (``nn.LSTM``/``nn.GRU``, ``batch_first``;
+    G = 4, gates i, f, g, o for LSTM; G = 3, gates r, z, n for GRU). float32.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -69,6 +79,7 @@ class RealtimeModel(nn.Module):
 
     @property
     def is_stateful(self) -> bool:
+        """True when a layer is recurrent: each call advances the state kept between calls."""
         return any(kind != "dense" for kind in self.kinds)
 
     def reset(self) -> None:

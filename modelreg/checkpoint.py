@@ -92,9 +92,30 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
         detail = _first_sentence(str(exc)) or type(exc).__name__
         raise _error(spec, f"not a readable PyTorch checkpoint (truncated or another format): {detail}") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        nested = _nested_state_dict_key(data)
+        if nested is not None:
+            # A training loop's checkpoint ({"state_dict": ..., "epoch": ...}): say how to unwrap it
+            # rather than guess which inner dict holds the weights.
+            raise _error(spec, f"checkpoint is not a state dict: its tensors are nested under {nested!r}; "
+                         f"save that dict itself (torch.save(checkpoint[{nested!r}], PATH))",
+                         expected="a dict of tensor name to tensor",
+                         found=f"a dict with non-tensor values (keys {sorted(map(str, data))})")
         raise _error(spec, "checkpoint is not a state dict", expected="a dict of tensor name to tensor",
                      found=type(data).__name__ if not isinstance(data, dict) else "a dict with non-tensor values")
     return data
+
+
+def _nested_state_dict_key(data: object) -> str | None:
+    """The key of a dict holding a dict of tensors (``{"state_dict": {...}}``), if any."""
+    import torch
+
+    if not isinstance(data, dict):
+        return None
+    for key, value in data.items():
+        if (isinstance(key, str) and isinstance(value, dict) and value
+                and all(isinstance(v, torch.Tensor) for v in value.values())):
+            return key
+    return None
 
 
 def _first_sentence(message: str) -> str:
@@ -137,7 +158,29 @@ def _mismatch_problems(spec: ModelSpec, expected: dict[str, Any], state: dict[st
         elif got.dtype != want.dtype:
             add("tensor has the wrong dtype", name, str(want.dtype).replace("torch.", ""),
                 str(got.dtype).replace("torch.", ""))
+    prefix = _common_prefix(expected, state)
+    if prefix is not None:
+        # A module saved from inside a wrapper (self.model = ...): the names are right
+        # but for the wrapper's attribute name; one hint instead of a puzzle.
+        problems.insert(0, Problem(
+            f"every tensor name carries the prefix {prefix!r}: strip it before saving "
+            f"({{key.removeprefix({prefix!r}): value for key, value in state.items()}})",
+            file=shown, model=spec.name, key=f"models.{spec.name}.checkpoint",
+        ))
     return problems
+
+
+def _common_prefix(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
+    """``"model."`` when every name in ``state`` is an expected name behind that prefix."""
+    if not state or set(state) & set(expected):
+        return None
+    some = next(iter(state))
+    for name in expected:
+        if some.endswith("." + name):
+            prefix = some[: len(some) - len(name)]
+            if all(key.startswith(prefix) and key[len(prefix):] in expected for key in state):
+                return prefix
+    return None
 
 
 def load_checkpoint(spec: ModelSpec) -> RealtimeModel:

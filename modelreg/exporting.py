@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .atomic import atomic_write_text, fsync_file, install, remove_orphaned_temps, sha256_file, temp_prefix
+from .atomic import (atomic_write_text, fsync_file, install, remove_orphaned_temps, remove_temp, sha256_file,
+                     temp_leftovers, temp_prefix)
 from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError, WriteError
 from .latency import single_thread
 from .plugins import Exporter, get_exporter
@@ -307,6 +308,32 @@ def _tolerance(spec: ModelSpec) -> float:
     return spec.tolerance if spec.tolerance is not None else DEFAULT_TOLERANCE
 
 
+def _require_written(spec: ModelSpec, exporter: Exporter, target: Path, tmp: Path) -> None:
+    """The exporter wrote its artifact at exactly the path it was given, not beside it.
+
+    ``tmp`` was created empty; an exporter that leaves it so (np.savez(path)
+    writes ``path.npz``) would otherwise fail later with a puzzling "not a
+    readable file" from its own check.
+    """
+    try:
+        size: int | None = tmp.stat().st_size if tmp.is_file() else None
+    except OSError:
+        size = None
+    if size:
+        return
+    found = "an empty file" if size == 0 else "no file"
+    beside = [leftover.name for leftover in temp_leftovers(tmp)]
+    if beside:
+        found += f"; it wrote {', '.join(beside)} beside it instead (removed)"
+    raise ExportError(Problem(
+        f"exporter {exporter.name!r} wrote nothing at the path it was given: Exporter.export() must write "
+        "the artifact at exactly that path (functions such as np.savez append a suffix to a name "
+        "without it: pass an open file instead)",
+        file=display_path(target), model=spec.name,
+        expected=f"the artifact written at {tmp.name}", found=found,
+    ))
+
+
 def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> ArtifactResult:
     """Write to a temporary file, check and verify it, then rename it over the artifact."""
     target = artifact_path(spec, exporter)
@@ -326,6 +353,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
                 raise  # not the disk's fault: reported as the exporter's error
             raise write_error(exc, target, "the artifact", spec.name) from None
         export_seconds = time.perf_counter() - started
+        _require_written(spec, exporter, target, tmp)
         problems = exporter.check_artifact(spec, tmp)
         if problems:
             raise ArtifactError(*problems)
@@ -342,8 +370,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         except OSError as exc:  # e.g. the target is a folder
             raise write_error(exc, target, "the artifact", spec.name) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        remove_temp(tmp)  # and whatever the exporter made beside it (np.savez's "tmp.npz")
     figures = {"bytes": target.stat().st_size, "export_seconds": round(export_seconds, 4),
                "max_error": parity.max_error, "max_abs_error": parity.max_abs_error, "sha256": digest}
     return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.summary}", figures,

@@ -18,11 +18,8 @@ from .plugins import Parity
 if TYPE_CHECKING:
     from .builder import RealtimeModel
 
-__all__ = ["FrameRunner", "compare", "scaled_error"]
+__all__ = ["compare_parity", "scaled_error"]
 
-#: Runs ``frames [1, time, in]`` from a fresh (zero) state, one frame per step;
-#: returns ``[1, time, out]``.
-FrameRunner = Callable[[np.ndarray], np.ndarray]
 _HOLD_FRAMES = 8
 
 
@@ -60,8 +57,19 @@ def scaled_error(actual: np.ndarray, expected: np.ndarray, exact: np.ndarray | N
     return float(np.max(excess)) if excess.size else 0.0
 
 
-def compare(module: RealtimeModel, runner: FrameRunner, tolerance: float) -> Parity:
-    """Parity of ``runner`` against ``module`` over the edge cases and (stateful) the stream."""
+def compare_parity(module: RealtimeModel, run: Callable[[np.ndarray], np.ndarray], tolerance: float) -> Parity:
+    """How closely ``run`` (an artifact in its own runtime) follows ``module``: an exporter's ``verify()``.
+
+    ``run(frames)`` gets a float32 array ``[batch, time, in_features]`` and must
+    return ``[batch, time, out_features]``: the artifact run one frame per step
+    from a fresh (zero) state, carrying its state from frame to frame. It is
+    called once per input case: the edge cases (zeros, N(0,1), +-1e6, mixed
+    signs; held for 8 frames on stateful models) and, for stateful models, a
+    64-frame stream. ``module`` runs the same frames; the result's ``ok`` says
+    whether the deciding error is within ``tolerance`` (see :class:`Parity`).
+    A wrong output shape counts as an infinite error, a NaN where torch has
+    none as NaN (which fails).
+    """
     import copy
 
     from .checks import run_frames
@@ -79,7 +87,7 @@ def compare(module: RealtimeModel, runner: FrameRunner, tolerance: float) -> Par
     for name, frames in cases.items():
         expected = run_frames(module, frames)
         exact = run_frames(exact_module, frames.astype(np.float64))
-        actual = np.asarray(runner(frames))
+        actual = np.asarray(run(frames))
         error = scaled_error(actual, expected, exact)
         same_shape = actual.shape == expected.shape
         abs_errors[name] = float(np.max(np.abs(actual.astype(np.float64) - expected))) if same_shape else float("inf")

@@ -46,9 +46,12 @@ BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx"})
 class Parity:
     """How closely an exported artifact, run in its own runtime, follows the torch model.
 
-    ``max_error`` decides: the error beyond float32 rounding noise, absolute
-    where the torch output is within [-1, 1] and relative beyond (see
-    :func:`modelreg.parity.scaled_error`). ``max_abs_error`` is the plain figure.
+    What :meth:`Exporter.verify` returns; :func:`modelreg.compare_parity` makes
+    one. ``max_error`` decides (``ok`` when ``max_error <= tolerance``; NaN
+    fails): the error beyond float32 rounding noise, absolute where the torch
+    output is within [-1, 1] and relative beyond (see
+    :func:`modelreg.parity.scaled_error`). ``max_abs_error`` is the plain
+    figure, ``cases`` the max abs error per input case, by name.
     """
 
     max_error: float
@@ -78,15 +81,31 @@ class Parity:
 class Exporter(abc.ABC):
     """Writes one artifact per model and proves it behaves like the source model.
 
-    Subclasses set :attr:`name` (what registries list in ``exports``) and
-    :attr:`version` (recorded in ``registry.lock``; bump it when the output
-    format changes so that old artifacts count as stale).
+    The base class of exporter plugins (registered in the entry-point group
+    ``modelreg.exporters``, or with :func:`register_exporter`). Subclasses set
+    :attr:`name` (what registries list in ``exports``) and :attr:`version`
+    (recorded in ``registry.lock``; bump it when the output format changes so
+    that old artifacts count as stale), and implement :meth:`artifact_path`,
+    :meth:`export` and :meth:`verify`; :meth:`check_artifact` is optional.
+
+    For one model, ``modelreg export`` calls ``export()`` on a temporary file,
+    then ``check_artifact()`` and ``verify()`` on that file, and renames it over
+    ``artifact_path(spec)`` only when there are no problems and the parity is
+    within tolerance. ``modelreg validate`` calls ``check_artifact()`` and
+    ``verify()`` on the installed artifact. Each method is handed a
+    :class:`~modelreg.ModelSpec` (the registry entry) and, where it runs the
+    model, the :class:`~modelreg.RealtimeModel` with the checkpoint's weights.
+    A :class:`~modelreg.ModelRegError` raised here (e.g.
+    ``ExportError.at(reason, model=spec.name)``, or ``MissingDependencyError``
+    for an absent optional package) fails that model with its message; any other
+    exception fails it as "unexpected TYPE in exporter NAME"; other models go on.
     """
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
-    #: Name of a schema in ``schemas/`` (``"rtneural"`` -> rtneural.schema.json)
-    #: that every emitted file must pass, or None.
+    #: Informational: the schema in modelreg's ``schemas/`` this format follows
+    #: (``"rtneural"``), or None. modelreg does not apply it by itself: checking
+    #: a file is :meth:`check_artifact`'s job.
     schema: ClassVar[str | None] = None
     #: How the names of this exporter's files end (``".onnx"``), or None: ``modelreg check FILE``
     #: picks the exporter whose suffix the file has and runs its :meth:`check_file`.
@@ -94,18 +113,44 @@ class Exporter(abc.ABC):
 
     @abc.abstractmethod
     def artifact_path(self, spec: ModelSpec) -> Path:
-        """Where this exporter writes ``spec``'s artifact (inside the registry folder)."""
+        """Where ``spec``'s artifact lives: a path inside ``spec.registry_dir``
+        (e.g. ``spec.registry_dir / "models" / f"{spec.name}.ext"``); one that
+        leaves that folder is refused. Folders on the way are created."""
 
     @abc.abstractmethod
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
-        """Write the artifact for ``module`` to ``path``, atomically."""
+        """Write the complete artifact for ``module`` at exactly ``path``.
+
+        ``path`` is not :meth:`artifact_path`: it is an empty temporary file that
+        modelreg created beside the target (``.NAME.PID-xxxxxxxx.partial``).
+        Overwrite it; no need to write atomically. modelreg then runs
+        :meth:`check_artifact` and :meth:`verify` on it and only renames it over
+        the artifact when both pass. Write to that name as it is: a function
+        that appends a suffix to a name without it (``np.savez(path)`` writes
+        ``path.npz``) leaves ``path`` empty, which fails the export with a
+        message saying so; pass such functions an open file
+        (``with open(path, "wb") as f: np.savez(f, ...)``). Whatever is left
+        beside ``path`` under its name is removed after the export.
+        """
 
     @abc.abstractmethod
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
-        """Run the artifact at ``path`` in its own runtime and compare it with ``module``."""
+        """Run the artifact at ``path`` in its own runtime and compare it with ``module``.
+
+        Usually ``return compare_parity(module, run, tolerance)`` with a ``run``
+        that loads ``path`` in the artifact's runtime (see
+        :func:`modelreg.compare_parity` for what ``run`` receives and returns).
+        Called only on a file that passed :meth:`check_artifact`.
+        """
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
-        """Problems with the file itself (schema and format rules); none by default."""
+        """Problems with the file itself (unreadable, schema and format rules); none by default.
+
+        Return one :class:`~modelreg.Problem` per finding (``file``, ``model``,
+        ``expected``, ``found`` filled in where known) rather than raising: a
+        file that fails here is never installed, and ``modelreg validate``
+        reports the problems as the ``FORMAT.schema`` check.
+        """
         return []
 
     def check_file(self, path: Path) -> list[Problem]:

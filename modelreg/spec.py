@@ -76,7 +76,15 @@ def count_params(layers: tuple[LayerSpec, ...] | list[LayerSpec], in_features: i
 
 @attrs.frozen
 class ModelSpec:
-    """A validated registry entry. Paths are absolute (resolved against the registry)."""
+    """A validated registry entry. Paths are absolute (resolved against the registry).
+
+    The fields are the entry's keys (``name``, ``input_shape``, ``layers`` as
+    :class:`LayerSpec` with ``type``, ``units``, ``activation``, ``exports``,
+    ``checkpoint``, ``tolerance``...). What an exporter plugin typically uses:
+    ``name``, ``registry_dir`` (the folder artifacts go in), ``in_features``,
+    ``out_features``, ``is_stateful``, ``layers`` and ``tolerance`` (None: the
+    default 1e-5 applies).
+    """
 
     name: str
     description: str
@@ -98,10 +106,12 @@ class ModelSpec:
 
     @property
     def in_features(self) -> int:
+        """Values per input frame (``input_shape[-1]``)."""
         return self.input_shape[-1]
 
     @property
     def out_features(self) -> int:
+        """Values per output frame (``output_shape[-1]``)."""
         return self.output_shape[-1]
 
     @property
@@ -115,6 +125,7 @@ class ModelSpec:
 
     @property
     def registry_dir(self) -> Path:
+        """The folder of the registry file: relative paths of the entry, and artifacts, live under it."""
         return self.registry_file.parent
 
     @property

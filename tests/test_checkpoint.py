@@ -153,3 +153,87 @@ def test_cli_init_reports_pin_mismatch(tiny_registry, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "kept" in out and "pinned sha256 differs: set models.tinygru.sha256" in out
+
+
+# ---------------------------------------------------------------- state-dict layout, weights from elsewhere
+
+
+def test_state_dict_layout_is_as_documented(tmp_path):
+    """README "Checkpoints": key names and shapes per layer type (PyTorch's own, under layers.{i})."""
+    from conftest import write_registry
+
+    registry = write_registry(tmp_path, text="""
+        [models.mix]
+        description = "one of each layer type"
+        input_shape = [1, 3]
+        output_shape = [1, 2]
+        dtype = "float32"
+        params = 290
+        latency_ms = 50.0
+        exports = []
+        checkpoint = "mix.pt"
+        layers = [
+            { type = "dense", units = 4, activation = "tanh" },
+            { type = "lstm", units = 5 },
+            { type = "gru", units = 2 },
+        ]
+        """)
+    state = load_registry(registry)["mix"].build().state_dict()
+    layout = {key: list(tensor.shape) for key, tensor in state.items()}
+    assert layout == {
+        "layers.0.weight": [4, 3], "layers.0.bias": [4],                      # dense: [units, in], [units]
+        "layers.1.weight_ih_l0": [20, 4], "layers.1.weight_hh_l0": [20, 5],   # lstm: [4*units, in], [4*units, units]
+        "layers.1.bias_ih_l0": [20], "layers.1.bias_hh_l0": [20],
+        "layers.2.weight_ih_l0": [6, 5], "layers.2.weight_hh_l0": [6, 2],     # gru: [3*units, in], [3*units, units]
+        "layers.2.bias_ih_l0": [6], "layers.2.bias_hh_l0": [6],
+    }
+    assert all(tensor.dtype == torch.float32 for tensor in state.values())
+    readme = (ROOT / "README.md").read_text()
+    for key in ("layers.{i}.weight", "layers.{i}.bias", "layers.{i}.weight_ih_l0", "layers.{i}.weight_hh_l0",
+                "layers.{i}.bias_ih_l0", "layers.{i}.bias_hh_l0"):
+        assert f"`{key}`" in readme, key
+
+
+def test_weights_trained_elsewhere_load_after_the_documented_renaming(tiny_registry):
+    """README recipe: fill spec.build()'s state_dict() layout, torch.save it, and the model loads."""
+    torch.manual_seed(3)
+    trained = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3), torch.nn.Softmax(-1))
+    spec = load_registry(tiny_registry)["tinydense"]
+
+    torch.save(trained.state_dict(), spec.checkpoint)  # its own names: refused, every tensor listed
+    with pytest.raises(CheckpointError) as info:
+        spec.load()
+    assert "0.weight: unexpected tensor" in str(info.value) and "layers.0.weight: missing tensor" in str(info.value)
+
+    module = spec.build()
+    module.load_state_dict({"layers.0.weight": trained[0].weight, "layers.0.bias": trained[0].bias,
+                            "layers.1.weight": trained[2].weight, "layers.1.bias": trained[2].bias})
+    torch.save(module.state_dict(), spec.checkpoint)
+    x = torch.randn(7, 4)
+    with torch.no_grad():
+        assert torch.allclose(spec.load()(x), trained(x), atol=1e-6)
+
+
+def test_nested_state_dict_gets_a_hint_to_unwrap_it(tiny_registry):
+    spec = _spec(tiny_registry, "tinydense")
+    state = torch.load(spec.checkpoint, weights_only=True)
+    torch.save({"state_dict": state, "epoch": 12}, spec.checkpoint)  # a training loop's checkpoint
+    with pytest.raises(CheckpointError) as info:
+        spec.load()
+    text = str(info.value)
+    assert "checkpoint is not a state dict: its tensors are nested under 'state_dict'" in text, text
+    assert "torch.save(checkpoint['state_dict'], PATH)" in text
+    # Following the hint works.
+    torch.save(torch.load(spec.checkpoint, weights_only=True)["state_dict"], spec.checkpoint)
+    spec.load()
+
+
+def test_prefixed_tensor_names_get_a_hint_to_strip_the_prefix(tiny_registry):
+    spec = _spec(tiny_registry, "tinydense")
+    state = torch.load(spec.checkpoint, weights_only=True)
+    torch.save({f"model.{key}": value for key, value in state.items()}, spec.checkpoint)
+    with pytest.raises(CheckpointError) as info:
+        spec.load()
+    text = str(info.value)
+    assert "every tensor name carries the prefix 'model.'" in text, text
+    assert "layers.0.weight: missing tensor" in text  # the listing is still complete

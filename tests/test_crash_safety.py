@@ -326,3 +326,37 @@ def test_temporary_files_of_a_live_writer_are_left_alone(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_leftovers_named_after_a_dead_writers_temp_file_are_orphans_too(tmp_path, tiny_registry):
+    """An exporter plugin may write ``TEMP.npz`` (np.savez) or a folder beside its temporary path;
+    once that process is gone, the next run removes them like the temporary file itself."""
+    from modelreg.atomic import remove_orphaned_temps
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead_pid = int(dead.stdout)
+        folder = tmp_path / "f"
+        folder.mkdir()
+        orphan_npz = folder / f".a.npz.{dead_pid}-abcdefgh.partial.npz"
+        orphan_dir = folder / f".a.npz.{dead_pid}-abcdefgh.partial.d"
+        live_npz = folder / f".a.npz.{sleeper.pid}-abcdefgh.partial.npz"
+        not_ours = folder / f".a.npz.{dead_pid}-abcdefgh.partially"  # not a temporary name plus a suffix
+        for path in (orphan_npz, live_npz, not_ours):
+            path.write_text("x")
+        orphan_dir.mkdir()
+        (orphan_dir / "inner").write_text("x")
+        removed = remove_orphaned_temps(folder)
+        assert sorted(removed) == sorted([orphan_npz, orphan_dir])
+        assert live_npz.exists() and not_ours.exists()
+
+        # The next export cleans the folders it writes to.
+        tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural"]', 1))
+        left = tiny_registry.parent / "models" / f".tinydense.json.{dead_pid}-abcdefgh.partial.json"
+        left.write_text("x")
+        assert modelreg.export_all(tiny_registry).ok
+        assert not left.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -1,7 +1,10 @@
-"""pyproject.toml's lower bounds and .ci/min-versions.txt (what `make test-min` installs) agree."""
+"""Packaging: pyproject.toml's lower bounds and .ci/min-versions.txt (what `make test-min` installs)
+agree; the licence is declared and present; the facade's namespace is its public API."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 
 from packaging.requirements import Requirement
@@ -43,3 +46,41 @@ def test_min_versions_pin_every_lower_bound_of_pyproject():
         bound = lower.split(".")
         assert pins[name].split(".")[: len(bound)] == bound, (
             f"{name}: pyproject says >={lower}, .ci/min-versions.txt pins {pins[name]}")
+
+
+def test_licence_file_is_declared_and_matches_the_declared_licence():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Copyright (c) 2026 the modelreg authors" in text
+
+
+def _public_dir(module: object) -> list[str]:
+    dunders = {name for name in vars(module) if name.startswith("__") and name.endswith("__")}
+    return sorted(set(module.__all__) | dunders)  # type: ignore[attr-defined]
+
+
+def test_dir_of_the_facade_is_its_public_api_only():
+    # In a fresh interpreter (nothing else imported) and here, after the test-suite
+    # imported submodules (which Python sets as attributes of the package).
+    code = ("import modelreg, json; "
+            "print(json.dumps([dir(modelreg), sorted(modelreg.__all__), sorted(vars(modelreg))]))")
+    import json
+
+    listed, public, namespace = json.loads(subprocess.run([sys.executable, "-c", code], check=True,
+                                                          capture_output=True, text=True).stdout)
+    helpers = {"Any", "TYPE_CHECKING", "annotations", "importlib"}
+    assert not helpers & set(namespace), sorted(helpers & set(namespace))
+    extra = [name for name in listed if name not in public and not name.startswith("__")]
+    assert extra == [], extra
+    assert set(public) <= set(listed)
+
+    import modelreg
+    import modelreg.exporting  # noqa: F401  (sets modelreg.exporting, modelreg.atomic, ...)
+
+    assert dir(modelreg) == _public_dir(modelreg)
+    for name in modelreg.__all__:
+        assert getattr(modelreg, name) is not None, name
+    for name in helpers:
+        assert not hasattr(modelreg, name), name

@@ -14,6 +14,7 @@ from modelreg.exporting import export_all
 from modelreg.plugins import Exporter, plugin_problems, reset_plugins, unregister_exporter
 
 FAST = {"latency_seconds": 0.05}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -163,3 +164,173 @@ def test_broken_plugin_is_a_warning_of_export_and_validate_not_a_failure(tiny_re
     warnings = [line for line in run.stderr.splitlines() if line.startswith("modelreg: warning:")]
     assert len(warnings) == 1 and "broken-plugin 0.1" in warnings[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- the path export() is given
+
+
+def _state_arrays(module) -> dict:
+    return {key.replace(".", "_"): value.detach().numpy() for key, value in module.state_dict().items()}
+
+
+class _NpzBySavez(Exporter):
+    """Written the natural way: ``np.savez(path, ...)``, which appends ".npz" to a name without it."""
+
+    name = "npz"
+
+    def artifact_path(self, spec):
+        return spec.registry_dir / "models" / f"{spec.name}.npz"
+
+    def export(self, spec, module, path):
+        import numpy as np
+
+        np.savez(path, **_state_arrays(module))
+
+    def check_artifact(self, spec, path):
+        import numpy as np
+
+        try:
+            with np.load(path) as data:
+                data.files
+        except Exception as exc:
+            return [modelreg.Problem(f"not a readable npz: {exc}", file=str(path), model=spec.name)]
+        return []
+
+    def verify(self, spec, module, path, tolerance):
+        return modelreg.Parity(max_error=0.0, max_abs_error=0.0, tolerance=tolerance)
+
+
+class _NpzToHandle(_NpzBySavez):
+    """The documented way: hand np.savez an open file, so the name is used as it is."""
+
+    def export(self, spec, module, path):
+        import numpy as np
+
+        with open(path, "wb") as handle:
+            np.savez(handle, **_state_arrays(module))
+
+
+class _NpzWithLeftoverThenRaise(_NpzToHandle):
+    """Writes its artifact, leaves a scratch file beside it under the temporary name, then fails."""
+
+    def export(self, spec, module, path):
+        super().export(spec, module, path)
+        Path(f"{path}.scratch").write_text("half done")
+        raise ValueError("simulated failure after writing")
+
+
+def _hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_exporter_that_writes_beside_its_path_gets_a_clear_message_and_leaves_nothing(tiny_registry):
+    register_exporter(_NpzBySavez)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["npz"]', 1))
+    report = export_all(tiny_registry)
+    (artifact,) = report.artifacts
+    assert artifact.status == "failed"
+    message = artifact.message
+    assert "exporter 'npz' wrote nothing at the path it was given" in message, message
+    assert ".partial.npz" in message  # names what it wrote instead
+    assert "pass an open file" in message
+    assert "not a readable npz" not in message  # the artifact check never ran on an empty file
+    models = tiny_registry.parent / "models"
+    assert _hidden_leftovers(models) == []
+    assert not (models / "tinydense.npz").exists()
+
+
+def test_exporter_writing_to_an_open_file_at_its_path_succeeds(tiny_registry):
+    import numpy as np
+
+    register_exporter(_NpzToHandle)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["npz"]', 1))
+    report = export_all(tiny_registry)
+    assert report.ok, [a.message for a in report.artifacts]
+    models = tiny_registry.parent / "models"
+    with np.load(models / "tinydense.npz") as data:
+        assert "layers_0_weight" in data.files
+    assert _hidden_leftovers(models) == []
+
+
+def test_failed_export_removes_what_it_left_beside_the_target(tiny_registry):
+    register_exporter(_NpzWithLeftoverThenRaise)
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["npz"]', 1))
+    (artifact,) = export_all(tiny_registry).artifacts
+    assert artifact.status == "failed" and "simulated failure after writing" in artifact.message
+    assert _hidden_leftovers(tiny_registry.parent / "models") == []
+
+
+# ---------------------------------------------------------------- the public plugin API
+
+EXAMPLE = ROOT / "examples" / "modelreg-torchscript" / "src" / "modelreg_torchscript" / "__init__.py"
+
+# What the README's "Writing an exporter" section promises on the objects an exporter is handed.
+SPEC_API = ("name", "registry_dir", "in_features", "out_features", "is_stateful", "layers", "tolerance")
+MODULE_API = ("in_features", "out_features", "is_stateful", "state_dict", "reset", "state_layout", "streaming")
+
+
+def _writing_an_exporter() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("### Writing an exporter")
+    end = text.index("\n## ", start)
+    return text[start:end]
+
+
+def _signature(function) -> str:
+    import inspect
+
+    signature = inspect.signature(function)
+    params = ", ".join(p.name if p.annotation is inspect.Parameter.empty else f"{p.name}: {p.annotation}"
+                       for p in signature.parameters.values())
+    return f"{function.__name__}({params}) -> {signature.return_annotation}"
+
+
+def test_readme_documents_the_exporter_interface_with_signatures(tiny_registry):
+    section = _writing_an_exporter()
+    for method in ("artifact_path", "export", "verify", "check_artifact"):
+        signature = _signature(getattr(Exporter, method))
+        assert f"def {signature}" in section, signature
+    assert _signature(modelreg.compare_parity) in section
+    spec = load_registry(tiny_registry)["tinylstm"]
+    module = spec.build()
+    for name in SPEC_API:
+        assert f"spec.{name}" in section and hasattr(spec, name), name
+    for name in MODULE_API:
+        assert f"module.{name}" in section and hasattr(module, name), name
+
+
+def test_plugin_api_is_public_and_lazy():
+    for name in ("Exporter", "Parity", "Problem", "ExportError", "compare_parity", "RealtimeModel", "ModelSpec",
+                 "register_exporter"):
+        assert name in modelreg.__all__, name
+    from modelreg.builder import RealtimeModel
+    from modelreg.parity import compare_parity
+
+    assert modelreg.RealtimeModel is RealtimeModel and modelreg.compare_parity is compare_parity
+    import subprocess
+
+    code = ("import sys, modelreg\n"
+            "from modelreg import Exporter, Parity, Problem, ModelSpec\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'the plugin base imported torch/numpy'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_example_plugin_uses_only_the_public_api():
+    """The example imports modelreg's facade names only, and uses only the documented
+    attributes of what it is handed (so a plugin writer need not read modelreg's modules)."""
+    import ast
+
+    tree = ast.parse(EXAMPLE.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelreg"):
+            assert node.module == "modelreg", f"imports from {node.module}"
+            assert all(alias.name in modelreg.__all__ for alias in node.names), [a.name for a in node.names]
+        if isinstance(node, ast.Import):
+            assert all(not alias.name.startswith("modelreg.") for alias in node.names)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "modelreg":
+                assert node.attr in modelreg.__all__, node.attr
+            if node.value.id == "spec":
+                assert node.attr in SPEC_API, f"spec.{node.attr} is not documented"
+            if node.value.id == "module":
+                assert node.attr in MODULE_API, f"module.{node.attr} is not documented"

@@ -21,9 +21,16 @@ def test_wheel_installs_and_validates_a_model(tmp_path, bundled_copy):
     wheel = next(dist.glob("modelreg-*.whl"))
     import zipfile
 
-    names = zipfile.ZipFile(wheel).namelist()
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
     assert "modelreg/schemas/registry.schema.json" in names
     assert "modelreg/py.typed" in names
+    # It declares MIT: the licence text travels with it (PEP 639: dist-info/licenses/).
+    (dist_info,) = {name.split("/")[0] for name in names if name.split("/")[0].endswith(".dist-info")}
+    assert f"{dist_info}/licenses/LICENSE" in names, names
+    assert archive.read(f"{dist_info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+    metadata = archive.read(f"{dist_info}/METADATA").decode()
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata, metadata
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)

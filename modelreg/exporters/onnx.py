@@ -108,7 +108,7 @@ class ONNXExporter(Exporter):
         import numpy as np
 
         ort = _require("onnxruntime")
-        from ..parity import compare
+        from ..parity import compare_parity
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -127,4 +127,4 @@ class ONNXExporter(Exporter):
                 state = {name: value for (name, _), value in zip(states, results[1:])}
             return np.stack(outputs, axis=1)
 
-        return compare(module, run, tolerance)
+        return compare_parity(module, run, tolerance)

@@ -72,7 +72,7 @@ class RTNeuralExporter(Exporter):
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         import numpy as np
 
-        from ..parity import compare
+        from ..parity import compare_parity
         from ..registry import display_path
         from ..rtneural_runtime import load_rtneural
 
@@ -82,6 +82,6 @@ class RTNeuralExporter(Exporter):
             model.reset()
             return np.stack([model.step(frames[:, t, :]) for t in range(frames.shape[1])], axis=1)
 
-        return compare(module, run, tolerance)
+        return compare_parity(module, run, tolerance)
 
 

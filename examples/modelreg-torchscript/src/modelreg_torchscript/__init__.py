@@ -2,22 +2,22 @@
 
 The artifact takes one frame and the recurrent state explicitly, like the
 ONNX export, and is verified by running it with ``torch.jit.load``: its own
-runtime, independent of how modelreg builds the module.
+runtime, independent of how modelreg builds the module. It uses modelreg's
+public API only (README, "Writing an exporter").
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelreg import Exporter, Parity
-from modelreg.atomic import atomic_write_bytes
-from modelreg.errors import Problem
-from modelreg.parity import compare
+from modelreg import Exporter, Parity, Problem, compare_parity
+
+if TYPE_CHECKING:  # for type hints only: modelreg.RealtimeModel imports torch
+    from modelreg import ModelSpec, RealtimeModel
 
 __all__ = ["TorchScriptExporter"]
 
@@ -40,22 +40,22 @@ class TorchScriptExporter(Exporter):
     name = "torchscript"
     version = "1"
 
-    def artifact_path(self, spec: Any) -> Path:
+    def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "torchscript" / f"{spec.name}.pt"
 
-    def export(self, spec: Any, module: Any, path: Path) -> None:
+    def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
         import torch
 
         example = (torch.zeros(1, spec.in_features),) + tuple(
             torch.zeros(1, 1, units) for _, units in module.state_layout()
         )
-        buffer = io.BytesIO()
         with _quiet_jit():
             traced = torch.jit.trace(module.streaming(), example, check_trace=False)
-            torch.jit.save(traced, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+            # `path` is the temporary file modelreg checks, verifies and then installs:
+            # write it as it is (no atomic dance needed, no suffix added).
+            torch.jit.save(traced, str(path))
 
-    def check_artifact(self, spec: Any, path: Path) -> list[Problem]:
+    def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
         import torch
 
         try:
@@ -65,7 +65,7 @@ class TorchScriptExporter(Exporter):
             return [Problem(f"not a loadable TorchScript file: {type(exc).__name__}", file=str(path), model=spec.name)]
         return []
 
-    def verify(self, spec: Any, module: Any, path: Path, tolerance: float) -> Parity:
+    def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         import numpy as np
         import torch
 
@@ -83,4 +83,4 @@ class TorchScriptExporter(Exporter):
                     outputs.append(y.numpy())
             return np.stack(outputs, axis=1)
 
-        return compare(module, run, tolerance)
+        return compare_parity(module, run, tolerance)
