@@ -53,6 +53,8 @@ def main(folder: Path) -> int:
     print(f"  validation: {model.passed}/{len(model.checks)} checks passed; "
           f"p99 latency {model['latency'].figures['p99_ms']:.3f} ms; "
           f"RTNeural parity {model['rtneural.parity'].figures['max_abs_error']:.2g}")
+    for failure in model.failures:
+        print(f"  FAIL {failure.name}: {failure.message}")
 
     rt = modelreg.load_rtneural(folder / "models" / "envelope.json")
     rt.reset()
