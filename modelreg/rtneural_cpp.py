@@ -336,7 +336,7 @@ def _compile(toolchain: Toolchain, kind: str, flags: list[str], binary: Path, mo
         if done.returncode != 0:
             what = "modelreg's RTNeural runner" if kind == "runner" else f"the test program of {kind.split(':', 1)[-1]}"
             raise ToolchainError.at(
-                f"compiling {what} against {toolchain.root} ({toolchain.origin}; {toolchain.compiler_version}, "
+                f"compiling {what} against {toolchain.root} ({toolchain.compiler_version}, "
                 f"{toolchain.backend} backend) failed:\n{_first_error_lines(done.stderr or done.stdout)}",
                 key=toolchain.origin)
         if not _selftest(tmp, toolchain.backend, mode):

@@ -130,7 +130,8 @@ struct HeaderEngine final : Engine
     void reset() override { model->reset(); }
     void forward(const float* input) override { model->forward(input); }
     const float* outputs() const override { return model->getOutputs(); }
-    std::vector<std::string> describe() const override { return header_model::layer_names(); }
+    // The header's own loader checks every layer against the type before parseJson.
+    std::vector<std::string> describe() const override { return {}; }
 };
 #endif
 
