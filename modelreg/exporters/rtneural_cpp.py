@@ -348,7 +348,7 @@ class RTNeuralCppExporter(Exporter):
         try:
             toolchain = toolchain_for(spec)
         except NotConfigured as exc:
-            return Parity.skip(f"{exc} (the header was not compiled)", tolerance)
+            return Parity.skip(str(exc), tolerance)
         with tempfile.TemporaryDirectory(prefix="modelreg-cpp-") as folder:
             # The RTNeural file of this very module (byte-identical to models/NAME.json when that is
             # fresh), so the result does not depend on export order or on --format.
