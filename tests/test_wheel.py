@@ -24,6 +24,7 @@ def test_wheel_installs_and_validates_a_model(tmp_path, bundled_copy):
     names = zipfile.ZipFile(wheel).namelist()
     assert "modelreg/schemas/registry.schema.json" in names
     assert "modelreg/py.typed" in names
+    assert "modelreg/cpp/runner.cpp" in names  # the RTNeural runner is compiled from the installed package
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
