@@ -474,3 +474,20 @@ def test_eigen_stack_limit_pitfall_is_caught_by_the_header(tmp_path: Path, cpp: 
 def test_render_is_deterministic_and_independent_of_weights(tmp_path: Path) -> None:
     spec = _spec(tmp_path, 3, [LayerSpec("gru", 4), LayerSpec("dense", 2, "sigmoid")])
     assert render_header(spec) == render_header(attrs.evolve(spec, checkpoint=tmp_path / "other.pt"))
+
+
+def test_results_schema_requires_the_figures_of_a_passed_cpp_check() -> None:
+    import jsonschema
+
+    from modelreg.schemas import load_schema
+
+    def document(check: dict[str, Any]) -> dict[str, Any]:
+        return {"format": 1, "ok": True, "registry": "r", "problems": [], "warnings": [],
+                "environment": {"python": "3", "torch": "2", "platform": "p", "modelreg": "0", "time": "2026-01-01T00:00:00+00:00"},
+                "models": {"m": {"ok": True, "seconds": 0, "checks": [check]}}}
+
+    schema = load_schema("validation_results")
+    bare = {"name": "rtneural.cpp_latency", "status": "pass", "message": "", "figures": {}}
+    with pytest.raises(jsonschema.ValidationError, match="'mean_ms' is a required property"):
+        jsonschema.validate(document(bare), schema)
+    jsonschema.validate(document({**bare, "status": "skip"}), schema)  # a skip says why, no figures
