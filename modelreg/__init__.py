@@ -21,6 +21,7 @@ from .errors import (
     PluginError,
     Problem,
     RegistryError,
+    ToolchainError,
     UnknownModelError,
     UsageError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "RTNeuralModel",
     "Registry",
     "RegistryError",
+    "ToolchainError",
     "UnknownModelError",
     "UsageError",
     "ValidationReport",
