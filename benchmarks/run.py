@@ -433,6 +433,74 @@ def _runs_p50(call: Any, runs: int, windows: int, seconds: float) -> dict[str, A
             "p50_spread": spread, "stable": spread <= 0.15}
 
 
+def _cpp_setup(tmp: Path) -> Any:
+    """RTNeural C++ (Eigen, -O3 -march=native) from $MODELREG_RTNEURAL, else ../shared/rtneural; None if absent.
+
+    Builds go to a fresh cache folder, so the compile times printed are real compilations.
+    """
+    import modelreg.rtneural_cpp as rc
+
+    root = os.environ.get(rc.ENV_RTNEURAL) or str(ROOT.parent / "shared" / "rtneural")
+    if not (Path(root) / "RTNeural" / "RTNeural.h").is_file():
+        print(f"    RTNeural C++ columns skipped: no RTNeural checkout at {root} (set {rc.ENV_RTNEURAL})", flush=True)
+        return None
+    os.environ[rc.ENV_RTNEURAL] = root
+    os.environ[rc.ENV_BACKEND] = "eigen"
+    os.environ[rc.ENV_CACHE] = str(tmp / "cache")
+    toolchain = rc.find_toolchain()
+    runner = rc.runner_for(toolchain)  # compiles the dynamic-API runner
+    build = rc.builds()[-1]
+    print(f"    RTNeural C++: {toolchain.compiler_version}, {toolchain.backend} backend, flags {' '.join(toolchain.flags())}",
+          flush=True)
+    results["rtneural_cpp"] = {"compiler": toolchain.compiler_version, "backend": toolchain.backend,
+                               "flags": toolchain.flags(), "runner_compile_s": round(build.seconds, 2)}
+    record("latency", f"RTNeural C++ runner (dynamic API, {toolchain.backend}) compile time: {build.seconds:.1f} s")
+    return toolchain, runner
+
+
+def _cpp_calls(spec: Any, root: Path, cpp: Any) -> dict[str, Any]:
+    """Per-runtime timers of the RTNeural C++ engine: each returns (p50_ms, p99_ms) of one window, timed in C++."""
+    import modelreg.rtneural_cpp as rc
+    from modelreg.exporters.rtneural_cpp import cpp_namespace
+    from modelreg.inputs import edge_cases
+    from modelreg.latency import LatencyStats
+
+    toolchain, runner = cpp
+    frame = edge_cases(spec.in_features)["normal"][0]
+    dynamic = rc.load_checked(runner, root / "models" / f"{spec.name}.json")
+    header = rc.header_runner(toolchain, root / "models" / "cpp" / f"{spec.name}.h", cpp_namespace(spec), spec.name)
+    compiled = rc.load_checked(header, root / "models" / f"{spec.name}.json")
+    built = [b for b in rc.builds() if b.kind == f"header:{spec.name}"]
+    results.setdefault("rtneural_cpp", {}).setdefault("header_compile_s", {})[spec.name] = (
+        round(built[-1].seconds, 2) if built else None)
+
+    def timer(target: Any, loaded: Any) -> Any:
+        def window(seconds: float) -> tuple[float, float]:
+            samples, warmup, _ = target.time(loaded, frame, seconds=seconds, min_iterations=100, max_iterations=50_000)
+            stats = LatencyStats.from_samples(samples, warmup)
+            return stats.p50, stats.p99
+        return window
+
+    return {"rtneural C++ dynamic (eigen)": timer(runner, dynamic),
+            "rtneural C++ compile-time (eigen)": timer(header, compiled), "_close": header.close}
+
+
+def _cpp_stable_p50(window: Any, runs: int, windows: int, seconds: float, attempts: int = 3) -> dict[str, Any]:
+    """As :func:`_stable_p50`, with each window timed inside the C++ runner."""
+    for attempt in range(1, attempts + 1):
+        per_run = []
+        for _ in range(runs):
+            measured = [window(seconds / windows) for _ in range(windows)]
+            per_run.append({"p50": statistics.median(m[0] for m in measured), "p99": statistics.median(m[1] for m in measured)})
+        p50s = [r["p50"] for r in per_run]
+        spread = (max(p50s) - min(p50s)) / min(p50s) if min(p50s) > 0 else float("inf")
+        figures = {"runs": per_run, "p50_ms": statistics.median(p50s), "p99_ms": statistics.median(r["p99"] for r in per_run),
+                   "p50_spread": spread, "stable": spread <= 0.15, "attempts": attempt}
+        if figures["stable"]:
+            break
+    return figures
+
+
 def bench_latency(seconds: float) -> None:
     print("\n5. latency per runtime (single thread, batch 1; 3 runs x 5 windows each, up to 3 attempts)", flush=True)
     import modelreg
@@ -440,15 +508,23 @@ def bench_latency(seconds: float) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = copy_bundled(Path(tmp))
+        cpp = _cpp_setup(Path(tmp))
         registry = modelreg.load_registry(copy / "registry.toml")
-        assert modelreg.export_all(registry).ok
+        assert modelreg.export_all(registry).ok  # with RTNeural configured, this compiles each model's header test
         latency: dict[str, Any] = {}
         unstable = []
         with single_thread():
             for name, spec in registry.items():
                 latency[name] = {}
-                for runtime, call in _latency_runners(spec, copy).items():
-                    figures = _stable_p50(call, runs=3, windows=5, seconds=seconds)
+                runners = dict(_latency_runners(spec, copy))
+                cpp_calls = _cpp_calls(spec, copy, cpp) if cpp is not None else {}
+                close = cpp_calls.pop("_close", None)
+                runners.update(cpp_calls)
+                for runtime, call in runners.items():
+                    if runtime in cpp_calls:
+                        figures = _cpp_stable_p50(call, runs=3, windows=5, seconds=seconds)
+                    else:
+                        figures = _stable_p50(call, runs=3, windows=5, seconds=seconds)
                     latency[name][runtime] = figures
                     if figures["stable"]:
                         shown = f"p50 {figures['p50_ms'] * 1000:8.1f} us  p99 {figures['p99_ms'] * 1000:8.1f} us"
@@ -457,7 +533,17 @@ def bench_latency(seconds: float) -> None:
                         shown = f"UNSTABLE (p50 of the 3 runs differ by {figures['p50_spread']:.0%}): no figure"
                     print(f"    {name:18} {runtime:28} {shown}   (spread {figures['p50_spread']:.1%}, "
                           f"attempt {figures['attempts']})", flush=True)
+                    torch_p50 = latency[name].get("torch eager", {}).get("p50_ms")
+                    if runtime in cpp_calls and figures["stable"] and torch_p50:
+                        figures["vs_torch_eager"] = torch_p50 / figures["p50_ms"]
+                        print(f"    {'':18} {'':28} {figures['vs_torch_eager']:.1f}x faster than torch eager (p50)", flush=True)
+                if close is not None:
+                    close()
     results["latency"] = latency
+    if cpp is not None:
+        compile_s = results["rtneural_cpp"]["header_compile_s"]
+        record("latency", "RTNeural C++ header test compile time (compile-time API, eigen): "
+                          + ", ".join(f"{n} {v:.1f} s" for n, v in compile_s.items() if v is not None))
     record("latency", f"p50 figures stable across 3 runs (within 15%): {sum(len(v) for v in latency.values()) - len(unstable)}"
                       f"/{sum(len(v) for v in latency.values())}" + (f"; unstable: {', '.join(unstable)}" if unstable else ""),
            "all stable", not unstable)

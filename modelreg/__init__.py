@@ -18,6 +18,7 @@ from .errors import (
     PluginError,
     Problem,
     RegistryError,
+    ToolchainError,
     UnknownModelError,
     UsageError,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "RealtimeModel",
     "Registry",
     "RegistryError",
+    "ToolchainError",
     "UnknownModelError",
     "UsageError",
     "ValidationReport",

@@ -257,7 +257,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        rows = [["model", "params", "latency", "target", "checks"]]
+        rows = [["model", "params", "latency", "C++ latency", "C++ parity", "target", "checks"]]
         for name, model in report.models.items():
             spec = registry.get(name)
             latency = model.get("latency")
@@ -268,11 +268,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 name,
                 f"{spec.params:,}" if spec is not None else "?",
                 shown,
+                *_cpp_cells(model, spec),
                 f"{spec.latency_ms:g} ms" if spec is not None else "-",
                 f"{model.passed}/{len(model.checks)}" + ("" if model.ok else " FAIL"),
             ])
         print(file=out)
         _table(rows, out)
+        _print_cpp_skips(report, out)
         if write:
             from .validation import results_path
 
@@ -292,6 +294,32 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                   f"{', '.join(in_blocks)} (printed above, under FAIL)", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cpp_cells(model: Any, spec: Any) -> list[str]:
+    """The RTNeural C++ latency and parity cells of the validate table."""
+    latency, parity = model.get("rtneural.cpp_latency"), model.get("rtneural.cpp_parity")
+    latency_cell = parity_cell = "-"
+    if latency is not None and latency.status in ("pass", "fail") and spec is not None:
+        latency_cell = f"{spec.latency_stat} {latency.figures[spec.latency_stat + '_ms']:.4f} ms"
+    elif latency is not None:
+        latency_cell = latency.status
+    if parity is not None and parity.status in ("pass", "fail") and "max_abs_error" in parity.figures:
+        parity_cell = f"{parity.figures['max_abs_error']:.2g}" + ("" if parity.ok else " FAIL")
+    elif parity is not None:
+        parity_cell = parity.status
+    return [latency_cell, parity_cell]
+
+
+def _print_cpp_skips(report: Any, out: TextIO) -> None:
+    """Skipped C++ checks, once per reason (never silent, never one line per model)."""
+    reasons: dict[str, set[str]] = {}
+    for name, model in report.models.items():
+        for check in model.checks:
+            if check.status == "skip" and "cpp" in check.name and not check.message.startswith("not run:"):
+                reasons.setdefault(check.message, set()).add(name)
+    for reason, models in reasons.items():
+        print(f"\nC++ checks skipped ({len(models)} models): {reason}", file=out)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

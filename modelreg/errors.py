@@ -24,6 +24,7 @@ __all__ = [
     "PluginError",
     "Problem",
     "RegistryError",
+    "ToolchainError",
     "UnknownModelError",
     "UsageError",
     "WriteError",
@@ -198,3 +199,7 @@ class WriteError(ModelRegError, OSError):
     would leave the registry's folder. An environment problem, not a model's:
     the command stops (exit 2) and every previous file is left as it was.
     """
+
+
+class ToolchainError(ModelRegError, RuntimeError):
+    """A configured C++ toolchain cannot be used: no compiler, headers missing, a compile error."""

@@ -373,7 +373,11 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         remove_temp(tmp)  # and whatever the exporter made beside it (np.savez's "tmp.npz")
     figures = {"bytes": target.stat().st_size, "export_seconds": round(export_seconds, 4),
                "max_error": parity.max_error, "max_abs_error": parity.max_abs_error, "sha256": digest}
-    return ArtifactResult(spec.name, exporter.name, target, "written", f"parity {parity.summary}", figures,
+    message = f"parity {parity.summary}"
+    if parity.skipped:  # written, but not run in its runtime: say so, never "parity nan"
+        figures.update(max_error=None, max_abs_error=None, parity_skipped=parity.skipped)
+        message = f"parity skipped: {parity.skipped}"
+    return ArtifactResult(spec.name, exporter.name, target, "written", message, figures,
                           made=_Made(spec, exporter, target, digest))
 
 
@@ -625,7 +629,29 @@ def artifact_checks(
                 why = "the artifact is stale or tampered" if state.get("schema_ok") else "no valid artifact"
                 return CheckResult(f"{fmt}.parity", "skip", f"not run: {why}")
             result = state["exporter"].verify(spec, module, state["path"], tolerance)
+            if result.skipped:
+                return CheckResult(f"{fmt}.parity", "skip", result.skipped, result.to_figures())
             return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", result.summary, result.to_figures())
 
         checks += [(f"{fmt}.exists", exists), (f"{fmt}.fresh", fresh), (f"{fmt}.schema", schema), (f"{fmt}.parity", parity)]
+        checks += _extra_checks(spec, module, tolerance, fmt, state)
+    return checks
+
+
+def _extra_checks(
+    spec: ModelSpec, module: RealtimeModel, tolerance: float, fmt: str, state: dict[str, Any]
+) -> list[tuple[str, Callable[[], CheckResult]]]:
+    """An exporter's own further checks (``Exporter.extra_checks``), run on a fresh, schema-valid artifact."""
+    try:
+        extras = get_exporter(fmt).extra_checks(spec, module, tolerance)
+    except Exception:  # a broken plugin: FORMAT.exists reports it
+        return []
+    checks: list[tuple[str, Callable[[], CheckResult]]] = []
+    for suffix, check in extras:
+        def run(name: str = f"{fmt}.{suffix}", check: Callable[[Path], CheckResult] = check) -> CheckResult:
+            if not (state.get("fresh") and state.get("schema_ok")):
+                why = "the artifact is stale or tampered" if state.get("schema_ok") else "no valid artifact"
+                return CheckResult(name, "skip", f"not run: {why}")
+            return check(state["path"])
+        checks.append((f"{fmt}.{suffix}", run))
     return checks

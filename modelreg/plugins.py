@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +20,7 @@ from .errors import PluginError, Problem, UsageError
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
+    from .report import CheckResult
     from .spec import ModelSpec
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "modelreg.exporters"
 #: Exporters that ship with modelreg (registered through its own entry points).
-BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx"})
+BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx", "rtneural-cpp"})
 
 
 @attrs.frozen
@@ -58,9 +59,21 @@ class Parity:
     max_abs_error: float
     tolerance: float
     cases: Mapping[str, float] = attrs.field(factory=dict)  # max abs error per input case
+    #: Why the artifact could not be run at all (its runtime is not available here,
+    #: e.g. no RTNeural checkout configured); "" when it was run. A skipped parity
+    #: is reported as skipped, never as passed.
+    skipped: str = ""
+
+    @classmethod
+    def skip(cls, reason: str, tolerance: float) -> Parity:
+        """A parity that was not run, and why."""
+        return cls(float("nan"), float("nan"), tolerance, skipped=reason)
 
     @property
     def ok(self) -> bool:
+        """Not failed: within tolerance, or skipped (which callers must report as such)."""
+        if self.skipped:
+            return True
         # "<=" so that NaN (a broken runtime) fails rather than passes.
         return self.max_error <= self.tolerance
 
@@ -74,6 +87,8 @@ class Parity:
         return f"error {self.max_error:.3g} {'<=' if self.ok else '>'} tolerance {self.tolerance:g} ({detail})"
 
     def to_figures(self) -> dict[str, Any]:
+        if self.skipped:
+            return {"skipped": self.skipped, "tolerance": self.tolerance}
         return {"max_error": self.max_error, "max_abs_error": self.max_abs_error,
                 "tolerance": self.tolerance, "cases": dict(self.cases)}
 
@@ -165,6 +180,16 @@ class Exporter(abc.ABC):
         """
         raise UsageError.at(f"the {self.name!r} exporter cannot check a file on its own",
                             file=str(path), expected="an exporter that defines check_file(path)")
+
+    def extra_checks(
+        self, spec: ModelSpec, module: RealtimeModel, tolerance: float
+    ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+        """Further checks of a fresh artifact that passed its schema, run after parity.
+
+        Each is ``(suffix, check)``: reported as ``FORMAT.SUFFIX``; ``check(path)``
+        returns a :class:`~modelreg.report.CheckResult` of that name. None by default.
+        """
+        return []
 
 
 @attrs.frozen

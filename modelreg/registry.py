@@ -210,7 +210,7 @@ def load_registry(
         if entry_problems:
             invalid[name] = tuple(entry_problems)
         else:
-            specs[name] = _to_spec(name, entry, registry_file)
+            specs[name] = _to_spec(name, entry, registry_file, settings)
 
     if strict and invalid:
         raise RegistryError(*(p for ps in invalid.values() for p in ps))
@@ -422,7 +422,8 @@ def _semantic_problems(
     return problems
 
 
-def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path) -> ModelSpec:
+def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
+             settings: Mapping[str, Any] | None = None) -> ModelSpec:
     layers = tuple(LayerSpec(l["type"], l["units"], l.get("activation", "linear")) for l in entry["layers"])
     return ModelSpec(
         name=name,
@@ -441,4 +442,5 @@ def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path) -> ModelS
         tolerance=entry.get("tolerance"),
         tags=tuple(entry.get("tags", ())),
         entry=dict(entry),
+        settings=dict(settings or {}),
     )

@@ -103,6 +103,8 @@ class ModelSpec:
     tags: tuple[str, ...] = ()
     # The entry exactly as written (parsed TOML), kept for hashing and display.
     entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    # The registry's [settings] table (e.g. where RTNeural's C++ headers are), shared by every entry.
+    settings: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
     def in_features(self) -> int:

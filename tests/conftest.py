@@ -69,6 +69,16 @@ layers = [
 {extra}"""
 
 
+@pytest.fixture(autouse=True)
+def _no_rtneural_cpp_unless_asked(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests run as on a machine without RTNeural: a developer's MODELREG_RTNEURAL never
+    reaches them (tests/test_rtneural_cpp.py configures it itself), and nothing is
+    compiled into the user's cache."""
+    monkeypatch.delenv("MODELREG_RTNEURAL", raising=False)
+    monkeypatch.delenv("MODELREG_RTNEURAL_BACKEND", raising=False)
+    monkeypatch.setenv("MODELREG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "modelreg-cache"))
+
+
 def write_registry(folder: Path, extra: str = "", text: str | None = None) -> Path:
     """Write the tiny registry (or ``text``) into ``folder``; returns the file."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ own golden data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
     from ..builder import RealtimeModel
+    from ..report import CheckResult
     from ..spec import ModelSpec
 
 __all__ = ["RTNeuralExporter"]
@@ -83,5 +85,11 @@ class RTNeuralExporter(Exporter):
             return np.stack([model.step(frames[:, t, :]) for t in range(frames.shape[1])], axis=1)
 
         return compare_parity(module, run, tolerance)
+
+    def extra_checks(self, spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+        """``cpp_parity`` and ``cpp_latency``: the file in RTNeural's own C++ engine (skipped when not configured)."""
+        from ..rtneural_cpp import cpp_checks
+
+        return cpp_checks(spec, module, tolerance)
 
 

@@ -1,0 +1,695 @@
+"""RTNeural's own C++ engine in the loop: toolchain, cached runner, C++ parity and latency.
+
+modelreg proves RTNeural files in its numpy reference runtime; this module
+runs them where they ship: RTNeural's C++ code, compiled against the user's
+RTNeural checkout.
+
+- **Configuration**: ``[settings] rtneural = "third_party/RTNeural"`` (relative
+  to the registry file) or ``$MODELREG_RTNEURAL``; compiler ``$CXX``, else
+  ``c++``/``g++``/``clang++``; backend ``[settings] rtneural_backend`` or
+  ``$MODELREG_RTNEURAL_BACKEND`` (``eigen`` when the checkout has
+  ``modules/Eigen``, else ``stl``). Not configured: the C++ checks are skipped,
+  saying why. Configured but broken: :class:`~modelreg.errors.ToolchainError`.
+- **Runner**: ``modelreg/cpp/runner.cpp`` (package data), compiled on first use
+  into the user cache (``$MODELREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelreg``,
+  else ``~/.cache/modelreg``), keyed by the RTNeural tree, the compiler and its
+  version, the flags, the backend and the CPU; built under a file lock,
+  installed atomically, proven by ``--selftest`` before use (a corrupt entry is
+  rebuilt). One process serves every model over a pipe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from .errors import ArtifactError, Problem, ToolchainError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .builder import RealtimeModel
+    from .plugins import Parity
+    from .report import CheckResult
+    from .spec import ModelSpec
+
+__all__ = [
+    "BACKENDS",
+    "ENV_BACKEND",
+    "ENV_CACHE",
+    "ENV_RTNEURAL",
+    "Build",
+    "Loaded",
+    "NotConfigured",
+    "Runner",
+    "Toolchain",
+    "builds",
+    "cache_dir",
+    "close_runners",
+    "cpp_checks",
+    "find_toolchain",
+    "header_runner",
+    "runner_for",
+]
+
+ENV_RTNEURAL = "MODELREG_RTNEURAL"
+ENV_BACKEND = "MODELREG_RTNEURAL_BACKEND"
+ENV_CACHE = "MODELREG_CACHE_DIR"
+BACKENDS = ("eigen", "stl")
+PROTOCOL = 1
+#: What to set, in every "not configured" message.
+HOW_TO_CONFIGURE = (f"set {ENV_RTNEURAL} to an RTNeural checkout (the folder holding RTNeural/ and modules/), "
+                    "or [settings] rtneural in the registry")
+_COMPILERS = ("c++", "g++", "clang++")
+_RUNNER_SOURCE = Path(__file__).with_name("cpp") / "runner.cpp"
+# Lines RTNeural's loaders print in debug mode when all is well; any other line is a warning.
+_INFO_LINE = re.compile(r"# dimensions: \d+|Layer: \S+|  Dims: \d+|  activation: \S*")
+
+
+class NotConfigured(Exception):
+    """No RTNeural checkout is configured: the C++ checks are skipped, with this reason."""
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@attrs.frozen
+class Toolchain:
+    """An RTNeural checkout, a C++ compiler and a backend: everything a build depends on."""
+
+    root: Path
+    origin: str  # where the checkout was configured, for messages
+    compiler: tuple[str, ...]  # argv prefix ($CXX may hold arguments)
+    compiler_path: str
+    compiler_version: str  # first line of `--version`
+    compiler_identity: str  # the whole `--version` output (part of the cache key)
+    backend: str
+
+    def flags(self, *, header: bool = False) -> list[str]:
+        """Compiler flags (without the source and output)."""
+        machine = platform.machine().lower()
+        # -march=native: the code a plugin build for this machine would run. Part of the cache key
+        # together with the CPU, so a cache shared between machines never runs foreign code.
+        arch = "-mcpu=native" if machine in ("arm64", "aarch64") else "-march=native"
+        flags = ["-std=c++17", "-O3", arch, "-DNDEBUG", "-DRTNEURAL_DEFAULT_ALIGNMENT=16", f"-I{self.root}"]
+        if self.backend == "eigen":
+            flags += ["-DRTNEURAL_USE_EIGEN=1", f"-I{self.root / 'modules' / 'Eigen'}"]
+            if header:
+                # Pitfall 1 of RTNeural's compile-time API with Eigen: fixed-size layers above
+                # Eigen's stack limit do not compile; the model lives on the heap (make()).
+                flags.append("-DEIGEN_STACK_ALLOCATION_LIMIT=0")
+        return flags
+
+    def figures(self) -> dict[str, str]:
+        """What a C++ check ran on, for its figures."""
+        return {"rtneural": str(self.root), "backend": self.backend, "compiler": self.compiler_version}
+
+
+_version_cache: dict[tuple[str, int], str] = {}
+
+
+def _compiler() -> tuple[tuple[str, ...], str]:
+    """The compiler argv and its resolved path: ``$CXX``, else the first of c++, g++, clang++."""
+    from_env = os.environ.get("CXX", "").strip()
+    if from_env:
+        argv = tuple(shlex.split(from_env))
+        found = shutil.which(argv[0])
+        if found is None:
+            raise ToolchainError.at(f"the C++ compiler {argv[0]!r} ($CXX) was not found",
+                                    key="CXX", expected="an executable C++ compiler", found=from_env)
+        return argv, found
+    for name in _COMPILERS:
+        found = shutil.which(name)
+        if found is not None:
+            return (name,), found
+    raise ToolchainError.at("no C++ compiler found (tried c++, g++, clang++); install one or set CXX",
+                            key="CXX", expected="a C++17 compiler")
+
+
+def _compiler_version(argv: tuple[str, ...], path: str) -> str:
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = 0
+    cached = _version_cache.get((" ".join(argv), stamp))
+    if cached is not None:
+        return cached
+    try:
+        done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as exc:
+        raise ToolchainError.at(f"the C++ compiler {argv[0]!r} cannot be run: {exc.strerror or exc}",
+                                key="CXX", found=path) from None
+    except subprocess.TimeoutExpired:
+        raise ToolchainError.at(f"the C++ compiler {argv[0]!r} did not answer `--version` within 60 s",
+                                key="CXX", found=path) from None
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ToolchainError.at(f"`{' '.join(argv)} --version` failed (exit {done.returncode}): "
+                                f"{(done.stderr or done.stdout).strip()[:300]}", key="CXX", found=path)
+    _version_cache[(" ".join(argv), stamp)] = done.stdout
+    return done.stdout
+
+
+def find_toolchain(settings: Mapping[str, Any] | None = None, registry_file: Path | None = None) -> Toolchain:
+    """The configured toolchain (registry settings first, then the environment).
+
+    Raises :class:`NotConfigured` when no RTNeural checkout is configured and
+    :class:`~modelreg.errors.ToolchainError` when the configuration cannot work.
+    """
+    from .registry import display_path
+
+    settings = settings or {}
+    shown_registry = display_path(registry_file) if registry_file is not None else "the registry"
+    configured = settings.get("rtneural")
+    if configured:
+        base = registry_file.parent if registry_file is not None else Path.cwd()
+        root = base / str(configured)
+        origin = f"[settings] rtneural in {shown_registry}"
+        where: dict[str, Any] = {"file": shown_registry, "key": "settings.rtneural"}
+    elif os.environ.get(ENV_RTNEURAL):
+        root = Path(os.environ[ENV_RTNEURAL]).expanduser()
+        origin = f"${ENV_RTNEURAL}"
+        where = {"key": ENV_RTNEURAL}
+    else:
+        raise NotConfigured(f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}")
+    root = root.absolute()
+    missing = [part for part in ("RTNeural/RTNeural.h", "RTNeural/model_loader.h", "modules/json/json.hpp")
+               if not (root / part).is_file()]
+    if missing:
+        state = "does not exist" if not root.exists() else f"has no {', '.join(missing)}"
+        raise ToolchainError.at(f"{origin} points at {root}, which {state}", **where,
+                                expected="an RTNeural checkout: a folder holding RTNeural/RTNeural.h and modules/json/json.hpp",
+                                found=str(root))
+    has_eigen = (root / "modules" / "Eigen" / "Eigen" / "Dense").is_file()
+    backend = settings.get("rtneural_backend") or os.environ.get(ENV_BACKEND) or ("eigen" if has_eigen else "stl")
+    if backend not in BACKENDS:
+        raise ToolchainError.at("unknown RTNeural backend", key=ENV_BACKEND, expected="eigen or stl", found=backend)
+    if backend == "eigen" and not has_eigen:
+        raise ToolchainError.at(f"the eigen backend needs Eigen in the RTNeural checkout, and {root / 'modules' / 'Eigen'} "
+                                "has no Eigen/Dense", key=ENV_BACKEND if not settings.get("rtneural_backend") else "settings.rtneural_backend",
+                                expected="modules/Eigen in the checkout (git submodule update --init), or backend stl",
+                                found=str(root / "modules" / "Eigen"))
+    argv, path = _compiler()
+    identity = _compiler_version(argv, path)
+    return Toolchain(root, origin, argv, path, identity.splitlines()[0].strip(), identity, backend)
+
+
+def toolchain_for(spec: ModelSpec) -> Toolchain:
+    """:func:`find_toolchain` for a registry entry (its registry's [settings])."""
+    return find_toolchain(spec.settings, spec.registry_file)
+
+
+# ---------------------------------------------------------------- cache and builds
+
+
+def cache_dir() -> Path:
+    """Where compiled runners are kept: ``$MODELREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelreg``,
+    else ``~/.cache/modelreg``."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "modelreg"
+
+
+def _tree_digest(toolchain: Toolchain) -> str:
+    """A digest of the headers a build reads: every file's path, size and mtime (as make sees them)."""
+    digest = hashlib.sha256()
+    folders = [toolchain.root / "RTNeural", toolchain.root / "modules" / "json"]
+    if toolchain.backend == "eigen":
+        folders.append(toolchain.root / "modules" / "Eigen")
+    for folder in folders:
+        entries = []
+        for current, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in files:
+                full = os.path.join(current, name)
+                with contextlib.suppress(OSError):
+                    stat = os.stat(full)
+                    entries.append(f"{os.path.relpath(full, toolchain.root)}\0{stat.st_size}\0{stat.st_mtime_ns}")
+        digest.update("\n".join(sorted(entries)).encode())
+    return digest.hexdigest()
+
+
+def _cpu_identity() -> str:
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        models = sorted({line.split(":", 1)[1].strip() for line in text.splitlines()
+                         if line.startswith(("model name", "flags", "Features"))})
+        return hashlib.sha256("\n".join(models).encode()).hexdigest()[:16]
+    return f"{platform.machine()} {platform.processor()}"
+
+
+@attrs.frozen
+class Build:
+    """One compilation (a cache miss): what was built and how long it took."""
+
+    binary: Path
+    kind: str  # "runner" or "header:NAME"
+    seconds: float
+
+
+_builds: list[Build] = []
+_build_failures: dict[str, ToolchainError] = {}
+
+
+def builds() -> list[Build]:
+    """Every compilation this process ran (cache hits compile nothing and add nothing)."""
+    return list(_builds)
+
+
+def _first_error_lines(text: str, limit: int = 12) -> str:
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if re.search(r"\berror\b", line)), 0)
+    return "\n".join(lines[first:first + limit]).strip()
+
+
+def _selftest(binary: Path, backend: str, mode: str) -> bool:
+    try:
+        done = subprocess.run([str(binary), "--selftest"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    expected = f"modelreg-rtneural-runner {PROTOCOL} {backend} {mode}"
+    return done.returncode == 0 and done.stdout.splitlines()[:2] == [expected, "selftest ok"]
+
+
+def _build(toolchain: Toolchain, kind: str, extra_flags: list[str], key_parts: list[str], mode: str) -> Path:
+    """The cached binary for ``kind``; compiled (under a file lock, installed atomically) when missing or broken."""
+    from filelock import FileLock
+
+    source = _RUNNER_SOURCE.read_bytes()
+    flags = toolchain.flags(header=mode == "header") + extra_flags
+    key = hashlib.sha256(json.dumps({
+        "protocol": PROTOCOL, "source": hashlib.sha256(source).hexdigest(), "tree": _tree_digest(toolchain),
+        "compiler": [toolchain.compiler_path, *toolchain.compiler, toolchain.compiler_identity],
+        "flags": flags, "backend": toolchain.backend, "cpu": _cpu_identity(), "extra": key_parts,
+    }, sort_keys=True).encode()).hexdigest()[:24]
+    if key in _build_failures:  # one attempt per process: 200 models do not compile 200 times
+        raise _build_failures[key]
+    folder = cache_dir() / "rtneural-cpp"
+    safe_kind = re.sub(r"[^A-Za-z0-9_.-]", "_", kind)
+    binary = folder / f"{safe_kind}-{toolchain.backend}-{key}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(binary) + ".lock", timeout=900):
+            if binary.is_file() and _selftest(binary, toolchain.backend, mode):
+                return binary
+            _compile(toolchain, kind, flags, binary, mode)
+    except OSError as exc:
+        raise ToolchainError.at(f"cannot use the cache folder {folder}: {exc.strerror or exc}",
+                                key=ENV_CACHE, expected="a writable folder") from None
+    except ToolchainError as exc:
+        _build_failures[key] = exc
+        raise
+    return binary
+
+
+def _compile(toolchain: Toolchain, kind: str, flags: list[str], binary: Path, mode: str) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{binary.name}.", suffix=".partial", dir=binary.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    command = [*toolchain.compiler, *flags, str(_RUNNER_SOURCE), "-o", str(tmp)]
+    started = time.perf_counter()
+    try:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except OSError as exc:
+            raise ToolchainError.at(f"the C++ compiler cannot be run: {exc.strerror or exc}",
+                                    key="CXX", found=toolchain.compiler_path) from None
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            what = "modelreg's RTNeural runner" if kind == "runner" else f"the test program of {kind.split(':', 1)[-1]}"
+            raise ToolchainError.at(
+                f"compiling {what} against {toolchain.root} ({toolchain.compiler_version}, "
+                f"{toolchain.backend} backend) failed:\n{_first_error_lines(done.stderr or done.stdout)}",
+                key=toolchain.origin)
+        if not _selftest(tmp, toolchain.backend, mode):
+            raise ToolchainError.at(f"the freshly compiled {kind} fails its self-test ({toolchain.compiler_version}, "
+                                    f"{toolchain.backend} backend, RTNeural at {toolchain.root})", key=toolchain.origin)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, binary)  # atomic: readers see the old entry or the complete new one
+        _builds.append(Build(binary, kind, seconds))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+# ---------------------------------------------------------------- the runner process
+
+
+@attrs.frozen
+class Loaded:
+    """A model loaded in a runner process."""
+
+    id: int
+    in_size: int
+    out_size: int
+    layers: tuple[tuple[str, int, int], ...]  # (name, in, out) as the loaded model holds them
+    log: str  # the loader's debug output
+
+    @property
+    def warnings(self) -> list[str]:
+        """Lines of the loader's debug output that are not its usual layer/shape lines."""
+        return [line for line in self.log.splitlines() if line.strip() and not _INFO_LINE.fullmatch(line)]
+
+
+class RunnerError(Exception):
+    """The runner answered with an error message (e.g. RTNeural's loader threw)."""
+
+
+class RunnerDied(Exception):
+    """The runner process died (e.g. RTNeural's loader crashed on a file)."""
+
+
+class Runner:
+    """One runner process, serving many models over a pipe (text commands, raw float32 payloads)."""
+
+    def __init__(self, binary: Path, toolchain: Toolchain, mode: str = "dynamic") -> None:
+        self.binary = binary
+        self.toolchain = toolchain
+        self.mode = mode  # "dynamic" (parseJson) or "header" (an rtneural-cpp header's ModelT)
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def _died(self, doing: str) -> RunnerDied:
+        code = self._proc.wait(timeout=30)
+        how = f"exit code {code}"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                how = signal.Signals(-code).name
+        self._stderr.seek(0)
+        detail = self._stderr.read().decode(errors="replace").strip()[-500:]
+        return RunnerDied(f"the RTNeural runner died ({how}) while {doing}" + (f": {detail}" if detail else ""))
+
+    def _request(self, line: str, payload: bytes, doing: str) -> str:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write(line.encode() + b"\n" + payload)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died(doing) from None
+        answer = self._proc.stdout.readline().decode(errors="replace")
+        if not answer.endswith("\n"):
+            raise self._died(doing)
+        answer = answer.rstrip("\n")
+        if answer.startswith("err "):
+            raise RunnerError(self._read(int(answer.split()[1]), doing).decode(errors="replace"))
+        return answer
+
+    def _read(self, size: int, doing: str) -> bytes:
+        assert self._proc.stdout is not None
+        data = self._proc.stdout.read(size) if size else b""
+        if len(data) != size:
+            raise self._died(doing)
+        return data
+
+    def hello(self) -> str:
+        with self._lock:
+            return self._request("hello", b"", "starting")
+
+    def load(self, path: Path) -> Loaded:
+        """Load an RTNeural JSON file (RunnerError: the loader refused it; RunnerDied: it crashed)."""
+        if "\n" in str(path):
+            raise RunnerError(f"a path with a line break cannot be passed to the runner: {str(path)!r}")
+        doing = f"loading {path}"
+        with self._lock:
+            head = self._request(f"load {Path(path).absolute()}", b"", doing).split()
+            count = int(head[4])
+            layers = []
+            assert self._proc.stdout is not None
+            for _ in range(count):
+                name, size_in, size_out = self._proc.stdout.readline().decode().split()
+                layers.append((name, int(size_in), int(size_out)))
+            log_head = self._proc.stdout.readline().decode().split()
+            log = self._read(int(log_head[1]), doing).decode(errors="replace")
+        return Loaded(int(head[1]), int(head[2]), int(head[3]), tuple(layers), log)
+
+    def run(self, model: Loaded, frames: np.ndarray) -> np.ndarray:
+        """``frames [time, in]`` from a reset, one frame per call; ``[time, out]`` float32."""
+        import numpy as np
+
+        data = np.ascontiguousarray(frames, dtype=np.float32)
+        steps = data.shape[0]
+        with self._lock:
+            self._request(f"run {model.id} {steps} {data.shape[1]}", data.tobytes(), f"running {steps} frames")
+            raw = self._read(4 * steps * model.out_size, "reading outputs")
+        return np.frombuffer(raw, dtype=np.float32).reshape(steps, model.out_size).copy()
+
+    def time(self, model: Loaded, frame: np.ndarray, *, seconds: float = 0.2, min_iterations: int = 200,
+             max_iterations: int = 100_000, warmup_seconds: float = 0.05, min_warmup: int = 20) -> tuple[np.ndarray, int, int]:
+        """Per-call nanoseconds of ``forward(frame)`` timed in C++: (samples, warm-up calls, clock overhead ns)."""
+        import numpy as np
+
+        data = np.ascontiguousarray(frame, dtype=np.float32).reshape(-1)
+        with self._lock:
+            head = self._request(f"time {model.id} {data.size} {min_warmup} {warmup_seconds} {min_iterations} "
+                                 f"{max_iterations} {seconds}", data.tobytes(), "timing").split()
+            warmup, count, overhead = int(head[1]), int(head[2]), int(head[3])
+            raw = self._read(8 * count, "reading timings")
+        return np.frombuffer(raw, dtype=np.int64).copy(), warmup, overhead
+
+    def free(self, model: Loaded) -> None:
+        with self._lock, contextlib.suppress(RunnerDied):
+            self._request(f"free {model.id}", b"", "freeing a model")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if self._proc.poll() is None and self._proc.stdin is not None:
+                self._proc.stdin.write(b"quit\n")
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        with contextlib.suppress(OSError, ValueError):
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_runners: dict[Path, Runner] = {}
+
+
+def runner_for(toolchain: Toolchain) -> Runner:
+    """The (shared) dynamic-API runner process for ``toolchain``; compiled on first use, restarted if it died."""
+    binary = _build(toolchain, "runner", [], [], "dynamic")
+    runner = _runners.get(binary)
+    if runner is None or not runner.alive:
+        if runner is not None:
+            runner.close()
+        runner = _runners[binary] = Runner(binary, toolchain)
+    return runner
+
+
+def header_runner(toolchain: Toolchain, header: Path, namespace: str, name: str) -> Runner:
+    """A runner compiled with the rtneural-cpp header ``header`` (its compile-time ModelT); the caller closes it.
+
+    Cached by the header's content: weights come from the JSON file at run time,
+    so a new checkpoint never needs a new build.
+    """
+    digest = hashlib.sha256(header.read_bytes()).hexdigest()
+    # The header is copied into the cache, so that the build does not depend on where it came from.
+    folder = cache_dir() / "rtneural-cpp" / "headers"
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / f"{digest[:24]}.h"
+    if not copy.is_file():
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(header.read_bytes())
+        os.replace(tmp, copy)
+    flags = [f'-DMODELREG_HEADER="{copy}"', f"-DMODELREG_HEADER_NS={namespace}"]
+    binary = _build(toolchain, f"header:{name}", flags, [digest], "header")
+    return Runner(binary, toolchain, "header")
+
+
+@atexit.register
+def close_runners() -> None:
+    """Stop every shared runner process (also run at exit)."""
+    for runner in list(_runners.values()):
+        runner.close()
+    _runners.clear()
+
+
+# ---------------------------------------------------------------- loading, checked
+
+
+def expected_layers(document: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """The layers RTNeural's dynamic loader should build from an RTNeural document: (name, in, out)."""
+    shape = document.get("in_shape") or [0]
+    size = int(shape[-1] or 0)
+    layers: list[tuple[str, int, int]] = []
+    for layer in document.get("layers", []):
+        kind = str(layer.get("type"))
+        units = int((layer.get("shape") or [0])[-1] or 0)
+        activation = str(layer.get("activation") or "")
+        if kind in ("dense", "time-distributed-dense"):
+            layers.append(("dense", size, units))
+            if activation:
+                layers.append((activation, units, units))
+        elif kind in ("lstm", "gru"):
+            layers.append((kind, size, units))
+        elif kind == "activation":
+            layers.append((activation, units, units))
+        else:
+            layers.append((kind, size, units))
+        size = units
+    return layers
+
+
+def load_checked(runner: Runner, path: Path, *, model: str | None = None,
+                 sizes: tuple[int, int] | None = None) -> Loaded:
+    """Load ``path`` in RTNeural's C++ loader; ArtifactError if it refuses the file, crashes on it,
+    warns in debug mode, skips a layer, or builds other sizes than ``sizes`` (in, out)."""
+    from .registry import display_path
+
+    shown = display_path(path)
+
+    def problem(reason: str, **extra: Any) -> ArtifactError:
+        return ArtifactError(Problem(reason, file=shown, model=model, **extra))
+
+    try:
+        loaded = runner.load(path)
+    except RunnerError as exc:
+        raise problem(f"RTNeural's C++ loader rejects the file: {exc}") from None
+    except RunnerDied as exc:
+        raise problem(f"RTNeural's C++ loader crashed on the file: {exc}") from None
+    try:
+        if loaded.warnings:
+            raise problem("RTNeural's C++ loader warns (debug mode): " + " | ".join(loaded.warnings[:5]))
+        if runner.mode == "dynamic":
+            document = _read_document(path)
+            wanted = expected_layers(document) if isinstance(document, dict) else []
+            if list(loaded.layers) != wanted:
+                raise problem("RTNeural's C++ loader built other layers than the file declares "
+                              "(it skips what it does not know)",
+                              expected=_layer_text(wanted), found=_layer_text(list(loaded.layers)))
+        if sizes is not None and (loaded.in_size, loaded.out_size) != sizes:
+            raise problem("the model RTNeural loads does not fit the registry entry",
+                          expected=f"{sizes[0]} in, {sizes[1]} out",
+                          found=f"{loaded.in_size} in, {loaded.out_size} out")
+    except BaseException:
+        runner.free(loaded)
+        raise
+    return loaded
+
+
+def _read_document(path: Path) -> Any:
+    import orjson
+
+    raw = path.read_bytes()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # NaN literals, which orjson refuses
+
+
+def _layer_text(layers: list[tuple[str, int, int]]) -> str:
+    return "[" + ", ".join(f"{name} {a}->{b}" for name, a, b in layers) + "]"
+
+
+def parity(runner: Runner, loaded: Loaded, module: RealtimeModel, tolerance: float) -> Parity:
+    """:func:`modelreg.parity.compare` with the frames run in the C++ runner."""
+    from .parity import compare_parity
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        return runner.run(loaded, frames[0])[None, ...]
+
+    try:
+        return compare_parity(module, run, tolerance)
+    except RunnerDied as exc:
+        raise ArtifactError(Problem(f"RTNeural's C++ engine crashed running the model: {exc}")) from None
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+    """``cpp_parity`` and ``cpp_latency`` of an RTNeural file, in RTNeural's dynamic C++ API."""
+    from .report import CheckResult
+
+    shared: dict[str, Any] = {}
+
+    def setup(name: str) -> CheckResult | None:
+        try:
+            shared.setdefault("toolchain", toolchain_for(spec))
+        except NotConfigured as exc:
+            return CheckResult(name, "skip", str(exc))
+        return None
+
+    def cpp_parity(path: Path) -> CheckResult:
+        name = "rtneural.cpp_parity"
+        skipped = setup(name)
+        if skipped is not None:
+            return skipped
+        toolchain: Toolchain = shared["toolchain"]
+        runner = runner_for(toolchain)
+        shared["load_failed"] = True
+        loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
+        shared["load_failed"] = False
+        shared["loaded"] = loaded
+        result = parity(runner, loaded, module, tolerance)
+        figures = {**result.to_figures(), **toolchain.figures(), "api": "RTNeural::json_parser::parseJson<float>"}
+        summary = f"RTNeural C++ ({toolchain.backend}): {result.summary}"
+        return CheckResult(name, "pass" if result.ok else "fail", summary, figures)
+
+    def cpp_latency(path: Path) -> CheckResult:
+        import numpy as np
+
+        from .inputs import edge_cases
+        from .latency import LatencyStats
+
+        name = "rtneural.cpp_latency"
+        skipped = setup(name)
+        if skipped is not None:
+            return skipped
+        if shared.get("load_failed"):
+            return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see cpp_parity)")
+        toolchain = shared["toolchain"]
+        runner = runner_for(toolchain)
+        loaded = shared.pop("loaded", None)
+        if loaded is None or not runner.alive:
+            loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
+        try:
+            frame = edge_cases(spec.in_features)["normal"][0]
+            samples, warmup, overhead = runner.time(loaded, frame)
+        finally:
+            runner.free(loaded)
+        stats = LatencyStats.from_samples(np.asarray(samples), warmup)
+        value = stats.stat(spec.latency_stat)
+        figures: dict[str, Any] = {**stats.to_figures(), "stat": spec.latency_stat, "target_ms": spec.latency_ms,
+                                   "threads": 1, "clock_overhead_ns": overhead, **toolchain.figures(),
+                                   "api": "RTNeural::json_parser::parseJson<float>"}
+        summary = (f"RTNeural C++ ({toolchain.backend}): {spec.latency_stat} {value * 1000:.2f} us "
+                   f"vs target {spec.latency_ms:g} ms ({stats.iterations} calls)")
+        return CheckResult(name, "pass" if value <= spec.latency_ms else "fail", summary, figures)
+
+    return [("cpp_parity", cpp_parity), ("cpp_latency", cpp_latency)]
+

@@ -1,0 +1,493 @@
+"""RTNeural's own C++ engine in the loop: runner, checks, headers, cache, broken configurations.
+
+Compiled against ../shared/rtneural (or $MODELREG_RTNEURAL). Builds share one
+cache folder per session, so each program compiles once; the STL backend is
+used except in one Eigen test (an Eigen build takes 2x longer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pytest
+import torch
+
+import modelreg
+from modelreg import LayerSpec, ModelSpec
+from modelreg import rtneural_cpp as rc
+from modelreg.builder import build_module
+from modelreg.errors import ArtifactError, ToolchainError
+from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter, cpp_namespace, render_header
+from modelreg.exporting import export_all
+from modelreg.spec import ACTIVATIONS, count_params
+
+from conftest import ROOT, SHARED, write_registry
+
+RTNEURAL = Path(os.environ.get(rc.ENV_RTNEURAL) or SHARED / "rtneural")
+GOLDEN = ROOT / "tests" / "data" / "rtneural"
+if not (GOLDEN / "lstm.json").is_file():
+    GOLDEN = SHARED / "rtneural-golden"
+CPP_CHECKS = ("rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity")
+
+needs_rtneural = pytest.mark.skipif(
+    not (RTNEURAL / "RTNeural" / "RTNeural.h").is_file() or shutil.which("c++") is None and shutil.which("g++") is None,
+    reason=f"RTNeural's C++ headers are not at {RTNEURAL} (or no C++ compiler): set {rc.ENV_RTNEURAL} to an RTNeural checkout",
+)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("modelreg-cache")
+
+
+@pytest.fixture
+def cpp(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Path:
+    """RTNeural configured through the environment (STL backend), builds cached for the session."""
+    monkeypatch.setenv(rc.ENV_RTNEURAL, str(RTNEURAL))
+    monkeypatch.setenv(rc.ENV_BACKEND, "stl")
+    monkeypatch.setenv(rc.ENV_CACHE, str(session_cache))
+    monkeypatch.delenv("CXX", raising=False)
+    return RTNEURAL
+
+
+@pytest.fixture
+def unconfigured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(rc.ENV_RTNEURAL, raising=False)
+    monkeypatch.delenv(rc.ENV_BACKEND, raising=False)
+    monkeypatch.setenv(rc.ENV_CACHE, str(tmp_path / "cache"))
+
+
+def _spec(root: Path, in_features: int, layers: list[LayerSpec], name: str = "random") -> ModelSpec:
+    return ModelSpec(
+        name=name, description="", input_shape=(1, in_features), output_shape=(1, layers[-1].units),
+        dtype="float32", params=count_params(layers, in_features), latency_ms=10.0, layers=tuple(layers),
+        checkpoint=root / f"{name}.pt", registry_file=root / "registry.toml",
+    )
+
+
+def _widened(spec: ModelSpec, seed: int) -> Any:
+    module = build_module(spec, seed=seed)
+    with torch.no_grad():  # default init is small; widen weights so activations leave their linear region
+        for parameter in module.parameters():
+            parameter.mul_(2.0)
+    return module
+
+
+# ---------------------------------------------------------------- not configured
+
+
+def test_without_rtneural_every_cpp_check_is_skipped_saying_what_to_set(tiny_registry: Path, unconfigured: None) -> None:
+    text = tiny_registry.read_text().replace('exports = []', 'exports = ["rtneural", "rtneural-cpp"]')
+    tiny_registry.write_text(text)
+    exported = export_all(tiny_registry)
+    assert exported.ok
+    headers = [a for a in exported.artifacts if a.exporter == "rtneural-cpp"]
+    assert len(headers) == 3 and all(a.status == "written" and a.path is not None and a.path.is_file() for a in headers)
+    assert all(a.message.startswith("parity skipped: RTNeural C++ is not configured") for a in headers)
+    assert all("MODELREG_RTNEURAL" in a.message for a in headers)
+    report = modelreg.validate_all(tiny_registry, write=True, latency_seconds=0.02)
+    assert report.ok
+    for model in report.models.values():
+        for name in CPP_CHECKS:
+            check = model[name]
+            assert check.status == "skip", (model.name, name, check)
+            assert "MODELREG_RTNEURAL" in check.message and "[settings] rtneural" in check.message
+    saved = json.loads((tiny_registry.parent / "models" / "validation_results.json").read_text())
+    assert saved["models"]["tinygru"]["checks"][-1]["status"] == "skip"
+
+
+def test_cli_prints_the_skip_reason_once(tiny_registry: Path, unconfigured: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelreg.cli import main
+
+    tiny_registry.write_text(tiny_registry.read_text().replace('exports = []', 'exports = ["rtneural"]'))
+    assert main(["export", "--registry", str(tiny_registry)]) == 0
+    assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "C++ latency" in out and "C++ parity" in out
+    assert out.count("C++ checks skipped (3 models): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
+
+
+def test_backend_setting_is_checked_by_the_registry_schema(tmp_path: Path) -> None:
+    path = write_registry(tmp_path, extra='\n[settings]\nrtneural_backend = "cuda"\n')
+    with pytest.raises(modelreg.RegistryError, match="settings.rtneural_backend"):
+        modelreg.load_registry(path)
+
+
+# ---------------------------------------------------------------- the bundled models
+
+
+@needs_rtneural
+def test_bundled_models_match_torch_in_cpp_dynamic_and_compiled(bundled_copy: Path, cpp: Path) -> None:
+    export = export_all(bundled_copy, formats=["rtneural", "rtneural-cpp"])
+    assert export.ok, [a.message for a in export.artifacts if not a.ok]
+    headers = [a for a in export.artifacts if a.exporter == "rtneural-cpp"]
+    assert len(headers) == 5 and all(a.message.startswith("parity ") and "skipped" not in a.message for a in headers)
+    report = modelreg.validate_all(bundled_copy, write=True, latency_seconds=0.02)
+    for model in report.models.values():
+        for name in ("rtneural.cpp_parity", "rtneural-cpp.parity"):
+            check = model[name]
+            assert check.status == "pass", (model.name, check)
+            assert check.figures["max_error"] <= 1e-5 and check.figures["max_abs_error"] < 1e-5
+        latency = model["rtneural.cpp_latency"]
+        figures = latency.figures
+        # Judged against the entry's target (no timed assertion here: the machine may be loaded).
+        assert latency.status == ("pass" if figures["p99_ms"] <= figures["target_ms"] else "fail"), (model.name, latency)
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+        assert figures["iterations"] >= 200 and figures["warmup"] >= 20 and figures["backend"] == "stl"
+        assert model["latency"].status in ("pass", "fail")  # the torch check is still there
+    assert model["rtneural.cpp_parity"].figures["cases"].keys() == model["rtneural.parity"].figures["cases"].keys()
+    saved = json.loads((bundled_copy.parent / "models" / "validation_results.json").read_text())
+    names = [c["name"] for c in saved["models"]["emotionrecognizer"]["checks"]]
+    assert {"rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity"} <= set(names)
+
+
+# ---------------------------------------------------------------- random architectures, golden files
+
+
+RANDOM = [
+    (3, [LayerSpec("gru", 4), LayerSpec("dense", 2, "sigmoid")]),
+    (5, [LayerSpec("dense", 6, "tanh"), LayerSpec("gru", 5), LayerSpec("dense", 3, "linear")]),
+    (4, [LayerSpec("lstm", 6), LayerSpec("gru", 5), LayerSpec("dense", 2, "linear")]),
+    (2, [LayerSpec("gru", 6), LayerSpec("gru", 4), LayerSpec("dense", 3, "tanh")]),
+    (6, [LayerSpec("dense", 8, a) for a in ACTIVATIONS] + [LayerSpec("dense", 5, "softmax")]),
+    (1, [LayerSpec("gru", 8), LayerSpec("dense", 4, "softmax")]),
+    (3, [LayerSpec("dense", 4, "relu"), LayerSpec("lstm", 5), LayerSpec("dense", 3, "elu")]),
+    (16, [LayerSpec("gru", 16), LayerSpec("dense", 8, "relu"), LayerSpec("dense", 1, "linear")]),
+    (7, [LayerSpec("lstm", 3), LayerSpec("lstm", 9)]),
+    (9, [LayerSpec("dense", 33, "elu"), LayerSpec("dense", 17, "sigmoid")]),
+]
+
+
+@needs_rtneural
+@pytest.mark.parametrize("index", range(len(RANDOM)))
+def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, index: int) -> None:
+    in_features, layers = RANDOM[index]
+    spec = _spec(tmp_path, in_features, layers)
+    module = _widened(spec, seed=index)
+    path = tmp_path / "random.json"
+    RTNeuralExporter().export(spec, module, path)
+    toolchain = rc.find_toolchain()
+    runner = rc.runner_for(toolchain)
+    loaded = rc.load_checked(runner, path, sizes=(spec.in_features, spec.out_features))
+    try:
+        result = rc.parity(runner, loaded, module, 1e-5)
+    finally:
+        runner.free(loaded)
+    assert result.ok and result.max_abs_error < 1e-5, (layers, result.to_figures())
+
+
+@needs_rtneural
+@pytest.mark.parametrize("index", [4])  # every activation (GRU headers: the next test)
+def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path, index: int) -> None:
+    in_features, layers = RANDOM[index]
+    spec = _spec(tmp_path, in_features, layers, name=f"arch-{index}")
+    module = _widened(spec, seed=index)
+    header = tmp_path / "arch.h"
+    exporter = RTNeuralCppExporter()
+    exporter.export(spec, module, header)
+    assert exporter.check_artifact(spec, header) == []
+    result = exporter.verify(spec, module, header, 1e-5)
+    assert not result.skipped and result.ok and result.max_abs_error < 1e-5, result.to_figures()
+
+
+GOLDEN_MODELS = ["dense", "lstm", "lstm_1d", "gru_1d"]
+
+
+@needs_rtneural
+@pytest.mark.parametrize("name", GOLDEN_MODELS)
+def test_golden_files_give_rtneurals_outputs_in_cpp(cpp: Path, name: str) -> None:
+    if not (GOLDEN / f"{name}.json").is_file():
+        pytest.skip(f"RTNeural golden data not found at {GOLDEN}")
+    runner = rc.runner_for(rc.find_toolchain())
+    loaded = rc.load_checked(runner, GOLDEN / f"{name}.json")
+    x = np.loadtxt(GOLDEN / f"{name}_x.csv", delimiter=",", ndmin=2)
+    y = np.loadtxt(GOLDEN / f"{name}_y.csv", delimiter=",", ndmin=2)
+    try:
+        out = runner.run(loaded, np.repeat(x, loaded.in_size, axis=1) if x.shape[1] != loaded.in_size else x)
+    finally:
+        runner.free(loaded)
+    error = float(np.abs(out - y).max())
+    assert error <= 1e-5, f"{name}: max abs error {error:.3g}"
+
+
+# ---------------------------------------------------------------- files RTNeural must refuse
+
+
+@pytest.fixture
+def dense_export(tmp_path: Path) -> tuple[ModelSpec, Any, Path, dict[str, Any]]:
+    spec = _spec(tmp_path, 4, [LayerSpec("dense", 5, "relu"), LayerSpec("gru", 3), LayerSpec("dense", 2, "tanh")])
+    module = _widened(spec, seed=3)
+    path = tmp_path / "model.json"
+    RTNeuralExporter().export(spec, module, path)
+    return spec, module, path, json.loads(path.read_text())
+
+
+def _cpp_parity(spec: ModelSpec, module: Any, path: Path) -> Any:
+    checks = dict(rc.cpp_checks(spec, module, 1e-5))
+    return checks["cpp_parity"](path)
+
+
+@needs_rtneural
+def test_a_corrupted_export_fails_cpp_parity(cpp: Path, dense_export: Any) -> None:
+    spec, module, path, document = dense_export
+    assert _cpp_parity(spec, module, path).status == "pass"
+    gru = document["layers"][1]["weights"]
+    gru[0] = [row[3:6] + row[0:3] + row[6:] for row in gru[0]]  # z and r gates swapped
+    path.write_text(json.dumps(document))
+    result = _cpp_parity(spec, module, path)
+    assert result.status == "fail" and result.figures["max_error"] > 1e-3, result
+
+
+@needs_rtneural
+def test_a_file_the_loader_rejects_fails_with_the_loaders_message(cpp: Path, dense_export: Any) -> None:
+    spec, module, path, document = dense_export
+    document["layers"][0]["weights"][0] = [row + [0.5] for row in document["layers"][0]["weights"][0]]  # 6 columns, 5 units
+    path.write_text(json.dumps(document))
+    with pytest.raises(ArtifactError, match="RTNeural's C.. loader rejects the file: the loader threw: .*range"):
+        _cpp_parity(spec, module, path)
+
+
+@needs_rtneural
+def test_a_layer_the_loader_skips_silently_fails(cpp: Path, dense_export: Any) -> None:
+    spec, module, path, document = dense_export
+    document["layers"].insert(1, {"type": "conv3d", "shape": [None, None, 5], "weights": []})
+    path.write_text(json.dumps(document))
+    with pytest.raises(ArtifactError, match=r"built other layers than the file declares .*conv3d 5->5"):
+        _cpp_parity(spec, module, path)
+
+
+@needs_rtneural
+def test_a_loader_crash_fails_the_file_and_the_runner_restarts(cpp: Path, dense_export: Any) -> None:
+    spec, module, path, document = dense_export
+    good = path.with_name("good.json")
+    shutil.copy(path, good)
+    document["layers"][0]["activation"] = "swish"  # RTNeural adds a null layer for an unknown activation
+    path.write_text(json.dumps(document))
+    with pytest.raises(ArtifactError, match="RTNeural's C.. loader crashed on the file: the RTNeural runner died"):
+        _cpp_parity(spec, module, path)
+    assert _cpp_parity(spec, module, good).status == "pass"
+
+
+@needs_rtneural
+def test_the_header_loader_refuses_a_file_of_another_architecture(tmp_path: Path, cpp: Path, dense_export: Any) -> None:
+    spec, module, path, document = dense_export
+    header = tmp_path / "model.h"
+    RTNeuralCppExporter().export(spec, module, header)
+    result = RTNeuralCppExporter().verify(spec, module, header, 1e-5)  # dense, GRU, dense: compiled and matching
+    assert not result.skipped and result.ok and result.max_abs_error < 1e-5, result.to_figures()
+    with rc.header_runner(rc.find_toolchain(), header, cpp_namespace(spec), spec.name) as runner:
+        assert rc.load_checked(runner, path).in_size == 4
+        document["layers"][1]["shape"] = [None, None, 4]
+        wrong = tmp_path / "wrong.json"
+        wrong.write_text(json.dumps(document))
+        with pytest.raises(ArtifactError, match=r"layers\[1\]\.shape: expected 3 units, found \[null,null,4\]"):
+            rc.load_checked(runner, wrong)
+        document["layers"][1]["shape"] = [None, None, 3]
+        document["layers"][1]["weights"][1] = document["layers"][1]["weights"][1][:-1]
+        wrong.write_text(json.dumps(document))
+        with pytest.raises(ArtifactError, match=r"layers\[1\]\.weights\[1\]: expected 3 rows of 9, found 2 rows"):
+            rc.load_checked(runner, wrong)
+
+
+def test_headers_declare_the_exact_compile_time_type(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, 128, [LayerSpec("dense", 512, "tanh"), LayerSpec("lstm", 128),
+                                 LayerSpec("gru", 8), LayerSpec("dense", 64, "linear")], name="deep-1")
+    text = render_header(spec)
+    assert ("using Model = RTNeural::ModelT<float, 128, 64,\n"
+            "            RTNeural::DenseT<float, 128, 512>,\n"
+            "            RTNeural::TanhActivationT<float, 512>,\n"
+            "            RTNeural::LSTMLayerT<float, 512, 128>,\n"
+            "            RTNeural::GRULayerT<float, 128, 8>,\n"
+            "            RTNeural::DenseT<float, 8, 64>>;") in text
+    assert "namespace deep_1" in text
+    # Pitfalls: the LSTM's 512 x (4 x 128) + recurrent matrix is above Eigen's stack limit; inputs must be aligned.
+    assert "EIGEN_STACK_ALLOCATION_LIMIT < 1312768" in text and "layers[1] lstm 512 -> 128" in text
+    assert "alignas(RTNEURAL_DEFAULT_ALIGNMENT)" in text
+    small = _spec(tmp_path, 4, [LayerSpec("dense", 3, "relu")])
+    assert "EIGEN_STACK_ALLOCATION_LIMIT" not in render_header(small)
+    assert RTNeuralCppExporter().check_artifact(spec, _write(tmp_path / "h.h", render_header(small)))[0].reason == \
+        "header does not declare this entry's architecture"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- the cache
+
+
+@needs_rtneural
+def test_the_cache_is_reused_and_rebuilt_when_headers_change_or_the_binary_is_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = tmp_path / "RTNeural-copy"
+    shutil.copytree(RTNEURAL / "RTNeural", checkout / "RTNeural")
+    shutil.copytree(RTNEURAL / "modules" / "json", checkout / "modules" / "json")
+    monkeypatch.setenv(rc.ENV_RTNEURAL, str(checkout))
+    monkeypatch.delenv(rc.ENV_BACKEND, raising=False)  # no modules/Eigen here: stl is chosen
+    monkeypatch.setenv(rc.ENV_CACHE, str(tmp_path / "cache"))
+
+    def runner() -> rc.Runner:
+        rc.close_runners()
+        toolchain = rc.find_toolchain()
+        assert toolchain.backend == "stl"
+        return rc.runner_for(toolchain)
+
+    before = len(rc.builds())
+    first = runner().binary
+    assert len(rc.builds()) == before + 1 and first.is_relative_to(tmp_path / "cache")
+    assert runner().binary == first and len(rc.builds()) == before + 1  # second run compiles nothing
+
+    rc.close_runners()
+    first.write_bytes(b"not a program")  # a corrupt entry is rebuilt in place
+    assert runner().binary == first and len(rc.builds()) == before + 2
+    assert runner().hello().startswith("ok modelreg-rtneural-runner")
+
+    os.utime(checkout / "RTNeural" / "dense" / "dense.h")  # a header changed: a new build
+    second = runner().binary
+    assert second != first and len(rc.builds()) == before + 3
+    rc.close_runners()
+
+
+def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(rc.ENV_CACHE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert rc.cache_dir() == tmp_path / "xdg" / "modelreg"
+    monkeypatch.setenv(rc.ENV_CACHE, str(tmp_path / "mine"))
+    assert rc.cache_dir() == tmp_path / "mine"
+
+
+# ---------------------------------------------------------------- broken configurations
+
+
+@needs_rtneural
+def test_no_compiler_gives_one_clear_failure(tiny_registry: Path, cpp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with pytest.raises(ToolchainError, match=r"CXX: the C\+\+ compiler '/nonexistent/c\+\+' \(\$CXX\) was not found"):
+        rc.find_toolchain()
+    tiny_registry.write_text(tiny_registry.read_text().replace('exports = []', 'exports = ["rtneural"]'))
+    assert export_all(tiny_registry).ok
+    report = modelreg.validate("tinydense", tiny_registry, latency_seconds=0.02)
+    check = report["tinydense"]["rtneural.cpp_parity"]
+    assert check.status == "fail" and "'/nonexistent/c++' ($CXX) was not found" in check.message
+    assert not report.ok
+
+
+def test_a_checkout_without_headers_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(rc.ENV_RTNEURAL, str(tmp_path / "empty"))
+    with pytest.raises(ToolchainError, match=r"MODELREG_RTNEURAL: \$MODELREG_RTNEURAL points at .*empty, which has no "
+                                             r"RTNeural/RTNeural.h, RTNeural/model_loader.h, modules/json/json.hpp"):
+        rc.find_toolchain()
+    monkeypatch.setenv(rc.ENV_RTNEURAL, str(tmp_path / "missing"))
+    with pytest.raises(ToolchainError, match="which does not exist"):
+        rc.find_toolchain()
+
+
+@needs_rtneural
+def test_registry_setting_is_relative_to_the_registry_and_wins_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(rc.ENV_RTNEURAL, str(tmp_path / "elsewhere"))
+    project = tmp_path / "project"
+    (project / "third_party").mkdir(parents=True)
+    (project / "third_party" / "RTNeural").symlink_to(RTNEURAL)
+    path = write_registry(project, extra='\n[settings]\nrtneural = "third_party/RTNeural"\nrtneural_backend = "stl"\n')
+    spec = modelreg.load_registry(path)["tinydense"]
+    toolchain = rc.toolchain_for(spec)
+    assert toolchain.root == project / "third_party" / "RTNeural" and toolchain.backend == "stl"
+    assert toolchain.origin.startswith("[settings] rtneural in ")
+
+
+@needs_rtneural
+def test_a_compile_error_shows_the_compilers_first_error_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = tmp_path / "broken"
+    shutil.copytree(RTNEURAL / "RTNeural", checkout / "RTNeural")
+    shutil.copytree(RTNEURAL / "modules" / "json", checkout / "modules" / "json")
+    common = checkout / "RTNeural" / "common.h"
+    common.write_text(common.read_text() + "\nthis is not C++;\n")
+    monkeypatch.setenv(rc.ENV_RTNEURAL, str(checkout))
+    monkeypatch.delenv(rc.ENV_BACKEND, raising=False)
+    monkeypatch.setenv(rc.ENV_CACHE, str(tmp_path / "cache"))
+    with pytest.raises(ToolchainError) as caught:
+        rc.runner_for(rc.find_toolchain())
+    message = str(caught.value)
+    assert message.startswith("$MODELREG_RTNEURAL: compiling modelreg's RTNeural runner against")
+    assert "stl backend) failed:" in message and "common.h" in message and "error" in message
+    assert len(message.splitlines()) <= 13
+    assert not list((tmp_path / "cache" / "rtneural-cpp").glob("runner-*[!k]"))  # nothing half-built installed
+
+
+# ---------------------------------------------------------------- Eigen
+
+
+@needs_rtneural
+def test_eigen_backend_runner_and_header_match(tmp_path: Path, cpp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (RTNEURAL / "modules" / "Eigen" / "Eigen" / "Dense").is_file():
+        pytest.skip(f"no modules/Eigen in {RTNEURAL}")
+    monkeypatch.delenv(rc.ENV_BACKEND)  # Eigen is found in the checkout: the default
+    spec = _spec(tmp_path, 5, [LayerSpec("dense", 6, "tanh"), LayerSpec("gru", 5), LayerSpec("lstm", 4),
+                               LayerSpec("dense", 3, "softmax")], name="eigen")
+    module = _widened(spec, seed=7)
+    header = tmp_path / "eigen.h"
+    exporter = RTNeuralCppExporter()
+    exporter.export(spec, module, header)
+    assert rc.find_toolchain().backend == "eigen"
+    result = exporter.verify(spec, module, header, 1e-5)
+    assert not result.skipped and result.ok, result.to_figures()
+    path = tmp_path / "eigen.json"
+    RTNeuralExporter().export(spec, module, path)
+    check = _cpp_parity(spec, module, path)
+    assert check.status == "pass" and check.figures["backend"] == "eigen", check
+
+
+@needs_rtneural
+def test_eigen_stack_limit_pitfall_is_caught_by_the_header(tmp_path: Path, cpp: Path) -> None:
+    if not (RTNEURAL / "modules" / "Eigen" / "Eigen" / "Dense").is_file():
+        pytest.skip(f"no modules/Eigen in {RTNEURAL}")
+    import subprocess
+
+    spec = _spec(tmp_path, 128, [LayerSpec("dense", 512, "tanh")], name="big")
+    header = tmp_path / "big.h"
+    header.write_text(render_header(spec))
+    source = tmp_path / "use.cpp"
+    source.write_text('#include "big.h"\nint main() { auto m = modelreg_models::big::make(); return 0; }\n')
+    compiler = shutil.which("c++") or "g++"
+    # Preprocessing is enough to meet the #error, and takes a fraction of a build.
+    done = subprocess.run([compiler, "-std=c++17", "-E", "-DRTNEURAL_USE_EIGEN=1", "-DRTNEURAL_DEFAULT_ALIGNMENT=16",
+                           f"-I{RTNEURAL}", f"-I{RTNEURAL / 'modules' / 'Eigen'}", str(source), "-o", os.devnull],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "big: layers[0] dense 128 -> 512 needs 264192 bytes, above EIGEN_STACK_ALLOCATION_LIMIT" in done.stderr
+    done = subprocess.run([compiler, "-std=c++17", "-E", "-DRTNEURAL_USE_EIGEN=1", "-DRTNEURAL_DEFAULT_ALIGNMENT=16",
+                           "-DEIGEN_STACK_ALLOCATION_LIMIT=0", f"-I{RTNEURAL}", f"-I{RTNEURAL / 'modules' / 'Eigen'}",
+                           str(source), "-o", os.devnull], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[:2000]
+
+
+def test_render_is_deterministic_and_independent_of_weights(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, 3, [LayerSpec("gru", 4), LayerSpec("dense", 2, "sigmoid")])
+    assert render_header(spec) == render_header(attrs.evolve(spec, checkpoint=tmp_path / "other.pt"))
+
+
+def test_results_schema_requires_the_figures_of_a_passed_cpp_check() -> None:
+    import jsonschema
+
+    from modelreg.schemas import load_schema
+
+    def document(check: dict[str, Any]) -> dict[str, Any]:
+        return {"format": 1, "ok": True, "registry": "r", "problems": [], "warnings": [],
+                "environment": {"python": "3", "torch": "2", "platform": "p", "modelreg": "0", "time": "2026-01-01T00:00:00+00:00"},
+                "models": {"m": {"ok": True, "seconds": 0, "checks": [check]}}}
+
+    schema = load_schema("validation_results")
+    bare = {"name": "rtneural.cpp_latency", "status": "pass", "message": "", "figures": {}}
+    with pytest.raises(jsonschema.ValidationError, match="'mean_ms' is a required property"):
+        jsonschema.validate(document(bare), schema)
+    jsonschema.validate(document({**bare, "status": "skip"}), schema)  # a skip says why, no figures
