@@ -153,10 +153,13 @@ class LayerKind(RTNeuralLayerType):
     registry_keys: ClassVar[Mapping[str, Any]]
     #: Keys a layer of this kind must set.
     required_keys: ClassVar[tuple[str, ...]]
-    #: What a missing required key (one that not every kind requires) should hold, in words.
-    missing_key_hint: ClassVar[str | None] = None
+    #: For required keys that not every kind requires: what a missing one should hold, in words
+    #: (default: the key's schema description).
+    missing_key_hints: ClassVar[Mapping[str, str]] = {}
     #: Keys other kinds take that this kind refuses, each with why (default: a generic reason).
     refused_keys: ClassVar[Mapping[str, str]] = {}
+    #: A few layer tables of this kind (without ``type``), for the tests every kind goes through.
+    examples: ClassVar[tuple[Mapping[str, Any], ...]]
 
     # ------------------------------------------------------------------ registry (no torch, no numpy)
 

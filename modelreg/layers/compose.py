@@ -53,7 +53,7 @@ def registry_layer_schema() -> dict[str, Any]:
 
     Keys every kind requires are required outright; a key only some kinds
     require, or only some kinds take, gets an if/then per kind (the kind's
-    ``missing_key_hint`` / ``refused_keys`` word the messages).
+    ``missing_key_hints`` / ``refused_keys`` word the messages).
     """
     all_kinds = kinds()
     properties: dict[str, Any] = {"type": {"enum": [kind.name for kind in all_kinds]}}
@@ -67,14 +67,18 @@ def registry_layer_schema() -> dict[str, Any]:
     for kind in all_kinds:
         then: dict[str, Any] = {}
         own = [key for key in kind.required_keys if key not in everywhere]
+        hints = kind.missing_key_hints
         if own:
             then["required"] = own
-            if kind.missing_key_hint:
-                then["description"] = kind.missing_key_hint
+            if len(own) == 1 and own[0] in hints:
+                then["description"] = hints[own[0]]
+            else:  # messages take a missing key's description from here, key by key
+                then["properties"] = {key: {"description": hints[key]} if key in hints else properties[key]
+                                      for key in own}
         refused = {key: {"not": {}, "description": _refusal(kind, key)}
                    for key in properties if key != "type" and key not in kind.registry_keys}
         if refused:
-            then["properties"] = refused
+            then.setdefault("properties", {}).update(refused)
         if then:
             rules.append((kind.name, then))
     layer: dict[str, Any] = {

@@ -54,8 +54,9 @@ class Dense(LayerKind):
         "activation": {"enum": list(activations.NAMES)},
     }
     required_keys = ("units", "activation")
-    missing_key_hint = ("an activation: dense layers need one of "
-                        + ", ".join(repr(name) for name in activations.NAMES))
+    missing_key_hints = {"activation": "an activation: dense layers need one of "
+                                       + ", ".join(repr(name) for name in activations.NAMES)}
+    examples = tuple({"units": 5, "activation": name} for name in activations.NAMES)
     rtneural_types = ("dense", "time-distributed-dense")
     weight_depths = (2, 1)
 
