@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import attrs
 import torch
 from torch import Tensor, nn
 
@@ -75,7 +76,10 @@ class RealtimeModel(nn.Module):
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """Run a sequence ``[batch, time, features]`` from ``state``; pure (no side effects)."""
         new_state: State = []
-        for kind, layer, module, layer_state in zip(self.layer_kinds, self.layer_specs, self.layers, state):
+        for kind, layer, activation, module, layer_state in zip(self.layer_kinds, self.layer_specs,
+                                                                 self.activation_names, self.layers, state):
+            if activation != layer.activation:  # activation_names belongs to the module and may be edited
+                layer = attrs.evolve(layer, activation=activation)
             x, out_state = kind.forward(module, layer, x, layer_state)
             new_state.append(out_state)
         return x, new_state

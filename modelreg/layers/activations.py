@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import RuntimeLayer, RTNeuralLayerType, SizeCheck
+from .base import RTNeuralLayerType, RuntimeLayer, SizeCheck
 
 if TYPE_CHECKING:
     import numpy as np

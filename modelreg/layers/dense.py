@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import RuntimeLayer, LayerKind, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
