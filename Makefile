@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.stamp-install
 # 2.13.0 is the CPU build this machine installs from local disk.
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test test-min typecheck checkpoints clean
+.PHONY: setup run test test-min typecheck checkpoints schemas clean
 
 # The example plugin is installed as a copy (as a user would): its source is a prerequisite too.
 $(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml $(wildcard examples/modelreg-torchscript/src/*/*.py)
@@ -34,6 +34,12 @@ run: checkpoints
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The layer parts of schemas/registry.schema.json and rtneural.schema.json come from
+# the layer kinds (modelreg/layers/); rewrite them after adding or changing a kind
+# (tests/test_layers.py fails while they are out of date).
+schemas: setup
+	$(BIN)/python -m modelreg.layers.compose
 
 # The package ships py.typed: users' type checkers read its hints, so they are checked too.
 typecheck: setup

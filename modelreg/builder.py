@@ -6,6 +6,9 @@ hidden state kept between calls. ``forward`` accepts one frame
 ``[batch, time, features]``; ``reset()`` puts the state back to zeros.
 Underneath, :meth:`RealtimeModel.step` is a pure function of
 ``(input, state) -> (output, new state)`` that exporters can trace.
+
+Each layer's torch module, per-frame step and state come from its kind
+(:mod:`modelreg.layers`); this module holds no per-kind code.
 """
 
 from __future__ import annotations
@@ -13,34 +16,28 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
+import attrs
 import torch
 from torch import Tensor, nn
 
 from .errors import UsageError
 
 if TYPE_CHECKING:
-    from .spec import ModelSpec
+    from .layers import LayerKind
+    from .spec import LayerSpec, ModelSpec
 
 __all__ = ["RealtimeModel", "State", "build_module", "seeded", "seed_for"]
 
-# Per recurrent layer: (h, c) for an LSTM, h for a GRU, None for a dense layer.
-LayerState = Union[tuple[Tensor, Tensor], Tensor, None]
+# Per layer: its state tensors in the order its kind's state() lists them, each
+# [1, batch, size]: (h, c) for an LSTM, (h,) for a GRU, () for a dense layer.
+LayerState = tuple[Tensor, ...]
 State = list[LayerState]
-
-_ACTIVATIONS = {
-    "linear": lambda x: x,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "softmax": lambda x: torch.softmax(x, dim=-1),
-    "elu": torch.nn.functional.elu,
-}
 
 
 class RealtimeModel(nn.Module):
-    """A stack of dense / LSTM / GRU layers built from a :class:`ModelSpec`.
+    """A stack of layers (dense / LSTM / GRU, any kind of :mod:`modelreg.layers`) built from a :class:`ModelSpec`.
 
     What ``spec.build()`` and ``spec.load()`` return, and what exporters are
     handed. Attributes: ``in_features``, ``out_features``, ``is_stateful``;
@@ -61,26 +58,21 @@ class RealtimeModel(nn.Module):
         self.spec_name = spec.name
         self.in_features = spec.in_features
         self.out_features = spec.out_features
-        self.kinds: list[str] = []
-        self.activation_names: list[str] = []
+        self.layer_specs: tuple[LayerSpec, ...] = tuple(spec.layers)
+        self.layer_kinds: tuple[LayerKind, ...] = tuple(layer.kind for layer in spec.layers)
+        self.kinds: list[str] = [layer.type for layer in spec.layers]
+        self.activation_names: list[str] = [layer.activation for layer in spec.layers]
         self.layers = nn.ModuleList()
         size = spec.in_features
         for layer in spec.layers:
-            if layer.type == "dense":
-                self.layers.append(nn.Linear(size, layer.units))
-            elif layer.type == "lstm":
-                self.layers.append(nn.LSTM(size, layer.units, batch_first=True))
-            else:
-                self.layers.append(nn.GRU(size, layer.units, batch_first=True))
-            self.kinds.append(layer.type)
-            self.activation_names.append(layer.activation)
+            self.layers.append(layer.kind.build(layer, size))  # creation order fixes seeded weights
             size = layer.units
         self._state: State | None = None
 
     @property
     def is_stateful(self) -> bool:
         """True when a layer is recurrent: each call advances the state kept between calls."""
-        return any(kind != "dense" for kind in self.kinds)
+        return any(layer.kind.state(layer) for layer in self.layer_specs)
 
     def reset(self) -> None:
         """Forget the recurrent state; the next call starts from zeros."""
@@ -88,38 +80,27 @@ class RealtimeModel(nn.Module):
 
     def initial_state(self, batch: int) -> State:
         """Zero state for ``batch`` parallel streams."""
-        state: State = []
         dtype = next(self.parameters()).dtype  # float64 copies are used as exact references
-        for kind, layer in zip(self.kinds, self.layers):
-            if kind == "dense":
-                state.append(None)
-                continue
-            zeros = torch.zeros(1, batch, _hidden_size(layer), dtype=dtype)
-            state.append((zeros, zeros.clone()) if kind == "lstm" else zeros)
-        return state
+        return [tuple(torch.zeros(1, batch, size, dtype=dtype) for _, size in layer.kind.state(layer))
+                for layer in self.layer_specs]
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """Run a sequence ``[batch, time, features]`` from ``state``; pure (no side effects)."""
         new_state: State = []
-        for kind, act, layer, layer_state in zip(self.kinds, self.activation_names, self.layers, state):
-            if kind == "dense":
-                x = _ACTIVATIONS[act](layer(x))
-                new_state.append(None)
-            else:
-                x, out_state = layer(x, layer_state)
-                new_state.append(out_state)
+        for kind, layer, activation, module, layer_state in zip(self.layer_kinds, self.layer_specs,
+                                                                 self.activation_names, self.layers, state):
+            if activation != layer.activation:  # activation_names belongs to the module and may be edited
+                layer = attrs.evolve(layer, activation=activation)
+            x, out_state = kind.forward(module, layer, x, layer_state)
+            new_state.append(out_state)
         return x, new_state
 
     def state_layout(self) -> list[tuple[str, int]]:
-        """(name, units) of every state tensor in the order :meth:`streaming` takes them:
-        ``h{i}``, ``c{i}`` for an LSTM at layer i, ``h{i}`` for a GRU."""
-        layout: list[tuple[str, int]] = []
-        for index, (kind, layer) in enumerate(zip(self.kinds, self.layers)):
-            if kind == "lstm":
-                layout += [(f"h{index}", _hidden_size(layer)), (f"c{index}", _hidden_size(layer))]
-            elif kind == "gru":
-                layout.append((f"h{index}", _hidden_size(layer)))
-        return layout
+        """(name, size) of every state tensor in the order :meth:`streaming` takes them:
+        each kind's state names with the layer index appended (``h{i}``, ``c{i}`` for an
+        LSTM at layer i, ``h{i}`` for a GRU)."""
+        return [(f"{name}{index}", size) for index, layer in enumerate(self.layer_specs)
+                for name, size in layer.kind.state(layer)]
 
     def streaming(self) -> nn.Module:
         """A module for exporters: ``(x [batch, in], *state) -> (y [batch, out], *new_state)``.
@@ -141,7 +122,7 @@ class RealtimeModel(nn.Module):
         sequence = x.unsqueeze(1) if frame else x
         batch = sequence.shape[0]
         if not self.is_stateful:
-            y, _ = self.step(sequence, [None] * len(self.layers))
+            y, _ = self.step(sequence, [()] * len(self.layers))
             return y.squeeze(1) if frame else y
         if self._state is None:
             self._state = self.initial_state(batch)
@@ -154,7 +135,7 @@ class RealtimeModel(nn.Module):
                 )
         y, new_state = self.step(sequence, self._state)
         # Detach so that a long stream never builds an ever-growing autograd graph.
-        self._state = [_detach(s) for s in new_state]
+        self._state = [tuple(t.detach() for t in s) for s in new_state]
         return y.squeeze(1) if frame else y
 
 
@@ -168,38 +149,20 @@ class _Streaming(nn.Module):
     def forward(self, x: Tensor, *flat_state: Tensor) -> tuple[Tensor, ...]:
         state: State = []
         position = 0
-        for kind in self.inner.kinds:
-            if kind == "lstm":
-                state.append((flat_state[position], flat_state[position + 1]))
-                position += 2
-            elif kind == "gru":
-                state.append(flat_state[position])
-                position += 1
-            else:
-                state.append(None)
+        for layer in self.inner.layer_specs:
+            count = len(layer.kind.state(layer))
+            state.append(tuple(flat_state[position:position + count]))
+            position += count
         y, new_state = self.inner.step(x.unsqueeze(1), state)
-        flat_out: list[Tensor] = []
-        for layer_state in new_state:
-            if isinstance(layer_state, tuple):
-                flat_out += list(layer_state)
-            elif layer_state is not None:
-                flat_out.append(layer_state)
+        flat_out = [tensor for layer_state in new_state for tensor in layer_state]
         return (y.squeeze(1), *flat_out)
 
 
 def _batch_of(state: State) -> int:
     for layer_state in state:
-        if isinstance(layer_state, tuple):
+        if layer_state:
             return int(layer_state[0].shape[1])
-        if layer_state is not None:
-            return int(layer_state.shape[1])
     return 0
-
-
-def _detach(layer_state: LayerState) -> LayerState:
-    if isinstance(layer_state, tuple):
-        return (layer_state[0].detach(), layer_state[1].detach())
-    return None if layer_state is None else layer_state.detach()
 
 
 def seed_for(name: str, seed: int) -> int:
@@ -224,9 +187,3 @@ def build_module(spec: ModelSpec, seed: int | None = None) -> RealtimeModel:
         with seeded(seed_for(spec.name, seed)):
             module = RealtimeModel(spec)
     return module.eval()
-
-
-def _hidden_size(layer: torch.nn.Module) -> int:
-    """Units of a recurrent layer (``ModuleList`` items are typed as plain modules)."""
-    assert isinstance(layer, torch.nn.RNNBase)
-    return layer.hidden_size

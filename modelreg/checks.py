@@ -6,7 +6,6 @@ Stateful (recurrent) models are always driven the way a host drives them:
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,18 +113,9 @@ def check_edge_cases(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
 
 
 def implied_range(spec: ModelSpec) -> tuple[str, float, float]:
-    """What the last layer guarantees about every output value: (rule, low, high)."""
+    """What the last layer guarantees about every output value: (rule, low, high), from its kind."""
     last = spec.layers[-1]
-    if last.is_recurrent:
-        return ("recurrent (h in [-1, 1])", -1.0, 1.0)
-    return {
-        "sigmoid": ("sigmoid", 0.0, 1.0),
-        "softmax": ("softmax", 0.0, 1.0),
-        "tanh": ("tanh", -1.0, 1.0),
-        "relu": ("relu", 0.0, math.inf),
-        "elu": ("elu", -1.0, math.inf),
-        "linear": ("linear", -math.inf, math.inf),
-    }[last.activation]
+    return last.kind.output_range(last)
 
 
 def check_output_range(spec: ModelSpec, module: RealtimeModel, softmax_tolerance: float = 1e-5) -> CheckResult:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, RegistryError, UnknownModelError, found
+from .layers import get_kind
 from .plugins import BUILTIN_EXPORTERS
 from .schemas import format_key_path, schema_problems
 from .spec import LayerSpec, ModelSpec
@@ -350,9 +351,15 @@ def _semantic_problems(
                     found=text if text is not None else None if found_ is None else found(found_))
         )
 
-    layers = [LayerSpec(l["type"], l["units"], l.get("activation", "linear")) for l in entry["layers"]]
     in_features = entry["input_shape"][-1]
     out_features = entry["output_shape"][-1]
+    layers = _layer_specs(entry)
+    size = in_features
+    for index, layer in enumerate(layers):
+        # What the schema cannot say about one layer of its kind (e.g. sizes that must divide).
+        for field, reason, expected, text in layer.kind.problems(layer, size):
+            add(reason, f"layers[{index}].{field}", expected, text=text)
+        size = layer.units
 
     if layers[-1].units != out_features:
         add("output shape contradicts the last layer", "output_shape",
@@ -422,9 +429,20 @@ def _semantic_problems(
     return problems
 
 
+def _layer_specs(entry: Mapping[str, Any]) -> list[LayerSpec]:
+    """The entry's (schema-valid) layer tables as LayerSpecs, each kind reading its own keys."""
+    specs: list[LayerSpec] = []
+    size = entry["input_shape"][-1]
+    for table in entry["layers"]:
+        layer = get_kind(table["type"]).spec(table, size)
+        specs.append(layer)
+        size = layer.units
+    return specs
+
+
 def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
              settings: Mapping[str, Any] | None = None) -> ModelSpec:
-    layers = tuple(LayerSpec(l["type"], l["units"], l.get("activation", "linear")) for l in entry["layers"])
+    layers = tuple(_layer_specs(entry))
     return ModelSpec(
         name=name,
         description=entry["description"],

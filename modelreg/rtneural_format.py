@@ -1,23 +1,12 @@
-"""Writing RTNeural JSON: PyTorch state dict -> RTNeural layout, and lossless bytes.
+"""RTNeural JSON both ways: PyTorch state dict <-> RTNeural layout, and lossless bytes.
 
 torch-free: state dicts arrive as numpy arrays (``tensor.detach().numpy()``).
 
-How PyTorch's parameters map onto what ``RTNeural::json_parser`` reads (the
-same mapping RTNeural's own ``torch_helpers.h`` applies when it loads a state
-dict directly):
-
-* ``nn.Linear``: RTNeural's dense kernel is ``[in][out]`` (Keras layout), so
-  the kernel is ``weight.T``; the bias is copied.
-* ``nn.LSTM``: both use the gate order i, f, g(c), o, so ``W = weight_ih_l0.T``
-  and ``U = weight_hh_l0.T`` need no reordering. RTNeural has one bias vector
-  and PyTorch two that are simply added inside every gate, so
-  ``b = bias_ih_l0 + bias_hh_l0``.
-* ``nn.GRU``: PyTorch's gate order is r, z, n, RTNeural's (Keras's) is z, r, h,
-  so the first two gate blocks are swapped in W, U and both biases. The bias
-  rows are NOT summed: RTNeural's row 0 is the input bias and row 1 the
-  recurrent bias, which RTNeural (like PyTorch's ``b_hn``) puts inside the
-  reset-gate product ``r * (U_h h + b1_h)``; so row 0 = ``bias_ih_l0`` and
-  row 1 = ``bias_hh_l0``, each with r and z swapped.
+How each layer kind's PyTorch parameters map onto what
+``RTNeural::json_parser`` reads (the same mapping RTNeural's own
+``torch_helpers.h`` applies when it loads a state dict directly) is written in
+that kind's module, :mod:`modelreg.layers.dense`, :mod:`~modelreg.layers.lstm`
+and :mod:`~modelreg.layers.gru`; this module walks the layers and asks them.
 """
 
 from __future__ import annotations
@@ -29,71 +18,52 @@ from typing import Any
 import numpy as np
 import orjson
 
+from . import layers as _layers
 from .errors import ArtifactError, UsageError
-from .rtneural_runtime import _check
+from .layers.activations import NAMES as _ACTIVATION_NAMES
+from .layers.base import StateReader
+from .rtneural_runtime import _check, _units
+from .spec import LayerSpec
 
-__all__ = ["dumps_rtneural", "to_rtneural"]
-
-# Our activation names -> RTNeural's ("" is linear; RTNeural has no "linear").
-_ACTIVATIONS: dict[str, str] = {
-    "linear": "",
-    "tanh": "tanh",
-    "relu": "relu",
-    "sigmoid": "sigmoid",
-    "softmax": "softmax",
-    "elu": "elu",
-}
-_LAYER_TYPES = ("dense", "lstm", "gru")
-# What RTNeural's Keras exporter writes for recurrent layers (their cell
-# activation); the loader never reads it.
-_RECURRENT_ACTIVATION = "tanh"
+__all__ = ["dumps_rtneural", "from_rtneural", "to_rtneural"]
 
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 1)
 
 
-class _State:
-    """Reads arrays out of a state dict, checking shapes and remembering what was used."""
-
-    def __init__(self, state: Mapping[str, Any]) -> None:
-        self.state = state
-        self.used: set[str] = set()
-
-    def has(self, key: str) -> bool:
-        return key in self.state
-
-    def take(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        if key not in self.state:
-            raise UsageError.at("missing entry in the state dict", key=key, expected=f"an array of shape {list(shape)}")
-        self.used.add(key)
+def _layer_spec(i: int, entry: Any) -> LayerSpec:
+    """A checked LayerSpec from a ``(type, units, activation)`` tuple or a LayerSpec."""
+    if isinstance(entry, LayerSpec):
+        kind, units, activation = entry.type, entry.units, entry.activation
+    else:
         try:
-            array = np.asarray(self.state[key])
-        except Exception as exc:  # e.g. a torch tensor that requires grad
-            raise UsageError.at(f"state dict entry is not an array ({exc})", key=key,
-                                expected=f"a numpy array of shape {list(shape)}") from None
-        if array.dtype.kind not in "fiu":
-            raise UsageError.at("state dict entry is not numeric", key=key, expected="a float array",
-                                found=str(array.dtype))
-        if tuple(array.shape) != shape:
-            raise UsageError.at("state dict entry has the wrong shape", key=key, expected=str(list(shape)),
-                                found=list(array.shape))
-        # RTNeural's default build computes in float; all layout work happens in float32.
-        return array.astype(np.float32)
+            kind, units, activation = entry
+        except (TypeError, ValueError):
+            raise UsageError.at("a layer must be (type, units, activation)", key=f"layers[{i}]", found=entry) from None
+    names = _layers.names()
+    if kind not in names:
+        raise UsageError.at("unknown layer type", key=f"layers[{i}].type",
+                            expected="one of " + ", ".join(names), found=kind)
+    if not _is_count(units):
+        raise UsageError.at("units must be a positive integer", key=f"layers[{i}].units", found=units)
+    if activation not in _ACTIVATION_NAMES:
+        raise UsageError.at("unknown activation", key=f"layers[{i}].activation",
+                            expected="one of " + ", ".join(_ACTIVATION_NAMES), found=activation)
+    if isinstance(entry, LayerSpec):
+        return entry
+    return LayerSpec(kind, int(units), activation)
 
 
-def _gru_gates(array: np.ndarray, hidden: int) -> np.ndarray:
-    """PyTorch's r, z, n blocks (along axis 0) -> RTNeural's z, r, h."""
-    return np.concatenate([array[hidden:2 * hidden], array[:hidden], array[2 * hidden:]], axis=0)
-
-
-def to_rtneural(layers: Sequence[tuple[str, int, str]], in_size: int, state: Mapping[str, Any]) -> dict[str, Any]:
+def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int,
+                state: Mapping[str, Any]) -> dict[str, Any]:
     """Convert a PyTorch-style state dict to an RTNeural model (a dict ready for :func:`dumps_rtneural`).
 
-    ``layers`` lists ``(type, units, activation)`` with type ``dense``, ``lstm``
-    or ``gru`` and activation ``linear``, ``tanh``, ``relu``, ``sigmoid``,
-    ``softmax`` or ``elu`` (ignored for lstm/gru: RTNeural's recurrent layers
-    have fixed activations, and torch's too). ``state`` holds, for layer ``i``:
+    ``layers`` lists :class:`LayerSpec` or ``(type, units, activation)`` with
+    type ``dense``, ``lstm`` or ``gru`` (any kind of :mod:`modelreg.layers`) and
+    activation ``linear``, ``tanh``, ``relu``, ``sigmoid``, ``softmax`` or
+    ``elu`` (ignored for lstm/gru: RTNeural's recurrent layers have fixed
+    activations, and torch's too). ``state`` holds, for layer ``i``:
     ``layers.{i}.weight`` [out, in] and ``layers.{i}.bias`` [out] (dense; the
     bias may be absent), or ``layers.{i}.weight_ih_l0``, ``weight_hh_l0``,
     ``bias_ih_l0``, ``bias_hh_l0`` (single-layer ``batch_first`` LSTM/GRU; the
@@ -107,65 +77,57 @@ def to_rtneural(layers: Sequence[tuple[str, int, str]], in_size: int, state: Map
         raise UsageError.at("in_size must be a positive integer", key="in_size", found=in_size)
     if not layers:
         raise UsageError.at("a model needs at least one layer", key="layers", found=list(layers))
-    reader = _State(state)
+    reader = StateReader(state)
     out_layers: list[dict[str, Any]] = []
     previous = int(in_size)
     for i, entry in enumerate(layers):
-        try:
-            kind, units, activation = entry
-        except (TypeError, ValueError):
-            raise UsageError.at("a layer must be (type, units, activation)", key=f"layers[{i}]", found=entry) from None
-        if kind not in _LAYER_TYPES:
-            raise UsageError.at("unknown layer type", key=f"layers[{i}].type",
-                                expected="one of " + ", ".join(_LAYER_TYPES), found=kind)
-        if not _is_count(units):
-            raise UsageError.at("units must be a positive integer", key=f"layers[{i}].units", found=units)
-        if activation not in _ACTIVATIONS:
-            raise UsageError.at("unknown activation", key=f"layers[{i}].activation",
-                                expected="one of " + ", ".join(_ACTIVATIONS), found=activation)
-        units = int(units)
-        prefix = f"layers.{i}."
-        shape = [None, None, units]
-        if kind == "dense":
-            kernel = reader.take(prefix + "weight", (units, previous)).T
-            weights = [np.ascontiguousarray(kernel)]
-            if reader.has(prefix + "bias"):
-                weights.append(np.ascontiguousarray(reader.take(prefix + "bias", (units,))))
-            out_layers.append({"type": "dense", "activation": _ACTIVATIONS[activation], "shape": shape,
-                               "weights": weights})
-        else:
-            gates = 4 if kind == "lstm" else 3
-            w_ih = reader.take(prefix + "weight_ih_l0", (gates * units, previous))
-            w_hh = reader.take(prefix + "weight_hh_l0", (gates * units, units))
-            has_ih, has_hh = reader.has(prefix + "bias_ih_l0"), reader.has(prefix + "bias_hh_l0")
-            if has_ih != has_hh:
-                missing = prefix + ("bias_hh_l0" if has_ih else "bias_ih_l0")
-                raise UsageError.at("a recurrent layer needs both bias vectors or neither", key=missing,
-                                    expected=f"an array of shape [{gates * units}]")
-            if has_ih:
-                b_ih = reader.take(prefix + "bias_ih_l0", (gates * units,))
-                b_hh = reader.take(prefix + "bias_hh_l0", (gates * units,))
-            else:  # bias=False: torch adds nothing, RTNeural adds zeros
-                b_ih = b_hh = np.zeros(gates * units, np.float32)
-            if kind == "lstm":
-                # float32 sum, as torch_helpers.h does it in a float build; an
-                # overflow to inf is reported (with its key) when the model is checked.
-                with np.errstate(over="ignore"):
-                    bias_sum = b_ih + b_hh
-                weights = [np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T), np.ascontiguousarray(bias_sum)]
-            else:
-                bias = np.stack([_gru_gates(b_ih, units), _gru_gates(b_hh, units)])
-                weights = [np.ascontiguousarray(_gru_gates(w_ih, units).T),
-                           np.ascontiguousarray(_gru_gates(w_hh, units).T),
-                           np.ascontiguousarray(bias)]
-            out_layers.append({"type": kind, "activation": _RECURRENT_ACTIVATION, "shape": shape,
-                               "weights": weights})
-        previous = units
+        layer = _layer_spec(i, entry)
+        out_layers.append(layer.kind.to_rtneural(layer, previous, reader, f"layers.{i}."))
+        previous = layer.units
     leftover = sorted(set(state) - reader.used)
     if leftover:
         raise UsageError.at("state dict entries that no layer uses (a multi-layer or bidirectional RNN?)",
                             key=leftover[0], found=leftover)
     return {"in_shape": [None, None, int(in_size)], "layers": out_layers}
+
+
+def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[int, list[LayerSpec], dict[str, np.ndarray]]:
+    """The inverse of :func:`to_rtneural`: an RTNeural model -> (input size, layers, torch state dict).
+
+    ``data`` is checked first (:func:`~modelreg.rtneural_runtime.check_rtneural`;
+    problems raise :class:`ArtifactError`). Each layer's kind converts its
+    weights back to PyTorch's layout as float32 arrays under ``layers.{i}.``;
+    writing the result with :func:`to_rtneural` gives the same float32 weights
+    (an LSTM's single bias comes back as ``bias_ih_l0`` with ``bias_hh_l0``
+    zero; a dense layer without bias gets a zero bias). A layer type that is
+    no registry kind (a stand-alone activation layer) raises :class:`UsageError`.
+    """
+    problems, arrays = _check(data, file)
+    if problems:
+        raise ArtifactError(*problems)
+    in_size = _units(data["in_shape"])
+    assert in_size is not None
+    layers: list[LayerSpec] = []
+    state: dict[str, np.ndarray] = {}
+    previous = in_size
+    for i, layer in enumerate(data["layers"]):
+        handler = _layers.rtneural_handler(layer["type"])
+        if not isinstance(handler, _layers.LayerKind):
+            raise UsageError.at("this RTNeural layer type has no registry layer kind yet", file=file,
+                                key=f"layers[{i}].type", expected="one of " + ", ".join(
+                                    t for k in _layers.kinds() for t in k.rtneural_types), found=layer["type"])
+        units = _units(layer["shape"])
+        assert units is not None
+
+        def weight(j: int, i: int = i, layer: Mapping[str, Any] = layer) -> np.ndarray:
+            array = arrays.get((i, j))
+            return array if array is not None else np.asarray(layer["weights"][j], dtype=np.float64)
+
+        spec, entries = handler.from_rtneural(layer, weight, previous, units)
+        layers.append(spec)
+        state.update({f"layers.{i}.{key}": value for key, value in entries.items()})
+        previous = spec.units
+    return in_size, layers, state
 
 
 def _count(value: Any) -> Any:

@@ -21,8 +21,10 @@ the precision of RTNeural's default ``float`` build:
   ``h~ = tanh(x W_h + b0_h + r * (h U_h + b1_h))``, ``h' = (1-z)*h~ + z*h``.
 * activations: ``""`` (linear), tanh, relu, sigmoid, softmax, elu (alpha 1).
 
-This module imports numpy but not torch; jsonschema is imported on the first
-check.
+Each layer type's weight nesting, size rules and numpy layer live in its
+kind's module (:mod:`modelreg.layers`); this module is the machinery that
+reads, checks and runs a file by asking them. It imports numpy but not torch;
+jsonschema is imported on the first check.
 """
 
 from __future__ import annotations
@@ -31,13 +33,19 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import layers as _layers
 from .errors import ArtifactError, Problem, UsageError, found
+from .layers.activations import RTNEURAL_NAMES, ActivationLayer
+from .layers.base import RuntimeLayer, SizeCheck
+from .layers.dense import DenseLayer
+from .layers.gru import GRULayer
+from .layers.lstm import LSTMLayer
 
 __all__ = [
     "ACTIVATIONS",
@@ -51,10 +59,10 @@ __all__ = [
     "load_rtneural",
 ]
 
-#: Layer types the runtime supports (a subset of what the loader knows).
-LAYER_TYPES: tuple[str, ...] = ("dense", "time-distributed-dense", "activation", "lstm", "gru")
+#: Layer types the runtime supports (a subset of what the loader knows), from the kinds.
+LAYER_TYPES: tuple[str, ...] = tuple(t for handler in _layers.rtneural_handlers() for t in handler.rtneural_types)
 #: Activation names RTNeural's ``createActivation`` knows; "" is linear.
-ACTIVATIONS: tuple[str, ...] = ("", "tanh", "relu", "sigmoid", "softmax", "elu")
+ACTIVATIONS: tuple[str, ...] = RTNEURAL_NAMES
 
 _SCHEMA_FILE = "rtneural.schema.json"
 _SCHEMA_DIRS = (
@@ -66,34 +74,42 @@ _MAX_PROBLEMS = 100
 _F32_MAX = float(np.finfo(np.float32).max)
 _MAX_UNITS = 2**31 - 1  # the loader reads sizes as C++ int
 
-# Expected nesting depth of each weight entry, per layer type (kernel, bias, ...).
-_WEIGHT_DEPTHS: dict[str, tuple[int, ...]] = {
-    "dense": (2, 1),
-    "time-distributed-dense": (2, 1),
-    "lstm": (2, 2, 1),
-    "gru": (2, 2, 2),
-    "activation": (),
-}
+
+def _weight_depths(kind: str) -> tuple[int, ...] | None:
+    """Expected nesting depth of each weight entry of a layer type (kernel, bias, ...); None if unknown."""
+    handler = _layers.rtneural_handler(kind)
+    return None if handler is None else handler.weight_depths
 
 
 # --------------------------------------------------------------------------- schema
 
 
-@functools.cache
 def _schema() -> dict[str, Any]:
-    """The parsed RTNeural JSON Schema (cached), from the package or the checkout."""
+    """The parsed RTNeural JSON Schema (cached), from the package or the checkout,
+    its layer part composed from the layer kinds (see :mod:`modelreg.layers.compose`)."""
+    return _composed_schema(_layers.generation())
+
+
+@functools.cache
+def _composed_schema(generation: int) -> dict[str, Any]:
+    from .layers.compose import compose
+
     for folder in _SCHEMA_DIRS:
         candidate = folder / _SCHEMA_FILE
         if candidate.is_file():
             with open(candidate, encoding="utf-8") as handle:
                 schema: dict[str, Any] = json.load(handle)
-            return schema
+            return compose("rtneural", schema)
     searched = ", ".join(str(folder) for folder in _SCHEMA_DIRS)
     raise FileNotFoundError(f"modelreg's schema {_SCHEMA_FILE} is missing (searched {searched}); the installation is broken")
 
 
-@functools.cache
 def _validator() -> Any:
+    return _cached_validator(_layers.generation())
+
+
+@functools.cache
+def _cached_validator(generation: int) -> Any:
     # Imported lazily: jsonschema costs tens of milliseconds to import.
     import jsonschema
 
@@ -265,7 +281,7 @@ def _weight_shape(value: Any, array: np.ndarray | None, depth: int, key: str, fi
 
 def _check_sizes(data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarray], bad_layers: set[int],
                  file: str | None) -> list[Problem]:
-    """The rules the schema cannot express: sizes agree from layer to layer."""
+    """The rules the schema cannot express: sizes agree from layer to layer (each kind's rules)."""
     problems: list[Problem] = []
     layers = data.get("layers")
     if not isinstance(layers, list):
@@ -278,54 +294,25 @@ def _check_sizes(data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarr
             continue
         kind = layer.get("type")
         units = _units(layer.get("shape"))
-        if i in bad_layers or units is None or not isinstance(kind, str) or kind not in _WEIGHT_DEPTHS:
+        handler = _layers.rtneural_handler(kind) if isinstance(kind, str) else None
+        if i in bad_layers or units is None or handler is None:
             # The schema already reported this layer; keep the chain going if we can.
             previous, source = units, f"layer {i}"
             continue
         weights = layer["weights"]
-        prefix = f"layers[{i}]"
+        depths = handler.weight_depths
 
-        def dims(j: int) -> tuple[int, ...] | None:
-            return _weight_shape(weights[j], arrays.get((i, j)), _WEIGHT_DEPTHS[kind][j],
-                                 f"{prefix}.weights[{j}]", file, problems)
+        def dims(j: int, i: int = i, weights: Any = weights, depths: tuple[int, ...] = depths) -> tuple[int, ...] | None:
+            if j >= len(weights) or j >= len(depths):
+                return None
+            return _weight_shape(weights[j], arrays.get((i, j)), depths[j], f"layers[{i}].weights[{j}]", file, problems)
 
-        def expect(j: int, axis: str, actual: int, wanted: int | None, why: str) -> None:
-            if wanted is not None and actual != wanted:
-                plural = {"row": "rows", "column": "columns", "entry": "entries"}[axis]
-                problems.append(Problem(f"{axis} count {actual} does not match {why}", file=file,
-                                        key=f"{prefix}.weights[{j}]", expected=f"{wanted} {plural}",
-                                        found=f"{actual} {plural}"))
-
-        from_previous = f"the {previous} outputs of {source}"
-        if kind in ("dense", "time-distributed-dense"):
-            kernel = dims(0)
-            if kernel is not None:
-                expect(0, "row", kernel[0], previous, from_previous)
-                expect(0, "column", kernel[1], units, f"the layer's {units} units (shape)")
-            if len(weights) > 1:
-                bias = dims(1)
-                if bias is not None:
-                    expect(1, "entry", bias[0], units, f"the layer's {units} units (shape)")
-        elif kind in ("lstm", "gru"):
-            gates = 4 if kind == "lstm" else 3
-            names = "i, f, c, o" if kind == "lstm" else "z, r, h"
-            wide = f"{gates} gates ({names}) x {units} units"
-            w = dims(0)
-            if w is not None:
-                expect(0, "row", w[0], previous, from_previous)
-                expect(0, "column", w[1], gates * units, wide)
-            u = dims(1)
-            if u is not None:
-                expect(1, "row", u[0], units, f"the layer's {units} units (shape)")
-                expect(1, "column", u[1], gates * units, wide)
-            b = dims(2)
-            if b is not None:
-                expect(2, "entry" if kind == "lstm" else "column", b[-1], gates * units, wide)
-        elif kind == "activation" and previous is not None and units != previous:
-            problems.append(Problem(f"activation layer size does not match the {previous} outputs of {source}",
-                                    file=file, key=f"{prefix}.shape", expected=f"{previous} units",
-                                    found=f"{units} units"))
-            continue  # an activation cannot change the size: keep checking against the real one
+        check = SizeCheck(index=i, previous=previous, units=units, source=source, file=file, dims=dims,
+                          problems=problems)
+        passed_on = handler.check_rtneural_sizes(check)
+        if passed_on != units:
+            previous = passed_on  # e.g. an activation layer cannot change the size: keep the real one
+            continue
         previous, source = units, f"layer {i}"
     return problems
 
@@ -387,7 +374,7 @@ def _check(data: object, file: str | None) -> tuple[list[Problem], dict[tuple[in
         for i, layer in enumerate(layers):
             if isinstance(layer, Mapping) and isinstance(layer.get("weights"), (list, tuple)):
                 kind = layer.get("type")
-                depths = _WEIGHT_DEPTHS.get(kind, ()) if isinstance(kind, str) else ()
+                depths = (_weight_depths(kind) or ()) if isinstance(kind, str) else ()
                 weights: list[Any] = []
                 for j, entry in enumerate(layer["weights"]):
                     array = _numeric(entry, depths[j]) if j < len(depths) else None
@@ -520,143 +507,9 @@ def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any] | object, *
 
 # --------------------------------------------------------------------------- runtime
 
-_Array = np.ndarray
-
-
-def _sigmoid(x: _Array) -> _Array:
-    # RTNeural: 1 / (1 + exp(-x)); exp overflows to inf for x < -88, giving exactly 0.
-    with np.errstate(over="ignore"):
-        return np.float32(1) / (np.float32(1) + np.exp(-x))
-
-
-def _softmax(x: _Array) -> _Array:
-    # Shifting by the row maximum gives the same value as RTNeural's exp(x)/sum
-    # (up to rounding) without overflowing.
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _elu(x: _Array) -> _Array:
-    # alpha = 1, as RTNeural's ELuActivation; exp(x) - 1 (not expm1), as RTNeural.
-    return np.where(x > 0, x, np.exp(np.minimum(x, np.float32(0))) - np.float32(1))
-
-
-_ACTIVATION_FUNCS: dict[str, Callable[[_Array], _Array]] = {
-    "": lambda x: x,
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, np.float32(0)),
-    "sigmoid": _sigmoid,
-    "softmax": _softmax,
-    "elu": _elu,
-}
-
-
-class DenseLayer:
-    """``y = x @ kernel + bias``; kernel ``[in, out]`` as stored in the file."""
-
-    is_recurrent = False
-
-    def __init__(self, kernel: _Array, bias: _Array | None) -> None:
-        self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)
-        self.in_size, self.out_size = (int(n) for n in self.kernel.shape)
-        self.bias = (np.zeros(self.out_size, np.float32) if bias is None
-                     else np.ascontiguousarray(bias, dtype=np.float32))
-
-    def reset(self, batch: int) -> None:
-        """Stateless: nothing to reset."""
-
-    def forward(self, x: _Array) -> _Array:
-        return x @ self.kernel + self.bias
-
-    def __repr__(self) -> str:
-        return f"DenseLayer({self.in_size} -> {self.out_size})"
-
-
-class ActivationLayer:
-    """An element-wise (softmax: row-wise) activation."""
-
-    is_recurrent = False
-
-    def __init__(self, name: str, size: int) -> None:
-        self.name = name
-        self.in_size = self.out_size = size
-        self._func = _ACTIVATION_FUNCS[name]
-
-    def reset(self, batch: int) -> None:
-        """Stateless: nothing to reset."""
-
-    def forward(self, x: _Array) -> _Array:
-        return self._func(x)
-
-    def __repr__(self) -> str:
-        return f"ActivationLayer({self.name or 'linear'!r}, {self.out_size})"
-
-
-class LSTMLayer:
-    """RTNeural's LSTM: gates i, f, c, o in the columns of W ``[in, 4u]``, U ``[u, 4u]``, b ``[4u]``."""
-
-    is_recurrent = True
-
-    def __init__(self, w: _Array, u: _Array, b: _Array) -> None:
-        self.w = np.ascontiguousarray(w, dtype=np.float32)
-        self.u = np.ascontiguousarray(u, dtype=np.float32)
-        self.b = np.ascontiguousarray(b, dtype=np.float32)
-        self.in_size = int(self.w.shape[0])
-        self.out_size = int(self.u.shape[0])
-        self.h = np.zeros((1, self.out_size), np.float32)
-        self.c = np.zeros((1, self.out_size), np.float32)
-
-    def reset(self, batch: int) -> None:
-        self.h = np.zeros((batch, self.out_size), np.float32)
-        self.c = np.zeros((batch, self.out_size), np.float32)
-
-    def forward(self, x: _Array) -> _Array:
-        n = self.out_size
-        gates = x @ self.w + self.h @ self.u + self.b
-        i = _sigmoid(gates[:, :n])
-        f = _sigmoid(gates[:, n:2 * n])
-        g = np.tanh(gates[:, 2 * n:3 * n])
-        o = _sigmoid(gates[:, 3 * n:])
-        self.c = f * self.c + i * g
-        self.h = o * np.tanh(self.c)
-        return self.h
-
-    def __repr__(self) -> str:
-        return f"LSTMLayer({self.in_size} -> {self.out_size})"
-
-
-class GRULayer:
-    """RTNeural's GRU: gates z, r, h in the columns of W ``[in, 3u]``, U ``[u, 3u]``;
-    ``b[0]`` is the input bias, ``b[1]`` the recurrent bias (inside the reset product)."""
-
-    is_recurrent = True
-
-    def __init__(self, w: _Array, u: _Array, b: _Array) -> None:
-        self.w = np.ascontiguousarray(w, dtype=np.float32)
-        self.u = np.ascontiguousarray(u, dtype=np.float32)
-        self.b = np.ascontiguousarray(b, dtype=np.float32)
-        self.in_size = int(self.w.shape[0])
-        self.out_size = int(self.u.shape[0])
-        self.h = np.zeros((1, self.out_size), np.float32)
-
-    def reset(self, batch: int) -> None:
-        self.h = np.zeros((batch, self.out_size), np.float32)
-
-    def forward(self, x: _Array) -> _Array:
-        n = self.out_size
-        xs = x @ self.w + self.b[0]
-        hs = self.h @ self.u + self.b[1]
-        z = _sigmoid(xs[:, :n] + hs[:, :n])
-        r = _sigmoid(xs[:, n:2 * n] + hs[:, n:2 * n])
-        candidate = np.tanh(xs[:, 2 * n:] + r * hs[:, 2 * n:])
-        self.h = (np.float32(1) - z) * candidate + z * self.h
-        return self.h
-
-    def __repr__(self) -> str:
-        return f"GRULayer({self.in_size} -> {self.out_size})"
-
-
-Layer = DenseLayer | ActivationLayer | LSTMLayer | GRULayer
+# The numpy layers live with their kinds (modelreg.layers.*); imported above so
+# that ``modelreg.rtneural_runtime.DenseLayer`` etc. keep working.
+Layer = RuntimeLayer  # DenseLayer, ActivationLayer, LSTMLayer, GRULayer, ... (one per kind)
 
 
 class RTNeuralModel:
@@ -693,17 +546,10 @@ class RTNeuralModel:
                 array = arrays.get((i, j))
                 return array if array is not None else np.asarray(spec["weights"][j], dtype=np.float64)
 
-            if kind in ("dense", "time-distributed-dense"):
-                layers.append(DenseLayer(weight(0), weight(1) if len(spec["weights"]) > 1 else None))
-            elif kind == "lstm":
-                layers.append(LSTMLayer(weight(0), weight(1), weight(2)))
-            elif kind == "gru":
-                layers.append(GRULayer(weight(0), weight(1), weight(2)))
-            # As in the loader: dense layers and activation layers add their
-            # activation (if any); lstm/gru layers never do.
-            activation = spec.get("activation", "")
-            if kind in ("dense", "time-distributed-dense", "activation") and activation:
-                layers.append(ActivationLayer(activation, units))
+            handler = _layers.rtneural_handler(kind)
+            assert handler is not None
+            # Each kind adds its layers, including an activation where the loader adds one.
+            layers.extend(handler.runtime_layers(spec, weight, units))
             size = units
         model = cls(in_size, layers)
         model.out_size = size

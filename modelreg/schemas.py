@@ -37,16 +37,35 @@ def schema_path(name: str) -> Path:
     raise FileNotFoundError(f"modelreg's schema {filename} is missing (searched {searched}); the installation is broken")
 
 
-@functools.cache
 def load_schema(name: str) -> dict[str, Any]:
-    """The parsed schema ``name`` (e.g. ``"registry"``), cached."""
+    """The parsed schema ``name`` (e.g. ``"registry"``), cached.
+
+    The layer parts of the registry and RTNeural schemas come from the layer
+    kinds (:mod:`modelreg.layers.compose`; the committed files hold the same,
+    which a test checks), so a kind registered at run time is known too.
+    """
+    from .layers import generation
+
+    return _load_schema(name, generation())
+
+
+@functools.cache
+def _load_schema(name: str, generation: int) -> dict[str, Any]:
+    from .layers.compose import compose
+
     with open(schema_path(name), encoding="utf-8") as handle:
         schema: dict[str, Any] = json.load(handle)
-    return schema
+    return compose(name, schema)
+
+
+def _validator(name: str) -> Any:
+    from .layers import generation
+
+    return _cached_validator(name, generation())
 
 
 @functools.cache
-def _validator(name: str) -> Any:
+def _cached_validator(name: str, generation: int) -> Any:
     # jsonschema is imported here, not at module level: it costs ~50 ms and only
     # validation needs it.
     import jsonschema

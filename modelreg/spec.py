@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from . import layers as _layers
+from .layers import activations as _activations
+
 if TYPE_CHECKING:
     from .builder import RealtimeModel
+    from .layers import LayerKind
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,41 +32,43 @@ __all__ = [
     "layer_params",
 ]
 
-LayerType = Literal["dense", "lstm", "gru"]
-Activation = Literal["linear", "tanh", "relu", "sigmoid", "softmax", "elu"]
 LatencyStat = Literal["mean", "p50", "p95", "p99"]
 
-LAYER_TYPES: tuple[str, ...] = ("dense", "lstm", "gru")
-RECURRENT_TYPES: tuple[str, ...] = ("lstm", "gru")
-ACTIVATIONS: tuple[str, ...] = ("linear", "tanh", "relu", "sigmoid", "softmax", "elu")
+#: Registry layer types (the kinds in modelreg.layers.KINDS) and dense activations.
+LAYER_TYPES: tuple[str, ...] = _layers.names()
+ACTIVATIONS: tuple[str, ...] = _activations.NAMES
 LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99")
-
-# Gates per recurrent cell: each gate has an input kernel, a recurrent kernel
-# and (in PyTorch) two bias vectors.
-_GATES = {"lstm": 4, "gru": 3}
 
 
 @attrs.frozen
 class LayerSpec:
-    """One layer: ``dense`` (with an activation), ``lstm`` or ``gru``."""
+    """One layer: its ``type`` (a kind of :mod:`modelreg.layers`: ``dense``, ``lstm``, ``gru``),
+    its output size ``units``, a dense layer's ``activation``, and any further keys
+    of its kind as sorted ``(key, value)`` pairs in ``options``."""
 
-    type: LayerType
+    type: str
     units: int
-    activation: Activation = "linear"
+    activation: str = "linear"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kind(self) -> LayerKind:
+        """The kind that knows everything else about this layer."""
+        return _layers.get_kind(self.type)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The value of a kind-specific key (``default`` when not set)."""
+        return dict(self.options).get(key, default)
 
     @property
     def is_recurrent(self) -> bool:
-        return self.type in RECURRENT_TYPES
+        """True when the layer carries state from one frame to the next."""
+        return bool(self.kind.state(self))
 
 
 def layer_params(layer: LayerSpec, in_features: int) -> int:
     """PyTorch's parameter count of ``layer`` fed with ``in_features`` values."""
-    if layer.type == "dense":
-        return in_features * layer.units + layer.units
-    gates = _GATES[layer.type]
-    hidden = layer.units
-    # kernel (in x gates*h) + recurrent kernel (h x gates*h) + two bias vectors.
-    return gates * hidden * (in_features + hidden) + 2 * gates * hidden
+    return layer.kind.params(layer, in_features)
 
 
 def count_params(layers: tuple[LayerSpec, ...] | list[LayerSpec], in_features: int) -> int:

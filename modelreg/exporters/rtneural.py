@@ -39,7 +39,7 @@ class RTNeuralExporter(Exporter):
         from ..rtneural_format import dumps_rtneural, to_rtneural
 
         state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
-        layers = [(layer.type, layer.units, layer.activation) for layer in spec.layers]
+        layers = list(spec.layers)  # each kind writes its own layout
         # check=False: the export pipeline checks the written file (check_artifact) before installing it.
         atomic_write_bytes(path, dumps_rtneural(to_rtneural(layers, spec.in_features, state), check=False))
 

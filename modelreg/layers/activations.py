@@ -1,0 +1,190 @@
+"""Activation functions: every place an activation is named, computed or bounded.
+
+One table serves the registry (``activation = "tanh"``), the torch module, the
+RTNeural writer and reader (RTNeural calls linear ``""``), the numpy reference
+runtime and the output-range check. RTNeural's stand-alone ``activation``
+layer type (read, checked and run; not yet declarable in a registry) lives
+here too, as the one entry of the kinds list that is RTNeural-only.
+
+Nothing here imports numpy or torch at module level (``import modelreg``
+stays light); the functions that compute import them when called.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .base import RTNeuralLayerType, RuntimeLayer, SizeCheck
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor
+
+__all__ = [
+    "NAMES",
+    "RTNEURAL_NAMES",
+    "STANDALONE",
+    "ActivationLayer",
+    "from_rtneural_name",
+    "numpy_activation",
+    "output_range",
+    "to_rtneural_name",
+    "torch_activation",
+]
+
+#: Registry names, in the order messages list them.
+NAMES: tuple[str, ...] = ("linear", "tanh", "relu", "sigmoid", "softmax", "elu")
+# Registry name -> RTNeural's name ("" is linear; RTNeural has no "linear").
+_TO_RTNEURAL: dict[str, str] = {"linear": "", "tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid",
+                                "softmax": "softmax", "elu": "elu"}
+#: Names RTNeural's ``createActivation`` knows; "" is linear.
+RTNEURAL_NAMES: tuple[str, ...] = tuple(_TO_RTNEURAL.values())
+# What each activation guarantees about its outputs: (rule, low, high).
+_RANGES: dict[str, tuple[str, float, float]] = {
+    "sigmoid": ("sigmoid", 0.0, 1.0),
+    "softmax": ("softmax", 0.0, 1.0),
+    "tanh": ("tanh", -1.0, 1.0),
+    "relu": ("relu", 0.0, math.inf),
+    "elu": ("elu", -1.0, math.inf),
+    "linear": ("linear", -math.inf, math.inf),
+}
+
+
+def to_rtneural_name(name: str) -> str:
+    """Registry name -> RTNeural name (``linear`` -> ``""``)."""
+    return _TO_RTNEURAL[name]
+
+
+def from_rtneural_name(name: str) -> str:
+    """RTNeural name -> registry name (``""`` -> ``linear``)."""
+    return next(ours for ours, theirs in _TO_RTNEURAL.items() if theirs == name)
+
+
+def output_range(name: str) -> tuple[str, float, float]:
+    """(rule, low, high) that every output of activation ``name`` satisfies."""
+    return _RANGES[name]
+
+
+def torch_activation(name: str) -> Callable[[Tensor], Tensor]:
+    """The torch function of registry activation ``name``."""
+    import torch
+
+    functions: dict[str, Callable[[Tensor], Tensor]] = {
+        "linear": lambda x: x,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "sigmoid": torch.sigmoid,
+        "softmax": lambda x: torch.softmax(x, dim=-1),
+        "elu": torch.nn.functional.elu,
+    }
+    return functions[name]
+
+
+# --------------------------------------------------------------------------- numpy (RTNeural semantics)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """RTNeural: 1 / (1 + exp(-x)); exp overflows to inf for x < -88, giving exactly 0."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    # Shifting by the row maximum gives the same value as RTNeural's exp(x)/sum
+    # (up to rounding) without overflowing.
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _elu(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    # alpha = 1, as RTNeural's ELuActivation; exp(x) - 1 (not expm1), as RTNeural.
+    return np.where(x > 0, x, np.exp(np.minimum(x, np.float32(0))) - np.float32(1))
+
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return np.tanh(x)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return np.maximum(x, np.float32(0))
+
+
+_NUMPY: dict[str, Callable[[Any], Any]] = {
+    "": lambda x: x,
+    "tanh": _tanh,
+    "relu": _relu,
+    "sigmoid": sigmoid,
+    "softmax": _softmax,
+    "elu": _elu,
+}
+
+
+def numpy_activation(rtneural_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The numpy function of RTNeural activation ``rtneural_name`` (float32 in, float32 out)."""
+    return _NUMPY[rtneural_name]
+
+
+class ActivationLayer:
+    """An element-wise (softmax: row-wise) activation in the numpy reference runtime."""
+
+    is_recurrent = False
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.in_size = self.out_size = size
+        self._func = _NUMPY[name]
+
+    def reset(self, batch: int) -> None:
+        """Stateless: nothing to reset."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._func(x)
+
+    def __repr__(self) -> str:
+        return f"ActivationLayer({self.name or 'linear'!r}, {self.out_size})"
+
+
+class _Standalone(RTNeuralLayerType):
+    """RTNeural's stand-alone ``activation`` layer: ``weights = []``, the size is kept."""
+
+    rtneural_types = ("activation",)
+    weight_depths = ()
+
+    def rtneural_schema(self) -> dict[str, Any]:
+        return {
+            "required": ["activation"],
+            "$comment": "A stand-alone activation layer without an activation key is a no-op for the loader; "
+                        "it is required here because such a layer is almost certainly a mistake.",
+            "properties": {
+                "weights": {"type": "array", "maxItems": 0, "description": "[] (an activation layer has no weights)"}
+            },
+        }
+
+    def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
+        if check.previous is not None and check.units != check.previous:
+            check.problem(f"activation layer size does not match the {check.previous} outputs of {check.source}",
+                          key=f"{check.prefix}.shape", expected=f"{check.previous} units", found=f"{check.units} units")
+            return check.previous  # an activation cannot change the size: keep checking against the real one
+        return check.units
+
+    def runtime_layers(self, layer: Mapping[str, Any], weight: Callable[[int], Any],
+                       units: int) -> list[RuntimeLayer]:
+        # As RTNeural's loader: the layer adds its activation, if it names one.
+        activation = layer.get("activation", "")
+        return [ActivationLayer(activation, units)] if activation else []
+
+
+#: The stand-alone activation layer (RTNeural only, for now).
+STANDALONE = _Standalone()

@@ -1,0 +1,206 @@
+"""The interface every layer kind implements, and the small helpers kinds share.
+
+A layer kind is one object (a :class:`LayerKind`) that knows everything about
+its layers: registry keys and their JSON Schema, parameter count, output size,
+state, torch module and per-frame step, RTNeural layout both ways, RTNeural
+size rules and its numpy reference-runtime layer. The shared machinery
+(registry, builder, RTNeural writer, reader and runtime, ONNX state) asks the
+kinds in :data:`modelreg.layers.KINDS` and holds no per-kind code.
+
+Import cost matters (``import modelreg`` and ``load_registry()`` must not
+import torch or numpy): kinds import torch and numpy inside the methods that
+need them, never at module level.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ..errors import Problem, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor, nn
+
+    from ..spec import LayerSpec
+
+__all__ = ["LayerKind", "LayerProblem", "RTNeuralLayerType", "RuntimeLayer", "SizeCheck", "StateReader", "StateSpec"]
+
+#: (name, size) of each state tensor of one layer, e.g. ``(("h", 64), ("c", 64))``;
+#: ``()`` for a stateless layer. Names get the layer index appended (``h2``).
+StateSpec = tuple[tuple[str, int], ...]
+#: A semantic problem of one registry layer: (key inside the layer, reason, expected, found).
+LayerProblem = tuple[str, str, "str | None", "str | None"]
+
+
+class RuntimeLayer(Protocol):
+    """A layer of the numpy reference runtime: float32 frames ``[batch, in]`` -> ``[batch, out]``."""
+
+    in_size: int
+    out_size: int
+    is_recurrent: bool
+
+    def reset(self, batch: int) -> None:
+        """Zero the state for ``batch`` parallel streams (stateless layers: nothing)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """One frame; advances the state."""
+
+
+class SizeCheck:
+    """What an RTNeural layer's size rules are checked with (see ``check_rtneural_sizes``).
+
+    ``previous`` is the size the layer receives (None when unknown), ``units``
+    the layer's ``shape`` size, ``source`` words where ``previous`` comes from.
+    """
+
+    def __init__(self, *, index: int, previous: int | None, units: int, source: str, file: str | None,
+                 dims: Callable[[int], "tuple[int, ...] | None"], problems: list[Problem]) -> None:
+        self.index = index
+        self.prefix = f"layers[{index}]"
+        self.previous = previous
+        self.units = units
+        self.source = source
+        self.file = file
+        self.dims = dims
+        self.problems = problems
+
+    @property
+    def from_previous(self) -> str:
+        return f"the {self.previous} outputs of {self.source}"
+
+    @property
+    def from_units(self) -> str:
+        return f"the layer's {self.units} units (shape)"
+
+    def problem(self, reason: str, *, key: str, expected: str | None = None, found: str | None = None) -> None:
+        self.problems.append(Problem(reason, file=self.file, key=key, expected=expected, found=found))
+
+    def expect(self, j: int, axis: str, actual: int, wanted: int | None, why: str) -> None:
+        """Weight ``j``'s count of rows / columns / entries must equal ``wanted`` (None: unknown, not checked)."""
+        if wanted is not None and actual != wanted:
+            plural = {"row": "rows", "column": "columns", "entry": "entries"}[axis]
+            self.problem(f"{axis} count {actual} does not match {why}", key=f"{self.prefix}.weights[{j}]",
+                         expected=f"{wanted} {plural}", found=f"{actual} {plural}")
+
+
+class StateReader:
+    """Reads arrays out of a PyTorch-style state dict, checking shapes and remembering what was used."""
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self.state = state
+        self.used: set[str] = set()
+
+    def has(self, key: str) -> bool:
+        return key in self.state
+
+    def take(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        import numpy as np
+
+        if key not in self.state:
+            raise UsageError.at("missing entry in the state dict", key=key, expected=f"an array of shape {list(shape)}")
+        self.used.add(key)
+        try:
+            array = np.asarray(self.state[key])
+        except Exception as exc:  # e.g. a torch tensor that requires grad
+            raise UsageError.at(f"state dict entry is not an array ({exc})", key=key,
+                                expected=f"a numpy array of shape {list(shape)}") from None
+        if array.dtype.kind not in "fiu":
+            raise UsageError.at("state dict entry is not numeric", key=key, expected="a float array",
+                                found=str(array.dtype))
+        if tuple(array.shape) != shape:
+            raise UsageError.at("state dict entry has the wrong shape", key=key, expected=str(list(shape)),
+                                found=list(array.shape))
+        # RTNeural's default build computes in float; all layout work happens in float32.
+        return array.astype(np.float32)
+
+
+class RTNeuralLayerType(abc.ABC):
+    """The RTNeural side of a layer: check and run the RTNeural layer types it names.
+
+    Every :class:`LayerKind` is one; an RTNeural layer type that is not (yet) a
+    registry kind (the stand-alone ``activation`` layer) implements only this.
+    """
+
+    #: RTNeural ``type`` values this handles (the first is the one written).
+    rtneural_types: ClassVar[tuple[str, ...]]
+    #: Nesting depth of each ``weights`` entry (2: a matrix, 1: a vector).
+    weight_depths: ClassVar[tuple[int, ...]]
+
+    @abc.abstractmethod
+    def rtneural_schema(self) -> dict[str, Any]:
+        """JSON Schema applied to a layer of these types (the ``then`` of an if/then in rtneural.schema.json)."""
+
+    @abc.abstractmethod
+    def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
+        """Report (through ``check``) weight sizes that contradict the previous layer or the units;
+        return the size this layer passes on (normally ``check.units``)."""
+
+    @abc.abstractmethod
+    def runtime_layers(self, layer: Mapping[str, Any], weight: Callable[[int], Any],
+                       units: int) -> list[RuntimeLayer]:
+        """The numpy reference-runtime layers for a checked RTNeural layer (``weight(j)``: entry j as an array)."""
+
+
+class LayerKind(RTNeuralLayerType):
+    """Everything about one registry layer ``type``. Subclasses are stateless singletons."""
+
+    #: The registry ``type`` value.
+    name: ClassVar[str]
+    #: Registry keys besides ``type``, each with its JSON Schema (in the order messages list them).
+    registry_keys: ClassVar[Mapping[str, Any]]
+    #: Keys a layer of this kind must set.
+    required_keys: ClassVar[tuple[str, ...]]
+    #: For required keys that not every kind requires: what a missing one should hold, in words
+    #: (default: the key's schema description).
+    missing_key_hints: ClassVar[Mapping[str, str]] = {}
+    #: Keys other kinds take that this kind refuses, each with why (default: a generic reason).
+    refused_keys: ClassVar[Mapping[str, str]] = {}
+    #: A few layer tables of this kind (without ``type``), for the tests every kind goes through.
+    examples: ClassVar[tuple[Mapping[str, Any], ...]]
+
+    # ------------------------------------------------------------------ registry (no torch, no numpy)
+
+    @abc.abstractmethod
+    def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
+        """The :class:`LayerSpec` of a schema-valid layer table fed ``in_features`` values."""
+
+    def problems(self, layer: LayerSpec, in_features: int) -> list[LayerProblem]:
+        """What the schema cannot say about one layer (e.g. sizes that must divide); none by default."""
+        return []
+
+    @abc.abstractmethod
+    def params(self, layer: LayerSpec, in_features: int) -> int:
+        """PyTorch's parameter count, computed without building anything."""
+
+    @abc.abstractmethod
+    def state(self, layer: LayerSpec) -> StateSpec:
+        """The state tensors a layer carries between frames (each ``[1, batch, size]``); ``()`` if none."""
+
+    @abc.abstractmethod
+    def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
+        """(rule, low, high) that every output value of the layer satisfies."""
+
+    # ------------------------------------------------------------------ torch
+
+    @abc.abstractmethod
+    def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
+        """The torch module (created in the order that keeps seeded builds reproducible)."""
+
+    @abc.abstractmethod
+    def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
+                state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Run ``x [batch, time, features]`` from ``state`` (as :meth:`state` lists it); pure."""
+
+    # ------------------------------------------------------------------ RTNeural layout, both ways
+
+    @abc.abstractmethod
+    def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
+        """One RTNeural JSON layer from the torch state-dict entries under ``prefix`` (``layers.{i}.``)."""
+
+    @abc.abstractmethod
+    def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
+                      units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
+        """The inverse: a checked RTNeural layer -> (its LayerSpec, torch state-dict entries without prefix)."""

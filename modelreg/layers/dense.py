@@ -1,0 +1,140 @@
+"""``dense``: a fully connected layer with an activation (``nn.Linear``; RTNeural ``dense``).
+
+RTNeural's dense kernel is ``[in][out]`` (Keras layout, ``y = x @ kernel + bias``),
+so the kernel is torch's ``weight.T``; the bias is copied. RTNeural's loader
+also reads ``time-distributed-dense`` (the same layer applied per frame) and a
+dense layer without a bias (zeros). A non-empty ``activation`` adds an
+activation after the layer, as the loader does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import activations
+from .base import LayerKind, RuntimeLayer, SizeCheck, StateReader, StateSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor, nn
+
+    from ..spec import LayerSpec
+
+__all__ = ["KIND", "DenseLayer"]
+
+
+class DenseLayer:
+    """``y = x @ kernel + bias``; kernel ``[in, out]`` as stored in the file (numpy reference runtime)."""
+
+    is_recurrent = False
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None) -> None:
+        import numpy as np
+
+        self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)
+        self.in_size, self.out_size = (int(n) for n in self.kernel.shape)
+        self.bias = (np.zeros(self.out_size, np.float32) if bias is None
+                     else np.ascontiguousarray(bias, dtype=np.float32))
+
+    def reset(self, batch: int) -> None:
+        """Stateless: nothing to reset."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.kernel + self.bias
+
+    def __repr__(self) -> str:
+        return f"DenseLayer({self.in_size} -> {self.out_size})"
+
+
+class Dense(LayerKind):
+    name = "dense"
+    registry_keys = {
+        "units": {"$ref": "#/$defs/positive_int"},
+        "activation": {"enum": list(activations.NAMES)},
+    }
+    required_keys = ("units", "activation")
+    missing_key_hints = {"activation": "an activation: dense layers need one of "
+                                       + ", ".join(repr(name) for name in activations.NAMES)}
+    examples = tuple({"units": 5, "activation": name} for name in activations.NAMES)
+    rtneural_types = ("dense", "time-distributed-dense")
+    weight_depths = (2, 1)
+
+    def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
+        from ..spec import LayerSpec
+
+        return LayerSpec("dense", table["units"], table.get("activation", "linear"))
+
+    def params(self, layer: LayerSpec, in_features: int) -> int:
+        return in_features * layer.units + layer.units
+
+    def state(self, layer: LayerSpec) -> StateSpec:
+        return ()
+
+    def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
+        return activations.output_range(layer.activation)
+
+    def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
+        from torch import nn
+
+        return nn.Linear(in_features, layer.units)
+
+    def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
+                state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        return activations.torch_activation(layer.activation)(module(x)), ()
+
+    def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
+        import numpy as np
+
+        kernel = weights.take(prefix + "weight", (layer.units, in_features)).T
+        arrays = [np.ascontiguousarray(kernel)]
+        if weights.has(prefix + "bias"):  # a torch Linear without bias: RTNeural reads [kernel] as bias zeros
+            arrays.append(np.ascontiguousarray(weights.take(prefix + "bias", (layer.units,))))
+        return {"type": "dense", "activation": activations.to_rtneural_name(layer.activation),
+                "shape": [None, None, layer.units], "weights": arrays}
+
+    def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
+                      units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
+        import numpy as np
+
+        from ..spec import LayerSpec
+
+        kernel = np.asarray(weight(0), dtype=np.float32)
+        bias = (np.asarray(weight(1), dtype=np.float32) if len(layer["weights"]) > 1
+                else np.zeros(units, np.float32))
+        spec = LayerSpec("dense", units, activations.from_rtneural_name(layer.get("activation", "")))
+        return spec, {"weight": np.ascontiguousarray(kernel.T), "bias": np.ascontiguousarray(bias)}
+
+    def rtneural_schema(self) -> dict[str, Any]:
+        return {
+            "properties": {
+                "weights": {
+                    "type": "array",
+                    "description": "[kernel] or [kernel, bias]: kernel is [inputs][units], bias is [units]",
+                    "minItems": 1,
+                    "maxItems": 2,
+                    "prefixItems": [{"$ref": "#/$defs/matrix"}, {"$ref": "#/$defs/vector"}],
+                }
+            }
+        }
+
+    def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
+        kernel = check.dims(0)
+        if kernel is not None:
+            check.expect(0, "row", kernel[0], check.previous, check.from_previous)
+            check.expect(0, "column", kernel[1], check.units, check.from_units)
+        bias = check.dims(1)
+        if bias is not None:
+            check.expect(1, "entry", bias[0], check.units, check.from_units)
+        return check.units
+
+    def runtime_layers(self, layer: Mapping[str, Any], weight: Callable[[int], Any],
+                       units: int) -> list[RuntimeLayer]:
+        runtime: list[RuntimeLayer] = [DenseLayer(weight(0), weight(1) if len(layer["weights"]) > 1 else None)]
+        activation = layer.get("activation", "")
+        if activation:  # as the loader: a dense layer adds its activation, if any
+            runtime.append(activations.ActivationLayer(activation, units))
+        return runtime
+
+
+KIND = Dense()

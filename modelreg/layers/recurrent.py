@@ -1,0 +1,111 @@
+"""What the ``lstm`` and ``gru`` kinds share: one single-layer ``batch_first`` torch RNN each.
+
+Not a kind itself. A recurrent layer has ``gates`` gate blocks, each with an
+input kernel, a recurrent kernel and (in PyTorch) two bias vectors; its
+internal activations are fixed (tanh/sigmoid), so it takes no ``activation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .base import LayerKind, SizeCheck, StateReader, StateSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from ..spec import LayerSpec
+
+__all__ = ["Recurrent"]
+
+# RTNeural's Keras exporter writes the cell activation on recurrent layers;
+# the loader never reads it.
+RTNEURAL_ACTIVATION = "tanh"
+
+
+class Recurrent(LayerKind):
+    """Base of the recurrent kinds; subclasses set ``gates``, ``gate_names`` and the layouts."""
+
+    gates: ClassVar[int]
+    #: RTNeural's gate order, as messages show it (``"i, f, c, o"``).
+    gate_names: ClassVar[str]
+    registry_keys = {"units": {"$ref": "#/$defs/positive_int"}}
+    required_keys = ("units",)
+    refused_keys = {"activation": "only dense layers take an activation; lstm and gru use tanh and sigmoid internally"}
+    examples = ({"units": 1}, {"units": 6})
+
+    def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
+        from ..spec import LayerSpec
+
+        return LayerSpec(self.name, table["units"])
+
+    def params(self, layer: LayerSpec, in_features: int) -> int:
+        hidden = layer.units
+        # kernel (in x gates*h) + recurrent kernel (h x gates*h) + two bias vectors.
+        return self.gates * hidden * (in_features + hidden) + 2 * self.gates * hidden
+
+    def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
+        # LSTM: o * tanh(c); GRU: a convex mix of tanh and the previous state, starting at zero.
+        return ("recurrent (h in [-1, 1])", -1.0, 1.0)
+
+    def _module(self) -> Callable[..., nn.Module]:
+        raise NotImplementedError
+
+    def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
+        return self._module()(in_features, layer.units, batch_first=True)
+
+    def take(self, layer: LayerSpec, in_features: int, weights: StateReader,
+             prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """torch's ``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0`` (zeros when bias=False)."""
+        import numpy as np
+
+        units, wide = layer.units, self.gates * layer.units
+        w_ih = weights.take(prefix + "weight_ih_l0", (wide, in_features))
+        w_hh = weights.take(prefix + "weight_hh_l0", (wide, units))
+        has_ih, has_hh = weights.has(prefix + "bias_ih_l0"), weights.has(prefix + "bias_hh_l0")
+        if has_ih != has_hh:
+            missing = prefix + ("bias_hh_l0" if has_ih else "bias_ih_l0")
+            from ..errors import UsageError
+
+            raise UsageError.at("a recurrent layer needs both bias vectors or neither", key=missing,
+                                expected=f"an array of shape [{wide}]")
+        if has_ih:
+            b_ih = weights.take(prefix + "bias_ih_l0", (wide,))
+            b_hh = weights.take(prefix + "bias_hh_l0", (wide,))
+        else:  # bias=False: torch adds nothing, RTNeural adds zeros
+            b_ih = b_hh = np.zeros(wide, np.float32)
+        return w_ih, w_hh, b_ih, b_hh
+
+    @staticmethod
+    def torch_state(w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        return {key: np.ascontiguousarray(value, dtype=np.float32) for key, value in
+                (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh))}
+
+    def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
+        units = check.units
+        wide = f"{self.gates} gates ({self.gate_names}) x {units} units"
+        w = check.dims(0)
+        if w is not None:
+            check.expect(0, "row", w[0], check.previous, check.from_previous)
+            check.expect(0, "column", w[1], self.gates * units, wide)
+        u = check.dims(1)
+        if u is not None:
+            check.expect(1, "row", u[0], units, check.from_units)
+            check.expect(1, "column", u[1], self.gates * units, wide)
+        b = check.dims(2)
+        if b is not None:
+            check.expect(2, "entry" if self.weight_depths[2] == 1 else "column",  # a vector or bias rows
+                         b[-1], self.gates * units, wide)
+        return units
+
+    def from_rtneural_arrays(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray],
+                             units: int) -> tuple[LayerSpec, tuple[np.ndarray, ...]]:
+        import numpy as np
+
+        from ..spec import LayerSpec
+
+        return LayerSpec(self.name, units), tuple(np.asarray(weight(j), dtype=np.float32) for j in range(3))
