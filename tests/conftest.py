@@ -15,6 +15,9 @@ SHARED = ROOT.parent / "shared"
 # RTNeural's golden models and outputs, copied into the repository (BSD-3-Clause,
 # LICENSE-RTNeural beside them) so that the suite passes on a clone with nothing beside it.
 GOLDEN = ROOT / "tests" / "data" / "rtneural"
+#: RTNeural's C++ headers beside CI's checkout; tests using them skip when absent,
+#: naming $MODELREG_RTNEURAL (tests/test_rtneural_cpp.py).
+SHARED_RTNEURAL = SHARED / "rtneural"
 
 
 def shared_dir(*parts: str, what: str, setting: str) -> Path:

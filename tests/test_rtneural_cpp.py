@@ -1,6 +1,6 @@
 """RTNeural's own C++ engine in the loop: runner, checks, headers, cache, broken configurations.
 
-Compiled against ../shared/rtneural (or $MODELREG_RTNEURAL). Builds share one
+Compiled against the RTNeural checkout beside CI's clone (conftest.SHARED_RTNEURAL) or $MODELREG_RTNEURAL. Builds share one
 cache folder per session, so each program compiles once; the STL backend is
 used except in one Eigen test (an Eigen build takes 2x longer).
 """
@@ -28,12 +28,9 @@ from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter, cpp_namespace, 
 from modelreg.exporting import export_all
 from modelreg.spec import ACTIVATIONS, count_params
 
-from conftest import ROOT, SHARED, write_registry
+from conftest import GOLDEN, ROOT, SHARED_RTNEURAL, write_registry
 
-RTNEURAL = Path(os.environ.get(rc.ENV_RTNEURAL) or SHARED / "rtneural")
-GOLDEN = ROOT / "tests" / "data" / "rtneural"
-if not (GOLDEN / "lstm.json").is_file():
-    GOLDEN = SHARED / "rtneural-golden"
+RTNEURAL = Path(os.environ.get(rc.ENV_RTNEURAL) or SHARED_RTNEURAL)
 CPP_CHECKS = ("rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity")
 
 needs_rtneural = pytest.mark.skipif(
