@@ -12,34 +12,42 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    ArtifactError,
-    CheckpointError,
-    ExportError,
-    MissingDependencyError,
-    ModelRegError,
-    PluginError,
-    Problem,
-    RegistryError,
-    UnknownModelError,
-    UsageError,
-)
-from .registry import Registry, find_registry, load_registry
-from .spec import LayerSpec, ModelSpec
-
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .errors import (
+        ArtifactError,
+        CheckpointError,
+        ExportError,
+        MissingDependencyError,
+        ModelRegError,
+        PluginError,
+        Problem,
+        RegistryError,
+        UnknownModelError,
+        UsageError,
+    )
+    from .registry import Registry, find_registry, load_registry
+    from .spec import LayerSpec, ModelSpec
     from .checkpoint import init_checkpoint
     from .exporting import ArtifactResult, ExportReport, export, export_all
     from .rtneural_runtime import RTNeuralModel, check_rtneural, load_rtneural
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
+    from .html_report import render_report, write_report
 
-# Public names that live in modules with heavier imports (numpy, jsonschema),
-# resolved on first access.
+# Every public name is resolved on first access: ``import modelreg`` runs no
+# import but this file's (pytest loads modelreg.pytest_plugin, and with it this
+# package, in every run of every project that installs modelreg).
 _LAZY = {
+    **dict.fromkeys(("ArtifactError", "CheckpointError", "ExportError", "MissingDependencyError", "ModelRegError",
+                     "PluginError", "Problem", "RegistryError", "UnknownModelError", "UsageError"), "errors"),
+    "Registry": "registry",
+    "find_registry": "registry",
+    "load_registry": "registry",
+    "LayerSpec": "spec",
+    "ModelSpec": "spec",
     "validate": "validation",
     "validate_all": "validation",
     "ValidationReport": "report",
@@ -58,6 +66,8 @@ _LAZY = {
     "available_exporters": "plugins",
     "get_exporter": "plugins",
     "register_exporter": "plugins",
+    "render_report": "html_report",
+    "write_report": "html_report",
 }
 
 __all__ = [
@@ -93,8 +103,10 @@ __all__ = [
     "load_registry",
     "load_rtneural",
     "register_exporter",
+    "render_report",
     "validate",
     "validate_all",
+    "write_report",
 ]
 
 

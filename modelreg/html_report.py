@@ -569,12 +569,17 @@ def render_report(document: Mapping[str, Any], registry: Registry | None = None,
 
 def write_report(
     out: str | os.PathLike[str],
-    document: Mapping[str, Any],
+    results: Mapping[str, Any] | Any,
     registry: Registry | None = None,
     *,
     registry_note: str | None = None,
 ) -> Path:
-    """Render ``document`` and write it to ``out`` atomically; returns the path written."""
+    """Render ``results`` and write the page to ``out`` atomically; returns the path written.
+
+    ``results`` is a :class:`~modelreg.ValidationReport` or a results document
+    (:func:`load_results`); ``registry`` adds layer stacks and latency targets.
+    """
+    document = results.to_json() if hasattr(results, "to_json") else results
     target = Path(out)
     if target.is_dir():
         raise UsageError.at("expected a file to write the report to, found a directory", file=display_path(target))
