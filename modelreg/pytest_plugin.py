@@ -178,12 +178,12 @@ class _RegistryFile(pytest.File):
             node.line = lines.get(name, 0)
             yield node
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
         from .errors import ModelRegError
 
         if isinstance(excinfo.value, ModelRegError):  # a broken registry: its message, no traceback
             return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
+        return super().repr_failure(excinfo)
 
 
 def _entry_lines(path: Path) -> dict[str, int]:
