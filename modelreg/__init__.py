@@ -9,25 +9,24 @@ modules load on first use of the names that need them.
 
 from typing import TYPE_CHECKING
 
-from .errors import (
-    ArtifactError,
-    CheckpointError,
-    ExportError,
-    MissingDependencyError,
-    ModelRegError,
-    PluginError,
-    Problem,
-    RegistryError,
-    ToolchainError,
-    UnknownModelError,
-    UsageError,
-)
-from .registry import Registry, find_registry, load_registry
-from .spec import LayerSpec, ModelSpec
-
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .errors import (
+        ArtifactError,
+        CheckpointError,
+        ExportError,
+        MissingDependencyError,
+        ModelRegError,
+        PluginError,
+        Problem,
+        RegistryError,
+        ToolchainError,
+        UnknownModelError,
+        UsageError,
+    )
+    from .registry import Registry, find_registry, load_registry
+    from .spec import LayerSpec, ModelSpec
     from .builder import RealtimeModel
     from .checkpoint import init_checkpoint
     from .exporting import ArtifactResult, ExportReport, export, export_all
@@ -36,10 +35,20 @@ if TYPE_CHECKING:
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
+    from .html_report import render_report, write_report
 
-# Public names that live in modules with heavier imports (numpy, jsonschema,
-# torch for RealtimeModel), resolved on first access.
+# Every public name is resolved on first access: ``import modelreg`` runs no
+# import but this file's (pytest loads modelreg.pytest_plugin, and with it this
+# package, in every run of every project that installs modelreg).
 _LAZY = {
+    **dict.fromkeys(("ArtifactError", "CheckpointError", "ExportError", "MissingDependencyError", "ModelRegError",
+                     "PluginError", "Problem", "RegistryError", "ToolchainError", "UnknownModelError", "UsageError"),
+                     "errors"),
+    "Registry": "registry",
+    "find_registry": "registry",
+    "load_registry": "registry",
+    "LayerSpec": "spec",
+    "ModelSpec": "spec",
     "validate": "validation",
     "validate_all": "validation",
     "ValidationReport": "report",
@@ -60,6 +69,8 @@ _LAZY = {
     "register_exporter": "plugins",
     "compare_parity": "parity",
     "RealtimeModel": "builder",
+    "render_report": "html_report",
+    "write_report": "html_report",
 }
 
 __all__ = [
@@ -98,8 +109,10 @@ __all__ = [
     "load_registry",
     "load_rtneural",
     "register_exporter",
+    "render_report",
     "validate",
     "validate_all",
+    "write_report",
 ]
 
 

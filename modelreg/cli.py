@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="time spent measuring each model's latency (default 0.4)")
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                    help="check N models at once (processes); latency is still measured one model at a time")
+    p.add_argument("--report", nargs="?", const="", default=None, type=_report_path, metavar="OUT.html",
+                   help="also write the HTML report of the run (default: models/validation_report.html)")
 
     p = sub.add_parser("export", parents=[common], help="export models to their declared formats")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -103,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0); the same seed gives bit-identical weights")
     p.add_argument("--force", action="store_true", help="overwrite existing checkpoints")
+
+    _add_report_parser(sub, common)
     return parser
 
 
@@ -134,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("argument --registry: check reads only the files it is given and needs no registry")
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
-                   "export": _cmd_export, "check": _cmd_check}[args.command]
+                   "export": _cmd_export, "check": _cmd_check, "report": _cmd_report}[args.command]
         return handler(args)
     except ModelRegError as exc:
         _print_error(exc)
@@ -279,6 +283,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             from .validation import results_path
 
             print(f"\nresults: {display_path(results_path(registry))}", file=out)
+    if args.report is not None:
+        _write_validate_report(args.report, report, registry, out)
     for warning in report.warnings:
         print(f"modelreg: warning: {warning}", file=sys.stderr)
     if report.problems:
@@ -464,3 +470,64 @@ def _check_file(exporter: Exporter, path: Path, name: str) -> tuple[list[Problem
         raise UsageError.at(f"the {exporter.name!r} exporter failed to check the file: {type(exc).__name__}: {exc}",
                             file=name) from None
     return list(problems), f"passes the {exporter.name!r} exporter's file checks"
+
+
+# ---------------------------------------------------------------- report (HTML)
+
+
+def _add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("report", parents=[common], help="write an HTML report (charts) of the last validation run")
+    p.add_argument("--results", metavar="FILE",
+                   help="validation results to show (default: models/validation_results.json beside the registry)")
+    p.add_argument("-o", "--output", type=_html_path, metavar="OUT.html",
+                   help="where to write the page (default: validation_report.html beside the results file)")
+
+
+def _html_path(text: str) -> str:
+    if text and not text.lower().endswith((".html", ".htm")):
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .html, found {text!r}")
+    return text
+
+
+def _report_path(text: str) -> str:
+    # `validate --report NAME` would otherwise write the report to a file called NAME.
+    try:
+        return _html_path(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (model names go before --report)") from None
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import REPORT_FILENAME, load_results, registry_for_results, write_report
+    from .validation import results_path
+
+    registry: Registry | None
+    note = None
+    if args.results is not None:
+        results = Path(args.results)
+        document = load_results(results)
+        if args.registry is not None:
+            registry = load_registry(args.registry, strict=False)
+        else:  # layers come from the registry that made the results, when it is still there
+            registry, note = registry_for_results(document)
+    else:
+        registry = load_registry(args.registry, strict=False)
+        results = results_path(registry)
+        document = load_results(results)
+    out = Path(args.output) if args.output else results.parent / REPORT_FILENAME
+    write_report(out, document, registry, registry_note=note)
+    models = document["models"]
+    passed = sum(bool(m["ok"]) for m in models.values())
+    print(f"wrote {display_path(out)} ({len(models)} models, {passed} passed)")
+    if note is not None:
+        print(f"modelreg: note: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO) -> None:
+    from .html_report import REPORT_FILENAME, write_report
+    from .validation import results_path
+
+    path = Path(target) if target else results_path(registry).parent / REPORT_FILENAME
+    write_report(path, report.to_json(), registry)
+    print(f"report: {display_path(path)}", file=out)

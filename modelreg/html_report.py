@@ -1,0 +1,593 @@
+"""``modelreg report``: one self-contained HTML page from a validation results file.
+
+The page is plain HTML with inline CSS and inline SVG charts: no script, no
+font or style sheet fetched from anywhere, so it opens the same from a CI
+artifact, an e-mail attachment or a laptop without network.
+
+Charts are generic over checks, not tied to the built-in ones:
+
+- a **latency row** is any check whose figures hold ``p50_ms``, ``p95_ms`` and
+  ``p99_ms`` (torch's ``latency``, a runtime's ``FORMAT.cpp_latency``...), or
+  any check named ``latency`` / ``*latency`` that did not run; it is judged
+  against its own ``target_ms`` and ``stat`` figures when it has them, else the
+  registry entry's target;
+- a **parity row** is any check whose figures hold ``max_error`` and
+  ``tolerance`` (``FORMAT.parity``, ``FORMAT.cpp_parity``...), or any check
+  named ``*parity`` that did not run.
+
+Layer stacks are not in the results file; they are read from the registry
+when one is available, and the page says so when it is not.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .atomic import atomic_write_text
+from .errors import ModelRegError, Problem, UsageError
+from .registry import Registry, display_path, load_registry
+
+__all__ = ["REPORT_FILENAME", "load_results", "registry_for_results", "render_report", "write_report"]
+
+#: Written beside the results file unless told otherwise.
+REPORT_FILENAME = "validation_report.html"
+
+_STATUS_ORDER = ("fail", "error", "skip", "pass")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and schema-check a ``validation_results.json``; every problem is a :class:`UsageError`."""
+    shown = display_path(Path(path))
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError.at("expected a validation results file, found a directory", file=shown)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError.at("validation results not found (`modelreg validate` writes them after a full run)",
+                            file=shown) from None
+    except UnicodeDecodeError:
+        raise UsageError.at("not a validation results file", file=shown, expected="UTF-8 JSON",
+                            found="bytes that are not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError.at(f"cannot read the file: {exc.strerror or exc}", file=shown) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = " (it looks like a registry: pass it as --registry)" if target.suffix.lower() == ".toml" else ""
+        raise UsageError.at(f"not valid JSON: {exc.msg}{hint}", file=shown, line=exc.lineno, column=exc.colno) from None
+    if not isinstance(document, dict) or "models" not in document:
+        if not isinstance(document, dict):
+            what = f"<a JSON {type(document).__name__.replace('dict', 'object').replace('list', 'array')}>"
+        else:
+            what = f"<an object with keys {', '.join(sorted(document)[:6])}>" if document else "<an empty object>"
+        raise UsageError.at("not a validation results file", file=shown,
+                            expected="the JSON object `modelreg validate` writes (with \"models\")", found=what)
+    from .schemas import schema_problems
+
+    problems = schema_problems(document, "validation_results", file=shown)
+    if problems:
+        raise UsageError(*problems)
+    return document
+
+
+def registry_for_results(document: Mapping[str, Any]) -> tuple[Registry | None, str | None]:
+    """The registry a results file names, when it can still be read, else a note saying why not.
+
+    Used when the caller gave a results file but no registry: layer stacks are
+    then shown from the registry that made the results, if it is still there.
+    """
+    recorded = document.get("registry")
+    if not isinstance(recorded, str) or not recorded:
+        return None, "the results file names no registry"
+    path = Path(recorded)
+    if not path.is_file():
+        return None, f"the registry the results name ({recorded}) is not there; pass --registry to show layers"
+    try:
+        return load_registry(path, strict=False), None
+    except ModelRegError as exc:
+        return None, f"the registry {recorded} could not be read ({exc.problems[0].reason}); layers not shown"
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _e(value: object) -> str:
+    """Escape any text for HTML content and attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any) -> float | None:
+    """A finite number from a figure, else None (figures may hold "nan" strings, None, lists)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _tick_ms(value: float) -> str:
+    return f"{value:g} ms"
+
+
+def _ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    if value >= 1:
+        return f"{value:.2f} ms"
+    return f"{value:.3g} ms"
+
+
+def _err(value: float) -> str:
+    return "0" if value == 0 else f"{value:.2g}"
+
+
+def runtime_label(check: str, kind: str) -> str:
+    """The runtime a latency or parity check measures, for a chart row.
+
+    ``latency`` is torch's; ``rtneural.parity`` is ``rtneural``;
+    ``rtneural.cpp_latency`` is ``rtneural (C++)``; any other ``FORMAT.X_KIND``
+    is ``FORMAT (X)``.
+    """
+    if check == kind:
+        return "torch"
+    head, _, tail = check.rpartition(".")
+    if not head:
+        head, tail = check, ""
+    qualifier = tail[: -len(kind)].rstrip("_") if tail.endswith(kind) else tail
+    qualifier = {"cpp": "C++"}.get(qualifier, qualifier)
+    return f"{head} ({qualifier})" if qualifier else head
+
+
+# ---------------------------------------------------------------- chart geometry
+
+
+@attrs.frozen
+class _LogAxis:
+    """A log10 axis from ``lo`` to ``hi`` drawn between pixels ``x0`` and ``x1``."""
+
+    lo: float
+    hi: float
+    x0: float
+    x1: float
+
+    def x(self, value: float) -> float:
+        value = min(max(value, self.lo), self.hi)
+        span = math.log10(self.hi) - math.log10(self.lo)
+        return self.x0 + (math.log10(value) - math.log10(self.lo)) / span * (self.x1 - self.x0)
+
+    def ticks(self) -> list[float]:
+        out = []
+        for exponent in range(math.floor(math.log10(self.lo)), math.ceil(math.log10(self.hi)) + 1):
+            for mantissa in (1, 2, 5):
+                value = mantissa * 10.0**exponent
+                if self.lo * 0.999 <= value <= self.hi * 1.001:
+                    out.append(value)
+        return out
+
+
+def _nice(value: float, up: bool) -> float:
+    """The nearest 1-2-5 step at or above (``up``) or at or below ``value``."""
+    exponent = math.floor(math.log10(value))
+    steps = [m * 10.0**e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 2, 5)]
+    if up:
+        return min(s for s in steps if s >= value * 0.9999)
+    return max(s for s in steps if s <= value * 1.0001)
+
+
+def _log_axis(values: Iterable[float], x0: float, x1: float) -> _LogAxis:
+    positives = [v for v in values if v > 0 and math.isfinite(v)]
+    if not positives:
+        return _LogAxis(1e-3, 1.0, x0, x1)
+    lo = _nice(min(positives) / 1.3, up=False)
+    hi = _nice(max(positives) * 1.15, up=True)
+    if hi / lo < 10:  # at least a decade, so that the scale reads as logarithmic
+        lo = hi / 10
+    return _LogAxis(lo, hi, x0, x1)
+
+
+def _axis_svg(axis: _LogAxis, top: float, bottom: float, fmt: Any) -> list[str]:
+    ticks = axis.ticks()
+    labelled = ticks if len(ticks) <= 7 else [t for t in ticks if f"{t:.0e}".startswith("1")]
+    parts = []
+    for tick in ticks:
+        x = axis.x(tick)
+        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}"/>')
+        if tick in labelled:
+            parts.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14:.1f}" text-anchor="middle">{_e(fmt(tick))}</text>')
+    parts.append(f'<line class="axis" x1="{axis.x0:.1f}" y1="{bottom:.1f}" x2="{axis.x1:.1f}" y2="{bottom:.1f}"/>')
+    return parts
+
+
+_W, _LABEL_X, _X0, _X1, _VALUE_X = 500, 4, 104, 392, 400
+_ROW, _TOP = 34, 26
+
+
+def _svg(height: float, label: str, parts: Sequence[str], css_class: str) -> str:
+    return (f'<svg class="chart {css_class}" role="img" aria-label="{_e(label)}" viewBox="0 0 {_W} {height:.0f}" '
+            f'width="{_W}" height="{height:.0f}" preserveAspectRatio="xMinYMin meet">'
+            f'<title>{_e(label)}</title>{"".join(parts)}</svg>')
+
+
+# ---------------------------------------------------------------- rows
+
+
+@attrs.frozen
+class _LatencyRow:
+    check: str
+    label: str
+    status: str
+    message: str
+    figures: Mapping[str, float] = attrs.field(factory=dict)  # empty when the check did not measure
+    target: float | None = None
+    stat: str = "p99"
+
+
+@attrs.frozen
+class _ParityRow:
+    check: str
+    label: str
+    status: str
+    message: str
+    error: float | None = None
+    tolerance: float | None = None
+    abs_error: float | None = None
+    cases: Mapping[str, float] = attrs.field(factory=dict)  # raw max abs error per input case
+
+
+def _is_latency(check: Mapping[str, Any]) -> bool:
+    figures = check.get("figures") or {}
+    if all(_num(figures.get(k)) is not None for k in ("p50_ms", "p95_ms", "p99_ms")):
+        return True
+    return str(check.get("name", "")).endswith("latency") and not figures
+
+
+def _is_parity(check: Mapping[str, Any]) -> bool:
+    figures = check.get("figures") or {}
+    if "max_error" in figures and "tolerance" in figures:
+        return True
+    return str(check.get("name", "")).endswith("parity") and "max_error" not in figures
+
+
+def _latency_rows(checks: Sequence[Mapping[str, Any]], entry_target: float | None, entry_stat: str | None) -> list[_LatencyRow]:
+    rows = []
+    for check in checks:
+        if not _is_latency(check):
+            continue
+        name = str(check["name"])
+        raw = check.get("figures") or {}
+        figures = {k: v for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms") if (v := _num(raw.get(k))) is not None}
+        target = _num(raw.get("target_ms"))
+        stat = raw.get("stat") if raw.get("stat") in ("mean", "p50", "p95", "p99") else None
+        rows.append(_LatencyRow(name, runtime_label(name, "latency"), str(check["status"]), str(check.get("message", "")),
+                                figures if "p50_ms" in figures else {}, target if target is not None else entry_target,
+                                stat or entry_stat or "p99"))
+    return rows
+
+
+def _parity_rows(checks: Sequence[Mapping[str, Any]]) -> list[_ParityRow]:
+    rows = []
+    for check in checks:
+        if not _is_parity(check):
+            continue
+        name = str(check["name"])
+        raw = check.get("figures") or {}
+        cases = raw.get("cases")
+        per_case = {str(k): v for k, c in cases.items() if (v := _num(c)) is not None} if isinstance(cases, Mapping) else {}
+        rows.append(_ParityRow(name, runtime_label(name, "parity"), str(check["status"]), str(check.get("message", "")),
+                               _num(raw.get("max_error")), _num(raw.get("tolerance")), _num(raw.get("max_abs_error")),
+                               per_case))
+    return rows
+
+
+def _not_run(y: float, text: str, status: str) -> str:
+    return f'<text class="note {status}" x="{_X0 + 4}" y="{y + 4:.1f}">{_e(text[:90])}</text>'
+
+
+def latency_chart(model: str, rows: Sequence[_LatencyRow]) -> str:
+    """One SVG: per runtime, p50/p95/p99 bars and the max, on a log axis, against the target."""
+    values = [v for r in rows for v in r.figures.values()] + [r.target for r in rows if r.target is not None]
+    axis = _log_axis(values, _X0, _X1)
+    bottom = _TOP + _ROW * len(rows)
+    parts = _axis_svg(axis, _TOP - 6, bottom, _tick_ms)
+    targets_drawn: set[float] = set()
+    for index, row in enumerate(rows):
+        y = _TOP + index * _ROW + _ROW / 2
+        parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 4:.1f}">{_e(row.label)}</text>')
+        figures = row.figures
+        if not figures:
+            parts.append(_not_run(y, row.message or row.status, row.status))
+        else:
+            judged = figures.get(f"{row.stat}_ms", figures["p99_ms"])
+            verdict = "pass" if row.target is None or judged <= row.target else "fail"
+            tip = ", ".join(f"{k[:-3]} {_ms(v)}" for k, v in figures.items())
+            parts.append(f'<g class="runtime {verdict}" data-check="{_e(row.check)}"><title>{_e(row.label)}: {_e(tip)}</title>')
+            for key, css in (("p99_ms", "p99"), ("p95_ms", "p95"), ("p50_ms", "p50")):
+                width = max(axis.x(figures[key]) - _X0, 1.5)
+                parts.append(f'<rect class="bar {css}" x="{_X0}" y="{y - 8:.1f}" width="{width:.1f}" height="16"/>')
+            if "max_ms" in figures:
+                xm = axis.x(figures["max_ms"])
+                parts.append(f'<path class="max" d="M{xm:.1f} {y - 6:.1f} l5 6 l-5 6 l-5 -6 z"/>')
+            parts.append("</g>")
+            parts.append(f'<text class="value {verdict}" x="{_VALUE_X}" y="{y + 4:.1f}">{_e(row.stat)} {_e(_ms(judged))}</text>')
+        if row.target is not None:
+            xt = axis.x(row.target)
+            parts.append(f'<line class="target" x1="{xt:.1f}" y1="{y - _ROW / 2:.1f}" x2="{xt:.1f}" y2="{y + _ROW / 2:.1f}"/>')
+            if row.target not in targets_drawn:
+                targets_drawn.add(row.target)
+                parts.append(f'<text class="target-label" x="{xt:.1f}" y="{_TOP - 10:.1f}" text-anchor="end">'
+                             f'target {_e(row.stat)} \u2264 {_e(_ms(row.target))}</text>')
+    return _svg(bottom + 24, f"{model}: latency per runtime (log scale)", parts, "latency")
+
+
+def parity_chart(model: str, rows: Sequence[_ParityRow]) -> str:
+    """One SVG: per export, the deciding parity error (bar) against its tolerance (dashed),
+    with the raw max abs error of each input case (dots), on a log axis."""
+    values = [v for r in rows for v in (r.error, r.tolerance, r.abs_error, *r.cases.values()) if v is not None]
+    axis = _log_axis(values, _X0, _X1)
+    bottom = _TOP + _ROW * len(rows)
+    parts = _axis_svg(axis, _TOP - 6, bottom, _err)
+    for index, row in enumerate(rows):
+        y = _TOP + index * _ROW + _ROW / 2
+        parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 4:.1f}">{_e(row.label)}</text>')
+        if row.error is None:
+            parts.append(_not_run(y, row.message or row.status, row.status))
+            continue
+        verdict = "pass" if row.status == "pass" else "fail"
+        tip = f"deciding error {_err(row.error)}" + (f", tolerance {_err(row.tolerance)}" if row.tolerance is not None else "")
+        if row.abs_error is not None:
+            tip += f", max abs error {_err(row.abs_error)}"
+        parts.append(f'<g class="export {verdict}" data-check="{_e(row.check)}"><title>{_e(row.label)}: {_e(tip)}</title>')
+        # A deciding error of 0 (all within float32 rounding) is drawn as a sliver at the axis start.
+        width = max(axis.x(row.error) - _X0, 2.0) if row.error > 0 else 2.0
+        parts.append(f'<rect class="bar err" x="{_X0}" y="{y - 8:.1f}" width="{width:.1f}" height="16"/>')
+        for case, value in row.cases.items():
+            if value > 0:
+                parts.append(f'<circle class="case" cx="{axis.x(value):.1f}" cy="{y:.1f}" r="3.5">'
+                             f"<title>{_e(case)}: max abs error {_e(_err(value))}</title></circle>")
+        parts.append("</g>")
+        if row.tolerance is not None:
+            xt = axis.x(row.tolerance)
+            parts.append(f'<line class="target" x1="{xt:.1f}" y1="{y - _ROW / 2:.1f}" x2="{xt:.1f}" y2="{y + _ROW / 2:.1f}"/>')
+        relation = "\u2264" if verdict == "pass" else ">"
+        text = _err(row.error) + (f" {relation} {_err(row.tolerance)}" if row.tolerance is not None else "")
+        parts.append(f'<text class="value {verdict}" x="{_VALUE_X}" y="{y + 4:.1f}">{_e(text)}</text>')
+    parts.append(f'<text class="target-label" x="{_X1:.1f}" y="{_TOP - 10:.1f}" text-anchor="end">tolerance</text>')
+    return _svg(bottom + 24, f"{model}: parity error per export (log scale)", parts, "parity")
+
+
+def layer_chart(spec: Any) -> str:
+    """One SVG: the layer stack from input to output, bar widths by units."""
+    from .spec import layer_params
+
+    rows: list[tuple[str, int, str]] = [("input", spec.in_features, "")]
+    size = spec.in_features
+    for index, layer in enumerate(spec.layers):
+        act = f" {layer.activation}" if layer.type == "dense" and layer.activation else ""
+        rows.append((f"[{index}] {layer.type}{act}", layer.units, f"{layer_params(layer, size):,} params"))
+        size = layer.units
+    widest = max(units for _, units, _ in rows)
+    bar_x = 122  # room for "[12] dense sigmoid"
+    height = 22 * len(rows) + 6
+    parts = []
+    for index, (label, units, params) in enumerate(rows):
+        y = 4 + index * 22
+        width = max(200 * units / widest, 3)
+        css = "io" if index == 0 else ("rec" if "lstm" in label or "gru" in label else "dense")
+        parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 14}">{_e(label)}</text>')
+        parts.append(f'<rect class="layer {css}" x="{bar_x}" y="{y + 2}" width="{width:.1f}" height="16"/>')
+        parts.append(f'<text class="units" x="{bar_x + width + 6:.1f}" y="{y + 14}">{units:,}</text>')
+        if params:
+            parts.append(f'<text class="tick" x="{_W - 8}" y="{y + 14}" text-anchor="end">{_e(params)}</text>')
+    return _svg(height, f"{spec.name}: layer stack", parts, "layers")
+
+
+# ---------------------------------------------------------------- page
+
+_CSS = """
+:root{color-scheme:light}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;
+ background:#f6f8fa;color:#1f2328}
+main{max-width:1120px;margin:0 auto;padding:20px 24px 40px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:0}h3{font-size:13px;margin:14px 0 4px;color:#57606a;
+ text-transform:uppercase;letter-spacing:.04em}
+.meta{color:#57606a;margin:0 0 12px}.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
+ font-size:12.5px}
+.card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:14px 18px;margin:14px 0}
+.card.failed{border-left:5px solid #cf222e}.card.passed{border-left:5px solid #2da44e}
+.head{display:flex;gap:12px;align-items:baseline;flex-wrap:wrap}
+.badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;color:#fff}
+.badge.pass{background:#2da44e}.badge.fail{background:#cf222e}.badge.error{background:#bc4c00}.badge.skip{background:#8c959f}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eaeef2;
+ vertical-align:top}th{font-weight:600;color:#57606a;font-size:12px}
+td.msg{word-break:break-word}tr.fail td,tr.error td{background:#fff5f5}tr.skip td{color:#6e7781}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(470px,1fr));gap:4px 24px}
+svg.chart{max-width:100%;height:auto;display:block}
+svg text{font:11.5px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;fill:#1f2328}
+svg text.tick{fill:#57606a;font-size:10.5px}svg text.note{fill:#6e7781;font-style:italic}
+svg text.note.fail,svg text.note.error{fill:#cf222e}
+svg text.value.pass{fill:#1a7f37;font-weight:600}svg text.value.fail{fill:#cf222e;font-weight:600}
+svg text.target-label{fill:#cf222e;font-size:10.5px}
+svg line.grid{stroke:#eaeef2}svg line.axis{stroke:#8c959f}
+svg line.target{stroke:#cf222e;stroke-width:2;stroke-dasharray:4 3}
+svg .pass rect.p50{fill:#0969da}svg .pass rect.p95{fill:#54aeff}svg .pass rect.p99{fill:#b6e3ff}
+svg .fail rect.p50{fill:#a40e26}svg .fail rect.p95{fill:#fa4549}svg .fail rect.p99{fill:#ffaba8}
+svg path.max{fill:#1f2328}
+svg .pass rect.err{fill:#2da44e}svg .fail rect.err{fill:#cf222e}svg circle.case{fill:#fff;stroke:#57606a;stroke-width:1.3}
+svg rect.layer.io{fill:#8c959f}svg rect.layer.dense{fill:#8250df}svg rect.layer.rec{fill:#bf3989}
+svg text.units{fill:#57606a}
+.legend{color:#57606a;font-size:12px;margin:2px 0 0}.sw{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px;
+ vertical-align:-1px}
+.strip{display:flex;gap:2px;flex-wrap:wrap;margin:8px 0 0}.strip span{width:12px;height:12px;border-radius:2px}
+.strip .pass{background:#2da44e}.strip .fail{background:#cf222e}.strip .error{background:#bc4c00}.strip .skip{background:#d0d7de}
+details summary{cursor:pointer;color:#0969da;margin-top:10px}
+.note{color:#6e7781;font-style:italic}.problems li{color:#cf222e}
+"""
+
+
+def _badge(status: str, text: str | None = None) -> str:
+    return f'<span class="badge {_e(status)}">{_e(text or status)}</span>'
+
+
+def _overview(models: Mapping[str, Any], registry: Registry | None) -> str:
+    rows = ["<tr><th>model</th><th>status</th><th>checks</th><th>latency (runtimes)</th><th>worst parity error</th></tr>"]
+    for name, model in models.items():
+        checks = model["checks"]
+        spec = registry.get(name) if registry is not None else None
+        passed = sum(c["status"] == "pass" for c in checks)
+        lat = _latency_rows(checks, spec.latency_ms if spec else None, spec.latency_stat if spec else None)
+        shown = []
+        for row in lat:
+            if row.figures:
+                value = row.figures.get(f"{row.stat}_ms", row.figures["p99_ms"])
+                target = f" / {_ms(row.target)}" if row.target is not None else ""
+                shown.append(f"{_e(row.label)}: {_e(row.stat)} {_e(_ms(value))}{_e(target)}")
+        par = [r for r in _parity_rows(checks) if r.error is not None]
+        worst = max(par, key=lambda r: (r.error or 0.0, r.abs_error or 0.0), default=None)
+        worst_text = "-"
+        if worst is not None:
+            raw = f", max abs {_err(worst.abs_error)}" if worst.abs_error is not None else ""
+            worst_text = f"{_err(worst.error or 0.0)} ({_e(worst.label)}{raw})"
+        status = "pass" if model["ok"] else "fail"
+        rows.append(f'<tr class="{status}"><td><a href="#model-{_e(name)}">{_e(name)}</a></td><td>{_badge(status)}</td>'
+                    f"<td>{passed}/{len(checks)}</td><td>{'<br>'.join(shown) or '-'}</td><td>{worst_text}</td></tr>")
+    return f'<table class="overview">{"".join(rows)}</table>'
+
+
+def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, registry_note: str | None) -> str:
+    checks = model["checks"]
+    spec = registry.get(name) if registry is not None else None
+    passed = sum(c["status"] == "pass" for c in checks)
+    status = "pass" if model["ok"] else "fail"
+    out = [f'<section class="card {"passed" if model["ok"] else "failed"}" id="model-{_e(name)}">',
+           f'<div class="head"><h2>{_e(name)}</h2>{_badge(status, "passed" if model["ok"] else "failed")}'
+           f'<span class="meta">{passed}/{len(checks)} checks passed \u00b7 {float(model["seconds"]):.2f} s</span></div>']
+    if spec is not None and spec.description:
+        out.append(f'<p class="meta">{_e(spec.description)}</p>')
+    out.append('<div class="strip" aria-label="checks">' + "".join(
+        f'<span class="{_e(c["status"])}" title="{_e(c["name"])}: {_e(c["status"])}"></span>' for c in checks) + "</div>")
+    out.append('<div class="grid">')
+    # Layer stack
+    out.append("<div><h3>Layer stack</h3>")
+    if spec is not None:
+        entry = next((c for c in checks if c["name"] == "entry"), None)
+        then = _num((entry or {}).get("figures", {}).get("params")) if entry else None
+        if then is not None and int(then) != spec.computed_params:
+            out.append(f'<p class="note">The registry entry changed since this run ({int(then):,} parameters then, '
+                       f"{spec.computed_params:,} now): the layers below are today's.</p>")
+        out.append(layer_chart(spec))
+    elif registry is not None and name in registry.invalid:
+        out.append('<p class="note">The registry entry is invalid: no layer stack to show.</p>')
+    else:
+        why = registry_note or (f"{name} is not in the registry any more" if registry is not None else "no registry given")
+        out.append(f'<p class="note">Layer stack not shown: {_e(why)}.</p>')
+    out.append("</div>")
+    # Latency per runtime
+    lat = _latency_rows(checks, spec.latency_ms if spec else None, spec.latency_stat if spec else None)
+    out.append("<div><h3>Latency per runtime</h3>")
+    if lat:
+        out.append(latency_chart(name, lat))
+        out.append('<p class="legend"><span class="sw" style="background:#0969da"></span>p50'
+                   '<span class="sw" style="background:#54aeff"></span>p95<span class="sw" style="background:#b6e3ff"></span>p99'
+                   ' &nbsp;\u25c6 max &nbsp;<span style="color:#cf222e">\u2506 target</span> &nbsp;(log scale, single thread, batch 1)</p>')
+    else:
+        out.append('<p class="note">No latency was measured.</p>')
+    out.append("</div>")
+    # Parity per export
+    par = _parity_rows(checks)
+    out.append("<div><h3>Parity per export</h3>")
+    if par:
+        out.append(parity_chart(name, par))
+        out.append('<p class="legend"><span class="sw" style="background:#2da44e"></span>deciding error (beyond float32 rounding) '
+                   '&nbsp;\u25cb max abs error per input case &nbsp;<span style="color:#cf222e">\u2506 tolerance</span> (log scale)</p>')
+    else:
+        out.append('<p class="note">The entry declares no exports.</p>')
+    out.append("</div></div>")
+    # Every check
+    failing = [c for c in checks if c["status"] in ("fail", "error")]
+    rows = ["<tr><th>check</th><th>status</th><th>message</th></tr>"]
+    for check in checks:
+        rows.append(f'<tr class="{_e(check["status"])}"><td class="mono">{_e(check["name"])}</td>'
+                    f'<td>{_badge(str(check["status"]))}</td><td class="msg">{_e(check["message"])}</td></tr>')
+    opened = " open" if failing else ""
+    out.append(f"<details{opened}><summary>Every check ({passed} passed, {len(failing)} failed, "
+               f"{sum(c['status'] == 'skip' for c in checks)} skipped)</summary><table class=\"checks\">{''.join(rows)}</table></details>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def render_report(document: Mapping[str, Any], registry: Registry | None = None, *, registry_note: str | None = None) -> str:
+    """The HTML page for a results document (as :func:`load_results` returns or ``ValidationReport.to_json()``).
+
+    ``registry`` supplies layer stacks, descriptions and latency targets the
+    checks do not record; ``registry_note`` says why there is none.
+    """
+    models: Mapping[str, Any] = document.get("models", {})
+    environment: Mapping[str, Any] = document.get("environment", {})
+    passed_models = sum(bool(m["ok"]) for m in models.values())
+    total_checks = sum(len(m["checks"]) for m in models.values())
+    passed_checks = sum(c["status"] == "pass" for m in models.values() for c in m["checks"])
+    ok = bool(document.get("ok"))
+    title = f"modelreg report: {Path(str(document.get('registry', 'registry'))).name}"
+    env = " \u00b7 ".join(f"{k} {_e(environment[k])}" for k in ("python", "torch", "onnxruntime", "modelreg")
+                          if k in environment)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
+             f'<div class="head"><h1>modelreg validation report</h1>{_badge("pass" if ok else "fail", "all passed" if ok else "not all passed")}</div>',
+             f'<p class="meta"><span class="mono">{_e(document.get("registry", ""))}</span> \u00b7 run {_e(environment.get("time", "?"))}</p>',
+             f'<p class="meta">{passed_models} of {len(models)} models passed \u00b7 {passed_checks}/{total_checks} checks passed'
+             f" \u00b7 {env} \u00b7 {_e(environment.get('platform', ''))}</p>"]
+    problems = [str(p) for p in document.get("problems", [])]
+    warnings = [str(w) for w in document.get("warnings", [])]
+    if problems:
+        parts.append('<div class="card failed"><h3>Registry problems</h3><ul class="problems">'
+                     + "".join(f"<li>{_e(p)}</li>" for p in problems) + "</ul></div>")
+    if warnings:
+        parts.append('<div class="card"><h3>Warnings</h3><ul>' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul></div>")
+    if registry_note and registry is None:
+        parts.append(f'<p class="note">{_e(registry_note)}</p>')
+    if models:
+        parts.append(f'<div class="card">{_overview(models, registry)}</div>')
+    else:
+        parts.append('<p class="note">The results hold no models.</p>')
+    parts += [_model_card(name, model, registry, registry_note) for name, model in models.items()]
+    parts.append("</main></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(
+    out: str | os.PathLike[str],
+    results: Mapping[str, Any] | Any,
+    registry: Registry | None = None,
+    *,
+    registry_note: str | None = None,
+) -> Path:
+    """Render ``results`` and write the page to ``out`` atomically; returns the path written.
+
+    ``results`` is a :class:`~modelreg.ValidationReport` or a results document
+    (:func:`load_results`); ``registry`` adds layer stacks and latency targets.
+    """
+    document = results.to_json() if hasattr(results, "to_json") else results
+    target = Path(out)
+    if target.is_dir():
+        raise UsageError.at("expected a file to write the report to, found a directory", file=display_path(target))
+    text = render_report(document, registry, registry_note=registry_note)
+    try:
+        atomic_write_text(target, text)
+    except OSError as exc:
+        from .errors import WriteError
+
+        raise WriteError(Problem(f"cannot write the report: {exc.strerror or exc}", file=display_path(target))) from None
+    return target

@@ -1,0 +1,343 @@
+"""`modelreg report`: the HTML page, its charts, its inputs and its failure paths (no browser here;
+tests/test_report_browser.py renders it in Chromium)."""
+
+from __future__ import annotations
+
+import copy
+import html.parser
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import write_registry
+from modelreg.cli import main
+from modelreg.html_report import load_results, registry_for_results, render_report, runtime_label, write_report
+
+REGISTRY = """\
+[models.alpha]
+description = "a dense model"
+input_shape = [1, 4]
+output_shape = [1, 3]
+dtype = "float32"
+params = 43
+latency_ms = 5.0
+exports = ["rtneural", "onnx"]
+checkpoint = "models/alpha.pt"
+layers = [
+    { type = "dense", units = 5, activation = "relu" },
+    { type = "dense", units = 3, activation = "softmax" },
+]
+
+[models.beta]
+description = "a recurrent model"
+input_shape = [1, 3]
+output_shape = [1, 2]
+dtype = "float32"
+params = 80
+latency_ms = 0.05
+latency_stat = "p95"
+exports = ["rtneural"]
+checkpoint = "models/beta.pt"
+layers = [
+    { type = "dense", units = 4, activation = "tanh" },
+    { type = "lstm", units = 2 },
+]
+"""
+
+
+def _check(name: str, status: str, message: str = "", **figures) -> dict:
+    return {"name": name, "status": status, "message": message, "figures": figures}
+
+
+def _latency(p50: float, target: float | None = None, stat: str | None = None) -> dict:
+    figures = {"mean_ms": p50 * 1.1, "p50_ms": p50, "p95_ms": p50 * 1.5, "p99_ms": p50 * 2, "max_ms": p50 * 9,
+               "iterations": 500}
+    if target is not None:
+        figures["target_ms"] = target
+    if stat is not None:
+        figures["stat"] = stat
+    return figures
+
+
+def results_document(registry: str = "/nowhere/registry.toml") -> dict:
+    """Results as `modelreg validate` writes them, plus checks of a C++ runtime (latency, parity)."""
+    alpha = [_check("entry", "pass", "registry entry is valid", params=43),
+             _check("build", "pass", "2 layers"),
+             _check("latency", "pass", "p99 0.08 ms", **_latency(0.04, 5.0, "p99")),
+             # A runtime check as another helper adds it: percentiles, no target of its own.
+             _check("rtneural.cpp_latency", "pass", "p99 0.006 ms", **_latency(0.003)),
+             _check("rtneural.parity", "pass", "error 0 <= tolerance 1e-05", max_error=0.0, max_abs_error=1e-7,
+                    tolerance=1e-5, cases={"zeros": 2e-8, "normal": 1e-7}),
+             _check("rtneural.cpp_parity", "pass", "error 3e-07 <= tolerance 1e-05", max_error=3e-7,
+                    max_abs_error=3e-7, tolerance=1e-5),
+             _check("onnx.parity", "pass", "error 0 <= tolerance 1e-05", max_error=0.0, max_abs_error=6e-8,
+                    tolerance=1e-5, cases={"zeros": 6e-8})]
+    beta = [_check("entry", "pass", "registry entry is valid", params=80),
+            _check("latency", "fail", "p95 0.3 ms vs target 0.05 ms", **_latency(0.2, 0.05, "p95")),
+            _check("rtneural.parity", "fail", "error 0.25 > tolerance 1e-05 <script>alert(1)</script>",
+                   max_error=0.25, max_abs_error=0.25, tolerance=1e-5, cases={"normal": 0.25}),
+            _check("rtneural.cpp_latency", "skip", "not run: RTNeural's C++ headers not found"),
+            _check("onnx.parity", "skip", "not run: no artifact"),
+            _check("determinism", "error", "unexpected ValueError at checks.py:1: boom")]
+    gamma = [_check("entry", "fail", "registry.toml: models.gamma.params: wrong"),
+             _check("build", "skip", "not run: the registry entry is invalid")]
+    return {"format": 1, "ok": False, "registry": registry,
+            "environment": {"python": "3.11.7", "torch": "2.13.0", "platform": "Linux", "modelreg": "0.1.0",
+                            "time": "2026-11-30T12:00:00+00:00"},
+            "problems": ["registry.toml: models.gamma.params: wrong"], "warnings": [],
+            "models": {"alpha": {"ok": True, "seconds": 1.0, "checks": alpha},
+                       "beta": {"ok": False, "seconds": 2.0, "checks": beta},
+                       "gamma": {"ok": False, "seconds": 0.0, "checks": gamma}}}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, Path]:
+    """A registry and a results file naming it."""
+    registry = write_registry(tmp_path / "project", text=REGISTRY)
+    results = registry.parent / "models" / "validation_results.json"
+    results.parent.mkdir()
+    results.write_text(json.dumps(results_document(str(registry)), indent=2))
+    return registry, results
+
+
+def _svg(page: str, kind: str, model: str) -> str:
+    section = page[page.index(f'id="model-{model}"'):]
+    section = section[: section.index("</section>")]
+    match = re.search(rf'<svg class="chart {kind}".*?</svg>', section, re.S)
+    assert match, f"no {kind} chart for {model}"
+    return match[0]
+
+
+class _Tags(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.style = ""
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.style += data
+
+
+def test_the_results_document_is_what_validate_writes():
+    from modelreg.schemas import schema_problems
+
+    assert schema_problems(results_document(), "validation_results") == []
+
+
+def test_the_page_is_self_contained(project):
+    registry, results = project
+    page = render_report(load_results(results), load_registry_lenient(registry))
+    parser = _Tags()
+    parser.feed(page)
+    tags = {tag for tag, _ in parser.tags}
+    assert not tags & {"script", "link", "iframe", "img", "object", "embed", "base"}
+    for tag, attrs in parser.tags:
+        for name, value in attrs.items():
+            assert not name.startswith("on"), (tag, name)
+            assert "//" not in (value or ""), (tag, name, value)  # nothing fetched, no xmlns needed
+    assert "url(" not in parser.style and "@import" not in parser.style and "@font-face" not in parser.style
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
+
+
+def load_registry_lenient(path: Path):
+    import modelreg
+
+    return modelreg.load_registry(path, strict=False)
+
+
+def test_a_latency_chart_per_runtime_against_the_target(project):
+    registry, results = project
+    page = render_report(load_results(results), load_registry_lenient(registry))
+    alpha = _svg(page, "latency", "alpha")
+    assert re.findall(r'data-check="([^"]+)"', alpha) == ["latency", "rtneural.cpp_latency"]
+    assert ">torch<" in alpha and ">rtneural (C++)<" in alpha
+    # p50, p95 and p99 bars per runtime, the max, and one target line per row at the entry's 5 ms.
+    assert alpha.count('class="bar p50"') == 2 and alpha.count('class="bar p99"') == 2 and alpha.count('class="max"') == 2
+    assert alpha.count('class="target"') == 2 and "target p99 \u2264 5.00 ms" in alpha
+    assert '<g class="runtime pass"' in alpha and '<g class="runtime fail"' not in alpha
+    # beta misses its p95 target (0.3 ms > 0.05 ms): red bars, the value it is judged on, and the
+    # runtime that did not run says why instead of drawing a bar.
+    beta = _svg(page, "latency", "beta")
+    assert '<g class="runtime fail" data-check="latency"' in beta and "p95 0.3 ms" in beta
+    assert "target p95 \u2264 0.05 ms" in beta
+    assert "not run: RTNeural&#x27;s C++ headers not found" in beta
+
+
+def test_bars_are_placed_on_a_log_axis_in_order(project):
+    registry, results = project
+    alpha = _svg(render_report(load_results(results), load_registry_lenient(registry)), "latency", "alpha")
+    torch_row = alpha[alpha.index('data-check="latency"'):alpha.index('data-check="rtneural.cpp_latency"')]
+    widths = {m[0]: float(m[1]) for m in re.findall(r'class="bar (p\d\d)" x="[\d.]+" y="[\d.]+" width="([\d.]+)"', torch_row)}
+    assert widths["p50"] < widths["p95"] < widths["p99"]
+    # log axis: p99 = 2 x p50 is a fixed distance whatever the magnitude; on the C++ row too.
+    cpp = alpha[alpha.index('data-check="rtneural.cpp_latency"'):]
+    cpp_widths = {m[0]: float(m[1]) for m in re.findall(r'class="bar (p\d\d)" x="[\d.]+" y="[\d.]+" width="([\d.]+)"', cpp)}
+    assert widths["p99"] - widths["p50"] == pytest.approx(cpp_widths["p99"] - cpp_widths["p50"], abs=0.2)
+
+
+def test_parity_per_export_against_the_tolerance(project):
+    registry, results = project
+    page = render_report(load_results(results), load_registry_lenient(registry))
+    alpha = _svg(page, "parity", "alpha")
+    assert re.findall(r'data-check="([^"]+)"', alpha) == ["rtneural.parity", "rtneural.cpp_parity", "onnx.parity"]
+    assert ">rtneural (C++)<" in alpha and alpha.count('class="target"') == 3
+    assert alpha.count('<circle class="case"') == 3  # the raw error of each input case
+    assert "3e-07 \u2264 1e-05" in alpha
+    beta = _svg(page, "parity", "beta")
+    assert '<g class="export fail" data-check="rtneural.parity"' in beta and "0.25 &gt; 1e-05" in beta
+    assert "not run: no artifact" in beta
+
+
+def test_every_check_with_its_status_and_message_escaped(project):
+    registry, results = project
+    page = render_report(load_results(results), load_registry_lenient(registry))
+    for model in results_document()["models"].values():
+        for check in model["checks"]:
+            assert f'<td class="mono">{check["name"]}</td>' in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "unexpected ValueError at checks.py:1: boom" in page
+    assert "registry.toml: models.gamma.params: wrong" in page  # the registry problem, on top
+    # Failing models open their check table; passing ones keep it folded.
+    assert re.search(r'id="model-beta".*?<details open>', page, re.S)
+    assert not re.search(r'id="model-alpha"[^§]*?<details open>.*?id="model-beta"', page, re.S)
+
+
+def test_layer_stacks_come_from_the_registry(project):
+    registry, results = project
+    page = render_report(load_results(results), load_registry_lenient(registry))
+    layers = _svg(page, "layers", "beta")
+    assert [m for m in re.findall(r'class="label"[^>]*>([^<]+)<', layers)] == ["input", "[0] dense tanh", "[1] lstm"]
+    assert ">16 params<" in layers and ">64 params<" in layers  # 3*4+4; 4*(4*2 + 2*2 + 2+2), torch's two biases
+    assert "a recurrent model" in page
+
+
+def test_without_a_registry_the_page_says_why_no_layers_are_shown(project):
+    _, results = project
+    page = render_report(load_results(results))
+    assert '<svg class="chart layers"' not in page
+    assert page.count("Layer stack not shown: no registry given.") == 3
+    assert '<svg class="chart latency"' in page  # charts need no registry: targets are in the figures
+    # beta's target comes from its latency figures, alpha's C++ row has none of its own: it is drawn without.
+    assert "target p95 \u2264 0.05 ms" in page
+
+
+def test_a_changed_entry_is_pointed_out(project):
+    registry, results = project
+    registry.write_text(REGISTRY.replace("units = 5", "units = 6").replace("params = 43", "params = 51"))
+    page = render_report(load_results(results), load_registry_lenient(registry))
+    assert "changed since this run (43 parameters then, 51 now)" in page
+
+
+def test_the_registry_named_by_the_results_is_used_when_it_is_there(project, tmp_path):
+    registry, results = project
+    found, note = registry_for_results(load_results(results))
+    assert found is not None and found.path.resolve() == registry.resolve() and note is None
+    moved = copy.deepcopy(results_document(str(tmp_path / "gone" / "registry.toml")))
+    found, note = registry_for_results(moved)
+    assert found is None and "is not there; pass --registry to show layers" in note
+
+
+def test_runtime_labels():
+    assert runtime_label("latency", "latency") == "torch"
+    assert runtime_label("rtneural.cpp_latency", "latency") == "rtneural (C++)"
+    assert runtime_label("onnx.parity", "parity") == "onnx"
+    assert runtime_label("rtneural.cpp_parity", "parity") == "rtneural (C++)"
+    assert runtime_label("tflite.gpu_latency", "latency") == "tflite (gpu)"
+
+
+def test_nan_figures_do_not_break_the_page(project):
+    registry, results = project
+    document = load_results(results)
+    document["models"]["beta"]["checks"][2]["figures"].update(max_error="nan", max_abs_error="nan")
+    page = render_report(document, load_registry_lenient(registry))
+    assert "error 0.25 &gt; tolerance" in _svg(page, "parity", "beta")  # no bar: the message instead
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_report_command_writes_the_page_beside_the_results(project, capsys):
+    registry, results = project
+    assert main(["report", "--registry", str(registry)]) == 0
+    out = results.parent / "validation_report.html"
+    assert capsys.readouterr().out.strip().endswith("validation_report.html (3 models, 1 passed)")
+    page = out.read_text()
+    assert page.count('<svg class="chart latency"') == 2 and page.count('<svg class="chart layers"') == 2
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_report_with_results_only_uses_the_registry_they_name(project, tmp_path, capsys):
+    _, results = project
+    assert main(["report", "--results", str(results), "-o", str(tmp_path / "r.html")]) == 0
+    assert '<svg class="chart layers"' in (tmp_path / "r.html").read_text()
+    document = json.loads(results.read_text())
+    document["registry"] = str(tmp_path / "moved" / "registry.toml")
+    results.write_text(json.dumps(document))
+    assert main(["report", "--results", str(results), "-o", str(tmp_path / "r.html")]) == 0
+    assert "is not there; pass --registry" in capsys.readouterr().err
+    assert "Layer stack not shown" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "validation results not found (`modelreg validate` writes them after a full run)"),
+    ("{not json", ":1:2: not valid JSON: Expecting property name enclosed in double quotes"),
+    ("[1, 2]", "not a validation results file (expected the JSON object `modelreg validate` writes"),
+    ('{"models": {}}', "format: missing required key"),
+    (b"\xff\xfe", "not a validation results file (expected UTF-8 JSON"),
+])
+def test_bad_results_files_exit_2_with_the_file_named(tmp_path, capsys, content, message):
+    path = tmp_path / "results.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    assert main(["report", "--results", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modelreg: error: ") and re.search(re.escape(str(path)) + r":? ?" + re.escape(message), err) and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_output_must_be_an_html_file(project, capsys, tmp_path):
+    registry, _ = project
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--registry", str(registry), "-o", str(tmp_path / "r.txt")])
+    assert exit_info.value.code == 2
+    assert "expected a file name ending in .html" in capsys.readouterr().err
+    (tmp_path / "d.html").mkdir()
+    assert main(["report", "--registry", str(registry), "-o", str(tmp_path / "d.html")]) == 2
+    assert "expected a file to write the report to, found a directory" in capsys.readouterr().err
+
+
+def test_validate_report_writes_the_page_of_the_run(tiny_registry, capsys, tmp_path):
+    out = tmp_path / "run.html"
+    code = main(["validate", "--registry", str(tiny_registry), "tinydense", "--latency-seconds", "0.02",
+                 "--report", str(out)])
+    assert code == 0
+    assert f"report: {out}" in capsys.readouterr().out
+    page = out.read_text()
+    assert 'id="model-tinydense"' in page and 'id="model-tinylstm"' not in page  # the models of this run
+    assert '<g class="runtime pass" data-check="latency"' in page and '<svg class="chart layers"' in page
+    # Model names go before --report; a name after it is refused rather than used as a file name.
+    with pytest.raises(SystemExit):
+        main(["validate", "--registry", str(tiny_registry), "--report", "tinydense"])
+    assert "(model names go before --report)" in capsys.readouterr().err
+
+
+def test_write_report_takes_a_validation_report(tiny_registry, tmp_path):
+    import modelreg
+
+    registry = modelreg.load_registry(tiny_registry)
+    report = modelreg.validate("tinygru", registry, latency_seconds=0.02)
+    path = modelreg.write_report(tmp_path / "r.html", report, registry)
+    assert 'data-check="latency"' in path.read_text() and "[0] gru" in path.read_text()
