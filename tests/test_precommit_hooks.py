@@ -117,7 +117,7 @@ def test_validate_passes_a_good_registry_without_writing_results(project):
     before = results.read_bytes()
     result = run_hook("modelreg-validate", ["registry.toml"], project)
     assert result is not None and result.returncode == 0, result.stdout + result.stderr
-    assert "ok   tinydense: 15/15 checks passed" in result.stdout
+    assert "ok   tinydense: 15/17 checks passed" in result.stdout
     assert results.read_bytes() == before  # --no-write: a commit does not rewrite the results
 
 

@@ -81,7 +81,8 @@ def _ids(result: pytest.RunResult) -> list[str]:
 def test_one_item_per_model_and_check(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--collect-only", "-q")
     expected = ([f"registry.toml::tinydense::{c}" for c in MODEL_CHECKS]
-                + [f"registry.toml::tinydense::rtneural.{c}" for c in ("exists", "fresh", "schema", "parity")]
+                + [f"registry.toml::tinydense::rtneural.{c}"
+                   for c in ("exists", "fresh", "schema", "parity", "cpp_parity", "cpp_latency")]
                 + [f"registry.toml::slowgru::{c}" for c in MODEL_CHECKS])
     assert _ids(result) == expected
     assert result.ret == 0
@@ -89,21 +90,23 @@ def test_one_item_per_model_and_check(pytester, project):
 
 def test_failures_carry_the_checks_message_and_skips_the_reason(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-rs", *FAST)
-    result.assert_outcomes(passed=21, failed=2, skipped=3)
+    result.assert_outcomes(passed=21, failed=2, skipped=5)
     text = result.stdout.str()
     assert "slowgru: latency failed: p99 " in text and "vs target 1e-09 ms" in text
     assert ("tinydense: rtneural.exists failed: models/tinydense.json does not exist; "
             "run `modelreg export tinydense`") in text
     # Skipped checks say why, pointing at the model's entry in the registry (line 1), not at the plugin.
     assert "SKIPPED [2] registry.toml:1: not run: no artifact" in text
-    assert "SKIPPED [1] registry.toml:1: not run: no valid artifact" in text
+    # parity, cpp_parity and cpp_latency need a valid artifact
+    assert "SKIPPED [3] registry.toml:1: not run: no valid artifact" in text
     assert "Traceback" not in text and "pytest_plugin.py" not in text
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_export_refreshes_artifacts_first(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--modelreg-export", "-k", "tinydense", *FAST)
-    result.assert_outcomes(passed=15, deselected=11)
+    # rtneural.cpp_parity and cpp_latency skip: RTNeural C++ is not configured in the tests
+    result.assert_outcomes(passed=15, skipped=2, deselected=11)
     assert (project.parent / "models" / "tinydense.json").is_file()
     assert result.ret == 0
 
@@ -120,22 +123,24 @@ def test_items_of_a_model_share_one_run_covering_only_the_selected_checks(pytest
 
     monkeypatch.setattr(modelreg.validation, "validate_model", counting)
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", *FAST)
-    result.assert_outcomes(passed=21, failed=2, skipped=3)
-    assert [name for name, _ in calls] == ["tinydense", "slowgru"]  # 15 and 11 items, one run each
+    result.assert_outcomes(passed=21, failed=2, skipped=5)
+    assert [name for name, _ in calls] == ["tinydense", "slowgru"]  # 17 and 11 items, one run each
     assert all(kwargs["latency"] for _, kwargs in calls)
 
     calls.clear()
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-k", "params", *FAST)
-    result.assert_outcomes(passed=2, deselected=24)
+    result.assert_outcomes(passed=2, deselected=26)
     assert calls == [("tinydense", {"latency_seconds": 0.02, "exports": False, "latency": False}),
                      ("slowgru", {"latency_seconds": 0.02, "exports": False, "latency": False})]
 
 
 @pytest.mark.parametrize(("expression", "selected"), [
     ("slowgru", [f"registry.toml::slowgru::{c}" for c in MODEL_CHECKS]),
-    ("latency", ["registry.toml::tinydense::latency", "registry.toml::slowgru::latency"]),
+    ("latency", ["registry.toml::tinydense::latency", "registry.toml::tinydense::rtneural.cpp_latency",
+                 "registry.toml::slowgru::latency"]),
     ("tinydense and rtneural.parity", ["registry.toml::tinydense::rtneural.parity"]),
-    ("parity or slowgru and entry", ["registry.toml::tinydense::rtneural.parity", "registry.toml::slowgru::entry"]),
+    ("parity or slowgru and entry", ["registry.toml::tinydense::rtneural.parity",
+                                     "registry.toml::tinydense::rtneural.cpp_parity", "registry.toml::slowgru::entry"]),
 ])
 def test_k_selects_models_and_checks(pytester, project, expression, selected):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--collect-only", "-q", "-k", expression)
@@ -151,9 +156,9 @@ def test_x_stops_at_the_first_failing_check(pytester, project):
 
 def test_last_failed_reruns_only_the_failed_checks(pytester, project):
     first = pytester.runpytest_subprocess("--modelreg", "registry.toml", *FAST)
-    first.assert_outcomes(passed=21, failed=2, skipped=3)
+    first.assert_outcomes(passed=21, failed=2, skipped=5)
     again = pytester.runpytest_subprocess("--modelreg", "registry.toml", "--lf", "-v", *FAST)
-    again.assert_outcomes(failed=2, deselected=24)
+    again.assert_outcomes(failed=2, deselected=26)
     again.stdout.fnmatch_lines(["*registry.toml::tinydense::rtneural.exists FAILED*",
                                 "*registry.toml::slowgru::latency FAILED*"])
 
@@ -162,7 +167,7 @@ def test_junitxml_reports_each_check_with_its_figures(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--junitxml=out.xml", *FAST)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     cases = {(c.get("classname"), c.get("name")): c for c in ET.parse(pytester.path / "out.xml").iter("testcase")}
-    assert len(cases) == 26
+    assert len(cases) == 28
     latency = cases[("registry.toml.slowgru", "latency")]
     failure = latency.find("failure")
     assert failure is not None and "slowgru: latency failed: p99" in failure.get("message", "")
@@ -179,7 +184,7 @@ def test_junitxml_reports_each_check_with_its_figures(pytester, project):
 def test_invalid_entry_fails_its_entry_check_and_skips_the_rest(pytester, project):
     project.write_text(REGISTRY.replace("params = 118", "params = 7"))
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-k", "slowgru", "-rs", *FAST)
-    result.assert_outcomes(failed=1, skipped=10, deselected=15)
+    result.assert_outcomes(failed=1, skipped=10, deselected=17)
     text = result.stdout.str()
     assert "slowgru: entry failed: registry.toml: models.slowgru.params: declared parameter count" in text
     assert "not run: entry failed" in text
@@ -191,7 +196,7 @@ def test_the_ini_option_turns_it_on_and_no_modelreg_turns_it_off(pytester, proje
     (pytester.path / "models").rename(pytester.path / "sub" / "models")
     pytester.makeini("[pytest]\nmodelreg_registry = sub/registry.toml\n")
     result = pytester.runpytest_inprocess("--collect-only", "-q")
-    assert _ids(result)[0] == "sub/registry.toml::tinydense::entry" and len(_ids(result)) == 26
+    assert _ids(result)[0] == "sub/registry.toml::tinydense::entry" and len(_ids(result)) == 28
     off = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:modelreg")
     assert _ids(off) == []
 
@@ -215,9 +220,9 @@ def test_without_the_option_it_is_inert(pytester, project):
 
 def test_a_registry_given_as_a_test_path_is_collected_once(pytester, project):
     result = pytester.runpytest_inprocess("registry.toml", "--modelreg", "--collect-only", "-q")
-    assert len(_ids(result)) == 26
+    assert len(_ids(result)) == 28
     result = pytester.runpytest_inprocess(".", "--modelreg=registry.toml", "--collect-only", "-q")
-    assert len(_ids(result)) == 26
+    assert len(_ids(result)) == 28
 
 
 def test_bad_registry_is_one_collection_error_without_traceback(pytester, project):
@@ -243,4 +248,4 @@ def test_usage_errors(pytester, project, args, message):
 def test_modelreg_without_a_path_finds_the_nearest_registry(pytester, project, monkeypatch):
     monkeypatch.delenv("MODELREG_REGISTRY", raising=False)
     result = pytester.runpytest_inprocess("--modelreg", "--collect-only", "-q")
-    assert len(_ids(result)) == 26
+    assert len(_ids(result)) == 28
