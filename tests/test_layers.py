@@ -115,6 +115,20 @@ def test_kind_registry_side_agrees_with_its_torch_module(kind: LayerKind, table:
 
 
 @pytest.mark.parametrize(("kind", "table"), EXAMPLES, ids=EXAMPLE_IDS)
+def test_declared_rtneural_shapes_and_activation_are_what_the_writer_writes(kind: LayerKind,
+                                                                           table: Mapping[str, Any]) -> None:
+    # The rtneural-cpp header checks files against rtneural_shapes(); they must describe the real layout.
+    layer, module = _built(kind, table)
+    written = to_rtneural([layer], IN_FEATURES, _numpy_state(module))["layers"][0]
+    assert tuple(tuple(array.shape) for array in written["weights"]) == kind.rtneural_shapes(layer, IN_FEATURES)
+    assert written["type"] == kind.rtneural_types[0]
+    activation = kind.rtneural_activation(layer)
+    assert activation is None or written["activation"] == activation
+    types = kind.cpp_types(layer, IN_FEATURES)
+    assert types and all(t.startswith("RTNeural::") and t.endswith(">") for t in types)
+
+
+@pytest.mark.parametrize(("kind", "table"), EXAMPLES, ids=EXAMPLE_IDS)
 def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table: Mapping[str, Any]) -> None:
     layer, module = _built(kind, table, seed=3)
     state = _numpy_state(module)
@@ -278,6 +292,9 @@ class ScaleKind(LayerKind):
     def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
         return {"type": "scale", "shape": [None, None, layer.units],
                 "weights": [np.ascontiguousarray(weights.take(prefix + "weight", (in_features,)))]}
+
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        return ((in_features,),)
 
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:

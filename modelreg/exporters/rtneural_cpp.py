@@ -18,6 +18,8 @@ checkout the header is still written and its parity is reported as skipped.
 
 from __future__ import annotations
 
+import math
+
 import re
 import tempfile
 from pathlib import Path
@@ -33,16 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RTNeuralCppExporter", "cpp_namespace", "model_type", "render_header"]
 
-# Our activation names -> (RTNeural's JSON name, RTNeural's compile-time layer).
-_ACTIVATIONS = {
-    "linear": ("", None),
-    "tanh": ("tanh", "TanhActivationT"),
-    "relu": ("relu", "ReLuActivationT"),
-    "sigmoid": ("sigmoid", "SigmoidActivationT"),
-    "softmax": ("softmax", "SoftmaxActivationT"),
-    "elu": ("elu", "ELuActivationT"),
-}
-_RECURRENT = {"lstm": "LSTMLayerT", "gru": "GRULayerT"}
 _EIGEN_STACK_LIMIT = 131072  # Eigen's default EIGEN_STACK_ALLOCATION_LIMIT, in bytes
 _MARKER = "// Written by modelreg's rtneural-cpp exporter"
 
@@ -62,13 +54,7 @@ def _layer_types(spec: ModelSpec) -> list[str]:
     types: list[str] = []
     size = spec.in_features
     for layer in spec.layers:
-        if layer.type == "dense":
-            types.append(f"RTNeural::DenseT<float, {size}, {layer.units}>")
-            activation = _ACTIVATIONS[layer.activation][1]
-            if activation is not None:
-                types.append(f"RTNeural::{activation}<float, {layer.units}>")
-        else:
-            types.append(f"RTNeural::{_RECURRENT[layer.type]}<float, {size}, {layer.units}>")
+        types += layer.kind.cpp_types(layer, size)  # each kind knows its RTNeural compile-time types
         size = layer.units
     return types
 
@@ -80,35 +66,55 @@ def model_type(spec: ModelSpec) -> str:
 
 
 def largest_matrix(spec: ModelSpec) -> tuple[int, str]:
-    """Bytes of the largest fixed-size matrix RTNeural's Eigen backend holds for one layer, and which."""
+    """Bytes of the largest layer's weights (what RTNeural's Eigen backend holds in fixed-size
+    matrices for it), and which layer."""
     best = (0, "")
     size = spec.in_features
     for index, layer in enumerate(spec.layers):
-        u = layer.units
-        if layer.type == "dense":
-            elements = u * (size + 1)
-        elif layer.type == "lstm":
-            elements = 4 * u * (size + u + 1)
-        else:
-            elements = 3 * u * (max(size, u) + 1)
+        elements = sum(math.prod(shape) for shape in layer.kind.rtneural_shapes(layer, size))
         if 4 * elements > best[0]:
-            best = (4 * elements, f"layers[{index}] {layer.type} {size} -> {u}")
-        size = u
+            best = (4 * elements, f"layers[{index}] {layer.type} {size} -> {layer.units}")
+        size = layer.units
     return best
+
+
+def _layer_info(spec: ModelSpec) -> list[str]:
+    """One ``LayerInfo`` initializer per layer: what the RTNeural file must declare for it."""
+    rows = []
+    size = spec.in_features
+    for layer in spec.layers:
+        kind = layer.kind
+        activation = kind.rtneural_activation(layer)
+        shapes = kind.rtneural_shapes(layer, size)
+        weights = ", ".join("{%d, {%s}}" % (len(shape), ", ".join(str(n) for n in shape)) for shape in shapes)
+        rows.append('    {"%s", %d, %s, %d, {%s}}' % (kind.rtneural_types[0], layer.units,
+                                                     "nullptr" if activation is None else f'"{activation}"',
+                                                     len(shapes), weights))
+        size = layer.units
+    return rows
 
 
 # The checking code shared by every header (guarded, so several headers can be included together).
 _DETAIL = r'''
-#ifndef MODELREG_RTNEURAL_CPP_DETAIL_V1
-#define MODELREG_RTNEURAL_CPP_DETAIL_V1
+#ifndef MODELREG_RTNEURAL_CPP_DETAIL_V2
+#define MODELREG_RTNEURAL_CPP_DETAIL_V2
 namespace modelreg_rtneural_detail
 {
-/** One layer as the RTNeural JSON file must declare it. */
+/** One weights array: its number of dimensions and their sizes (outermost first). */
+struct WeightInfo
+{
+    int ndim;
+    int dims[4];
+};
+
+/** One layer as the RTNeural JSON file must declare it (written by modelreg from the layer's kind). */
 struct LayerInfo
 {
-    const char* type; // "dense", "lstm" or "gru"
-    int units;
-    const char* activation; // RTNeural's name; "" is linear (dense only)
+    const char* type; // RTNeural's layer type
+    int units; // the last entry of its "shape"
+    const char* activation; // the activation the loader applies ("" is linear), or nullptr when it ignores it
+    int n_weights;
+    WeightInfo weights[4];
 };
 
 [[noreturn]] inline void fail(const std::string& file, const std::string& where, const std::string& what)
@@ -133,13 +139,16 @@ inline void expect_numbers(const nlohmann::json& row, std::size_t n, const std::
             fail(file, where, std::string("expected numbers, found a ") + value.type_name());
 }
 
-inline void expect_matrix(const nlohmann::json& m, std::size_t rows, std::size_t cols, const std::string& file, const std::string& where)
+inline void expect_array(const nlohmann::json& a, const int* dims, int ndim, const std::string& file, const std::string& where)
 {
-    if(!m.is_array() || m.size() != rows)
-        fail(file, where, "expected " + std::to_string(rows) + " rows of " + std::to_string(cols) + ", found "
-                              + (m.is_array() ? std::to_string(m.size()) + " rows" : std::string(m.type_name())));
+    if(ndim == 1)
+        return expect_numbers(a, static_cast<std::size_t>(dims[0]), file, where);
+    const auto rows = static_cast<std::size_t>(dims[0]);
+    if(!a.is_array() || a.size() != rows)
+        fail(file, where, "expected " + std::to_string(rows) + " rows of " + std::to_string(dims[1]) + ", found "
+                              + (a.is_array() ? std::to_string(a.size()) + " rows" : std::string(a.type_name())));
     for(std::size_t r = 0; r < rows; ++r)
-        expect_numbers(m[r], cols, file, where + "[" + std::to_string(r) + "]");
+        expect_array(a[r], dims + 1, ndim - 1, file, where + "[" + std::to_string(r) + "]");
 }
 
 /** Throws std::runtime_error unless `doc` declares exactly these layers with weights of these sizes. */
@@ -152,7 +161,6 @@ inline void check(const nlohmann::json& doc, int in_size, const LayerInfo* expec
     const auto& layers = doc["layers"];
     if(layers.size() != count)
         fail(file, "layers", "expected " + std::to_string(count) + " layers, found " + std::to_string(layers.size()));
-    std::size_t size = static_cast<std::size_t>(in_size);
     for(std::size_t i = 0; i < count; ++i)
     {
         const auto& l = layers[i];
@@ -164,37 +172,23 @@ inline void check(const nlohmann::json& doc, int in_size, const LayerInfo* expec
         if(!l.contains("shape") || last_size(l["shape"]) != e.units)
             fail(file, at + ".shape", "expected " + std::to_string(e.units) + " units, found "
                                           + (l.contains("shape") ? l["shape"].dump() : std::string("none")));
-        const std::size_t u = static_cast<std::size_t>(e.units);
         if(!l.contains("weights") || !l["weights"].is_array())
             fail(file, at + ".weights", "missing");
         const auto& w = l["weights"];
-        if(type == "dense")
+        if(e.activation != nullptr)
         {
             const std::string activation = l.contains("activation") && l["activation"].is_string() ? l["activation"].get<std::string>() : "";
             if(activation != e.activation)
                 fail(file, at + ".activation", std::string("expected '") + e.activation + "', found '" + activation + "'");
-            if(w.size() != 2)
-                fail(file, at + ".weights", "expected a kernel and a bias, found " + std::to_string(w.size()) + " arrays");
-            expect_matrix(w[0], size, u, file, at + ".weights[0]");
-            expect_numbers(w[1], u, file, at + ".weights[1]");
         }
-        else
-        {
-            const std::size_t gates = type == "lstm" ? 4 : 3;
-            if(w.size() != 3)
-                fail(file, at + ".weights", "expected 3 arrays (kernel, recurrent kernel, bias), found " + std::to_string(w.size()));
-            expect_matrix(w[0], size, gates * u, file, at + ".weights[0]");
-            expect_matrix(w[1], u, gates * u, file, at + ".weights[1]");
-            if(type == "lstm")
-                expect_numbers(w[2], gates * u, file, at + ".weights[2]");
-            else
-                expect_matrix(w[2], 2, gates * u, file, at + ".weights[2]");
-        }
-        size = u;
+        if(w.size() != static_cast<std::size_t>(e.n_weights))
+            fail(file, at + ".weights", "expected " + std::to_string(e.n_weights) + " arrays, found " + std::to_string(w.size()));
+        for(int j = 0; j < e.n_weights; ++j)
+            expect_array(w[j], e.weights[j].dims, e.weights[j].ndim, file, at + ".weights[" + std::to_string(j) + "]");
     }
 }
 } // namespace modelreg_rtneural_detail
-#endif // MODELREG_RTNEURAL_CPP_DETAIL_V1
+#endif // MODELREG_RTNEURAL_CPP_DETAIL_V2
 '''
 
 
@@ -202,10 +196,7 @@ def render_header(spec: ModelSpec) -> str:
     """The text of ``models/cpp/NAME.h`` for ``spec``."""
     ident = cpp_identifier(spec.name)
     matrix_bytes, matrix_layer = largest_matrix(spec)
-    layers = ",\n".join(
-        f'    {{"{layer.type}", {layer.units}, "{_ACTIVATIONS[layer.activation][0] if layer.type == "dense" else ""}"}}'
-        for layer in spec.layers
-    )
+    layers = ",\n".join(_layer_info(spec))
     summary = ", ".join(
         f"{layer.type} {layer.units}" + (f" {layer.activation}" if layer.type == "dense" else "") for layer in spec.layers
     )
@@ -317,7 +308,7 @@ class RTNeuralCppExporter(Exporter):
     """Writes ``models/cpp/NAME.h``: the entry's ``RTNeural::ModelT`` type and a checked loader."""
 
     name = "rtneural-cpp"
-    version = "1"
+    version = "2"
 
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NAMES",
     "RTNEURAL_NAMES",
+    "cpp_type",
     "STANDALONE",
     "ActivationLayer",
     "from_rtneural_name",
@@ -60,6 +61,18 @@ def to_rtneural_name(name: str) -> str:
 def from_rtneural_name(name: str) -> str:
     """RTNeural name -> registry name (``""`` -> ``linear``)."""
     return next(ours for ours, theirs in _TO_RTNEURAL.items() if theirs == name)
+
+
+# Our names -> RTNeural's compile-time activation layer (linear adds none).
+_CPP_TYPES: dict[str, str | None] = {"linear": None, "tanh": "TanhActivationT", "relu": "ReLuActivationT",
+                                     "sigmoid": "SigmoidActivationT", "softmax": "SoftmaxActivationT",
+                                     "elu": "ELuActivationT"}
+
+
+def cpp_type(name: str, size: int) -> str | None:
+    """RTNeural's compile-time layer for activation ``name`` over ``size`` values (None for linear)."""
+    cpp = _CPP_TYPES[name]
+    return None if cpp is None else f"RTNeural::{cpp}<float, {size}>"
 
 
 def output_range(name: str) -> tuple[str, float, float]:

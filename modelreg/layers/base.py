@@ -204,3 +204,20 @@ class LayerKind(RTNeuralLayerType):
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         """The inverse: a checked RTNeural layer -> (its LayerSpec, torch state-dict entries without prefix)."""
+
+    # ------------------------------------------------------------------ RTNeural C++ (compile-time API)
+
+    def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
+        """RTNeural's compile-time layer types for ``layer``, in order (``RTNeural::DenseT<float, IN, OUT>``,
+        then its activation's type, ...), for the ``rtneural-cpp`` exporter's ``ModelT``."""
+        raise UsageError.at(f"layer type {self.name!r} has no RTNeural compile-time type in modelreg yet",
+                            expected="a kind that defines cpp_types()")
+
+    @abc.abstractmethod
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        """The shape of every ``weights`` array :meth:`to_rtneural` writes for ``layer`` (what a file
+        must hold for it; the ``rtneural-cpp`` header checks files against these before loading)."""
+
+    def rtneural_activation(self, layer: LayerSpec) -> str | None:
+        """The ``activation`` value RTNeural's loader acts on for this layer, or None when it ignores it."""
+        return None

@@ -105,6 +105,17 @@ class Dense(LayerKind):
         spec = LayerSpec("dense", units, activations.from_rtneural_name(layer.get("activation", "")))
         return spec, {"weight": np.ascontiguousarray(kernel.T), "bias": np.ascontiguousarray(bias)}
 
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        return ((in_features, layer.units), (layer.units,))
+
+    def rtneural_activation(self, layer: LayerSpec) -> str | None:
+        return activations.to_rtneural_name(layer.activation)
+
+    def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
+        types = [f"RTNeural::DenseT<float, {in_features}, {layer.units}>"]
+        activation = activations.cpp_type(layer.activation, layer.units)
+        return types + ([activation] if activation else [])
+
     def rtneural_schema(self) -> dict[str, Any]:
         return {
             "properties": {

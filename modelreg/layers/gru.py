@@ -75,6 +75,7 @@ class GRULayer:
 class GRU(Recurrent):
     name = "gru"
     gates = 3
+    cpp_template = "GRULayerT"
     gate_names = "z, r, h"
     rtneural_types = ("gru",)
     weight_depths = (2, 2, 2)
@@ -108,6 +109,10 @@ class GRU(Recurrent):
         spec, (w, u, b) = self.from_rtneural_arrays(layer, weight, units)
         return spec, self.torch_state(_swap_rz(w.T, units), _swap_rz(u.T, units),
                                       _swap_rz(b[0], units), _swap_rz(b[1], units))
+
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        u = layer.units
+        return ((in_features, 3 * u), (u, 3 * u), (2, 3 * u))  # input and recurrent bias rows
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

@@ -70,6 +70,7 @@ class LSTMLayer:
 class LSTM(Recurrent):
     name = "lstm"
     gates = 4
+    cpp_template = "LSTMLayerT"
     gate_names = "i, f, c, o"
     rtneural_types = ("lstm",)
     weight_depths = (2, 2, 1)
@@ -103,6 +104,10 @@ class LSTM(Recurrent):
 
         spec, (w, u, b) = self.from_rtneural_arrays(layer, weight, units)
         return spec, self.torch_state(w.T, u.T, b, np.zeros_like(b))
+
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        u = layer.units
+        return ((in_features, 4 * u), (u, 4 * u), (4 * u,))  # one summed bias
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

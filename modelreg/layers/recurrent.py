@@ -85,6 +85,12 @@ class Recurrent(LayerKind):
         return {key: np.ascontiguousarray(value, dtype=np.float32) for key, value in
                 (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh))}
 
+    #: RTNeural's compile-time layer template (``LSTMLayerT``, ``GRULayerT``).
+    cpp_template: ClassVar[str]
+
+    def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
+        return [f"RTNeural::{self.cpp_template}<float, {in_features}, {layer.units}>"]
+
     def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
         units = check.units
         wide = f"{self.gates} gates ({self.gate_names}) x {units} units"
