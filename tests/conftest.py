@@ -112,3 +112,15 @@ def bundled_copy(tmp_path: Path) -> Path:
     for checkpoint in (ROOT / "models").glob("*.pt"):
         shutil.copy(checkpoint, target / "models" / checkpoint.name)
     return target / "registry.toml"
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit code, stdout, stderr); argparse's SystemExit becomes its exit code."""
+    from modelreg.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

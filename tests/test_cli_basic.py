@@ -21,6 +21,8 @@ from modelreg import load_registry
 from modelreg.cli import main
 from modelreg.registry import REGISTRY_ENV
 
+from conftest import run_cli as run
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "registry.toml"
 NAMES = ["emotionrecognizer", "melodytransformer", "harmonypredictor", "groovepredictor", "dynamicsengine"]
@@ -40,14 +42,6 @@ def project(tmp_path: Path) -> Path:
     return folder
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run the CLI in-process; usage errors (argparse's SystemExit) become exit codes."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_process(*args: str, cwd: Path = ROOT, module: bool = True) -> subprocess.CompletedProcess[str]:

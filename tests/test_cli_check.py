@@ -20,6 +20,8 @@ from modelreg.cli import main
 from modelreg.plugins import register_exporter, unregister_exporter
 from modelreg.registry import REGISTRY_ENV
 
+from conftest import run_cli as run
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,13 +31,6 @@ def _in_tmp(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def two_dense_layers() -> dict[str, Any]:

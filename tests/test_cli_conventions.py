@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_registry
+from conftest import write_registry, run_cli as run
 
 import modelreg
 from modelreg import cli
@@ -56,13 +56,6 @@ def project(template: Path, tmp_path: Path, monkeypatch) -> Path:
     return folder
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------- --registry before or after the command

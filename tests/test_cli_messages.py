@@ -11,6 +11,8 @@ import pytest
 from modelreg import export_all, load_registry
 from modelreg.cli import main
 
+from conftest import run_cli as run
+
 ENTRY = """\
 [models.{name}]
 description = "dense layers"
@@ -33,13 +35,6 @@ def entry(name: str, units: int = 16, exports: str = "[]", params: int | None = 
     return ENTRY.format(name=name, units=units, exports=exports, params=count if params is None else params)
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
