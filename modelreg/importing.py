@@ -352,8 +352,14 @@ def _cpp_parity(spec: ModelSpec, module: RealtimeModel, source: Path, tolerance:
         return Parity.skip(str(exc), tolerance)
     runner = rc.runner_for(toolchain)
     loaded = rc.load_checked(runner, source, sizes=(spec.in_features, spec.out_features))
+
+    def run(frames: Any) -> Any:
+        return runner.run(loaded, frames[0])[None, ...]
+
     try:
-        return rc.parity(runner, loaded, module, tolerance)
+        return _parity(module, run, tolerance)  # as rc.parity, with the 64-frame stream for every model
+    except rc.RunnerDied as exc:
+        raise ArtifactError.at(f"RTNeural's C++ engine crashed running the file: {exc}", file=display_path(source)) from None
     finally:
         runner.free(loaded)
 
