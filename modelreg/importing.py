@@ -551,6 +551,12 @@ def _install(registry_file: Path, registry_shown: str, old_bytes: bytes, new_byt
         except OSError as exc:
             raise write_error(exc, registry_file, "the registry") from None
         _check_new_registry(tmp, registry_shown, old_bytes, new_bytes, name, spec)
+        # Another writer (a second import, an editor) changed the registry since it was read:
+        # installing now would drop its change.
+        current = registry_file.read_bytes() if registry_file.exists() else b""
+        if current != old_bytes:
+            raise RegistryError.at("the registry changed while the model was being imported; nothing was written, "
+                                   "run the import again", file=registry_shown)
         previous = checkpoint.read_bytes() if existed else None
         try:
             atomic_write_bytes(checkpoint, checkpoint_bytes)

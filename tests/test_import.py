@@ -350,3 +350,21 @@ def test_import_is_proven_in_rtneural_cpp(project: Path, monkeypatch: pytest.Mon
         result = modelreg.import_rtneural(GOLDEN / f"{stem}.json", project)
         assert not result.cpp_parity.skipped and result.cpp_parity.ok, result.cpp_parity
         assert "stream_64" in result.cpp_parity.cases and result.cpp_parity.max_abs_error < 1e-6
+
+
+def test_a_registry_changed_during_the_import_is_not_overwritten(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelreg import importing
+
+    check = importing._check_new_registry
+
+    def meanwhile(*args: Any) -> None:
+        check(*args)
+        with open(project, "ab") as handle:  # someone else appends while the proof ran
+            handle.write(b"# edited meanwhile\n")
+
+    monkeypatch.setattr(importing, "_check_new_registry", meanwhile)
+    with pytest.raises(modelreg.RegistryError, match="changed while the model was being imported"):
+        modelreg.import_rtneural(GOLDEN / "lstm_1d.json", project)
+    assert project.read_bytes() == OLD_REGISTRY + b"# edited meanwhile\n"
+    assert not (project.parent / "models").exists()
+    assert sorted(p.name for p in project.parent.iterdir()) == ["registry.toml"]  # no temporary file left
