@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
     from .html_report import render_report, write_report
+    from .importing import ImportResult, import_rtneural
 
 # Every public name is resolved on first access: ``import modelreg`` runs no
 # import but this file's (pytest loads modelreg.pytest_plugin, and with it this
@@ -71,6 +72,8 @@ _LAZY = {
     "RealtimeModel": "builder",
     "render_report": "html_report",
     "write_report": "html_report",
+    "import_rtneural": "importing",
+    "ImportResult": "importing",
 }
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "Exporter",
+    "ImportResult",
     "LayerSpec",
     "MissingDependencyError",
     "ModelRegError",
@@ -105,6 +109,7 @@ __all__ = [
     "export_all",
     "find_registry",
     "get_exporter",
+    "import_rtneural",
     "init_checkpoint",
     "load_registry",
     "load_rtneural",

@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing checkpoints")
 
     _add_report_parser(sub, common)
+    _add_import_parser(sub, common)
     return parser
 
 
@@ -138,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("argument --registry: check reads only the files it is given and needs no registry")
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
-                   "export": _cmd_export, "check": _cmd_check, "report": _cmd_report}[args.command]
+                   "export": _cmd_export, "check": _cmd_check, "report": _cmd_report,
+                   "import": _cmd_import}[args.command]
         return handler(args)
     except ModelRegError as exc:
         _print_error(exc)
@@ -531,3 +533,75 @@ def _write_validate_report(target: str, report: Any, registry: Registry, out: Te
     path = Path(target) if target else results_path(registry).parent / REPORT_FILENAME
     write_report(path, report.to_json(), registry)
     print(f"report: {display_path(path)}", file=out)
+
+
+# ---------------------------------------------------------------- import (an RTNeural file -> entry + checkpoint)
+
+
+def _add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("import", parents=[common],
+                       help="adopt an RTNeural model file as a registry entry plus a checkpoint (proven first)")
+    p.add_argument("file", metavar="FILE.json")
+    p.add_argument("--name", help="model name (default: the file name without .json)")
+    p.add_argument("--latency-ms", type=_positive_ms, default=None, metavar="MS",
+                   help="the entry's latency target in ms (default 10)")
+    p.add_argument("--exports", type=_export_names, default=None, metavar="F[,F...]",
+                   help="the entry's exports (default rtneural,onnx)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint file models/NAME.pt")
+
+
+def _positive_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds > 0, found {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds > 0, found {text!r}")
+    return value
+
+
+def _export_names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected exporter names separated by commas, found {text!r}")
+    return names
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    """Exit 1 when the file is no valid RTNeural model or the import does not reproduce it
+    (a file examined and found wrong); 2 for everything that stops the command (README rule)."""
+    from .importing import DEFAULT_EXPORTS, DEFAULT_LATENCY_MS, import_rtneural
+
+    _require_readable(Path(args.file), args.file)
+    try:
+        result = import_rtneural(args.file, args.registry, name=args.name, force=args.force,
+                                 latency_ms=DEFAULT_LATENCY_MS if args.latency_ms is None else args.latency_ms,
+                                 exports=DEFAULT_EXPORTS if args.exports is None else args.exports)
+    except ArtifactError as exc:
+        print(f"FAIL {args.file}: not imported, nothing written", file=sys.stdout)
+        for problem in exc.problems:
+            print(f"       {problem}")
+        return EXIT_FAILED
+    spec = result.spec
+    size = spec.in_features
+    stack = []
+    for layer in spec.layers:
+        act = f" {layer.activation}" if "activation" in layer.kind.registry_keys else ""
+        stack.append(f"{layer.type} {size}->{layer.units}{act}")
+        size = layer.units
+    weights = result.weights
+    print(f"imported {args.file} as models.{result.name} -> {display_path(result.registry)}, "
+          f"{display_path(result.checkpoint)}")
+    print(f"  layers      {', '.join(stack)}")
+    print(f"  params      {spec.params:,}")
+    print(f"  sha256      {result.sha256}")
+    print(f"  parity      numpy reference runtime: {result.parity.summary}; "
+          f"64-frame stream max abs error {result.parity.cases['stream_64']:.3g}")
+    cpp = result.cpp_parity
+    print(f"  C++ parity  {'skipped: ' + cpp.skipped if cpp.skipped else 'RTNeural C++ loader: ' + cpp.summary}")
+    zero = f"; {len(weights.zero_filled)} arrays not in the file written as zeros" if weights.zero_filled else ""
+    print(f"  weights     re-export: {weights.arrays} arrays, {weights.values:,} float32 values bit-identical "
+          f"to the file{zero}")
+    for note in result.notes:
+        print(f"  note        {note}")
+    return EXIT_OK

@@ -103,7 +103,9 @@ class LSTM(Recurrent):
         import numpy as np
 
         spec, (w, u, b) = self.from_rtneural_arrays(layer, weight, units)
-        return spec, self.torch_state(w.T, u.T, b, np.zeros_like(b))
+        # bias_hh is -0.0, not +0.0: x + (-0.0) is x for every float, -0.0 included, so writing
+        # the layer again (b_ih + b_hh) gives the file's bits back; +0.0 would turn a -0.0 bias into +0.0.
+        return spec, self.torch_state(w.T, u.T, b, np.full_like(b, -0.0))
 
     def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
         u = layer.units

@@ -1,0 +1,603 @@
+"""``modelreg import``: adopt an existing RTNeural model file as a registry entry and a checkpoint.
+
+The file (from RTNeural's Keras exporter, written by hand, by another tool or
+by modelreg) is checked as ``modelreg check`` checks it, its layers are read
+by their kinds (:func:`modelreg.rtneural_format.from_rtneural`, weights in
+PyTorch's layout), and nothing is written until the import is proven:
+
+- the torch module, loaded from the exact checkpoint bytes about to be
+  written, matches the original file run in the numpy reference runtime
+  (the edge cases and a 64-frame stream, the parity rule of exports), and
+  in RTNeural's own C++ loader when that is configured;
+- writing that checkpoint back to RTNeural JSON gives float32 weights
+  bit-identical to the file's (each number of the file as RTNeural reads it:
+  parsed as a double, then rounded to float32); weights the file leaves out
+  (a dense layer without bias) are written as zeros, which is what
+  RTNeural's loader uses for them.
+
+Then the checkpoint (``models/NAME.pt``) and the registry are written
+atomically; the entry is appended as text, so every byte of the existing
+registry (comments, layout) is kept. What a registry entry cannot express is
+refused with one message naming the file, the layer and the key.
+
+Which layers can be read is up to the kinds (:mod:`modelreg.layers`); the one
+thing done here is folding RTNeural's stand-alone ``activation`` layer into the
+layer before it when that layer takes an ``activation`` and has none (RTNeural's
+loader runs a layer's own activation exactly like a stand-alone activation
+layer after it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import layers as _layers
+from .atomic import fsync_file, install, temp_prefix
+from .errors import ArtifactError, Problem, RegistryError, UsageError
+from .layers import activations as _activations
+from .registry import REGISTRY_FILENAME, Registry, display_path, find_registry, load_registry, outside_note
+from .spec import LayerSpec, ModelSpec, count_params
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .builder import RealtimeModel
+    from .plugins import Parity
+
+__all__ = ["DEFAULT_EXPORTS", "DEFAULT_LATENCY_MS", "ImportResult", "WeightsMatch", "import_rtneural"]
+
+#: What an imported entry declares unless told otherwise.
+DEFAULT_LATENCY_MS = 10.0
+DEFAULT_EXPORTS: tuple[str, ...] = ("rtneural", "onnx")
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as schemas/registry.schema.json
+
+
+@attrs.frozen
+class WeightsMatch:
+    """How the re-exported weights compare with the original file's."""
+
+    #: Weight arrays of the file, each compared bit for bit after the round trip.
+    arrays: int
+    #: float32 values in those arrays.
+    values: int
+    #: Arrays whose float32 bits differ (empty when the import is accepted).
+    differing: tuple[str, ...]
+    #: Arrays the file leaves out (e.g. a dense layer's bias) that the re-export writes, all zeros.
+    zero_filled: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differing
+
+
+@attrs.frozen
+class ImportResult:
+    """What :func:`import_rtneural` wrote and how it proved the import."""
+
+    name: str
+    source: Path
+    registry: Path
+    checkpoint: Path
+    sha256: str
+    spec: ModelSpec
+    #: The text appended to the registry.
+    entry_text: str
+    #: The torch module against the file in the numpy reference runtime (cases by name, incl. ``stream_64``).
+    parity: Parity
+    #: The same against RTNeural's C++ loader; ``skipped`` says why when not configured.
+    cpp_parity: Parity
+    weights: WeightsMatch
+    #: What was adapted on the way (folded activation layers, ...), one sentence each.
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- reading the file
+
+
+def _layer_kind_takes_activation(layer: Mapping[str, Any]) -> bool:
+    handler = _layers.rtneural_handler(str(layer.get("type")))
+    return isinstance(handler, _layers.LayerKind) and "activation" in handler.registry_keys
+
+
+def _fold_activations(data: Mapping[str, Any], file: str) -> tuple[dict[str, Any], list[int], list[str]]:
+    """The document with stand-alone activation layers folded into the layer before them.
+
+    Returns the new document, for each of its layers the index it had in the
+    file, and a note per fold. A stand-alone activation that cannot fold is
+    kept when a registry kind reads ``activation`` layers, else refused.
+    """
+    out: list[dict[str, Any]] = []
+    origin: list[int] = []
+    notes: list[str] = []
+    standalone_kind = isinstance(_layers.rtneural_handler("activation"), _layers.LayerKind)
+    for i, layer in enumerate(data["layers"]):
+        if layer["type"] != "activation":
+            out.append(dict(layer))
+            origin.append(i)
+            continue
+        name = layer.get("activation", "")
+        previous = out[-1] if out else None
+        if not name:  # RTNeural's loader adds nothing for it
+            notes.append(f"layers[{i}]: a stand-alone activation layer without activation (a no-op) was left out")
+            continue
+        if (previous is not None and _layer_kind_takes_activation(previous) and not previous.get("activation")
+                and name in _activations.RTNEURAL_NAMES):
+            previous["activation"] = name
+            notes.append(f"layers[{i}]: the stand-alone {name} activation layer became the activation of "
+                         f"layers[{origin[-1]}] ({previous['type']}), as RTNeural's loader runs it")
+            continue
+        if standalone_kind:
+            out.append(dict(layer))
+            origin.append(i)
+            continue
+        if previous is None:
+            why = "it is the first layer"
+        elif not _layer_kind_takes_activation(previous):
+            why = f"layers[{origin[-1]}] is {previous['type']!r}, which takes no activation"
+        else:
+            why = f"layers[{origin[-1]}] ({previous['type']}) has its own activation {previous.get('activation')!r}"
+        raise UsageError.at(
+            "cannot import a stand-alone activation layer here: a registry entry has no stand-alone activation "
+            f"layer yet, and this one cannot become the previous layer's activation ({why})",
+            file=file, key=f"layers[{i}].type",
+            expected="an activation layer directly after a dense layer whose activation is \"\"",
+            found=f"'activation' ({name})")
+    return {**data, "layers": out}, origin, notes
+
+
+def _read_source(path: Path, shown: str) -> tuple[dict[str, Any], Any]:
+    """The checked document of the file and its numpy reference-runtime model."""
+    from .rtneural_runtime import _read_json, check_rtneural, load_rtneural
+
+    data = _read_json(path, shown)
+    problems = check_rtneural(data, file=shown)
+    if problems:
+        raise ArtifactError(*problems)
+    assert isinstance(data, dict)
+    return data, load_rtneural(data, file=shown)
+
+
+def _convert(data: dict[str, Any], shown: str) -> tuple[int, list[LayerSpec], dict[str, np.ndarray], list[int], list[str]]:
+    """(input size, layers, torch state dict, file index of each layer, notes)."""
+    from .rtneural_format import from_rtneural
+
+    folded, origin, notes = _fold_activations(data, shown)
+    for i, layer in zip(origin, folded["layers"]):
+        if not isinstance(_layers.rtneural_handler(layer["type"]), _layers.LayerKind):
+            raise UsageError.at("this RTNeural layer type has no registry layer kind yet, so no registry entry can "
+                                "hold it", file=shown, key=f"layers[{i}].type",
+                                expected="one of " + ", ".join(t for k in _layers.kinds() for t in k.rtneural_types),
+                                found=layer["type"])
+    if not folded["layers"]:
+        raise UsageError.at("nothing to import: the file has no layer a registry entry can hold", file=shown,
+                            key="layers", expected="at least one layer with weights")
+    in_size, specs, state = from_rtneural(folded, file=shown)
+    for i, spec in zip(origin, specs):
+        if data["layers"][i]["type"] != spec.type:  # e.g. time-distributed-dense
+            notes.append(f"layers[{i}]: {data['layers'][i]['type']!r} is read as {spec.type!r} "
+                         "(RTNeural runs both alike, one frame at a time)")
+    return in_size, specs, state, origin, notes
+
+
+# ---------------------------------------------------------------- the registry entry
+
+
+def _default_name(source: Path, shown: str) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "_", source.stem.lower()).strip("_-")
+    if not name or not _NAME.match(name):
+        raise UsageError.at("cannot make a model name from the file name; give one with --name (name=...)",
+                            file=shown, expected="lowercase letters, digits, _ and -, starting with a letter or digit",
+                            found=source.stem)
+    return name
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value for a layer key (the kinds' keys hold numbers, strings, booleans and lists of them)."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError.at("a layer key holds a value TOML cannot write", found=value)
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are valid in a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise UsageError.at("a layer key holds a value TOML cannot write", found=value)
+
+
+def layer_table(layer: LayerSpec, in_features: int) -> dict[str, Any]:
+    """The registry table of ``layer`` (the inverse of its kind's ``spec()``), checked by reading it back."""
+    kind = layer.kind
+    options = dict(layer.options)
+    table: dict[str, Any] = {"type": layer.type}
+    for key in kind.registry_keys:
+        if key == "units":
+            table[key] = layer.units
+        elif key == "activation":
+            table[key] = layer.activation
+        elif key in options:
+            table[key] = options[key]
+    if kind.spec(table, in_features) != layer:
+        raise UsageError.at(f"the {layer.type} layer read from the file cannot be written as a registry table "
+                            "(its kind's spec() does not give it back)", expected=repr(layer),
+                            found=repr(kind.spec(table, in_features)))
+    return table
+
+
+def _entry_text(name: str, description: str, in_features: int, layers: Sequence[LayerSpec], *, latency_ms: float,
+                exports: Sequence[str], checkpoint: str, sha256: str) -> str:
+    lines = [
+        f"[models.{name}]",
+        f"description = {_toml_value(description)}",
+        f"input_shape = [1, {in_features}]",
+        f"output_shape = [1, {layers[-1].units}]",
+        'dtype = "float32"',
+        f"params = {count_params(list(layers), in_features)}",
+        f"latency_ms = {_toml_value(float(latency_ms))}",
+        f"exports = {_toml_value(list(exports))}",
+        f"checkpoint = {_toml_value(checkpoint)}",
+        f"sha256 = {_toml_value(sha256)}",
+        "layers = [",
+    ]
+    size = in_features
+    for layer in layers:
+        table = layer_table(layer, size)
+        lines.append("    { " + ", ".join(f"{key} = {_toml_value(value)}" for key, value in table.items()) + " },")
+        size = layer.units
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def _appended(old: bytes, entry: str) -> bytes:
+    """The registry's bytes with ``entry`` appended after a blank line (the old bytes untouched)."""
+    if not old:
+        return entry.encode("utf-8")
+    glue = b"" if old.endswith(b"\n\n") else b"\n" if old.endswith(b"\n") else b"\n\n"
+    if old.endswith(b"\r\n"):
+        glue = b"" if old.endswith(b"\r\n\r\n") else b"\r\n"
+        entry = entry.replace("\n", "\r\n")
+    return old + glue + entry.encode("utf-8")
+
+
+# ---------------------------------------------------------------- the proof
+
+
+def _parity(module: RealtimeModel, run: Any, tolerance: float) -> Parity:
+    """:func:`compare_parity`, plus the 64-frame stream for stateless models too."""
+    import copy
+
+    import numpy as np
+
+    from .checks import run_frames
+    from .inputs import STREAM_FRAMES, stream
+    from .parity import compare_parity, scaled_error
+    from .plugins import Parity
+
+    result = compare_parity(module, run, tolerance)
+    case = f"stream_{STREAM_FRAMES}"
+    if case in result.cases:
+        return result
+    frames = stream(module.in_features, STREAM_FRAMES)
+    expected = run_frames(module, frames)
+    exact = run_frames(copy.deepcopy(module).double(), frames.astype(np.float64))
+    actual = np.asarray(run(frames))
+    error = scaled_error(actual, expected, exact)
+    abs_error = float(np.max(np.abs(actual.astype(np.float64) - expected))) if actual.shape == expected.shape else math.inf
+    worst = error if math.isnan(error) or error > result.max_error else result.max_error
+    return Parity(max_error=worst, max_abs_error=max(result.max_abs_error, abs_error), tolerance=tolerance,
+                  cases={**result.cases, case: abs_error})
+
+
+def _compare_weights(original: Mapping[str, Any], rewritten: Mapping[str, Any], origin: Sequence[int]) -> WeightsMatch:
+    """Every weight array of the file against the re-export's, bit for bit (float32 as RTNeural reads them)."""
+    import numpy as np
+
+    def f32(value: Any) -> np.ndarray:
+        return np.asarray(value, dtype=np.float64).astype(np.float32)
+
+    arrays = values = 0
+    differing: list[str] = []
+    zero_filled: list[str] = []
+    file_layers = original["layers"]
+    for new_index, layer in enumerate(rewritten["layers"]):
+        i = origin[new_index]
+        old_weights = file_layers[i]["weights"]
+        new_weights = layer["weights"]
+        for j, new in enumerate(new_weights):
+            key = f"layers[{i}].weights[{j}]"
+            b = f32(new)
+            if j >= len(old_weights):
+                (zero_filled if not b.view(np.uint32).any() else differing).append(key)
+                continue
+            a = f32(old_weights[j])
+            arrays += 1
+            values += a.size
+            if a.shape != b.shape or not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+                differing.append(key)
+        for j in range(len(new_weights), len(old_weights)):
+            differing.append(f"layers[{i}].weights[{j}] (not written back)")
+    return WeightsMatch(arrays, values, tuple(differing), tuple(zero_filled))
+
+
+def _cpp_parity(spec: ModelSpec, module: RealtimeModel, source: Path, tolerance: float) -> Parity:
+    """The original file in RTNeural's C++ loader against the module, or a skip saying what to set."""
+    from . import rtneural_cpp as rc
+    from .plugins import Parity
+
+    try:
+        toolchain = rc.find_toolchain(spec.settings, spec.registry_file)
+    except rc.NotConfigured as exc:
+        return Parity.skip(str(exc), tolerance)
+    runner = rc.runner_for(toolchain)
+    loaded = rc.load_checked(runner, source, sizes=(spec.in_features, spec.out_features))
+
+    def run(frames: Any) -> Any:
+        return runner.run(loaded, frames[0])[None, ...]
+
+    try:
+        return _parity(module, run, tolerance)  # as rc.parity, with the 64-frame stream for every model
+    except rc.RunnerDied as exc:
+        raise ArtifactError.at(f"RTNeural's C++ engine crashed running the file: {exc}", file=display_path(source)) from None
+    finally:
+        runner.free(loaded)
+
+
+# ---------------------------------------------------------------- import
+
+
+def _registry_path(registry: Registry | str | os.PathLike[str] | None) -> Path:
+    if isinstance(registry, Registry):
+        return registry.path
+    if registry is None:
+        return find_registry(None)
+    path = Path(registry)
+    return path / REGISTRY_FILENAME if path.is_dir() else path
+
+
+def _parsed(registry_file: Path) -> dict[str, Any]:
+    """The registry's TOML, or the loader's own message when it cannot be read."""
+    try:
+        return tomllib.loads(registry_file.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        load_registry(registry_file, strict=False)  # raises the registry loader's message
+        raise
+
+
+def import_rtneural(
+    path: str | os.PathLike[str],
+    registry: Registry | str | os.PathLike[str] | None = None,
+    *,
+    name: str | None = None,
+    latency_ms: float = DEFAULT_LATENCY_MS,
+    exports: Sequence[str] = DEFAULT_EXPORTS,
+    force: bool = False,
+) -> ImportResult:
+    """Adopt the RTNeural model file ``path`` as entry ``name`` of ``registry``, with checkpoint ``models/NAME.pt``.
+
+    ``registry`` is a :class:`Registry`, a registry file (created when it does
+    not exist yet; its folder must exist) or None (``$MODELREG_REGISTRY``, else
+    the nearest ``registry.toml`` upward). ``name`` defaults to the file's stem.
+    The entry gets ``latency_ms``, ``exports``, the computed ``params`` and the
+    checkpoint's ``sha256``. An existing entry of that name is refused (remove
+    it first or choose another name); an existing checkpoint file is refused
+    unless ``force``.
+
+    Raises :class:`ArtifactError` when the file is no valid RTNeural model, or
+    when the import does not reproduce it (parity or weights; nothing is
+    written then), :class:`UsageError` for what a registry entry cannot
+    express and for a taken name, :class:`RegistryError` for a registry that
+    cannot be read, :class:`WriteError` when a file cannot be written (every
+    file is then left as it was), :class:`ToolchainError` when RTNeural C++ is
+    configured but unusable.
+    """
+    import numpy as np
+    import orjson
+    import torch
+
+    from .checks import DEFAULT_TOLERANCE
+    from .rtneural_format import dumps_rtneural, to_rtneural
+
+    source = Path(path)
+    shown = display_path(source)
+    registry_file = _registry_path(registry)
+    registry_shown = display_path(registry_file)
+    root = registry_file.parent
+
+    # The registry first: a name conflict should not wait for a conversion.
+    old_bytes = b""
+    settings: Mapping[str, Any] = {}
+    taken: tuple[str, ...] = ()
+    if registry_file.exists():
+        try:
+            taken = load_registry(registry_file, strict=False).names  # file-level problems raise
+        except RegistryError:
+            # A registry without models yet (empty, or [settings] only) takes its first entry; the
+            # appended file is checked as a whole before it is installed. Anything else is refused.
+            if _parsed(registry_file).get("models", None) is not None:
+                raise
+        old_bytes = registry_file.read_bytes()
+        settings = _parsed(registry_file).get("settings", {})
+    elif not root.is_dir():
+        raise RegistryError.at("the registry's folder does not exist", file=registry_shown,
+                               expected="an existing folder (the registry file itself is created if missing)")
+
+    if name is None:
+        name = _default_name(source, shown)
+    elif not _NAME.match(name):
+        raise UsageError.at("invalid model name", key="name",
+                            expected="lowercase letters, digits, _ and -, starting with a letter or digit", found=name)
+    if name in taken:
+        raise UsageError.at("a model of this name is in the registry already; remove its entry or choose another "
+                            "name (--name)", file=registry_shown, key=f"models.{name}",
+                            expected="a new model name", found=name)
+    if not (isinstance(latency_ms, (int, float)) and math.isfinite(latency_ms) and latency_ms > 0):
+        raise UsageError.at("latency target must be a finite number > 0", key="latency_ms", found=latency_ms)
+    checkpoint_rel = f"models/{name}.pt"
+    checkpoint = (root / checkpoint_rel).absolute()
+    outside = outside_note(root, checkpoint)
+    if outside is not None:
+        raise UsageError.at("the checkpoint path leaves the registry's folder", file=registry_shown,
+                            key=f"models.{name}.checkpoint", expected="a path inside the registry's folder",
+                            found=outside)
+    existed = checkpoint.exists()
+    if existed and not force:
+        raise UsageError.at("the checkpoint file exists already; pass --force (force=True) to overwrite it, "
+                            "or choose another name", file=display_path(checkpoint),
+                            expected="no file", found="an existing file")
+
+    # The file, checked, read by the kinds, torch layout.
+    data, reference = _read_source(source, shown)
+    in_size, specs, state, origin, notes = _convert(data, shown)
+    spec = ModelSpec(
+        name=name, description=f"Imported from {source.name} (RTNeural model file) by modelreg import.",
+        input_shape=(1, in_size), output_shape=(1, specs[-1].units), dtype="float32",
+        params=count_params(specs, in_size), latency_ms=float(latency_ms), layers=tuple(specs),
+        checkpoint=checkpoint, registry_file=registry_file.absolute(), exports=tuple(exports),
+        settings=dict(settings),
+    )
+    module = spec.build()
+    module.load_state_dict({key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()},
+                           strict=True)
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    checkpoint_bytes = buffer.getvalue()
+    import hashlib
+
+    sha256 = hashlib.sha256(checkpoint_bytes).hexdigest()
+
+    # The proof runs on the checkpoint bytes about to be written.
+    saved = torch.load(io.BytesIO(checkpoint_bytes), weights_only=True)
+    proven = spec.build()
+    proven.load_state_dict(saved, strict=True)
+    proven.eval()
+    tolerance = DEFAULT_TOLERANCE
+
+    def run(frames: Any) -> Any:
+        reference.reset()
+        return np.stack([reference.step(frames[:, t, :]) for t in range(frames.shape[1])], axis=1)
+
+    parity = _parity(proven, run, tolerance)
+    numpy_state = {key: value.detach().cpu().numpy() for key, value in saved.items()}
+    rewritten = orjson.loads(dumps_rtneural(to_rtneural(list(specs), in_size, numpy_state)))
+    weights = _compare_weights(data, rewritten, origin)
+    problems: list[Problem] = []
+    if not parity.ok:
+        problems.append(Problem(f"the imported torch model does not reproduce the file in the reference runtime: "
+                                f"{parity.summary}", file=shown, model=name))
+    if not weights.ok:
+        problems.append(Problem("re-exporting the imported checkpoint does not give the file's float32 weights",
+                                file=shown, model=name, key=weights.differing[0],
+                                expected="bit-identical float32 values",
+                                found=f"{len(weights.differing)} differing arrays: {', '.join(weights.differing[:4])}"))
+    if problems:
+        raise ArtifactError(*problems)
+    cpp = _cpp_parity(spec, proven, source, tolerance)
+    if not cpp.ok:
+        raise ArtifactError.at(f"the imported torch model does not match the file in RTNeural's C++ loader: "
+                               f"{cpp.summary}", file=shown, model=name)
+    for key in weights.zero_filled:
+        notes.append(f"{key}: not in the file (RTNeural uses zeros); the checkpoint holds zeros")
+
+    # The registry entry, appended as text; checked by loading the result before anything is installed.
+    entry = _entry_text(name, spec.description, in_size, specs, latency_ms=latency_ms, exports=exports,
+                        checkpoint=checkpoint_rel, sha256=sha256)
+    new_bytes = _appended(old_bytes, entry)
+    _install(registry_file, registry_shown, old_bytes, new_bytes, name, spec, checkpoint, checkpoint_bytes, existed)
+    final = load_registry(registry_file, strict=False)[name]
+    return ImportResult(name=name, source=source, registry=registry_file, checkpoint=checkpoint, sha256=sha256,
+                        spec=final, entry_text=entry, parity=parity, cpp_parity=cpp, weights=weights,
+                        notes=tuple(notes))
+
+
+def _install(registry_file: Path, registry_shown: str, old_bytes: bytes, new_bytes: bytes, name: str,
+             spec: ModelSpec, checkpoint: Path, checkpoint_bytes: bytes, existed: bool) -> None:
+    """Check the new registry in a temporary file beside the old one, write the checkpoint, install the registry."""
+    from .atomic import atomic_write_bytes
+    from .exporting import write_error
+
+    folder = registry_file.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(registry_file.name), suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise write_error(exc, registry_file, "the registry") from None
+    tmp = Path(tmp_name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(new_bytes)
+            fsync_file(tmp)
+        except OSError as exc:
+            raise write_error(exc, registry_file, "the registry") from None
+        _check_new_registry(tmp, registry_shown, old_bytes, new_bytes, name, spec)
+        # Another writer (a second import, an editor) changed the registry since it was read:
+        # installing now would drop its change.
+        current = registry_file.read_bytes() if registry_file.exists() else b""
+        if current != old_bytes:
+            raise RegistryError.at("the registry changed while the model was being imported; nothing was written, "
+                                   "run the import again", file=registry_shown)
+        previous = checkpoint.read_bytes() if existed else None
+        try:
+            atomic_write_bytes(checkpoint, checkpoint_bytes)
+        except OSError as exc:
+            raise write_error(exc, checkpoint, "the checkpoint", model=name) from None
+        try:
+            install(tmp, registry_file)
+        except OSError as exc:
+            # The registry stays as it was: so does the checkpoint folder.
+            with contextlib.suppress(OSError):
+                if previous is None:
+                    checkpoint.unlink()
+                else:
+                    atomic_write_bytes(checkpoint, previous)
+            raise write_error(exc, registry_file, "the registry") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _check_new_registry(tmp: Path, shown: str, old_bytes: bytes, new_bytes: bytes, name: str, spec: ModelSpec) -> None:
+    """The appended registry parses, keeps everything it had, and holds a valid entry equal to ``spec``."""
+    assert new_bytes.startswith(old_bytes)  # every byte kept, by construction
+    try:
+        new = tomllib.loads(new_bytes.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        # e.g. a registry that declares `models` as an inline table, which cannot be extended
+        raise RegistryError.at(f"the entry cannot be appended to this registry as a [models.{name}] table ({exc})",
+                               file=shown, key=f"models.{name}",
+                               expected="a registry whose models are [models.NAME] tables") from None
+    old = tomllib.loads(old_bytes.decode("utf-8")) if old_bytes else {}
+    new_models = dict(new.get("models", {}))
+    new_models.pop(name, None)
+    if {**new, "models": new_models} != {**old, "models": dict(old.get("models", {}))}:
+        raise RegistryError.at(f"appending [models.{name}] would change what the registry already holds",
+                               file=shown, key=f"models.{name}")
+    loaded = load_registry(tmp, strict=False)
+    if name in loaded.invalid:  # named after the registry, not the temporary file it was checked in
+        raise UsageError(*(attrs.evolve(p, file=shown) for p in loaded.invalid[name]))
+    written = loaded[name]
+    if (written.layers, written.params, written.input_shape, written.output_shape) != (
+            spec.layers, spec.params, spec.input_shape, spec.output_shape):
+        raise UsageError.at("the appended entry does not read back as the imported model", file=shown,
+                            key=f"models.{name}", expected=repr(spec.layers), found=repr(written.layers))
