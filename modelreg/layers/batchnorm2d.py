@@ -145,13 +145,18 @@ class BatchNorm2D(LayerKind):
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        from torch.nn import functional
+        import torch
 
-        filters = self._filters(layer)
-        flat = x.reshape(-1, filters)  # feature-major frames: the last axis is the filter
-        y = functional.batch_norm(flat, module.running_mean, module.running_var, module.weight, module.bias,
-                                  training=False, eps=layer.option("epsilon"))
-        return y.reshape(x.shape), ()
+        # Written out (not functional.batch_norm, which ONNX cannot export over a reshaped
+        # frame) in RTNeural's order: (x - mean) * (gamma / sqrt(var + epsilon)) + beta.
+        grid = x.unflatten(-1, (layer.option("num_features_in"), self._filters(layer)))  # the last axis: filters
+        multiplier = torch.rsqrt(module.running_var + layer.option("epsilon"))
+        if module.weight is not None:
+            multiplier = module.weight * multiplier
+        y = (grid - module.running_mean) * multiplier
+        if module.bias is not None:
+            y = y + module.bias
+        return y.flatten(-2), ()
 
     # ------------------------------------------------------------------ RTNeural layout, both ways
 
