@@ -411,11 +411,35 @@ def test_check_names_what_rtneural_would_misread(tmp_path: Path, edit: Any, key:
 def test_rtneural_really_misreads_a_three_array_batchnorm2d(tmp_path: Path, cpp: Path) -> None:
     """Why three arrays are refused: the loader runs the file, reading it as non-affine."""
     document = _written(tmp_path)
-    document["layers"][1]["weights"].pop()  # gamma, beta, mean: RTNeural reads mean=gamma, var=beta
+    bn = document["layers"][1]
+    bn["weights"].pop()  # gamma, beta, mean: RTNeural reads them as mean = gamma, var = beta, no affine
+    bn["weights"][1] = [abs(v) + 0.5 for v in bn["weights"][1]]
     frames = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
     path = tmp_path / "three.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     runner = rc.runner_for(rc.find_toolchain())
-    loaded = runner.load(path)  # no refusal
-    runner.free(loaded)
+    loaded = runner.load(path)  # no refusal, no warning
+    try:
+        out = runner.run(loaded, frames)
+    finally:
+        runner.free(loaded)
+    conv_only = copy.deepcopy(document)
+    conv_only["layers"] = conv_only["layers"][:1]
+    grid = load_rtneural(conv_only).run(frames).reshape(3, 2, 2)
+    mean, var = (np.asarray(w, np.float32) for w in bn["weights"][:2])
+    misread = ((grid - mean) / np.sqrt(var + np.float32(bn["epsilon"]))).reshape(3, 4)
+    np.testing.assert_allclose(out, misread, rtol=1e-5, atol=1e-5)
     assert "layers[1].weights" in _keys(document)
+
+
+@needs_rtneural
+def test_compiled_header_with_a_conv2d_activation(tmp_path: Path, cpp: Path) -> None:
+    """ModelT steps over a conv2d's own activation like a dense layer's (the activation type follows it)."""
+    tables = [conv(2, 4, 2, 2, activation="tanh"), {"type": "dense", "units": 3, "activation": "relu"}]
+    spec = _spec(tmp_path, 8, tables, name="conv-act")
+    module = _module(spec, seed=5)
+    header = tmp_path / "conv.h"
+    exporter = RTNeuralCppExporter()
+    exporter.export(spec, module, header)
+    result = exporter.verify(spec, module, header, 1e-5)
+    assert not result.skipped and result.ok and result.max_error <= 1e-5, result.to_figures()

@@ -134,11 +134,9 @@ class BatchNorm2D(LayerKind):
         # nn.BatchNorm2d's parameters and buffers (same names and initial values), without its
         # num_batches_tracked training counter, which its loader re-adds to every state dict.
         module = nn.Module()
-        if layer.option("affine"):
-            module.weight = nn.Parameter(torch.ones(filters))
-            module.bias = nn.Parameter(torch.zeros(filters))
-        else:
-            module.weight = module.bias = None
+        affine = bool(layer.option("affine"))
+        module.register_parameter("weight", nn.Parameter(torch.ones(filters)) if affine else None)
+        module.register_parameter("bias", nn.Parameter(torch.zeros(filters)) if affine else None)
         module.register_buffer("running_mean", torch.zeros(filters))
         module.register_buffer("running_var", torch.ones(filters))
         return module
@@ -150,12 +148,15 @@ class BatchNorm2D(LayerKind):
         # Written out (not functional.batch_norm, which ONNX cannot export over a reshaped
         # frame) in RTNeural's order: (x - mean) * (gamma / sqrt(var + epsilon)) + beta.
         grid = x.unflatten(-1, (layer.option("num_features_in"), self._filters(layer)))  # the last axis: filters
-        multiplier = torch.rsqrt(module.running_var + layer.option("epsilon"))
-        if module.weight is not None:
-            multiplier = module.weight * multiplier
-        y = (grid - module.running_mean) * multiplier
-        if module.bias is not None:
-            y = y + module.bias
+        weight, bias = module.get_parameter("weight") if layer.option("affine") else None, \
+            module.get_parameter("bias") if layer.option("affine") else None
+        mean, var = module.get_buffer("running_mean"), module.get_buffer("running_var")
+        multiplier = torch.rsqrt(var + layer.option("epsilon"))
+        if weight is not None:
+            multiplier = weight * multiplier
+        y = (grid - mean) * multiplier
+        if bias is not None:
+            y = y + bias
         return y.flatten(-2), ()
 
     # ------------------------------------------------------------------ RTNeural layout, both ways

@@ -174,7 +174,7 @@ class Conv2D(LayerKind):
         from ..spec import LayerSpec
 
         features = int(table["num_features_in"])
-        options = {
+        options: dict[str, Any] = {
             "filters": int(table["filters"]),
             "num_features_in": features,
             "num_filters_in": max(in_features // features, 0),  # problems() reports a remainder
