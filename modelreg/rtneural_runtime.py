@@ -19,6 +19,12 @@ the precision of RTNeural's default ``float`` build:
   order z, r, h; row 0 of ``b`` is the input bias, row 1 the recurrent bias,
   which sits inside the reset-gate product:
   ``h~ = tanh(x W_h + b0_h + r * (h U_h + b1_h))``, ``h' = (1-z)*h~ + z*h``.
+* ``conv2d``: ``weights = [kernel [kt][kf][C][filters], bias [filters]]`` over
+  feature-major frames of F features x C filters, causal along time (state:
+  the last ``(kt - 1) * dilation`` frames), TensorFlow's "valid"/"same"
+  padding and strides along the features (:mod:`modelreg.layers.conv2d`).
+* ``batchnorm2d``: ``[gamma, beta, mean, var]`` or ``[mean, var]``, one per
+  filter, over the same frames.
 * activations: ``""`` (linear), tanh, relu, sigmoid, softmax, elu (alpha 1).
 
 Each layer type's weight nesting, size rules and numpy layer live in its

@@ -1,8 +1,8 @@
 """conv2d and batchnorm2d (issue 12): layout facts against RTNeural's C++ loader, torch's sequence mode
 against nn.Conv2d, the registry side, export in both formats, size rules and corrupted exports.
 
-The C++ tests compile RTNeural's dynamic loader (STL backend) from ../shared/rtneural or
-$MODELREG_RTNEURAL and skip, saying what to set, when it is absent.
+The C++ tests compile RTNeural's dynamic loader (STL backend) from the checkout test_rtneural_cpp
+uses ($MODELREG_RTNEURAL or conftest's shared folder) and skip, saying what to set, when it is absent.
 """
 
 from __future__ import annotations
