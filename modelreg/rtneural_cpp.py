@@ -543,15 +543,19 @@ def close_runners() -> None:
 
 def expected_layers(document: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     """The layers RTNeural's dynamic loader should build from an RTNeural document: (name, in, out)."""
-    shape = document.get("in_shape") or [0]
-    size = int(shape[-1] or 0)
+    def declared(shape: Any) -> int:
+        # As parseJson: the last entry, or entries 2 x 3 of a 4-entry (conv2d-style) shape.
+        shape = shape or [0]
+        return int(shape[2] or 0) * int(shape[3] or 0) if len(shape) == 4 else int(shape[-1] or 0)
+
+    size = declared(document.get("in_shape"))
     layers: list[tuple[str, int, int]] = []
     for layer in document.get("layers", []):
         kind = str(layer.get("type"))
-        units = int((layer.get("shape") or [0])[-1] or 0)
+        units = declared(layer.get("shape"))
         activation = str(layer.get("activation") or "")
-        if kind in ("dense", "time-distributed-dense"):
-            layers.append(("dense", size, units))
+        if kind in ("dense", "time-distributed-dense", "conv1d", "conv2d"):  # the types parseJson adds an activation to
+            layers.append(("dense" if "dense" in kind else kind, size, units))
             if activation:
                 layers.append((activation, units, units))
         elif kind in ("lstm", "gru"):

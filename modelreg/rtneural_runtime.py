@@ -19,6 +19,12 @@ the precision of RTNeural's default ``float`` build:
   order z, r, h; row 0 of ``b`` is the input bias, row 1 the recurrent bias,
   which sits inside the reset-gate product:
   ``h~ = tanh(x W_h + b0_h + r * (h U_h + b1_h))``, ``h' = (1-z)*h~ + z*h``.
+* ``conv2d``: ``weights = [kernel [kt][kf][C][filters], bias [filters]]`` over
+  feature-major frames of F features x C filters, causal along time (state:
+  the last ``(kt - 1) * dilation`` frames), TensorFlow's "valid"/"same"
+  padding and strides along the features (:mod:`modelreg.layers.conv2d`).
+* ``batchnorm2d``: ``[gamma, beta, mean, var]`` or ``[mean, var]``, one per
+  filter, over the same frames.
 * activations: ``""`` (linear), tanh, relu, sigmoid, softmax, elu (alpha 1).
 
 Each layer type's weight nesting, size rules and numpy layer live in its
@@ -244,13 +250,35 @@ def _stub(array: np.ndarray) -> list[Any]:
     64-unit LSTM); the numbers were already checked by :func:`_numeric`, and
     every size rule beyond "non-empty" is checked by :func:`_check_sizes`.
     """
+    def nested(depth: int) -> Any:  # [0.0], [[0.0]], [[[0.0]]], ...
+        return [0.0] if depth == 1 else [nested(depth - 1)]
+
     if array.ndim == 1:
         return [0.0]
-    return [[0.0] for _ in range(array.shape[0])]
+    return [nested(array.ndim - 1) for _ in range(array.shape[0])]
+
+
+def _size(value: Any) -> int | None:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        try:
+            whole = float(value).is_integer()
+        except OverflowError:  # an integer too big for a float is no valid size either
+            return None
+        if whole and 1 <= value <= _MAX_UNITS:
+            return int(value)
+    return None
 
 
 def _units(shape: Any) -> int | None:
-    """The last entry of a valid ``shape``/``in_shape``, else None."""
+    """The size a valid ``shape``/``in_shape`` declares, else None: its last entry, or, as the loader
+    reads a 4-entry shape (RTNeural's Keras exporter writes them around conv2d layers:
+    ``[null, null, features, filters]``), the product of entries 2 and 3."""
+    if isinstance(shape, (list, tuple)) and len(shape) == 4 and shape[0] is None \
+            and (shape[1] is None or _size(shape[1]) is not None):
+        features, filters = _size(shape[2]), _size(shape[3])
+        if features is not None and filters is not None and features * filters <= _MAX_UNITS:
+            return features * filters
+        return None
     if isinstance(shape, (list, tuple)) and shape:
         last = shape[-1]
         if isinstance(last, (int, float, np.integer, np.floating)) and not isinstance(last, bool):
@@ -270,6 +298,10 @@ def _weight_shape(value: Any, array: np.ndarray | None, depth: int, key: str, fi
         return tuple(int(n) for n in array.shape)
     if depth == 1:
         return (len(value),)
+    if depth > 2:  # schema-valid nesting that _numeric could not read: ragged somewhere inside
+        problems.append(Problem("not a rectangular array (inner arrays have different lengths)", file=file, key=key,
+                                expected=f"an array nested {depth} deep with equal lengths at each level"))
+        return None
     lengths = [len(row) for row in value]
     for index, length in enumerate(lengths):
         if length != lengths[0]:
@@ -308,7 +340,7 @@ def _check_sizes(data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarr
             return _weight_shape(weights[j], arrays.get((i, j)), depths[j], f"layers[{i}].weights[{j}]", file, problems)
 
         check = SizeCheck(index=i, previous=previous, units=units, source=source, file=file, dims=dims,
-                          problems=problems)
+                          problems=problems, layer=layer)
         passed_on = handler.check_rtneural_sizes(check)
         if passed_on != units:
             previous = passed_on  # e.g. an activation layer cannot change the size: keep the real one

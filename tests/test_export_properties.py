@@ -17,7 +17,39 @@ from modelreg.spec import ACTIVATIONS, count_params
 
 _dense = st.builds(LayerSpec, st.just("dense"), st.integers(1, 64), st.sampled_from(ACTIVATIONS))
 _recurrent = st.builds(LayerSpec, st.sampled_from(["lstm", "gru"]), st.integers(1, 64))
-architectures = st.tuples(st.integers(1, 64), st.lists(st.one_of(_dense, _recurrent), min_size=1, max_size=4))
+
+
+@st.composite
+def _conv2d(draw: st.DrawFn, size: int) -> LayerSpec:
+    """A conv2d (or batchnorm2d) over frames of F features x size/F filters: its keys depend on the input size."""
+    from modelreg.layers import batchnorm2d, conv2d
+
+    features = draw(st.sampled_from([f for f in range(1, min(size, 16) + 1) if size % f == 0]))
+    if draw(st.booleans()):
+        return batchnorm2d.KIND.spec({"num_features_in": features, "affine": draw(st.booleans()),
+                                      "epsilon": draw(st.sampled_from([1e-5, 1e-3]))}, size)
+    padding = draw(st.sampled_from(["valid", "same"]))
+    table = {"filters": draw(st.integers(1, 4)), "num_features_in": features,
+             "kernel_size_time": draw(st.integers(1, 3)),
+             "kernel_size_feature": draw(st.integers(1, features if padding == "valid" else features + 2)),
+             "dilation": draw(st.integers(1, 3)), "strides": draw(st.integers(1, 3)), "padding": padding,
+             "activation": draw(st.sampled_from(ACTIVATIONS))}
+    return conv2d.KIND.spec(table, size)
+
+
+@st.composite
+def _architectures(draw: st.DrawFn) -> tuple[int, list[LayerSpec]]:
+    in_features = draw(st.integers(1, 64))
+    layers: list[LayerSpec] = []
+    size = in_features
+    for _ in range(draw(st.integers(1, 4))):
+        layer = draw(st.one_of(_dense, _recurrent, _conv2d(size)) if size <= 64 else st.one_of(_dense, _recurrent))
+        layers.append(layer)
+        size = layer.units
+    return in_features, layers
+
+
+architectures = _architectures()
 
 
 def _spec(root: Path, in_features: int, layers: list[LayerSpec]) -> ModelSpec:

@@ -65,7 +65,7 @@ def _torch_frames(kind: LayerKind, layer: LayerSpec, module: torch.nn.Module, fr
 
 
 def test_one_list_of_kinds_and_it_is_what_the_machinery_uses() -> None:
-    assert layers.names() == ("dense", "lstm", "gru") == modelreg.spec.LAYER_TYPES
+    assert layers.names() == ("dense", "lstm", "gru", "conv2d", "batchnorm2d") == modelreg.spec.LAYER_TYPES
     assert [kind.name for kind in layers.kinds()] == [kind.name for kind in REGISTRY_KINDS]
     # The RTNeural side reads exactly the types the handlers in the list declare.
     from modelreg.rtneural_runtime import LAYER_TYPES
@@ -80,7 +80,7 @@ def test_one_list_of_kinds_and_it_is_what_the_machinery_uses() -> None:
 def test_every_entry_implements_the_whole_interface(handler: RTNeuralLayerType) -> None:
     assert not type(handler).__abstractmethods__, f"{type(handler).__name__} leaves methods unimplemented"
     assert handler.rtneural_types and all(isinstance(t, str) and t for t in handler.rtneural_types)
-    assert all(depth in (1, 2) for depth in handler.weight_depths)
+    assert all(depth in (1, 2, 4) for depth in handler.weight_depths)  # 4: conv2d's kernel
     assert isinstance(handler.rtneural_schema(), dict)
     if not isinstance(handler, LayerKind):  # RTNeural only: the stand-alone activation layer
         return
@@ -173,7 +173,12 @@ def test_numpy_runtime_layer_matches_the_torch_step(kind: LayerKind, table: Mapp
     np.testing.assert_allclose(ours, _torch_frames(kind, layer, module, frames), atol=1e-5)
 
 
-@pytest.mark.parametrize(("kind", "table"), EXAMPLES[:1] + EXAMPLES[-2:-1], ids=EXAMPLE_IDS[:1] + EXAMPLE_IDS[-2:-1])
+# A kind whose kernel rows are the previous layer's outputs: dense's first example and gru's last.
+_KERNEL_ROWS = [EXAMPLE_IDS.index(next(i for i in EXAMPLE_IDS if i.startswith("dense-"))),
+                max(n for n, i in enumerate(EXAMPLE_IDS) if i.startswith("gru-"))]
+
+
+@pytest.mark.parametrize(("kind", "table"), [EXAMPLES[n] for n in _KERNEL_ROWS], ids=[EXAMPLE_IDS[n] for n in _KERNEL_ROWS])
 def test_rtneural_size_rules_catch_a_kernel_for_another_input_size(kind: LayerKind, table: Mapping[str, Any]) -> None:
     layer, module = _built(kind, table)
     model = to_rtneural([layer], IN_FEATURES, _numpy_state(module))
@@ -396,7 +401,7 @@ def test_an_unregistered_kind_is_unknown_again(tmp_path: Path) -> None:
     layers.unregister_kind(kind)
     registry = modelreg.load_registry(_toy_registry(tmp_path), strict=False)
     by_key = {problem.key: problem for problem in registry.invalid["toy"]}
-    assert "one of 'dense', 'lstm', 'gru', found 'scale'" in str(by_key["models.toy.layers[1].type"])
+    assert "one of 'dense', 'lstm', 'gru', 'conv2d', 'batchnorm2d', found 'scale'" in str(by_key["models.toy.layers[1].type"])
     assert layers.rtneural_handler("scale") is None
 
 

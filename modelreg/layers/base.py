@@ -53,12 +53,16 @@ class SizeCheck:
     """What an RTNeural layer's size rules are checked with (see ``check_rtneural_sizes``).
 
     ``previous`` is the size the layer receives (None when unknown), ``units``
-    the layer's ``shape`` size, ``source`` words where ``previous`` comes from.
+    the layer's ``shape`` size, ``source`` words where ``previous`` comes from,
+    ``layer`` the layer's JSON object (for kinds whose sizes live in keys of
+    their own, such as conv2d's ``num_features_in``).
     """
 
     def __init__(self, *, index: int, previous: int | None, units: int, source: str, file: str | None,
-                 dims: Callable[[int], "tuple[int, ...] | None"], problems: list[Problem]) -> None:
+                 dims: Callable[[int], "tuple[int, ...] | None"], problems: list[Problem],
+                 layer: Mapping[str, Any] | None = None) -> None:
         self.index = index
+        self.layer: Mapping[str, Any] = layer if layer is not None else {}
         self.prefix = f"layers[{index}]"
         self.previous = previous
         self.units = units
