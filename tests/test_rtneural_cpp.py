@@ -159,6 +159,11 @@ RANDOM = [
     (16, [LayerSpec("gru", 16), LayerSpec("dense", 8, "relu"), LayerSpec("dense", 1, "linear")]),
     (7, [LayerSpec("lstm", 3), LayerSpec("lstm", 9)]),
     (9, [LayerSpec("dense", 33, "elu"), LayerSpec("dense", 17, "sigmoid")]),
+    # stand-alone activation layers (the activation kind), every one RTNeural's createActivation knows
+    (4, [LayerSpec("lstm", 5), LayerSpec("activation", 5, "relu"), LayerSpec("dense", 3, "linear"),
+         LayerSpec("activation", 3, "softmax")]),
+    (3, [LayerSpec("gru", 6), LayerSpec("activation", 6, "elu"), LayerSpec("activation", 6, "sigmoid"),
+         LayerSpec("dense", 4, "linear"), LayerSpec("activation", 4, "tanh")]),
 ]
 
 
@@ -181,7 +186,7 @@ def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, in
 
 
 @needs_rtneural
-@pytest.mark.parametrize("index", [4])  # every activation (GRU headers: the next test)
+@pytest.mark.parametrize("index", [4, 11])  # every activation, dense and stand-alone (GRU headers: the next test)
 def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
     spec = _spec(tmp_path, in_features, layers, name=f"arch-{index}")
