@@ -50,6 +50,11 @@ def _numpy_state(module: torch.nn.Module, prefix: str = "layers.0.") -> dict[str
     return {prefix + key: value.detach().numpy().copy() for key, value in module.state_dict().items()}
 
 
+def _bits(array: np.ndarray) -> np.ndarray:
+    """float32 arrays as their bit patterns (compares -0.0 and NaN payloads exactly); others as they are."""
+    return array.view(np.uint32) if array.dtype == np.float32 else array
+
+
 def _torch_frames(kind: LayerKind, layer: LayerSpec, module: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
     """Run frames one at a time through the kind's torch step, carrying its state."""
     state = tuple(torch.zeros(1, 1, size) for _, size in kind.state(layer))
@@ -139,12 +144,12 @@ def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table:
     assert in_size == IN_FEATURES and read_layers == [layer]
     assert sorted(read_state) == sorted(state)
     for key, value in read_state.items():
-        assert value.dtype == np.float32 and value.shape == state[key].shape, key
+        assert value.dtype == state[key].dtype and value.shape == state[key].shape, key  # float32 weights
     # read(write(x)) is x, bit for bit, once x is in the form read gives (the fixed point):
     # for dense and gru that is any state dict; an LSTM's two biases come back as one sum.
     again = from_rtneural(json.loads(dumps_rtneural(to_rtneural(read_layers, in_size, read_state))))[2]
     for key in read_state:
-        np.testing.assert_array_equal(again[key].view(np.uint32), read_state[key].view(np.uint32), err_msg=key)
+        np.testing.assert_array_equal(_bits(again[key]), _bits(read_state[key]), err_msg=key)
     # write(read(file)) writes the same float32 bits as the file.
     rewritten = to_rtneural(read_layers, in_size, read_state)
     for j, (a, b) in enumerate(zip(written["layers"][0]["weights"], rewritten["layers"][0]["weights"])):
@@ -155,7 +160,7 @@ def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table:
         assert not read_state["layers.0.bias_hh_l0"].any()
     else:
         for key in state:
-            np.testing.assert_array_equal(read_state[key].view(np.uint32), state[key].view(np.uint32), err_msg=key)
+            np.testing.assert_array_equal(_bits(read_state[key]), _bits(state[key]), err_msg=key)
     # The state dict read back loads into the kind's torch module and computes the same function.
     reloaded = kind.build(layer, IN_FEATURES)
     reloaded.load_state_dict({key.removeprefix("layers.0."): torch.from_numpy(v) for key, v in read_state.items()})
@@ -421,7 +426,8 @@ def test_an_unregistered_kind_is_unknown_again(tmp_path: Path) -> None:
     layers.unregister_kind(kind)
     registry = modelreg.load_registry(_toy_registry(tmp_path), strict=False)
     by_key = {problem.key: problem for problem in registry.invalid["toy"]}
-    assert "one of 'dense', 'lstm', 'gru', 'activation', found 'scale'" in str(by_key["models.toy.layers[1].type"])
+    listed = ", ".join(repr(name) for name in layers.names())
+    assert f"one of {listed}, found 'scale'" in str(by_key["models.toy.layers[1].type"])
     assert layers.rtneural_handler("scale") is None
 
 

@@ -164,6 +164,12 @@ RANDOM = [
          LayerSpec("activation", 3, "softmax")]),
     (3, [LayerSpec("gru", 6), LayerSpec("activation", 6, "elu"), LayerSpec("activation", 6, "sigmoid"),
          LayerSpec("dense", 4, "linear"), LayerSpec("activation", 4, "tanh")]),
+    # batchnorm, affine and not, epsilon default and not
+    (5, [LayerSpec("dense", 6, "linear"), LayerSpec("batchnorm", 6, options=(("affine", True), ("epsilon", 1e-3))),
+         LayerSpec("activation", 6, "tanh"), LayerSpec("gru", 4),
+         LayerSpec("batchnorm", 4, options=(("affine", False), ("epsilon", 1e-5))), LayerSpec("dense", 2, "linear")]),
+    (3, [LayerSpec("batchnorm", 3, options=(("affine", True), ("epsilon", 0.5))), LayerSpec("lstm", 5),
+         LayerSpec("batchnorm", 5, options=(("affine", True), ("epsilon", 1e-5)))]),
 ]
 
 
@@ -186,7 +192,7 @@ def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, in
 
 
 @needs_rtneural
-@pytest.mark.parametrize("index", [4, 11])  # every activation, dense and stand-alone (GRU headers: the next test)
+@pytest.mark.parametrize("index", [4, 11, 12])  # every activation, dense and stand-alone; batchnorm (GRU headers: the next test)
 def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
     spec = _spec(tmp_path, in_features, layers, name=f"arch-{index}")
