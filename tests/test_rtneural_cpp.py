@@ -170,6 +170,11 @@ RANDOM = [
          LayerSpec("batchnorm", 4, options=(("affine", False), ("epsilon", 1e-5))), LayerSpec("dense", 2, "linear")]),
     (3, [LayerSpec("batchnorm", 3, options=(("affine", True), ("epsilon", 0.5))), LayerSpec("lstm", 5),
          LayerSpec("batchnorm", 5, options=(("affine", True), ("epsilon", 1e-5)))]),
+    # prelu, alone and in a mixed stack
+    (4, [LayerSpec("dense", 6, "linear"), LayerSpec("prelu", 6), LayerSpec("gru", 5), LayerSpec("prelu", 5),
+         LayerSpec("batchnorm", 5, options=(("affine", True), ("epsilon", 1e-3))), LayerSpec("activation", 5, "elu"),
+         LayerSpec("dense", 2, "linear")]),
+    (2, [LayerSpec("prelu", 2)]),
 ]
 
 
@@ -192,7 +197,7 @@ def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, in
 
 
 @needs_rtneural
-@pytest.mark.parametrize("index", [4, 11, 12])  # every activation, dense and stand-alone; batchnorm (GRU headers: the next test)
+@pytest.mark.parametrize("index", [4, 11, 12, 14])  # every activation, dense and stand-alone; batchnorm; prelu (GRU headers: the next test)
 def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
     spec = _spec(tmp_path, in_features, layers, name=f"arch-{index}")

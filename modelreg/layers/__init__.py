@@ -17,7 +17,7 @@ torch- and numpy-free at import: ``import modelreg`` imports this package.
 
 from __future__ import annotations
 
-from . import activations, batchnorm, dense, gru, lstm
+from . import activations, batchnorm, dense, gru, lstm, prelu
 from .base import LayerKind, RTNeuralLayerType
 
 __all__ = [
@@ -43,6 +43,7 @@ KINDS: tuple[RTNeuralLayerType, ...] = (
     gru.KIND,
     activations.KIND,
     batchnorm.KIND,
+    prelu.KIND,
 )
 
 _registered: list[RTNeuralLayerType] = []
