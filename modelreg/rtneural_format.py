@@ -100,7 +100,7 @@ def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[
     writing the result with :func:`to_rtneural` gives the same float32 weights
     (an LSTM's single bias comes back as ``bias_ih_l0`` with ``bias_hh_l0``
     zero; a dense layer without bias gets a zero bias). A layer type that is
-    no registry kind (a stand-alone activation layer) raises :class:`UsageError`.
+    no registry kind (an RTNeuralLayerType that is not a LayerKind; none built in) raises :class:`UsageError`.
     """
     problems, arrays = _check(data, file)
     if problems:

@@ -1,31 +1,35 @@
-"""Property: any architecture in the registry's language exports to both formats with parity."""
+"""Property: any architecture in the registry's language exports to both formats with parity.
+
+Layers are drawn from every registry kind (modelreg.layers.kinds()): one of the kind's example
+tables, with its ``units`` (if it has one) redrawn; tables a kind's semantic checks refuse
+at that position are discarded. A new kind is drawn without editing this file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import attrs
+import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, find, given, settings
 from hypothesis import strategies as st
 
 from modelreg import LayerSpec, ModelSpec
 from modelreg.builder import build_module
 from modelreg.exporters.onnx import ONNXExporter
 from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.layers import kinds
 from modelreg.spec import ACTIVATIONS, count_params
 
-_dense = st.builds(LayerSpec, st.just("dense"), st.integers(1, 64), st.sampled_from(ACTIVATIONS))
-_recurrent = st.builds(LayerSpec, st.sampled_from(["lstm", "gru"]), st.integers(1, 64))
 
 
 @st.composite
-def _conv2d(draw: st.DrawFn, size: int) -> LayerSpec:
-    """A conv2d (or batchnorm2d) over frames of F features x size/F filters: its keys depend on the input size."""
+def _conv2d(draw: st.DrawFn, name: str, size: int) -> LayerSpec:
+    """A conv2d or batchnorm2d over frames of F features x size/F filters: its keys depend on the input size."""
     from modelreg.layers import batchnorm2d, conv2d
 
     features = draw(st.sampled_from([f for f in range(1, min(size, 16) + 1) if size % f == 0]))
-    if draw(st.booleans()):
+    if name == "batchnorm2d":
         return batchnorm2d.KIND.spec({"num_features_in": features, "affine": draw(st.booleans()),
                                       "epsilon": draw(st.sampled_from([1e-5, 1e-3]))}, size)
     padding = draw(st.sampled_from(["valid", "same"]))
@@ -38,18 +42,38 @@ def _conv2d(draw: st.DrawFn, size: int) -> LayerSpec:
 
 
 @st.composite
+def _layer(draw: st.DrawFn, in_features: int) -> LayerSpec:
+    kind = draw(st.sampled_from(kinds()))
+    if kind.name in ("conv2d", "batchnorm2d"):  # keys that must divide the input size: drawn for it
+        assume(in_features <= 64)
+        return draw(_conv2d(kind.name, in_features))
+    table = {"type": kind.name, **draw(st.sampled_from(kind.examples))}
+    if "units" in table:
+        table["units"] = draw(st.integers(1, 64))
+    layer = kind.spec(table, in_features)
+    assume(not kind.problems(layer, in_features))
+    return layer
+
+
+@st.composite
 def _architectures(draw: st.DrawFn) -> tuple[int, list[LayerSpec]]:
     in_features = draw(st.integers(1, 64))
     layers: list[LayerSpec] = []
     size = in_features
     for _ in range(draw(st.integers(1, 4))):
-        layer = draw(st.one_of(_dense, _recurrent, _conv2d(size)) if size <= 64 else st.one_of(_dense, _recurrent))
-        layers.append(layer)
-        size = layer.units
+        layers.append(draw(_layer(size)))
+        size = layers[-1].units
     return in_features, layers
 
 
 architectures = _architectures()
+
+
+@pytest.mark.parametrize("name", [kind.name for kind in kinds()])
+def test_the_strategy_draws_every_kind(name: str) -> None:
+    found = find(architectures, lambda architecture: any(layer.type == name for layer in architecture[1]),
+                 settings=settings(database=None, max_examples=500))
+    assert any(layer.type == name for layer in found[1])
 
 
 def _spec(root: Path, in_features: int, layers: list[LayerSpec]) -> ModelSpec:

@@ -490,7 +490,8 @@ CASES: list[Case] = [
     Case("rtneural-unknown-layer-type", bad_json(lambda d: layer(d, 0).__setitem__("type", "conv1d")),
          ("check", "bad.json"), 1,
          "bad.json: layers[0].type: unknown or unsupported layer type (expected one of 'dense', "
-         "'time-distributed-dense', 'activation', 'lstm', 'gru', 'conv2d', 'batchnorm2d', found 'conv1d')"),
+         "'time-distributed-dense', 'lstm', 'gru', 'activation', 'batchnorm', 'prelu', 'conv2d', 'batchnorm2d', "
+         "found 'conv1d')"),
     Case("rtneural-unknown-activation", bad_json(lambda d: layer(d, 0).__setitem__("activation", "swish")),
          ("check", "bad.json"), 1,
          "bad.json: layers[0].activation: unknown activation (RTNeural knows tanh, relu, sigmoid, softmax, elu; "

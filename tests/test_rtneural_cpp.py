@@ -159,6 +159,22 @@ RANDOM = [
     (16, [LayerSpec("gru", 16), LayerSpec("dense", 8, "relu"), LayerSpec("dense", 1, "linear")]),
     (7, [LayerSpec("lstm", 3), LayerSpec("lstm", 9)]),
     (9, [LayerSpec("dense", 33, "elu"), LayerSpec("dense", 17, "sigmoid")]),
+    # stand-alone activation layers (the activation kind), every one RTNeural's createActivation knows
+    (4, [LayerSpec("lstm", 5), LayerSpec("activation", 5, "relu"), LayerSpec("dense", 3, "linear"),
+         LayerSpec("activation", 3, "softmax")]),
+    (3, [LayerSpec("gru", 6), LayerSpec("activation", 6, "elu"), LayerSpec("activation", 6, "sigmoid"),
+         LayerSpec("dense", 4, "linear"), LayerSpec("activation", 4, "tanh")]),
+    # batchnorm, affine and not, epsilon default and not
+    (5, [LayerSpec("dense", 6, "linear"), LayerSpec("batchnorm", 6, options=(("affine", True), ("epsilon", 1e-3))),
+         LayerSpec("activation", 6, "tanh"), LayerSpec("gru", 4),
+         LayerSpec("batchnorm", 4, options=(("affine", False), ("epsilon", 1e-5))), LayerSpec("dense", 2, "linear")]),
+    (3, [LayerSpec("batchnorm", 3, options=(("affine", True), ("epsilon", 0.5))), LayerSpec("lstm", 5),
+         LayerSpec("batchnorm", 5, options=(("affine", True), ("epsilon", 1e-5)))]),
+    # prelu, alone and in a mixed stack
+    (4, [LayerSpec("dense", 6, "linear"), LayerSpec("prelu", 6), LayerSpec("gru", 5), LayerSpec("prelu", 5),
+         LayerSpec("batchnorm", 5, options=(("affine", True), ("epsilon", 1e-3))), LayerSpec("activation", 5, "elu"),
+         LayerSpec("dense", 2, "linear")]),
+    (2, [LayerSpec("prelu", 2)]),
 ]
 
 
@@ -181,7 +197,7 @@ def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, in
 
 
 @needs_rtneural
-@pytest.mark.parametrize("index", [4])  # every activation (GRU headers: the next test)
+@pytest.mark.parametrize("index", [4, 11, 12, 14])  # every activation, dense and stand-alone; batchnorm; prelu (GRU headers: the next test)
 def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
     spec = _spec(tmp_path, in_features, layers, name=f"arch-{index}")

@@ -1,6 +1,6 @@
 """Layer kinds: one module per kind, and the one list of them.
 
-Each kind (``dense``, ``lstm``, ``gru``) is a module here holding everything
+Each kind (``dense``, ``lstm``, ``gru``, ``activation``, ...) is a module here holding everything
 about it (see :class:`~modelreg.layers.base.LayerKind`); the registry, the
 builder, the RTNeural writer, reader and runtime, and the ONNX state all ask
 the kinds in :data:`KINDS` and hold no per-kind code.
@@ -17,7 +17,7 @@ torch- and numpy-free at import: ``import modelreg`` imports this package.
 
 from __future__ import annotations
 
-from . import activations, batchnorm2d, conv2d, dense, gru, lstm
+from . import activations, batchnorm, batchnorm2d, conv2d, dense, gru, lstm, prelu
 from .base import LayerKind, RTNeuralLayerType
 
 __all__ = [
@@ -36,12 +36,14 @@ __all__ = [
 
 #: THE list of layer kinds, in the order the schemas and messages list them.
 #: Registry kinds are LayerKind; an RTNeural layer type that is not (yet) a
-#: registry kind (the stand-alone activation layer) is an RTNeuralLayerType.
+#: registry kind would be an RTNeuralLayerType (none today).
 KINDS: tuple[RTNeuralLayerType, ...] = (
     dense.KIND,
-    activations.STANDALONE,
     lstm.KIND,
     gru.KIND,
+    activations.KIND,
+    batchnorm.KIND,
+    prelu.KIND,
     conv2d.KIND,
     batchnorm2d.KIND,
 )

@@ -2,9 +2,9 @@
 
 One table serves the registry (``activation = "tanh"``), the torch module, the
 RTNeural writer and reader (RTNeural calls linear ``""``), the numpy reference
-runtime and the output-range check. RTNeural's stand-alone ``activation``
-layer type (read, checked and run; not yet declarable in a registry) lives
-here too, as the one entry of the kinds list that is RTNeural-only.
+runtime and the output-range check. The ``activation`` layer kind (a
+stand-alone activation layer, e.g. after an LSTM; RTNeural's ``activation``
+layer type) lives here too, next to the table it is made of.
 
 Nothing here imports numpy or torch at module level (``import modelreg``
 stays light); the functions that compute import them when called.
@@ -16,16 +16,19 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import RTNeuralLayerType, RuntimeLayer, SizeCheck
+from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
-    from torch import Tensor
+    from torch import Tensor, nn
+
+    from ..spec import LayerSpec
 
 __all__ = [
     "NAMES",
     "RTNEURAL_NAMES",
     "cpp_type",
+    "KIND",
     "STANDALONE",
     "ActivationLayer",
     "from_rtneural_name",
@@ -169,11 +172,90 @@ class ActivationLayer:
         return f"ActivationLayer({self.name or 'linear'!r}, {self.out_size})"
 
 
-class _Standalone(RTNeuralLayerType):
-    """RTNeural's stand-alone ``activation`` layer: ``weights = []``, the size is kept."""
+class Activation(LayerKind):
+    """A stand-alone activation layer: ``{ type = "activation", activation = "tanh" }``.
 
+    It keeps its input's size (no ``units`` key: the size is the previous
+    layer's). RTNeural writes it as ``{"type": "activation", "activation": NAME,
+    "weights": []}``; the dynamic loader adds ``createActivation(NAME)``, and a
+    ``ModelT`` holds the matching ``...ActivationT`` (which consumes that JSON
+    layer). ``linear`` is refused: such a layer does nothing, and a ``ModelT``
+    has no layer for it, so the compile-time loader would pair the next layer
+    with the wrong JSON entry.
+    """
+
+    name = "activation"
+    registry_keys = {"activation": {"enum": list(NAMES)}}
+    required_keys = ("activation",)
+    missing_key_hints = {"activation": "an activation: activation layers need one of "
+                                       + ", ".join(repr(name) for name in NAMES if name != "linear")}
+    refused_keys = {"units": "activation layers keep the size of their input; they take no units"}
+    examples = tuple({"activation": name} for name in NAMES if name != "linear")
     rtneural_types = ("activation",)
     weight_depths = ()
+
+    # ------------------------------------------------------------------ registry
+
+    def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
+        from ..spec import LayerSpec
+
+        return LayerSpec("activation", in_features, table["activation"])
+
+    def problems(self, layer: LayerSpec, in_features: int) -> list[LayerProblem]:
+        if layer.activation == "linear":
+            choices = ", ".join(repr(name) for name in NAMES if name != "linear")
+            return [("activation", "a stand-alone linear activation layer does nothing (and RTNeural's compile-time "
+                     "ModelT has no layer for it); remove the layer", f"one of {choices}", "'linear'")]
+        return []
+
+    def params(self, layer: LayerSpec, in_features: int) -> int:
+        return 0
+
+    def state(self, layer: LayerSpec) -> StateSpec:
+        return ()
+
+    def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
+        return output_range(layer.activation)
+
+    # ------------------------------------------------------------------ torch
+
+    def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
+        from torch import nn
+
+        return nn.Identity()  # no parameters; the function is applied in forward()
+
+    def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
+                state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        return torch_activation(layer.activation)(x), ()
+
+    # ------------------------------------------------------------------ RTNeural
+
+    def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
+        return {"type": "activation", "activation": to_rtneural_name(layer.activation),
+                "shape": [None, None, layer.units], "weights": []}
+
+    def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
+                      units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
+        from ..errors import UsageError
+        from ..spec import LayerSpec
+
+        activation = layer.get("activation", "")
+        if not activation:
+            raise UsageError.at("a stand-alone activation layer without an activation does nothing; the registry "
+                                "has no such layer (delete it from the file)", key="activation",
+                                expected="one of " + ", ".join(repr(n) for n in RTNEURAL_NAMES if n), found=repr(activation))
+        return LayerSpec("activation", in_features, from_rtneural_name(activation)), {}
+
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        return ()
+
+    def rtneural_activation(self, layer: LayerSpec) -> str | None:
+        return to_rtneural_name(layer.activation)
+
+    def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
+        cpp = cpp_type(layer.activation, layer.units)
+        assert cpp is not None, "linear activation layers are refused by the registry"
+        return [cpp]
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {
@@ -199,5 +281,7 @@ class _Standalone(RTNeuralLayerType):
         return [ActivationLayer(activation, units)] if activation else []
 
 
-#: The stand-alone activation layer (RTNeural only, for now).
-STANDALONE = _Standalone()
+#: The ``activation`` layer kind.
+KIND = Activation()
+#: The old name of the same object (it was RTNeural-only before it became a registry kind).
+STANDALONE = KIND

@@ -100,6 +100,12 @@ class StateReader:
     def has(self, key: str) -> bool:
         return key in self.state
 
+    def ignore(self, key: str) -> None:
+        """Mark ``key`` as used without reading it (an entry inference never needs, such as a
+        batchnorm's ``num_batches_tracked``); a missing key is fine."""
+        if key in self.state:
+            self.used.add(key)
+
     def take(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         import numpy as np
 

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import batchnorm
 from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
@@ -78,8 +79,9 @@ class BatchNorm2D(LayerKind):
     name = "batchnorm2d"
     registry_keys = {
         "num_features_in": {"$ref": "#/$defs/positive_int"},
-        "epsilon": {"type": "number", "exclusiveMinimum": 0},
-        "affine": {"type": "boolean"},
+        # One schema per key across kinds (the registry's layer schema is their union): batchnorm's.
+        "epsilon": batchnorm.KIND.registry_keys["epsilon"],
+        "affine": batchnorm.KIND.registry_keys["affine"],
     }
     required_keys = ("num_features_in",)
     missing_key_hints = {

@@ -1,0 +1,61 @@
+"""Helpers for the per-kind test files (test_kind_*.py): a spec from layers, a module with
+non-trivial weights, both exports proven, and a corrupted RTNeural file checked against torch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelreg import LayerSpec, ModelSpec
+from modelreg.builder import RealtimeModel, build_module
+from modelreg.exporters.onnx import ONNXExporter
+from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.parity import Parity
+from modelreg.spec import count_params
+
+
+def spec_of(root: Path, in_features: int, layers: list[LayerSpec], name: str = "kind") -> ModelSpec:
+    return ModelSpec(
+        name=name, description="", input_shape=(1, in_features), output_shape=(1, layers[-1].units),
+        dtype="float32", params=count_params(layers, in_features), latency_ms=10.0, layers=tuple(layers),
+        checkpoint=root / f"{name}.pt", registry_file=root / "registry.toml",
+    )
+
+
+def widened(spec: ModelSpec, seed: int) -> RealtimeModel:
+    module = build_module(spec, seed=seed)
+    with torch.no_grad():  # default init is small; widen weights so activations leave their linear region
+        for parameter in module.parameters():
+            parameter.mul_(2.0)
+    return module
+
+
+def export_both(spec: ModelSpec, module: RealtimeModel, folder: Path) -> dict[str, Parity]:
+    """Export RTNeural JSON and ONNX, check each file, and return each one's parity (asserted ok)."""
+    results = {}
+    for exporter in (RTNeuralExporter(), ONNXExporter()):
+        path = folder / f"{spec.name}.{exporter.name}"
+        exporter.export(spec, module, path)
+        assert exporter.check_artifact(spec, path) == [], exporter.name
+        parity = exporter.verify(spec, module, path, 1e-5)
+        assert parity.ok, (exporter.name, parity.to_figures())
+        results[exporter.name] = parity
+    return results
+
+
+def corrupted_parity(spec: ModelSpec, module: RealtimeModel, folder: Path,
+                     corrupt: Callable[[dict[str, Any]], None]) -> Parity:
+    """Write the RTNeural file, let ``corrupt`` edit its document, and run parity on the edited file."""
+    path = folder / f"{spec.name}.json"
+    exporter = RTNeuralExporter()
+    exporter.export(spec, module, path)
+    assert exporter.verify(spec, module, path, 1e-5).ok  # the file was right before
+    document = json.loads(path.read_text())
+    corrupt(document)
+    path.write_text(json.dumps(document))
+    assert exporter.check_artifact(spec, path) == []  # well-formed: only the numbers can tell
+    return exporter.verify(spec, module, path, 1e-5)
