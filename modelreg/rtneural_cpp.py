@@ -550,8 +550,8 @@ def expected_layers(document: Mapping[str, Any]) -> list[tuple[str, int, int]]:
         kind = str(layer.get("type"))
         units = int((layer.get("shape") or [0])[-1] or 0)
         activation = str(layer.get("activation") or "")
-        if kind in ("dense", "time-distributed-dense"):
-            layers.append(("dense", size, units))
+        if kind in ("dense", "time-distributed-dense", "conv1d", "conv2d"):  # the loader's add_activation
+            layers.append(("dense" if "dense" in kind else kind, size, units))
             if activation:
                 layers.append((activation, units, units))
         elif kind in ("lstm", "gru"):

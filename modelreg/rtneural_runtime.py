@@ -244,9 +244,12 @@ def _stub(array: np.ndarray) -> list[Any]:
     64-unit LSTM); the numbers were already checked by :func:`_numeric`, and
     every size rule beyond "non-empty" is checked by :func:`_check_sizes`.
     """
+    inner: list[Any] = [0.0]
+    for _ in range(array.ndim - 2):  # keep the nesting depth (3-D conv kernels): [[[0.0]]] ...
+        inner = [inner]
     if array.ndim == 1:
-        return [0.0]
-    return [[0.0] for _ in range(array.shape[0])]
+        return inner
+    return [inner for _ in range(array.shape[0])]
 
 
 def _units(shape: Any) -> int | None:
@@ -270,6 +273,19 @@ def _weight_shape(value: Any, array: np.ndarray | None, depth: int, key: str, fi
         return tuple(int(n) for n in array.shape)
     if depth == 1:
         return (len(value),)
+    if depth > 2:  # a tensor (conv kernels): every entry a block of the same shape
+        shapes: list[tuple[int, ...]] = []
+        for index, block in enumerate(value):
+            shape = _weight_shape(block, None, depth - 1, f"{key}[{index}]", file, problems)
+            if shape is None:
+                return None
+            if shapes and shape != shapes[0]:
+                dims = "".join(f"[{n}]" for n in shapes[0])
+                problems.append(Problem("entries have different shapes", file=file, key=f"{key}[{index}]",
+                                        expected=f"{dims} (like entry 0)", found="".join(f"[{n}]" for n in shape)))
+                return None
+            shapes.append(shape)
+        return (len(value), *shapes[0])
     lengths = [len(row) for row in value]
     for index, length in enumerate(lengths):
         if length != lengths[0]:
@@ -308,7 +324,7 @@ def _check_sizes(data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarr
             return _weight_shape(weights[j], arrays.get((i, j)), depths[j], f"layers[{i}].weights[{j}]", file, problems)
 
         check = SizeCheck(index=i, previous=previous, units=units, source=source, file=file, dims=dims,
-                          problems=problems)
+                          problems=problems, layer=layer)
         passed_on = handler.check_rtneural_sizes(check)
         if passed_on != units:
             previous = passed_on  # e.g. an activation layer cannot change the size: keep the real one

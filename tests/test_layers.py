@@ -65,7 +65,7 @@ def _torch_frames(kind: LayerKind, layer: LayerSpec, module: torch.nn.Module, fr
 
 
 def test_one_list_of_kinds_and_it_is_what_the_machinery_uses() -> None:
-    assert layers.names() == ("dense", "lstm", "gru") == modelreg.spec.LAYER_TYPES
+    assert layers.names() == ("dense", "lstm", "gru", "conv1d") == modelreg.spec.LAYER_TYPES
     assert [kind.name for kind in layers.kinds()] == [kind.name for kind in REGISTRY_KINDS]
     # The RTNeural side reads exactly the types the handlers in the list declare.
     from modelreg.rtneural_runtime import LAYER_TYPES
@@ -80,7 +80,7 @@ def test_one_list_of_kinds_and_it_is_what_the_machinery_uses() -> None:
 def test_every_entry_implements_the_whole_interface(handler: RTNeuralLayerType) -> None:
     assert not type(handler).__abstractmethods__, f"{type(handler).__name__} leaves methods unimplemented"
     assert handler.rtneural_types and all(isinstance(t, str) and t for t in handler.rtneural_types)
-    assert all(depth in (1, 2) for depth in handler.weight_depths)
+    assert all(depth in (1, 2, 3, 4) for depth in handler.weight_depths)
     assert isinstance(handler.rtneural_schema(), dict)
     if not isinstance(handler, LayerKind):  # RTNeural only: the stand-alone activation layer
         return
@@ -396,7 +396,7 @@ def test_an_unregistered_kind_is_unknown_again(tmp_path: Path) -> None:
     layers.unregister_kind(kind)
     registry = modelreg.load_registry(_toy_registry(tmp_path), strict=False)
     by_key = {problem.key: problem for problem in registry.invalid["toy"]}
-    assert "one of 'dense', 'lstm', 'gru', found 'scale'" in str(by_key["models.toy.layers[1].type"])
+    assert "one of 'dense', 'lstm', 'gru', 'conv1d', found 'scale'" in str(by_key["models.toy.layers[1].type"])
     assert layers.rtneural_handler("scale") is None
 
 

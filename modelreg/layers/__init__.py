@@ -17,7 +17,7 @@ torch- and numpy-free at import: ``import modelreg`` imports this package.
 
 from __future__ import annotations
 
-from . import activations, dense, gru, lstm
+from . import activations, conv1d, dense, gru, lstm
 from .base import LayerKind, RTNeuralLayerType
 
 __all__ = [
@@ -42,6 +42,7 @@ KINDS: tuple[RTNeuralLayerType, ...] = (
     activations.STANDALONE,
     lstm.KIND,
     gru.KIND,
+    conv1d.KIND,
 )
 
 _registered: list[RTNeuralLayerType] = []

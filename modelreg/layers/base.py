@@ -53,12 +53,15 @@ class SizeCheck:
     """What an RTNeural layer's size rules are checked with (see ``check_rtneural_sizes``).
 
     ``previous`` is the size the layer receives (None when unknown), ``units``
-    the layer's ``shape`` size, ``source`` words where ``previous`` comes from.
+    the layer's ``shape`` size, ``source`` words where ``previous`` comes from,
+    ``layer`` the (schema-valid) layer object itself, for kinds with further keys.
     """
 
     def __init__(self, *, index: int, previous: int | None, units: int, source: str, file: str | None,
-                 dims: Callable[[int], "tuple[int, ...] | None"], problems: list[Problem]) -> None:
+                 dims: Callable[[int], "tuple[int, ...] | None"], problems: list[Problem],
+                 layer: Mapping[str, Any] | None = None) -> None:
         self.index = index
+        self.layer: Mapping[str, Any] = layer if layer is not None else {}
         self.prefix = f"layers[{index}]"
         self.previous = previous
         self.units = units
@@ -126,7 +129,7 @@ class RTNeuralLayerType(abc.ABC):
 
     #: RTNeural ``type`` values this handles (the first is the one written).
     rtneural_types: ClassVar[tuple[str, ...]]
-    #: Nesting depth of each ``weights`` entry (2: a matrix, 1: a vector).
+    #: Nesting depth of each ``weights`` entry (1: a vector, 2: a matrix, 3 or 4: a tensor).
     weight_depths: ClassVar[tuple[int, ...]]
 
     @abc.abstractmethod
@@ -221,3 +224,10 @@ class LayerKind(RTNeuralLayerType):
     def rtneural_activation(self, layer: LayerSpec) -> str | None:
         """The ``activation`` value RTNeural's loader acts on for this layer, or None when it ignores it."""
         return None
+
+    def rtneural_keys(self, layer: LayerSpec) -> tuple[tuple[str, int, int], ...]:
+        """Integer keys besides ``shape`` that RTNeural's loader checks a layer against (``kernel_size``,
+        ``dilation``...), each ``(key, value, default)``: the value this layer needs, and what the loader
+        assumes when the key is absent (0: the loader throws). Read as RTNeural does: an array's last
+        entry. The ``rtneural-cpp`` header checks files against them. None by default."""
+        return ()

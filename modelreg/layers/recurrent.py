@@ -33,7 +33,7 @@ class Recurrent(LayerKind):
     gate_names: ClassVar[str]
     registry_keys = {"units": {"$ref": "#/$defs/positive_int"}}
     required_keys = ("units",)
-    refused_keys = {"activation": "only dense layers take an activation; lstm and gru use tanh and sigmoid internally"}
+    refused_keys = {"activation": "lstm and gru layers take no activation: they use tanh and sigmoid internally"}
     examples = ({"units": 1}, {"units": 6})
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
