@@ -466,3 +466,9 @@ def test_eigen_backend_conv1d_with_groups_and_dilation(tmp_path: Path, cpp: Path
     assert rc.find_toolchain().backend == "eigen"
     result = _cpp_run(path, spec, module)
     assert result.ok and result.max_error <= 1e-5, result.to_figures()
+    # The compile-time Conv1DT of the Eigen backend (its own implementation) too.
+    header = tmp_path / "tcn_eigen.h"
+    exporter = RTNeuralCppExporter()
+    exporter.export(spec, module, header)
+    compiled = exporter.verify(spec, module, header, 1e-5)
+    assert not compiled.skipped and compiled.ok and compiled.max_error <= 1e-5, compiled.to_figures()
