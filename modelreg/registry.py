@@ -360,6 +360,8 @@ def _semantic_problems(
         for field, reason, expected, text in layer.kind.problems(layer, size):
             add(reason, f"layers[{index}].{field}", expected, text=text)
         size = layer.units
+    # A layer with such a problem has no PyTorch parameter count to compare `params` with.
+    layers_ok = not problems
 
     if layers[-1].units != out_features:
         add("output shape contradicts the last layer", "output_shape",
@@ -382,7 +384,7 @@ def _semantic_problems(
         add("architecture exceeds the parameter budget; raise [settings] param_budget if this is intended",
             "layers", f"at most {budget:,} parameters",
             text=f"{computed:,} parameters, {per_layer[biggest]:,} of them in layers[{biggest}]")
-    elif entry["params"] != computed:
+    elif entry["params"] != computed and layers_ok:
         add("declared parameter count does not match the layers", "params",
             f"{computed:,}, PyTorch's count for these layers on {in_features} input features",
             text=f"{entry['params']:,}")

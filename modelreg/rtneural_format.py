@@ -52,6 +52,12 @@ def _layer_spec(i: int, entry: Any) -> LayerSpec:
                             expected="one of " + ", ".join(_ACTIVATION_NAMES), found=activation)
     if isinstance(entry, LayerSpec):
         return entry
+    more = [key for key in _layers.get_kind(kind).required_keys if key not in ("units", "activation")]
+    if more:  # e.g. conv1d's kernel_size: a tuple cannot say it
+        raise UsageError.at(f"a {kind} layer needs {', '.join(more)}, which a (type, units, activation) tuple "
+                            "cannot give", key=f"layers[{i}]",
+                            expected=f"a LayerSpec from modelreg.layers.get_kind({kind!r}).spec(table, in_features)",
+                            found=entry)
     return LayerSpec(kind, int(units), activation)
 
 

@@ -298,10 +298,19 @@ def _weight_shape(value: Any, array: np.ndarray | None, depth: int, key: str, fi
         return tuple(int(n) for n in array.shape)
     if depth == 1:
         return (len(value),)
-    if depth > 2:  # schema-valid nesting that _numeric could not read: ragged somewhere inside
-        problems.append(Problem("not a rectangular array (inner arrays have different lengths)", file=file, key=key,
-                                expected=f"an array nested {depth} deep with equal lengths at each level"))
-        return None
+    if depth > 2:  # a tensor (conv kernels): every entry a block of the same shape
+        shapes: list[tuple[int, ...]] = []
+        for index, block in enumerate(value):
+            shape = _weight_shape(block, None, depth - 1, f"{key}[{index}]", file, problems)
+            if shape is None:
+                return None
+            if shapes and shape != shapes[0]:
+                dims = "".join(f"[{n}]" for n in shapes[0])
+                problems.append(Problem("entries have different shapes", file=file, key=f"{key}[{index}]",
+                                        expected=f"{dims} (like entry 0)", found="".join(f"[{n}]" for n in shape)))
+                return None
+            shapes.append(shape)
+        return (len(value), *shapes[0])
     lengths = [len(row) for row in value]
     for index, length in enumerate(lengths):
         if length != lengths[0]:

@@ -23,3 +23,34 @@ def test_own_registry_example_runs_from_another_folder(tmp_path):
     assert "(2 skipped)" in result.stdout  # rtneural.cpp_*: RTNeural C++ not configured
     assert (tmp_path / "proj" / "models" / "envelope.json").is_file()
     assert (tmp_path / "proj" / "weights" / "envelope.pt").is_file()
+
+
+def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
+    """examples/tcn: a dilated conv1d stack (1-2-4-8) + GRU + dense head, exported to RTNeural JSON, ONNX and
+    the rtneural-cpp header; with RTNeural's C++ beside the checkout, both C++ checks run too."""
+    import os
+    import shutil
+
+    from conftest import SHARED_RTNEURAL
+
+    env = dict(os.environ)
+    with_cpp = (SHARED_RTNEURAL / "RTNeural" / "RTNeural.h").is_file() and bool(shutil.which("c++") or shutil.which("g++"))
+    if with_cpp:
+        env.update(MODELREG_RTNEURAL=str(SHARED_RTNEURAL), MODELREG_RTNEURAL_BACKEND="stl",
+                   MODELREG_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "modelreg-cache"))
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "tcn" / "run.py"), str(tmp_path / "proj")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    failed = [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("  FAIL ")]
+    assert set(failed) <= {"latency", "rtneural.cpp_latency"}, result.stdout + result.stderr  # timing on a loaded machine
+    assert result.returncode == (1 if failed else 0), result.stderr
+    for name in ("models/tcn.json", "models/onnx/tcn.onnx", "models/cpp/tcn.h", "weights/tcn.pt"):
+        assert (tmp_path / "proj" / name).is_file(), name
+    assert "tcn: 857 params, stateful=True" in result.stdout
+    for exporter in ("rtneural", "onnx"):
+        assert re.search(rf"{exporter}\.parity: max abs error \S+", result.stdout)
+    if with_cpp:
+        assert "(0 skipped)" in result.stdout, result.stdout
+        assert re.search(r"rtneural.cpp_parity: max abs error \S+", result.stdout)
+        assert re.search(r"rtneural-cpp.parity: max abs error \S+", result.stdout)
+    else:
+        assert "(3 skipped)" in result.stdout

@@ -18,9 +18,8 @@ from modelreg import LayerSpec, ModelSpec
 from modelreg.builder import build_module
 from modelreg.exporters.onnx import ONNXExporter
 from modelreg.exporters.rtneural import RTNeuralExporter
-from modelreg.layers import kinds
+from modelreg.layers import get_kind, kinds
 from modelreg.spec import ACTIVATIONS, count_params
-
 
 
 @st.composite
@@ -42,11 +41,22 @@ def _conv2d(draw: st.DrawFn, name: str, size: int) -> LayerSpec:
 
 
 @st.composite
+def _conv1d(draw: st.DrawFn, in_features: int) -> LayerSpec:
+    """A conv1d whose groups divide the size it is fed."""
+    groups = draw(st.sampled_from([g for g in (1, 2, 3, 4) if in_features % g == 0]))
+    table = {"type": "conv1d", "units": groups * draw(st.integers(1, 16)), "kernel_size": draw(st.integers(1, 4)),
+             "dilation": draw(st.integers(1, 8)), "groups": groups, "activation": draw(st.sampled_from(ACTIVATIONS))}
+    return get_kind("conv1d").spec(table, in_features)
+
+
+@st.composite
 def _layer(draw: st.DrawFn, in_features: int) -> LayerSpec:
     kind = draw(st.sampled_from(kinds()))
     if kind.name in ("conv2d", "batchnorm2d"):  # keys that must divide the input size: drawn for it
         assume(in_features <= 64)
         return draw(_conv2d(kind.name, in_features))
+    if kind.name == "conv1d":  # groups must divide the input size
+        return draw(_conv1d(in_features))
     table = {"type": kind.name, **draw(st.sampled_from(kind.examples))}
     if "units" in table:
         table["units"] = draw(st.integers(1, 64))

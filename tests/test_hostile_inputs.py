@@ -487,11 +487,11 @@ CASES: list[Case] = [
     Case("rtneural-ragged-rows", bad_json(ragged_rows), ("check", "bad.json"), 1,
          "bad.json: layers[1].weights[0][2]: rows have different lengths (expected 8 numbers (like row 0), "
          "found 7 numbers)"),
-    Case("rtneural-unknown-layer-type", bad_json(lambda d: layer(d, 0).__setitem__("type", "conv1d")),
+    Case("rtneural-unknown-layer-type", bad_json(lambda d: layer(d, 0).__setitem__("type", "conv3d")),
          ("check", "bad.json"), 1,
          "bad.json: layers[0].type: unknown or unsupported layer type (expected one of 'dense', "
-         "'time-distributed-dense', 'lstm', 'gru', 'activation', 'batchnorm', 'prelu', 'conv2d', 'batchnorm2d', "
-         "found 'conv1d')"),
+         "'time-distributed-dense', 'lstm', 'gru', 'conv1d', 'activation', 'batchnorm', 'prelu', 'conv2d', "
+         "'batchnorm2d', found 'conv3d')"),
     Case("rtneural-unknown-activation", bad_json(lambda d: layer(d, 0).__setitem__("activation", "swish")),
          ("check", "bad.json"), 1,
          "bad.json: layers[0].activation: unknown activation (RTNeural knows tanh, relu, sigmoid, softmax, elu; "

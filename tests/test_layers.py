@@ -86,7 +86,7 @@ def test_one_list_of_kinds_and_it_is_what_the_machinery_uses() -> None:
 def test_every_entry_implements_the_whole_interface(handler: RTNeuralLayerType) -> None:
     assert not type(handler).__abstractmethods__, f"{type(handler).__name__} leaves methods unimplemented"
     assert handler.rtneural_types and all(isinstance(t, str) and t for t in handler.rtneural_types)
-    assert all(depth in (1, 2, 4) for depth in handler.weight_depths)  # 4: conv2d's kernel
+    assert all(depth in (1, 2, 3, 4) for depth in handler.weight_depths)  # 3: conv1d's kernel, 4: conv2d's
     assert isinstance(handler.rtneural_schema(), dict)
     if not isinstance(handler, LayerKind):  # RTNeural only: the stand-alone activation layer
         return

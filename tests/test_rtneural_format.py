@@ -260,7 +260,8 @@ def _dense_state(units: int = 2, inputs: int = 3) -> dict[str, np.ndarray]:
         ([("dense", 2, "linear")], {**_dense_state(), "layers.0.weight": np.ones((3, 2), np.float32)}, "layers.0.weight"),
         ([("dense", 2, "linear")], {**_dense_state(), "layers.1.weight": np.ones((1, 2), np.float32)}, "layers.1.weight"),
         ([("dense", 2, "swish")], _dense_state(), "layers[0].activation"),
-        ([("conv1d", 2, "linear")], _dense_state(), "layers[0].type"),
+        ([("conv3d", 2, "linear")], _dense_state(), "layers[0].type"),
+        ([("conv1d", 2, "linear")], _dense_state(), "layers[0]"),  # kernel_size cannot be given in a tuple
         ([("dense", 0, "linear")], _dense_state(), "layers[0].units"),
         ([("lstm", 1, "linear")], {"layers.0.weight_ih_l0": np.ones((4, 3), np.float32),
                                    "layers.0.weight_hh_l0": np.ones((4, 1), np.float32),

@@ -247,11 +247,11 @@ def test_ragged_matrix_is_reported() -> None:
 
 def test_unknown_layer_type() -> None:
     data = small_dense()
-    data["layers"][0]["type"] = "conv1d"
+    data["layers"][0]["type"] = "conv3d"  # RTNeural's loader would skip it silently
     problems = check_rtneural(data)
     assert "layers[0].type" in keys(problems)
     problem = next(p for p in problems if p.key == "layers[0].type")
-    assert "unknown or unsupported layer type" in problem.reason and problem.found == "'conv1d'"
+    assert "unknown or unsupported layer type" in problem.reason and problem.found == "'conv3d'"
 
 
 @pytest.mark.parametrize("name", ["linear", "swish", "Tanh"])

@@ -4,7 +4,10 @@ Graph interface (``batch`` is a dynamic axis everywhere):
 
 - input ``x`` ``[batch, in]`` (one frame), output ``y`` ``[batch, out]``;
 - per LSTM layer i: inputs ``h{i}``, ``c{i}`` and outputs ``h{i}_out``,
-  ``c{i}_out``, each ``[1, batch, units]``; per GRU layer i: ``h{i}`` / ``h{i}_out``.
+  ``c{i}_out``, each ``[1, batch, units]``; per GRU layer i: ``h{i}`` / ``h{i}_out``;
+  per conv1d layer i with kernel_size > 1: ``buf{i}`` / ``buf{i}_out``
+  ``[1, batch, (kernel_size - 1) * dilation * in]``, its past input frames, oldest first
+  (every state comes from the layer kinds' ``state()``).
 
 A host feeds zeros as the first state and each call's ``*_out`` as the next
 call's state. Exported with PyTorch's TorchScript-based exporter

@@ -87,17 +87,19 @@ def _layer_info(spec: ModelSpec) -> list[str]:
         activation = kind.rtneural_activation(layer)
         shapes = kind.rtneural_shapes(layer, size)
         weights = ", ".join("{%d, {%s}}" % (len(shape), ", ".join(str(n) for n in shape)) for shape in shapes)
-        rows.append('    {"%s", %d, %s, %d, {%s}}' % (kind.rtneural_types[0], layer.units,
-                                                     "nullptr" if activation is None else f'"{activation}"',
-                                                     len(shapes), weights))
+        keys = kind.rtneural_keys(layer)
+        key_rows = ", ".join('{"%s", %d, %d}' % key for key in keys)
+        rows.append('    {"%s", %d, %s, %d, {%s}, %d, {%s}}' % (kind.rtneural_types[0], layer.units,
+                                                             "nullptr" if activation is None else f'"{activation}"',
+                                                             len(shapes), weights, len(keys), key_rows))
         size = layer.units
     return rows
 
 
 # The checking code shared by every header (guarded, so several headers can be included together).
 _DETAIL = r'''
-#ifndef MODELREG_RTNEURAL_CPP_DETAIL_V2
-#define MODELREG_RTNEURAL_CPP_DETAIL_V2
+#ifndef MODELREG_RTNEURAL_CPP_DETAIL_V3
+#define MODELREG_RTNEURAL_CPP_DETAIL_V3
 namespace modelreg_rtneural_detail
 {
 /** One weights array: its number of dimensions and their sizes (outermost first). */
@@ -105,6 +107,14 @@ struct WeightInfo
 {
     int ndim;
     int dims[4];
+};
+
+/** An integer key the loader checks the layer against (kernel_size, dilation...), read as it reads it. */
+struct KeyInfo
+{
+    const char* name;
+    int value;
+    int missing; // what the loader assumes when the key is absent; 0: it must be present
 };
 
 /** One layer as the RTNeural JSON file must declare it (written by modelreg from the layer's kind). */
@@ -115,6 +125,8 @@ struct LayerInfo
     const char* activation; // the activation the loader applies ("" is linear), or nullptr when it ignores it
     int n_weights;
     WeightInfo weights[4];
+    int n_keys;
+    KeyInfo keys[4];
 };
 
 [[noreturn]] inline void fail(const std::string& file, const std::string& where, const std::string& what)
@@ -185,10 +197,27 @@ inline void check(const nlohmann::json& doc, int in_size, const LayerInfo* expec
             fail(file, at + ".weights", "expected " + std::to_string(e.n_weights) + " arrays, found " + std::to_string(w.size()));
         for(int j = 0; j < e.n_weights; ++j)
             expect_array(w[j], e.weights[j].dims, e.weights[j].ndim, file, at + ".weights[" + std::to_string(j) + "]");
+        for(int k = 0; k < e.n_keys; ++k)
+        {
+            const auto& key = e.keys[k];
+            const std::string where = at + "." + key.name;
+            long value = key.missing;
+            if(l.contains(key.name))
+            {
+                // As the loader reads it: an array's last entry (.back()), or the number itself.
+                const auto& v = l[key.name].is_array() && !l[key.name].empty() ? l[key.name].back() : l[key.name];
+                value = v.is_number_integer() ? v.get<long>() : -1;
+            }
+            else if(key.missing == 0)
+                fail(file, where, "missing (expected " + std::to_string(key.value) + ")");
+            if(value != key.value)
+                fail(file, where, "expected " + std::to_string(key.value) + ", found "
+                                      + (l.contains(key.name) ? l[key.name].dump() : std::string("none (") + std::to_string(key.missing) + ")"));
+        }
     }
 }
 } // namespace modelreg_rtneural_detail
-#endif // MODELREG_RTNEURAL_CPP_DETAIL_V2
+#endif // MODELREG_RTNEURAL_CPP_DETAIL_V3
 '''
 
 
@@ -308,7 +337,7 @@ class RTNeuralCppExporter(Exporter):
     """Writes ``models/cpp/NAME.h``: the entry's ``RTNeural::ModelT`` type and a checked loader."""
 
     name = "rtneural-cpp"
-    version = "2"
+    version = "3"
 
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"

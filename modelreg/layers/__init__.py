@@ -17,7 +17,7 @@ torch- and numpy-free at import: ``import modelreg`` imports this package.
 
 from __future__ import annotations
 
-from . import activations, batchnorm, batchnorm2d, conv2d, dense, gru, lstm, prelu
+from . import activations, batchnorm, batchnorm2d, conv1d, conv2d, dense, gru, lstm, prelu
 from .base import LayerKind, RTNeuralLayerType
 
 __all__ = [
@@ -41,6 +41,7 @@ KINDS: tuple[RTNeuralLayerType, ...] = (
     dense.KIND,
     lstm.KIND,
     gru.KIND,
+    conv1d.KIND,
     activations.KIND,
     batchnorm.KIND,
     prelu.KIND,

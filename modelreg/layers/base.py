@@ -136,7 +136,7 @@ class RTNeuralLayerType(abc.ABC):
 
     #: RTNeural ``type`` values this handles (the first is the one written).
     rtneural_types: ClassVar[tuple[str, ...]]
-    #: Nesting depth of each ``weights`` entry (2: a matrix, 1: a vector).
+    #: Nesting depth of each ``weights`` entry (1: a vector, 2: a matrix, 3 or 4: a tensor).
     weight_depths: ClassVar[tuple[int, ...]]
 
     @abc.abstractmethod
@@ -231,3 +231,10 @@ class LayerKind(RTNeuralLayerType):
     def rtneural_activation(self, layer: LayerSpec) -> str | None:
         """The ``activation`` value RTNeural's loader acts on for this layer, or None when it ignores it."""
         return None
+
+    def rtneural_keys(self, layer: LayerSpec) -> tuple[tuple[str, int, int], ...]:
+        """Integer keys besides ``shape`` that RTNeural's loader checks a layer against (``kernel_size``,
+        ``dilation``...), each ``(key, value, default)``: the value this layer needs, and what the loader
+        assumes when the key is absent (0: the loader throws). Read as RTNeural does: an array's last
+        entry. The ``rtneural-cpp`` header checks files against them. None by default."""
+        return ()

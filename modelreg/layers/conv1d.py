@@ -1,0 +1,310 @@
+"""``conv1d``: a causal, streaming 1-D convolution over time (``nn.Conv1d``; RTNeural ``conv1d``).
+
+As RTNeural runs it: one frame of ``in`` channels in, one frame of ``units``
+channels out; the layer keeps the last ``(kernel_size - 1) * dilation`` input
+frames and combines ``kernel_size`` of them, ``dilation`` frames apart, the
+newest being the current frame. A sequence ``[batch, time, in]`` gives what
+``nn.Conv1d`` gives on it with ``(kernel_size - 1) * dilation`` zero frames
+padded on the left; ``groups`` splits inputs and outputs into that many
+independent blocks, as in PyTorch.
+
+State: ``buf`` ``[1, batch, (kernel_size - 1) * dilation * in]``, the past input
+frames oldest first, each frame's channels contiguous (none when kernel_size is 1).
+
+RTNeural layout (``json_parser::loadConv1D`` in ``model_loader.h``):
+``weights = [kernel, bias]``, kernel ``[kernel_size][in / groups][units]``
+with entry ``[i][c][o]`` going to RTNeural's internal tap ``kernel_size - 1 - i``,
+and RTNeural's internal tap k multiplies the frame k * dilation frames ago. So
+file index 0 is the oldest frame and the last index the current one, which is
+PyTorch's kernel order: the file kernel is torch's ``weight [units, in/groups,
+kernel_size]`` transposed to ``(2, 1, 0)``, not reversed. The bias is required
+(the loader reads ``weights[1]`` unconditionally). ``kernel_size`` and
+``dilation`` are read with ``.back()`` (written as one-entry arrays, as
+RTNeural's Keras exporter does; a plain integer reads the same), ``groups``
+with ``value("groups", 1)``. A non-empty ``activation`` adds an activation
+after the layer, as for dense.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import activations
+from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor, nn
+
+    from ..spec import LayerSpec
+
+__all__ = ["KIND", "Conv1DLayer", "history"]
+
+
+def history(kernel_size: int, dilation: int) -> int:
+    """How many past input frames a causal conv1d keeps: ``(kernel_size - 1) * dilation``."""
+    return (kernel_size - 1) * dilation
+
+
+def _last(value: Any) -> int:
+    """A schema-valid ``kernel_size`` / ``dilation`` value as the loader reads it (``.back()``)."""
+    return int(value[-1] if isinstance(value, (list, tuple)) else value)
+
+
+class Conv1DLayer:
+    """RTNeural's conv1d in the numpy reference runtime: kernel ``[K][in/groups][out]`` as in the file."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, dilation: int, groups: int) -> None:
+        import numpy as np
+
+        self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.kernel_size, per_group, self.out_size = (int(n) for n in self.kernel.shape)
+        self.dilation, self.groups = int(dilation), int(groups)
+        self.in_size = per_group * self.groups
+        self.history = history(self.kernel_size, self.dilation)
+        self.is_recurrent = self.history > 0  # carries state between frames
+        # [K, c, g, o/g]: output o belongs to group o // (out/groups), as in RTNeural and PyTorch.
+        self._grouped = self.kernel.reshape(self.kernel_size, per_group, self.groups, self.out_size // self.groups)
+        self.buffer = np.zeros((1, self.history, self.in_size), np.float32)
+
+    def reset(self, batch: int) -> None:
+        import numpy as np
+
+        self.buffer = np.zeros((batch, self.history, self.in_size), np.float32)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        full = np.concatenate([self.buffer, x[:, None, :].astype(np.float32, copy=False)], axis=1)
+        taps = full[:, ::self.dilation, :]  # K frames, oldest first: file index i is frame t - (K-1-i)*d
+        batch = x.shape[0]
+        grouped = taps.reshape(batch, self.kernel_size, self.groups, -1)  # [B, K, g, c]
+        y = np.einsum("bkgc,kcgo->bgo", grouped, self._grouped).reshape(batch, self.out_size) + self.bias
+        self.buffer = full[:, 1:, :]
+        return y.astype(np.float32, copy=False)
+
+    def __repr__(self) -> str:
+        return (f"Conv1DLayer({self.in_size} -> {self.out_size}, kernel_size={self.kernel_size}, "
+                f"dilation={self.dilation}, groups={self.groups})")
+
+
+_INT_OR_LIST = {
+    "anyOf": [
+        {"$ref": "#/$defs/units"},
+        {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/units"}},
+    ],
+}
+
+
+class Conv1D(LayerKind):
+    name = "conv1d"
+    registry_keys = {
+        "units": {"$ref": "#/$defs/positive_int"},
+        "kernel_size": {"$ref": "#/$defs/positive_int"},
+        "dilation": {"$ref": "#/$defs/positive_int"},
+        "groups": {"$ref": "#/$defs/positive_int"},
+        "activation": {"enum": list(activations.NAMES)},
+    }
+    required_keys = ("units", "kernel_size")
+    missing_key_hints = {"kernel_size": "a kernel size: conv1d layers need kernel_size, a positive integer"}
+    examples = (
+        {"units": 6, "kernel_size": 2, "dilation": 3, "groups": 3, "activation": "tanh"},
+        {"units": 2, "kernel_size": 1, "activation": "relu"},
+        {"units": 4, "kernel_size": 3, "dilation": 2, "activation": "sigmoid"},
+        {"units": 5, "kernel_size": 3},
+    )
+    rtneural_types = ("conv1d",)
+    weight_depths = (3, 1)
+
+    # ------------------------------------------------------------------ registry
+
+    def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
+        from ..spec import LayerSpec
+
+        # Defaults are filled in, so a layer read back from RTNeural equals the one declared.
+        # in_channels is not a registry key: it is the size the layer is fed, recorded because
+        # the state (the past input frames) is sized by it and state() sees only the LayerSpec.
+        options = (("dilation", int(table.get("dilation", 1))), ("groups", int(table.get("groups", 1))),
+                   ("in_channels", int(in_features)), ("kernel_size", int(table["kernel_size"])))
+        return LayerSpec("conv1d", int(table["units"]), table.get("activation", "linear"), options)
+
+    @staticmethod
+    def sizes(layer: LayerSpec) -> tuple[int, int, int]:
+        """(kernel_size, dilation, groups) of a conv1d LayerSpec."""
+        if layer.option("kernel_size") is None or layer.option("in_channels") is None:
+            from ..errors import UsageError
+
+            raise UsageError.at("a conv1d LayerSpec needs its options (kernel_size, dilation, groups, in_channels)",
+                                expected="modelreg.layers.get_kind('conv1d').spec(table, in_features)",
+                                found=repr(layer))
+        return int(layer.option("kernel_size")), int(layer.option("dilation", 1)), int(layer.option("groups", 1))
+
+    def problems(self, layer: LayerSpec, in_features: int) -> list[LayerProblem]:
+        _, _, groups = self.sizes(layer)
+        found: list[LayerProblem] = []
+        if in_features % groups:
+            found.append(("groups", f"groups must divide the {in_features} input channels",
+                          f"a divisor of {in_features}", str(groups)))
+        if layer.units % groups:
+            found.append(("groups", f"groups must divide the layer's {layer.units} output channels (units)",
+                          f"a divisor of {layer.units}", str(groups)))
+        return found
+
+    def params(self, layer: LayerSpec, in_features: int) -> int:
+        kernel_size, _, groups = self.sizes(layer)
+        # Integer arithmetic only (no building): kernel [units, in/groups, K] + bias [units].
+        return layer.units * (in_features // groups) * kernel_size + layer.units
+
+    def state(self, layer: LayerSpec) -> StateSpec:
+        kernel_size, dilation, _ = self.sizes(layer)
+        past = history(kernel_size, dilation)
+        # kernel_size 1 keeps nothing: no state tensor (a zero-size ONNX input would be useless).
+        return (("buf", past * int(layer.option("in_channels"))),) if past else ()
+
+    def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
+        return activations.output_range(layer.activation)
+
+    # ------------------------------------------------------------------ torch
+
+    def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
+        from torch import nn
+
+        kernel_size, dilation, groups = self.sizes(layer)
+        # No padding: the past frames come from the state, which starts at zeros.
+        return nn.Conv1d(in_features, layer.units, kernel_size, dilation=dilation, groups=groups)
+
+    def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
+                state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        import torch
+
+        kernel_size, dilation, _ = self.sizes(layer)
+        past = history(kernel_size, dilation)
+        channels = int(module.in_channels)  # type: ignore[arg-type]  # a static int: traced as a constant
+        if past == 0:
+            y = module(x.transpose(1, 2)).transpose(1, 2)
+            return activations.torch_activation(layer.activation)(y), ()
+        frames = state[0].reshape(-1, past, channels)  # [1, batch, past*in] -> [batch, past, in]
+        full = torch.cat([frames, x], dim=1)
+        y = module(full.transpose(1, 2)).transpose(1, 2)  # [batch, time, units]
+        kept = full[:, -past:, :].reshape(1, -1, past * channels)
+        return activations.torch_activation(layer.activation)(y), (kept,)
+
+    # ------------------------------------------------------------------ RTNeural layout
+
+    def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
+        import numpy as np
+
+        kernel_size, dilation, groups = self.sizes(layer)
+        weight = weights.take(prefix + "weight", (layer.units, in_features // groups, kernel_size))
+        if not weights.has(prefix + "bias"):
+            # RTNeural's loader reads weights[1] unconditionally: write the zeros a bias-free conv adds.
+            bias = np.zeros(layer.units, np.float32)
+        else:
+            bias = weights.take(prefix + "bias", (layer.units,))
+        return {"type": "conv1d", "activation": activations.to_rtneural_name(layer.activation),
+                "shape": [None, None, layer.units],
+                "weights": [np.ascontiguousarray(weight.transpose(2, 1, 0)), np.ascontiguousarray(bias)],
+                "kernel_size": [kernel_size], "dilation": [dilation], "groups": groups}
+
+    def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
+                      units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
+        import numpy as np
+
+        table = {"units": units, "kernel_size": _last(layer["kernel_size"]), "dilation": _last(layer["dilation"]),
+                 "groups": int(layer.get("groups", 1)),
+                 "activation": activations.from_rtneural_name(layer.get("activation", ""))}
+        spec = self.spec(table, in_features)
+        kernel = np.asarray(weight(0), dtype=np.float32)
+        return spec, {"weight": np.ascontiguousarray(kernel.transpose(2, 1, 0)),
+                      "bias": np.ascontiguousarray(np.asarray(weight(1), dtype=np.float32))}
+
+    def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        kernel_size, _, groups = self.sizes(layer)
+        return ((kernel_size, in_features // groups, layer.units), (layer.units,))
+
+    def rtneural_activation(self, layer: LayerSpec) -> str | None:
+        return activations.to_rtneural_name(layer.activation)
+
+    def rtneural_keys(self, layer: LayerSpec) -> tuple[tuple[str, int, int], ...]:
+        kernel_size, dilation, groups = self.sizes(layer)
+        # (key, value, what the loader assumes when the key is absent; 0: it throws)
+        return (("kernel_size", kernel_size, 0), ("dilation", dilation, 0), ("groups", groups, 1))
+
+    def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
+        kernel_size, dilation, groups = self.sizes(layer)
+        types = [f"RTNeural::Conv1DT<float, {in_features}, {layer.units}, {kernel_size}, {dilation}, {groups}>"]
+        activation = activations.cpp_type(layer.activation, layer.units)
+        return types + ([activation] if activation else [])
+
+    def rtneural_schema(self) -> dict[str, Any]:
+        return {
+            "required": ["kernel_size", "dilation"],
+            "$comment": "The loader reads kernel_size and dilation with .at(...).back() (so they must exist; "
+                        "RTNeural's Keras exporter writes one-entry arrays) and groups with value(\"groups\", 1).",
+            "properties": {
+                "kernel_size": {**_INT_OR_LIST, "description": "[K] (or K): the kernel size, a positive integer"},
+                "dilation": {**_INT_OR_LIST, "description": "[d] (or d): the dilation, a positive integer"},
+                "groups": {"$ref": "#/$defs/units"},
+                "weights": {
+                    "type": "array",
+                    "description": "[kernel, bias]: kernel is [kernel_size][inputs/groups][units] "
+                                   "(index 0 the oldest frame), bias is [units]",
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "prefixItems": [
+                        {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/matrix"},
+                         "description": "[kernel_size][inputs/groups][units]"},
+                        {"$ref": "#/$defs/vector"},
+                    ],
+                },
+            },
+        }
+
+    def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
+        layer = check.layer
+        kernel_size, groups = _last(layer["kernel_size"]), int(layer.get("groups", 1))
+        units, previous = check.units, check.previous
+        divides = True
+        if previous is not None and previous % groups:
+            divides = False
+            check.problem(f"groups does not divide {check.from_previous} (RTNeural would read the kernel "
+                          "for other channels)", key=f"{check.prefix}.groups",
+                          expected=f"a divisor of {previous}", found=str(groups))
+        if units % groups:
+            divides = False
+            check.problem(f"groups does not divide {check.from_units}", key=f"{check.prefix}.groups",
+                          expected=f"a divisor of {units}", found=str(groups))
+        kernel = check.dims(0)
+        if kernel is not None:
+            where = f"{check.prefix}.weights[0]"
+            taps, per_group, outs = kernel
+            if taps != kernel_size:
+                check.problem(f"kernel has {taps} taps (dimension 1 of [kernel_size][inputs/groups][units]) but "
+                              f"kernel_size is {kernel_size}", key=where, expected=f"{kernel_size} taps",
+                              found=f"{taps} taps")
+            if divides and previous is not None and per_group != previous // groups:
+                check.problem(f"kernel input-channel count {per_group} (dimension 2 of [kernel_size][inputs/groups]"
+                              f"[units]) does not match {check.from_previous} split into {groups} groups", key=where,
+                              expected=f"{previous // groups} input channels", found=f"{per_group} input channels")
+            if outs != units:
+                check.problem(f"kernel output-channel count {outs} (dimension 3 of [kernel_size][inputs/groups]"
+                              f"[units]) does not match {check.from_units}", key=where,
+                              expected=f"{units} output channels", found=f"{outs} output channels")
+        bias = check.dims(1)
+        if bias is not None:
+            check.expect(1, "entry", bias[0], units, check.from_units)
+        return units
+
+    def runtime_layers(self, layer: Mapping[str, Any], weight: Callable[[int], Any],
+                       units: int) -> list[RuntimeLayer]:
+        runtime: list[RuntimeLayer] = [Conv1DLayer(weight(0), weight(1), _last(layer["dilation"]),
+                                                   int(layer.get("groups", 1)))]
+        activation = layer.get("activation", "")
+        if activation:  # as the loader: conv1d adds its activation, if any
+            runtime.append(activations.ActivationLayer(activation, units))
+        return runtime
+
+
+KIND = Conv1D()
