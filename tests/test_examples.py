@@ -26,8 +26,8 @@ def test_own_registry_example_runs_from_another_folder(tmp_path):
 
 
 def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
-    """examples/tcn: a dilated conv1d stack (1-2-4-8) + GRU + dense head, exported to RTNeural JSON, ONNX and
-    the rtneural-cpp header; with RTNeural's C++ beside the checkout, both C++ checks run too."""
+    """examples/tcn: a dilated conv1d stack (1-2-4-8) with prelu, batchnorm and an activation layer, a GRU
+    and a dense head, exported to RTNeural JSON, ONNX and the rtneural-cpp header; with RTNeural's C++ beside the checkout, both C++ checks run too."""
     import os
     import shutil
 
@@ -45,7 +45,7 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     assert result.returncode == (1 if failed else 0), result.stderr
     for name in ("models/tcn.json", "models/onnx/tcn.onnx", "models/cpp/tcn.h", "weights/tcn.pt"):
         assert (tmp_path / "proj" / name).is_file(), name
-    assert "tcn: 857 params, stateful=True" in result.stdout
+    assert "tcn: 881 params, stateful=True" in result.stdout
     for exporter in ("rtneural", "onnx"):
         assert re.search(rf"{exporter}\.parity: max abs error \S+", result.stdout)
     if with_cpp:
