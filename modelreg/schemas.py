@@ -185,6 +185,19 @@ def _expected_of(schema: dict[str, Any]) -> str | None:
     return None
 
 
+def _layer_keys(path: list[Any], table: dict[str, Any]) -> list[str] | None:
+    """``type`` and the registry keys of the layer kind a ``layers[i]`` table names, else None."""
+    if len(path) < 2 or path[-2] != "layers" or not isinstance(table.get("type"), str):
+        return None
+    from .layers import get_kind
+
+    try:
+        kind = get_kind(table["type"])
+    except KeyError:
+        return None
+    return ["type", *kind.registry_keys]
+
+
 def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, Any]) -> list[Problem]:
     """Translate one jsonschema error into one or more Problems."""
     path = list(error.absolute_path)
@@ -199,8 +212,11 @@ def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, A
     if validator == "additionalProperties" and isinstance(value, dict):
         known = list(schema.get("properties", {}))
         unknown = [k for k in value if k not in known]
-        typos = _typo_targets(value, known)
-        allowed = ", ".join(known)
+        # A layer's table: name the keys of its own type, not every kind's (the schema's union).
+        own = _layer_keys(path, value)
+        listed = own if own is not None else known
+        typos = _typo_targets(value, listed)
+        allowed = ", ".join(listed)
         return [
             problem(f"unknown key; did you mean {typos[k]!r}?" if k in typos else "unknown key", path + [k],
                     expected=f"one of: {allowed}")
