@@ -368,3 +368,75 @@ def test_a_registry_changed_during_the_import_is_not_overwritten(project: Path, 
     assert project.read_bytes() == OLD_REGISTRY + b"# edited meanwhile\n"
     assert not (project.parent / "models").exists()
     assert sorted(p.name for p in project.parent.iterdir()) == ["registry.toml"]  # no temporary file left
+
+
+# ---------------------------------------------------------------- every layer kind
+
+
+EVERY_KIND = '''\
+[models.oned]
+description = "every 1-D kind"
+input_shape = [1, 4]
+output_shape = [1, 2]
+dtype = "float32"
+params = {oned}
+latency_ms = 50.0
+exports = ["rtneural"]
+checkpoint = "models/oned.pt"
+layers = [
+    {{ type = "conv1d", units = 6, kernel_size = 3, dilation = 2, groups = 2 }},
+    {{ type = "prelu" }},
+    {{ type = "batchnorm" }},
+    {{ type = "activation", activation = "elu" }},
+    {{ type = "batchnorm", affine = false, epsilon = 0.001 }},
+    {{ type = "lstm", units = 5 }},
+    {{ type = "dense", units = 2, activation = "sigmoid" }},
+]
+
+[models.twod]
+description = "conv2d and batchnorm2d over 8 features x 2 filters"
+input_shape = [1, 16]
+output_shape = [1, 3]
+dtype = "float32"
+params = {twod}
+latency_ms = 50.0
+exports = ["rtneural"]
+checkpoint = "models/twod.pt"
+layers = [
+    {{ type = "conv2d", filters = 3, num_features_in = 8, kernel_size_time = 2, kernel_size_feature = 3, dilation = 2, strides = 2, padding = "same", activation = "relu" }},
+    {{ type = "batchnorm2d", num_features_in = 4 }},
+    {{ type = "gru", units = 4 }},
+    {{ type = "dense", units = 3, activation = "linear" }},
+]
+'''
+
+
+def test_every_layer_kind_round_trips_through_export_and_import(tmp_path: Path) -> None:
+    # Files modelreg writes for every kind are adopted back as the same architecture, and
+    # re-exported byte for byte (the weights bit-identical), proven in the reference runtime.
+    source = tmp_path / "source" / "registry.toml"
+    source.parent.mkdir()
+    counts = {}
+    for name in ("oned", "twod"):
+        text = EVERY_KIND.format(oned=0, twod=0)
+        source.write_text(text)
+        registry = modelreg.load_registry(source, strict=False)
+        problem = next(p for p in registry.invalid[name] if p.key == f"models.{name}.params")
+        counts[name] = int(problem.expected.split(",")[0])  # "N, PyTorch's count ..."
+    source.write_text(EVERY_KIND.format(**counts))
+    registry = modelreg.load_registry(source)
+    for spec in registry.values():
+        modelreg.init_checkpoint(spec, seed=5)
+    assert export_all(registry).ok
+    target = tmp_path / "adopted" / "registry.toml"
+    target.parent.mkdir()
+    for name in ("oned", "twod"):
+        written = source.parent / "models" / f"{name}.json"
+        result = modelreg.import_rtneural(written, target, name=name, exports=["rtneural"])
+        assert result.weights.ok and not result.notes, result
+        assert result.spec.layers == registry[name].layers
+        assert result.spec.params == counts[name]
+    assert export_all(modelreg.load_registry(target)).ok
+    for name in ("oned", "twod"):
+        assert (target.parent / "models" / f"{name}.json").read_bytes() == \
+            (source.parent / "models" / f"{name}.json").read_bytes(), name
