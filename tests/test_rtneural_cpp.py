@@ -29,6 +29,7 @@ from modelreg.exporting import export_all
 from modelreg.spec import ACTIVATIONS, count_params
 
 from conftest import GOLDEN, ROOT, SHARED_RTNEURAL, write_registry
+from kind_tools import spec_of, widened
 
 RTNEURAL = Path(os.environ.get(rc.ENV_RTNEURAL) or SHARED_RTNEURAL)
 CPP_CHECKS = ("rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity")
@@ -59,22 +60,6 @@ def unconfigured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(rc.ENV_RTNEURAL, raising=False)
     monkeypatch.delenv(rc.ENV_BACKEND, raising=False)
     monkeypatch.setenv(rc.ENV_CACHE, str(tmp_path / "cache"))
-
-
-def _spec(root: Path, in_features: int, layers: list[LayerSpec], name: str = "random") -> ModelSpec:
-    return ModelSpec(
-        name=name, description="", input_shape=(1, in_features), output_shape=(1, layers[-1].units),
-        dtype="float32", params=count_params(layers, in_features), latency_ms=10.0, layers=tuple(layers),
-        checkpoint=root / f"{name}.pt", registry_file=root / "registry.toml",
-    )
-
-
-def _widened(spec: ModelSpec, seed: int) -> Any:
-    module = build_module(spec, seed=seed)
-    with torch.no_grad():  # default init is small; widen weights so activations leave their linear region
-        for parameter in module.parameters():
-            parameter.mul_(2.0)
-    return module
 
 
 # ---------------------------------------------------------------- not configured
@@ -182,8 +167,8 @@ RANDOM = [
 @pytest.mark.parametrize("index", range(len(RANDOM)))
 def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
-    spec = _spec(tmp_path, in_features, layers)
-    module = _widened(spec, seed=index)
+    spec = spec_of(tmp_path, in_features, layers)
+    module = widened(spec, seed=index)
     path = tmp_path / "random.json"
     RTNeuralExporter().export(spec, module, path)
     toolchain = rc.find_toolchain()
@@ -200,8 +185,8 @@ def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, in
 @pytest.mark.parametrize("index", [4, 11, 12, 14])  # every activation, dense and stand-alone; batchnorm; prelu (GRU headers: the next test)
 def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
-    spec = _spec(tmp_path, in_features, layers, name=f"arch-{index}")
-    module = _widened(spec, seed=index)
+    spec = spec_of(tmp_path, in_features, layers, name=f"arch-{index}")
+    module = widened(spec, seed=index)
     header = tmp_path / "arch.h"
     exporter = RTNeuralCppExporter()
     exporter.export(spec, module, header)
@@ -235,8 +220,8 @@ def test_golden_files_give_rtneurals_outputs_in_cpp(cpp: Path, name: str) -> Non
 
 @pytest.fixture
 def dense_export(tmp_path: Path) -> tuple[ModelSpec, Any, Path, dict[str, Any]]:
-    spec = _spec(tmp_path, 4, [LayerSpec("dense", 5, "relu"), LayerSpec("gru", 3), LayerSpec("dense", 2, "tanh")])
-    module = _widened(spec, seed=3)
+    spec = spec_of(tmp_path, 4, [LayerSpec("dense", 5, "relu"), LayerSpec("gru", 3), LayerSpec("dense", 2, "tanh")])
+    module = widened(spec, seed=3)
     path = tmp_path / "model.json"
     RTNeuralExporter().export(spec, module, path)
     return spec, module, path, json.loads(path.read_text())
@@ -310,7 +295,7 @@ def test_the_header_loader_refuses_a_file_of_another_architecture(tmp_path: Path
 
 
 def test_headers_declare_the_exact_compile_time_type(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, 128, [LayerSpec("dense", 512, "tanh"), LayerSpec("lstm", 128),
+    spec = spec_of(tmp_path, 128, [LayerSpec("dense", 512, "tanh"), LayerSpec("lstm", 128),
                                  LayerSpec("gru", 8), LayerSpec("dense", 64, "linear")], name="deep-1")
     text = render_header(spec)
     assert ("using Model = RTNeural::ModelT<float, 128, 64,\n"
@@ -323,7 +308,7 @@ def test_headers_declare_the_exact_compile_time_type(tmp_path: Path) -> None:
     # Pitfalls: the LSTM's 512 x (4 x 128) + recurrent matrix is above Eigen's stack limit; inputs must be aligned.
     assert "EIGEN_STACK_ALLOCATION_LIMIT < 1312768" in text and "layers[1] lstm 512 -> 128" in text
     assert "alignas(RTNEURAL_DEFAULT_ALIGNMENT)" in text
-    small = _spec(tmp_path, 4, [LayerSpec("dense", 3, "relu")])
+    small = spec_of(tmp_path, 4, [LayerSpec("dense", 3, "relu")])
     assert "EIGEN_STACK_ALLOCATION_LIMIT" not in render_header(small)
     assert RTNeuralCppExporter().check_artifact(spec, _write(tmp_path / "h.h", render_header(small)))[0].reason == \
         "header does not declare this entry's architecture"
@@ -445,9 +430,9 @@ def test_eigen_backend_runner_and_header_match(tmp_path: Path, cpp: Path, monkey
     if not (RTNEURAL / "modules" / "Eigen" / "Eigen" / "Dense").is_file():
         pytest.skip(f"no modules/Eigen in {RTNEURAL}")
     monkeypatch.delenv(rc.ENV_BACKEND)  # Eigen is found in the checkout: the default
-    spec = _spec(tmp_path, 5, [LayerSpec("dense", 6, "tanh"), LayerSpec("gru", 5), LayerSpec("lstm", 4),
+    spec = spec_of(tmp_path, 5, [LayerSpec("dense", 6, "tanh"), LayerSpec("gru", 5), LayerSpec("lstm", 4),
                                LayerSpec("dense", 3, "softmax")], name="eigen")
-    module = _widened(spec, seed=7)
+    module = widened(spec, seed=7)
     header = tmp_path / "eigen.h"
     exporter = RTNeuralCppExporter()
     exporter.export(spec, module, header)
@@ -466,7 +451,7 @@ def test_eigen_stack_limit_pitfall_is_caught_by_the_header(tmp_path: Path, cpp: 
         pytest.skip(f"no modules/Eigen in {RTNEURAL}")
     import subprocess
 
-    spec = _spec(tmp_path, 128, [LayerSpec("dense", 512, "tanh")], name="big")
+    spec = spec_of(tmp_path, 128, [LayerSpec("dense", 512, "tanh")], name="big")
     header = tmp_path / "big.h"
     header.write_text(render_header(spec))
     source = tmp_path / "use.cpp"
@@ -485,7 +470,7 @@ def test_eigen_stack_limit_pitfall_is_caught_by_the_header(tmp_path: Path, cpp: 
 
 
 def test_render_is_deterministic_and_independent_of_weights(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, 3, [LayerSpec("gru", 4), LayerSpec("dense", 2, "sigmoid")])
+    spec = spec_of(tmp_path, 3, [LayerSpec("gru", 4), LayerSpec("dense", 2, "sigmoid")])
     assert render_header(spec) == render_header(attrs.evolve(spec, checkpoint=tmp_path / "other.pt"))
 
 
