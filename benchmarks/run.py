@@ -1,4 +1,4 @@
-"""modelreg benchmarks: start-up, RTNeural export speed/size, the whole job, scale, latency per runtime.
+"""modelreg benchmarks: start-up, RTNeural export speed/size, proof at the speed of parsing (issue 13), the whole job, scale, latency per runtime.
 
     .venv/bin/python benchmarks/run.py            # everything (~4 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # smaller scale run, for a smoke test
@@ -174,6 +174,112 @@ def bench_rtneural_export(repeats: int) -> None:
     record("rtneural export", f"size: {bytes_ours / 1e6:.1f} MB vs naive {bytes_naive / 1e6:.1f} MB = {shrink:.2f}x fewer bytes",
            ">= 3.5x", shrink >= 3.5)
     record("rtneural export", f"lossless (every float32 bit-identical after reading back): {lossless}", "True", lossless)
+
+
+# ---------------------------------------------------------------- 2b. proof at the speed of parsing
+
+
+@contextlib.contextmanager
+def _counting_parses(sizes: set[int]) -> Iterator[list[int]]:
+    """Every JSON parse (orjson, and json's fallback) of a document the length of an artifact, by length."""
+    import orjson
+
+    seen: list[int] = []
+    originals = (orjson.loads, json.loads)
+
+    def counted(original: Any) -> Any:
+        def loads(data: Any, *args: Any, **kwargs: Any) -> Any:
+            if len(data) in sizes:
+                seen.append(len(data))
+            return original(data, *args, **kwargs)
+        return loads
+
+    orjson.loads, json.loads = counted(originals[0]), counted(originals[1])
+    try:
+        yield seen
+    finally:
+        orjson.loads, json.loads = originals
+
+
+def bench_proof(repeats: int) -> None:
+    print("\n2b. proof at the speed of parsing (issue 13): RTNeural files read, checked, exported, validated", flush=True)
+    import numpy as np
+    import orjson
+
+    import modelreg
+    from modelreg.rtneural_runtime import load_rtneural
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = copy_bundled(Path(tmp))
+        registry = modelreg.load_registry(copy / "registry.toml")
+        report = modelreg.export_all(registry, formats=["rtneural"], force=True)
+        assert report.ok, [a.message for a in report.artifacts]
+        files = sorted((copy / "models").glob("*.json"))
+        total_bytes = sum(f.stat().st_size for f in files)
+
+        # Target 1: load_rtneural (read, schema, format rules, build) vs orjson.loads + np.asarray of
+        # every weight entry of the same bytes, interleaved so that both see the same machine load.
+        def baseline(path: Path) -> None:
+            data = orjson.loads(path.read_bytes())
+            for layer in data["layers"]:
+                for entry in layer["weights"]:
+                    np.asarray(entry, dtype=np.float64)
+
+        base_t: list[float] = []
+        load_t: list[float] = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for path in files:
+                baseline(path)
+            base_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for path in files:
+                load_rtneural(path)
+            load_t.append(time.perf_counter() - start)
+        base, load = min(base_t), min(load_t)
+        ratio = load / base
+        record("proof", f"load_rtneural of the 5 bundled files ({total_bytes / 1e6:.1f} MB): {load * 1000:.0f} ms vs "
+               f"orjson.loads + np.asarray {base * 1000:.0f} ms = {ratio:.2f}x", "<= 2x", ratio <= 2)
+
+        # Target 2: parses per export and per validate, counted at the JSON parsers.
+        sizes = {f.stat().st_size for f in files}
+        with _counting_parses(sizes) as seen:
+            modelreg.export_all(registry, formats=["rtneural"], force=True)
+        export_parses = len(seen)
+        sizes = {f.stat().st_size for f in files}
+        with _counting_parses(sizes) as seen:
+            validation = modelreg.validate_all(registry, write=False, latency_seconds=0.01)
+        validate_parses = len(seen)
+        parity_ran = sum(1 for model in validation.values()
+                         if "rtneural.parity" in model and model["rtneural.parity"].status == "pass")
+        per_export, per_validate = export_parses / len(files), validate_parses / len(files)
+        record("proof", f"parses per RTNeural file: export {per_export:g}, validate {per_validate:g} "
+               f"(schema and parity checks passed for {parity_ran}/{len(files)})", "1 and 1",
+               per_export == 1 and per_validate == 1 and parity_ran == len(files))
+
+        # Target 3: the checked export against the naive unchecked json.dump(tolist(), indent=4),
+        # interleaved; naive from state dicts already in memory, export_all loading the checkpoints itself.
+        states = {name: {k: v.numpy() for k, v in spec.load().state_dict().items()} for name, spec in registry.items()}
+        ours_t: list[float] = []
+        naive_t: list[float] = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            modelreg.export_all(registry, formats=["rtneural"], force=True)
+            ours_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for name, spec in registry.items():
+                with open(Path(tmp, "naive.json"), "w") as handle:
+                    json.dump(_naive_rtneural(spec, states[name]), handle, indent=4)
+            naive_t.append(time.perf_counter() - start)
+        ours, naive = min(ours_t), min(naive_t)
+        speedup = naive / ours
+        record("proof", f"export_all(formats=['rtneural'], force=True), checked (schema, format, parity): "
+               f"{ours * 1000:.0f} ms vs naive unchecked {naive * 1000:.0f} ms = {speedup:.2f}x faster", ">= 4x",
+               speedup >= 4)
+    results["proof"] = {"load_seconds": load, "baseline_seconds": base, "load_ratio": ratio, "bytes": total_bytes,
+                        "export_parses_per_file": per_export, "validate_parses_per_file": per_validate,
+                        "export_seconds": ours, "naive_seconds": naive, "export_speedup": speedup,
+                        "repeats": repeats, "timing": "best of repeats, interleaved, in process, torch imported"}
 
 
 # ---------------------------------------------------------------- 3. the whole job
@@ -570,13 +676,13 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="sizes 5/20/50 and shorter latency windows")
-    parser.add_argument("--only", choices=["startup", "export", "job", "scale", "latency"], action="append")
+    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency"], action="append")
     parser.add_argument("--output", type=Path, default=None,
                         help="default benchmarks/results.json (--quick: benchmarks/results.quick.json)")
     args = parser.parse_args()
     if args.output is None:
         args.output = ROOT / "benchmarks" / ("results.quick.json" if args.quick else "results.json")
-    sections = set(args.only or ["startup", "export", "job", "scale", "latency"])
+    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency"])
     results["machine"] = machine()
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, python {results['machine']['python']}, "
           f"torch {results['machine']['torch']}")
@@ -584,6 +690,8 @@ def main() -> int:
         bench_startup(repeats=5 if args.quick else 9)
     if "export" in sections:
         bench_rtneural_export(repeats=3)
+    if "proof" in sections:
+        bench_proof(repeats=3 if args.quick else 5)
     if "job" in sections:
         bench_whole_job()
     if "scale" in sections:

@@ -7,10 +7,11 @@ own golden data.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
 
 from ..atomic import atomic_write_bytes
 from ..errors import Problem
@@ -19,9 +20,50 @@ from ..plugins import Exporter, Parity
 if TYPE_CHECKING:
     from ..builder import RealtimeModel
     from ..report import CheckResult
+    from ..rtneural_runtime import RTNeuralModel
     from ..spec import ModelSpec
 
 __all__ = ["RTNeuralExporter"]
+
+# The file's identity: a rewrite (new inode by rename, or new size/mtime/ctime in place) misses.
+_Identity = tuple[str, int, int, int, int]
+
+
+def _identity(path: Path) -> _Identity | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (os.fspath(path.absolute()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+class _Handoff:
+    """The model :meth:`RTNeuralExporter.check_artifact` loaded, handed to the ``verify`` that follows.
+
+    Export and validation both check a file, then run it for parity: without this
+    every file was read, parsed and checked twice (most of an export's time). One
+    slot, taken at most once, and only while the file is unchanged (same
+    inode, size, mtime and ctime), so a file edited in between is read again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slot: tuple[_Identity, RTNeuralModel] | None = None
+
+    def put(self, identity: _Identity | None, model: RTNeuralModel | None) -> None:
+        """Hand ``model`` on (``None``: empty the slot)."""
+        with self._lock:
+            self._slot = None if identity is None or model is None else (identity, model)
+
+    def take(self, path: Path) -> RTNeuralModel | None:
+        with self._lock:
+            slot, self._slot = self._slot, None
+        if slot is None or slot[0] != _identity(path):
+            return None
+        return slot[1]
+
+
+_handoff = _Handoff()
 
 
 class RTNeuralExporter(Exporter):
@@ -49,11 +91,14 @@ class RTNeuralExporter(Exporter):
         from ..rtneural_runtime import load_rtneural
 
         shown = display_path(path)
+        identity = _identity(path)  # before reading: a change while it is read makes verify() read it again
+        _handoff.put(None, None)
         try:
             # Reads, checks (schema and format rules) and builds in one pass.
             model = load_rtneural(path, file=shown)
         except ArtifactError as exc:
             return list(exc.problems)
+        _handoff.put(identity, model)
         if (model.in_size, model.out_size) != (spec.in_features, spec.out_features):
             return [Problem("file does not fit the registry entry", file=shown, model=spec.name,
                             key="in_shape", expected=f"{spec.in_features} in, {spec.out_features} out",
@@ -78,7 +123,10 @@ class RTNeuralExporter(Exporter):
         from ..registry import display_path
         from ..rtneural_runtime import load_rtneural
 
-        model = load_rtneural(path, file=display_path(path))
+        # The model check_artifact() just loaded from this very file, else read it now.
+        model = _handoff.take(path)
+        if model is None:
+            model = load_rtneural(path, file=display_path(path))
 
         def run(frames: Any) -> Any:
             model.reset()

@@ -1,0 +1,77 @@
+"""Each RTNeural artifact is read and parsed once per export and once per validation (issue 13),
+and a file changed between the check and the parity run is read again, never taken from memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelreg import export_all, load_registry, validate_all
+from modelreg import rtneural_runtime
+from modelreg.exporters.rtneural import RTNeuralExporter
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths of every RTNeural file read by modelreg's reader, in order."""
+    seen: list[str] = []
+    original = rtneural_runtime._read_json
+
+    def counting(path: Path, name: str) -> object:
+        seen.append(Path(path).name)
+        return original(path, name)
+
+    monkeypatch.setattr(rtneural_runtime, "_read_json", counting)
+    return seen
+
+
+def _with_rtneural(registry: Path) -> Path:
+    registry.write_text(registry.read_text().replace("exports = []", 'exports = ["rtneural"]'))
+    return registry
+
+
+def test_export_parses_each_file_once(tiny_registry: Path, parses: list[str]) -> None:
+    report = export_all(_with_rtneural(tiny_registry), force=True)
+    assert report.ok, [a.message for a in report.artifacts]
+    assert len(parses) == 3 and len(set(parses)) == 3  # one temporary file per model, each read once
+
+
+def test_validate_parses_each_file_once(tiny_registry: Path, parses: list[str]) -> None:
+    assert export_all(_with_rtneural(tiny_registry)).ok
+    parses.clear()
+    report = validate_all(tiny_registry, write=False, latency_seconds=0.01)
+    for model in report.values():
+        assert model["rtneural.schema"].status == "pass" and model["rtneural.parity"].status == "pass"
+    assert sorted(parses) == ["tinydense.json", "tinygru.json", "tinylstm.json"]
+
+
+def test_a_file_changed_after_the_check_is_read_again(tiny_registry: Path, parses: list[str]) -> None:
+    assert export_all(_with_rtneural(tiny_registry)).ok
+    spec = load_registry(tiny_registry)["tinydense"]
+    module = spec.load()
+    exporter = RTNeuralExporter()
+    path = exporter.artifact_path(spec)
+    parses.clear()
+    assert exporter.check_artifact(spec, path) == []
+    # Replaced (as a rename does) by a valid file of the same sizes whose first weight is off by 1.
+    data = json.loads(path.read_text())
+    data["layers"][0]["weights"][0][0][0] += 1.0
+    other = path.with_name("other.json")
+    other.write_text(json.dumps(data))
+    other.replace(path)
+    parses.clear()
+    parity = exporter.verify(spec, module, path, 1e-5)
+    assert parses == ["tinydense.json"]  # read again: the model in memory was of the old file
+    assert not parity.ok and parity.max_abs_error > 0.01
+
+
+def test_verify_without_a_check_reads_the_file(tiny_registry: Path, parses: list[str]) -> None:
+    assert export_all(_with_rtneural(tiny_registry)).ok
+    spec = load_registry(tiny_registry)["tinylstm"]
+    exporter = RTNeuralExporter()
+    parses.clear()
+    assert exporter.verify(spec, spec.load(), exporter.artifact_path(spec), 1e-5).ok
+    assert exporter.verify(spec, spec.load(), exporter.artifact_path(spec), 1e-5).ok
+    assert parses == ["tinylstm.json", "tinylstm.json"]  # a handed-on model is used once at most
