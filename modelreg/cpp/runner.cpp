@@ -253,23 +253,32 @@ Engine* find(long id)
     return it == engines.end() ? nullptr : it->second.get();
 }
 
+/** The model `id`, fed frames of `in` values; nullptr after replying an error when there is none or the sizes differ. */
+Engine* engine_for(long id, long in)
+{
+    Engine* engine = find(id);
+    if(!engine)
+    {
+        reply_error("no model with id " + std::to_string(id));
+        return nullptr;
+    }
+    if(in != engine->in_size())
+    {
+        reply_error("frames of " + std::to_string(in) + " values sent to a model of " + std::to_string(engine->in_size()) + " inputs");
+        return nullptr;
+    }
+    return engine;
+}
+
 bool cmd_run(long id, long frames, long in)
 {
     // The whole payload is read first, whatever happens, so that the stream stays in step.
     auto inputs = aligned_floats(static_cast<std::size_t>(std::max(frames * in, 1L)));
     if(!read_exact(inputs.get(), sizeof(float) * static_cast<std::size_t>(frames * in)))
         return false;
-    Engine* engine = find(id);
+    Engine* engine = engine_for(id, in);
     if(!engine)
-    {
-        reply_error("no model with id " + std::to_string(id));
-        return true;
-    }
-    if(in != engine->in_size())
-    {
-        reply_error("frames of " + std::to_string(in) + " values sent to a model of " + std::to_string(engine->in_size()) + " inputs");
-        return true;
-    }
+        return true; // the error was replied
     // One frame at a time from an aligned buffer, as a host calls forward().
     auto frame = aligned_floats(static_cast<std::size_t>(in));
     const int n_out = engine->out_size();
@@ -293,17 +302,9 @@ bool cmd_time(long id, long in, long min_warmup, double warmup_seconds, long min
     auto input = aligned_floats(static_cast<std::size_t>(std::max(in, 1L)));
     if(!read_exact(input.get(), sizeof(float) * static_cast<std::size_t>(in)))
         return false;
-    Engine* engine = find(id);
+    Engine* engine = engine_for(id, in);
     if(!engine)
-    {
-        reply_error("no model with id " + std::to_string(id));
-        return true;
-    }
-    if(in != engine->in_size())
-    {
-        reply_error("a frame of " + std::to_string(in) + " values sent to a model of " + std::to_string(engine->in_size()) + " inputs");
-        return true;
-    }
+        return true; // the error was replied
 
     using clock = std::chrono::steady_clock;
     volatile float sink = 0.0f; // the outputs are read, so the calls cannot be optimised away
