@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -18,6 +19,14 @@ GOLDEN = ROOT / "tests" / "data" / "rtneural"
 #: RTNeural's C++ headers beside CI's checkout; tests using them skip when absent,
 #: naming $MODELREG_RTNEURAL (tests/test_rtneural_cpp.py).
 SHARED_RTNEURAL = SHARED / "rtneural"
+#: The RTNeural checkout the C++ tests compile against: $MODELREG_RTNEURAL, else the shared one.
+RTNEURAL = Path(os.environ.get("MODELREG_RTNEURAL") or SHARED_RTNEURAL)
+#: Marks a test that compiles against RTNeural's C++ headers; skipped, saying what to set, without them.
+needs_rtneural = pytest.mark.skipif(
+    not (RTNEURAL / "RTNeural" / "RTNeural.h").is_file() or (shutil.which("c++") is None and shutil.which("g++") is None),
+    reason=f"RTNeural's C++ headers are not at {RTNEURAL} (or no C++ compiler): "
+           "set MODELREG_RTNEURAL to an RTNeural checkout",
+)
 
 
 def shared_dir(*parts: str, what: str, setting: str) -> Path:
@@ -80,6 +89,16 @@ def _no_rtneural_cpp_unless_asked(monkeypatch: pytest.MonkeyPatch, tmp_path_fact
     monkeypatch.delenv("MODELREG_RTNEURAL", raising=False)
     monkeypatch.delenv("MODELREG_RTNEURAL_BACKEND", raising=False)
     monkeypatch.setenv("MODELREG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "modelreg-cache"))
+
+
+@pytest.fixture
+def cpp(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """RTNeural C++ configured through the environment (STL backend, the default compiler). Builds go
+    to the session's cache (set above), so each program compiles once per test session."""
+    monkeypatch.setenv("MODELREG_RTNEURAL", str(RTNEURAL))
+    monkeypatch.setenv("MODELREG_RTNEURAL_BACKEND", "stl")
+    monkeypatch.delenv("CXX", raising=False)
+    return RTNEURAL
 
 
 def write_registry(folder: Path, extra: str = "", text: str | None = None) -> Path:

@@ -31,38 +31,17 @@ from modelreg.layers import get_kind
 from modelreg.parity import compare_parity
 from modelreg.rtneural_format import dumps_rtneural, from_rtneural, to_rtneural
 from modelreg.rtneural_runtime import check_rtneural, load_rtneural
-from modelreg.spec import count_params
 
-from conftest import SHARED_RTNEURAL
+from conftest import RTNEURAL, needs_rtneural
+from kind_tools import spec_of, widened
 
 CONV = get_kind("conv1d")
-RTNEURAL = Path(os.environ.get(rc.ENV_RTNEURAL) or SHARED_RTNEURAL)
-needs_rtneural = pytest.mark.skipif(
-    not (RTNEURAL / "RTNeural" / "RTNeural.h").is_file() or shutil.which("c++") is None and shutil.which("g++") is None,
-    reason=f"RTNeural's C++ headers are not at {RTNEURAL} (or no C++ compiler): set {rc.ENV_RTNEURAL} to an RTNeural checkout",
-)
 
 
 def conv(in_features: int, units: int, kernel_size: int, dilation: int = 1, groups: int = 1,
          activation: str = "linear") -> LayerSpec:
     return CONV.spec({"type": "conv1d", "units": units, "kernel_size": kernel_size, "dilation": dilation,
                       "groups": groups, "activation": activation}, in_features)
-
-
-def _spec(root: Path, in_features: int, layers: list[LayerSpec], name: str = "conv") -> ModelSpec:
-    return ModelSpec(
-        name=name, description="", input_shape=(1, in_features), output_shape=(1, layers[-1].units),
-        dtype="float32", params=count_params(layers, in_features), latency_ms=10.0, layers=tuple(layers),
-        checkpoint=root / f"{name}.pt", registry_file=root / "registry.toml",
-    )
-
-
-def _module(spec: ModelSpec, seed: int) -> Any:
-    module = build_module(spec, seed=seed)
-    with torch.no_grad():  # default init is small; widen so that a layout mistake shows
-        for parameter in module.parameters():
-            parameter.mul_(2.0)
-    return module
 
 
 CONFIGS = [  # (in, units, kernel_size, dilation, groups)
@@ -80,8 +59,8 @@ CONFIGS = [  # (in, units, kernel_size, dilation, groups)
 @pytest.mark.parametrize(("cin", "units", "k", "d", "g"), CONFIGS)
 def test_sequence_mode_equals_nn_conv1d_with_left_padding_and_the_frame_loop(cin: int, units: int, k: int, d: int,
                                                                             g: int, tmp_path: Path) -> None:
-    spec = _spec(tmp_path, cin, [conv(cin, units, k, d, g)])
-    module = _module(spec, seed=k + d)
+    spec = spec_of(tmp_path, cin, [conv(cin, units, k, d, g)], name="conv")
+    module = widened(spec, seed=k + d)
     x = torch.randn(2, 20, cin, generator=torch.Generator().manual_seed(0))
     reference = torch.nn.Conv1d(cin, units, k, dilation=d, groups=g, padding=0)
     reference.load_state_dict({key.removeprefix("layers.0."): v for key, v in module.state_dict().items()})
@@ -104,8 +83,8 @@ def test_sequence_mode_equals_nn_conv1d_with_left_padding_and_the_frame_loop(cin
 
 
 def test_a_sequence_continues_from_the_buffer_of_the_previous_call(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, 3, [conv(3, 4, 3, 2)])
-    module = _module(spec, seed=1)
+    spec = spec_of(tmp_path, 3, [conv(3, 4, 3, 2)], name="conv")
+    module = widened(spec, seed=1)
     x = torch.randn(1, 12, 3, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         whole = module(x)
@@ -126,8 +105,8 @@ def test_rtneural_layout_is_what_load_conv1d_reads(tmp_path: Path) -> None:
     """model_loader.h: convWeights[o][c][K-1-i] = json[i][c][o], and RTNeural's internal tap k multiplies
     the frame k*dilation ago; so json[i] multiplies the frame (K-1-i)*dilation ago: torch's kernel index i."""
     layer = conv(4, 6, 3, 2, 2, "tanh")
-    spec = _spec(tmp_path, 4, [layer])
-    module = _module(spec, seed=2)
+    spec = spec_of(tmp_path, 4, [layer], name="conv")
+    module = widened(spec, seed=2)
     weight = module.state_dict()["layers.0.weight"].numpy()  # [out, in/groups, K]
     document = json.loads(dumps_rtneural(to_rtneural([layer], 4, {k: v.numpy() for k, v in module.state_dict().items()})))
     written = document["layers"][0]
@@ -185,8 +164,8 @@ def _problems(document: dict[str, Any]) -> list[tuple[str | None, str]]:
 
 def test_size_rules_name_the_layer_and_key(tmp_path: Path) -> None:
     layer = conv(4, 6, 3, 2, 2)
-    spec = _spec(tmp_path, 4, [layer, LayerSpec("dense", 2, "linear")])
-    module = _module(spec, seed=0)
+    spec = spec_of(tmp_path, 4, [layer, LayerSpec("dense", 2, "linear")], name="conv")
+    module = widened(spec, seed=0)
     good = to_rtneural(list(spec.layers), 4, {k: v.numpy() for k, v in module.state_dict().items()})
     assert check_rtneural(good) == []
 
@@ -259,8 +238,8 @@ STACKS = [
 @pytest.mark.parametrize("index", range(len(STACKS)))
 def test_exports_stream_like_torch_in_numpy_and_onnxruntime(tmp_path: Path, index: int) -> None:
     in_features, layers = STACKS[index]
-    spec = _spec(tmp_path, in_features, layers)
-    module = _module(spec, seed=index)
+    spec = spec_of(tmp_path, in_features, layers, name="conv")
+    module = widened(spec, seed=index)
     for exporter in (RTNeuralExporter(), ONNXExporter()):
         path = tmp_path / f"conv.{exporter.name}"
         exporter.export(spec, module, path)
@@ -294,8 +273,8 @@ CORRUPTIONS = ["reversed kernel", "transposed in/out", "wrong dilation"]
 @pytest.fixture
 def square_conv(tmp_path: Path) -> tuple[ModelSpec, Any, dict[str, Any]]:
     # in == units, so that a transposed kernel still has the right dimensions: only parity can catch it.
-    spec = _spec(tmp_path, 4, [conv(4, 4, 3, 2, 1, "tanh"), LayerSpec("dense", 2, "linear")])
-    module = _module(spec, seed=11)
+    spec = spec_of(tmp_path, 4, [conv(4, 4, 3, 2, 1, "tanh"), LayerSpec("dense", 2, "linear")], name="conv")
+    module = widened(spec, seed=11)
     path = tmp_path / "good.json"
     RTNeuralExporter().export(spec, module, path)
     return spec, module, json.loads(path.read_text())
@@ -316,8 +295,8 @@ def test_a_corrupted_onnx_buffer_fails_parity(tmp_path: Path) -> None:
     """A host that drops the buffer (feeds zeros each frame) is not streaming like torch: parity says so."""
     import onnxruntime as ort
 
-    spec = _spec(tmp_path, 3, [conv(3, 3, 3, 2, 1, "tanh")])
-    module = _module(spec, seed=5)
+    spec = spec_of(tmp_path, 3, [conv(3, 3, 3, 2, 1, "tanh")], name="conv")
+    module = widened(spec, seed=5)
     path = tmp_path / "c.onnx"
     ONNXExporter().export(spec, module, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -373,15 +352,6 @@ def test_registry_entry_exports_validates_and_imports_back(tmp_path: Path) -> No
 # ---------------------------------------------------------------- RTNeural C++
 
 
-@pytest.fixture
-def cpp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    monkeypatch.setenv(rc.ENV_RTNEURAL, str(RTNEURAL))
-    monkeypatch.setenv(rc.ENV_BACKEND, "stl")
-    monkeypatch.setenv(rc.ENV_CACHE, str(tmp_path_factory.getbasetemp() / "modelreg-cache"))
-    monkeypatch.delenv("CXX", raising=False)
-    return RTNEURAL
-
-
 def _cpp_run(path: Path, spec: ModelSpec, module: Any) -> Any:
     runner = rc.runner_for(rc.find_toolchain())
     loaded = rc.load_checked(runner, path, sizes=(spec.in_features, spec.out_features))
@@ -399,8 +369,8 @@ CPP_CASES = [(3, [conv(3, 4, 3, 1, 1, "tanh")]), (4, [conv(4, 6, 2, 3, 2, "relu"
 @pytest.mark.parametrize("index", range(len(CPP_CASES)))
 def test_rtneural_cpp_dynamic_loader_matches_torch(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = CPP_CASES[index]
-    spec = _spec(tmp_path, in_features, layers)
-    module = _module(spec, seed=20 + index)
+    spec = spec_of(tmp_path, in_features, layers, name="conv")
+    module = widened(spec, seed=20 + index)
     path = tmp_path / "conv.json"
     RTNeuralExporter().export(spec, module, path)
     result = _cpp_run(path, spec, module)
@@ -424,11 +394,11 @@ def test_corrupted_conv_exports_fail_parity_in_rtneural_cpp(tmp_path: Path, cpp:
 @needs_rtneural
 def test_compiled_header_matches_torch_and_checks_the_conv_keys(tmp_path: Path, cpp: Path) -> None:
     in_features, layers = STACKS[1]  # dilations 1-2-4-8, groups, GRU, dense
-    spec = _spec(tmp_path, in_features, layers, name="tcn")
+    spec = spec_of(tmp_path, in_features, layers, name="tcn")
     assert ("RTNeural::Conv1DT<float, 2, 6, 2, 1, 1>,\n" in render_header(spec)
             and "RTNeural::Conv1DT<float, 6, 6, 2, 4, 6>,\n            RTNeural::TanhActivationT<float, 6>" in
             render_header(spec))
-    module = _module(spec, seed=3)
+    module = widened(spec, seed=3)
     header = tmp_path / "tcn.h"
     exporter = RTNeuralCppExporter()
     exporter.export(spec, module, header)
@@ -459,8 +429,8 @@ def test_eigen_backend_conv1d_with_groups_and_dilation(tmp_path: Path, cpp: Path
         pytest.skip(f"no modules/Eigen in {RTNEURAL}")
     monkeypatch.setenv(rc.ENV_BACKEND, "eigen")
     in_features, layers = STACKS[1]
-    spec = _spec(tmp_path, in_features, layers, name="tcn_eigen")
-    module = _module(spec, seed=4)
+    spec = spec_of(tmp_path, in_features, layers, name="tcn_eigen")
+    module = widened(spec, seed=4)
     path = tmp_path / "tcn.json"
     RTNeuralExporter().export(spec, module, path)
     assert rc.find_toolchain().backend == "eigen"

@@ -27,9 +27,10 @@ from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter
 from modelreg.layers import batchnorm2d, conv2d
 from modelreg.rtneural_format import dumps_rtneural, from_rtneural, to_rtneural
 from modelreg.rtneural_runtime import check_rtneural, load_rtneural
-from modelreg.spec import LayerSpec, count_params
+from modelreg.spec import LayerSpec
 
-from test_rtneural_cpp import cpp, needs_rtneural, session_cache  # noqa: F401  (fixtures)
+from conftest import needs_rtneural
+from kind_tools import spec_of
 
 CONV = conv2d.KIND
 BN = batchnorm2d.KIND
@@ -46,10 +47,7 @@ def _layers(in_features: int, tables: list[Mapping[str, Any]]) -> list[LayerSpec
 
 
 def _spec(root: Path, in_features: int, tables: list[Mapping[str, Any]], name: str = "conv") -> ModelSpec:
-    layers = _layers(in_features, tables)
-    return ModelSpec(name=name, description="", input_shape=(1, in_features), output_shape=(1, layers[-1].units),
-                     dtype="float32", params=count_params(layers, in_features), latency_ms=10.0, layers=tuple(layers),
-                     checkpoint=root / f"{name}.pt", registry_file=root / "registry.toml")
+    return spec_of(root, in_features, _layers(in_features, tables), name)
 
 
 def _module(spec: ModelSpec, seed: int) -> Any:

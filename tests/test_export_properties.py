@@ -19,7 +19,9 @@ from modelreg.builder import build_module
 from modelreg.exporters.onnx import ONNXExporter
 from modelreg.exporters.rtneural import RTNeuralExporter
 from modelreg.layers import get_kind, kinds
-from modelreg.spec import ACTIVATIONS, count_params
+from modelreg.spec import ACTIVATIONS
+
+from kind_tools import spec_of
 
 
 @st.composite
@@ -87,11 +89,7 @@ def test_the_strategy_draws_every_kind(name: str) -> None:
 
 
 def _spec(root: Path, in_features: int, layers: list[LayerSpec]) -> ModelSpec:
-    return ModelSpec(
-        name="random", description="", input_shape=(1, in_features), output_shape=(1, layers[-1].units),
-        dtype="float32", params=count_params(layers, in_features), latency_ms=10.0, layers=tuple(layers),
-        checkpoint=root / "random.pt", registry_file=root / "registry.toml",
-    )
+    return spec_of(root, in_features, layers, name="random")
 
 
 @settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -24,7 +24,7 @@ from modelreg.cli import main
 from modelreg.exporting import export_all
 from modelreg.spec import LayerSpec
 
-from conftest import GOLDEN, SHARED_RTNEURAL
+from conftest import GOLDEN, needs_rtneural
 
 GOLDEN_FILES = ("dense", "lstm", "lstm_1d", "gru_1d")
 OLD_REGISTRY = b"# my models\n[settings]   # kept as written\nparam_budget = 1000000\n"
@@ -332,20 +332,10 @@ def test_layer_tables_round_trip_for_every_kind_example() -> None:
 # ---------------------------------------------------------------- RTNeural C++ (when the headers are beside the checkout)
 
 
-RTNEURAL = Path(os.environ.get("MODELREG_RTNEURAL") or SHARED_RTNEURAL)
-needs_rtneural = pytest.mark.skipif(
-    not (RTNEURAL / "RTNeural" / "RTNeural.h").is_file() or (shutil.which("c++") is None and shutil.which("g++") is None),
-    reason=f"RTNeural's C++ headers are not at {RTNEURAL} (or no C++ compiler): set MODELREG_RTNEURAL to an RTNeural checkout",
-)
 
 
 @needs_rtneural
-def test_import_is_proven_in_rtneural_cpp(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path_factory: pytest.TempPathFactory) -> None:
-    monkeypatch.setenv("MODELREG_RTNEURAL", str(RTNEURAL))
-    monkeypatch.setenv("MODELREG_RTNEURAL_BACKEND", "stl")
-    monkeypatch.setenv("MODELREG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "import-cpp-cache"))
-    monkeypatch.delenv("CXX", raising=False)
+def test_import_is_proven_in_rtneural_cpp(project: Path, cpp: Path) -> None:
     for stem in ("dense", "gru_1d"):
         result = modelreg.import_rtneural(GOLDEN / f"{stem}.json", project)
         assert not result.cpp_parity.skipped and result.cpp_parity.ok, result.cpp_parity

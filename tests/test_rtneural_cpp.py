@@ -28,31 +28,11 @@ from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter, cpp_namespace, 
 from modelreg.exporting import export_all
 from modelreg.spec import ACTIVATIONS, count_params
 
-from conftest import GOLDEN, ROOT, SHARED_RTNEURAL, write_registry
+from conftest import GOLDEN, ROOT, write_registry, RTNEURAL, needs_rtneural
 from kind_tools import spec_of, widened
 
-RTNEURAL = Path(os.environ.get(rc.ENV_RTNEURAL) or SHARED_RTNEURAL)
 CPP_CHECKS = ("rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity")
 
-needs_rtneural = pytest.mark.skipif(
-    not (RTNEURAL / "RTNeural" / "RTNeural.h").is_file() or shutil.which("c++") is None and shutil.which("g++") is None,
-    reason=f"RTNeural's C++ headers are not at {RTNEURAL} (or no C++ compiler): set {rc.ENV_RTNEURAL} to an RTNeural checkout",
-)
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("modelreg-cache")
-
-
-@pytest.fixture
-def cpp(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Path:
-    """RTNeural configured through the environment (STL backend), builds cached for the session."""
-    monkeypatch.setenv(rc.ENV_RTNEURAL, str(RTNEURAL))
-    monkeypatch.setenv(rc.ENV_BACKEND, "stl")
-    monkeypatch.setenv(rc.ENV_CACHE, str(session_cache))
-    monkeypatch.delenv("CXX", raising=False)
-    return RTNEURAL
 
 
 @pytest.fixture
