@@ -276,10 +276,77 @@ def bench_proof(repeats: int) -> None:
         record("proof", f"export_all(formats=['rtneural'], force=True), checked (schema, format, parity): "
                f"{ours * 1000:.0f} ms vs naive unchecked {naive * 1000:.0f} ms = {speedup:.2f}x faster", ">= 4x",
                speedup >= 4)
+        # Target 4: validate in process, everything but the latency measurements themselves.
+        modelreg.export_all(registry, force=True)  # every declared format, fresh
+        split = _validate_split(registry, repeats)
     results["proof"] = {"load_seconds": load, "baseline_seconds": base, "load_ratio": ratio, "bytes": total_bytes,
                         "export_parses_per_file": per_export, "validate_parses_per_file": per_validate,
                         "export_seconds": ours, "naive_seconds": naive, "export_speedup": speedup,
+                        "validate_split": split,
                         "repeats": repeats, "timing": "best of repeats, interleaved, in process, torch imported"}
+
+
+#: Check names as validate reports them, grouped for the split (first match wins).
+_SPLIT_GROUPS = (
+    ("latency measurement (torch)", lambda name: name == "latency"),
+    ("latency measurement (RTNeural C++)", lambda name: name.endswith("cpp_latency")),
+    ("RTNeural C++ parity", lambda name: name.endswith("cpp_parity")),
+    ("checkpoint load", lambda name: name == "checkpoint"),
+    ("model checks (shape, batch, edge cases, range, determinism)",
+     lambda name: name in ("weights_finite", "output_shape", "batch_consistency", "edge_cases", "output_range",
+                           "determinism", "params", "build")),
+    ("RTNeural read + schema/format check", lambda name: name == "rtneural.schema"),
+    ("RTNeural parity (reference runtime)", lambda name: name == "rtneural.parity"),
+    ("ONNX checker", lambda name: name == "onnx.schema"),
+    ("ONNX parity (onnxruntime)", lambda name: name == "onnx.parity"),
+    ("freshness (hashing, registry.lock)", lambda name: name.endswith(".fresh") or name.endswith(".exists")),
+    ("other checks", lambda name: True),
+)
+
+
+def _validate_split(registry: Any, repeats: int) -> dict[str, Any]:
+    """validate_all in process, each check timed where validate runs it; the best of ``repeats`` runs."""
+    import modelreg
+    from modelreg import validation
+
+    real = validation._capture
+    best: dict[str, Any] | None = None
+    for _ in range(repeats):
+        seconds: dict[str, float] = {}
+
+        def timed(name: str, check: Any) -> Any:
+            begun = time.perf_counter()
+            try:
+                return real(name, check)
+            finally:
+                group = next(label for label, matches in _SPLIT_GROUPS if matches(name))
+                seconds[group] = seconds.get(group, 0.0) + time.perf_counter() - begun
+
+        validation._capture = timed
+        try:
+            start = time.perf_counter()
+            report = modelreg.validate_all(registry, write=False)
+            total = time.perf_counter() - start
+        finally:
+            validation._capture = real
+        latency = sum(t for label, t in seconds.items() if label.startswith("latency measurement"))
+        # A latency verdict depends on the machine's load, not on what this target measures.
+        failed = {name: bad for name, model in report.items()
+                  if (bad := [c.name for c in model.failures if not c.name.endswith("latency")])}
+        run = {"total_s": total, "latency_s": latency, "rest_s": total - latency, "split_s": seconds,
+               "failed": failed, "cpp_checks_ran": any(c.name.endswith("cpp_parity") and c.status == "pass"
+                                                       for model in report.values() for c in model.checks)}
+        if best is None or run["rest_s"] < best["rest_s"]:
+            best = run
+    assert best is not None
+    rest, cpp = best["rest_s"], best["cpp_checks_ran"]
+    record("proof", f"validate (5 models, in process): {best['total_s']:.2f} s, of which latency measurement "
+           f"{best['latency_s']:.2f} s; everything else {rest:.2f} s"
+           + ("" if cpp else " (RTNeural C++ checks skipped: MODELREG_RTNEURAL not set)"),
+           "<= 1 s", rest <= 1.0 and not best["failed"])
+    for label, t in sorted(best["split_s"].items(), key=lambda item: -item[1]):
+        print(f"      {t:6.3f} s  {label}")
+    return best
 
 
 # ---------------------------------------------------------------- 3. the whole job
@@ -340,37 +407,66 @@ def bench_whole_job() -> None:
 # ---------------------------------------------------------------- 4. scale
 
 
+def _random_layer(rng: random.Random, size: int) -> dict[str, Any]:
+    """One registry layer table of a random kind (every kind of modelreg.layers) that fits ``size`` inputs."""
+    from modelreg.layers import kinds
+    from modelreg.spec import ACTIVATIONS
+
+    kind = rng.choice(kinds())
+    if kind.name == "conv1d":  # groups must divide both sides
+        groups = rng.choice([g for g in (1, 2, 3, 4) if size % g == 0])
+        return {"type": "conv1d", "units": groups * rng.randint(1, 12), "kernel_size": rng.randint(1, 4),
+                "dilation": rng.randint(1, 8), "groups": groups, "activation": rng.choice(ACTIVATIONS)}
+    if kind.name in ("conv2d", "batchnorm2d"):  # frames of F features x size/F channels
+        features = rng.choice([f for f in range(1, min(size, 12) + 1) if size % f == 0])
+        if kind.name == "batchnorm2d":
+            return {"type": "batchnorm2d", "num_features_in": features, "affine": rng.random() < 0.5}
+        padding = rng.choice(["valid", "same"])
+        return {"type": "conv2d", "filters": rng.randint(1, 4), "num_features_in": features,
+                "kernel_size_time": rng.randint(1, 3),
+                "kernel_size_feature": rng.randint(1, features if padding == "valid" else features + 2),
+                "dilation": rng.randint(1, 3), "strides": rng.randint(1, 2), "padding": padding,
+                "activation": rng.choice(ACTIVATIONS)}
+    table = {"type": kind.name, **rng.choice(kind.examples)}
+    if "units" in table:
+        table["units"] = rng.randint(2, 64)
+    return table
+
+
 def make_registry(folder: Path, count: int, seed: int) -> Path:
-    """A registry of ``count`` small random models (< 50k params), with checkpoints."""
+    """A registry of ``count`` small random models (< 50k params, 1-4 layers of every kind), with checkpoints."""
+    import tomli_w
+
     import modelreg
     from modelreg.checkpoint import init_checkpoint
-    from modelreg.spec import ACTIVATIONS, LayerSpec, count_params
+    from modelreg.layers import get_kind
+    from modelreg.spec import count_params
 
     rng = random.Random(seed)
-    blocks = []
+    models: dict[str, Any] = {}
     for i in range(count):
         while True:
             in_features = rng.randint(2, 48)
-            layers = []
-            for _ in range(rng.randint(1, 3)):
-                kind = rng.choice(["dense", "dense", "lstm", "gru"])
-                act = rng.choice(ACTIVATIONS) if kind == "dense" else "linear"
-                layers.append(LayerSpec(kind, rng.randint(2, 64), act))
-            params = count_params(layers, in_features)
-            if params < 50_000:
+            tables, specs, size = [], [], in_features
+            for _ in range(rng.randint(1, 4)):
+                table = _random_layer(rng, size)
+                kind = get_kind(table["type"])
+                layer = kind.spec(table, size)
+                if kind.problems(layer, size) or layer.units < 1:
+                    break
+                tables.append(table)
+                specs.append(layer)
+                size = layer.units
+            if specs and len(specs) == len(tables) and size <= 256 and count_params(specs, in_features) < 50_000:
                 break
-        text = ", ".join(
-            f'{{ type = "{l.type}", units = {l.units}' + (f', activation = "{l.activation}"' if l.type == "dense" else "") + " }"
-            for l in layers
-        )
-        blocks.append(
-            f'[models.m{i:03d}]\ndescription = "random model {i}"\ninput_shape = [1, {in_features}]\n'
-            f"output_shape = [1, {layers[-1].units}]\ndtype = \"float32\"\nparams = {params}\nlatency_ms = 10.0\n"
-            f'exports = ["rtneural", "onnx"]\ncheckpoint = "models/m{i:03d}.pt"\nlayers = [{text}]\n'
-        )
+        models[f"m{i:03d}"] = {
+            "description": f"random model {i}", "input_shape": [1, in_features], "output_shape": [1, size],
+            "dtype": "float32", "params": count_params(specs, in_features), "latency_ms": 10.0,
+            "exports": ["rtneural", "onnx"], "checkpoint": f"models/m{i:03d}.pt", "layers": tables,
+        }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "registry.toml"
-    path.write_text("\n".join(blocks))
+    path.write_text(tomli_w.dumps({"models": models}))
     for spec in modelreg.load_registry(path).values():
         init_checkpoint(spec, seed=seed)
     return path

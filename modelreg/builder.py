@@ -68,11 +68,13 @@ class RealtimeModel(nn.Module):
             self.layers.append(layer.kind.build(layer, size))  # creation order fixes seeded weights
             size = layer.units
         self._state: State | None = None
+        # Fixed by the layers; asked on every call, so computed once.
+        self._stateful = any(layer.kind.state(layer) for layer in self.layer_specs)
 
     @property
     def is_stateful(self) -> bool:
         """True when a layer is recurrent: each call advances the state kept between calls."""
-        return any(layer.kind.state(layer) for layer in self.layer_specs)
+        return self._stateful
 
     def reset(self) -> None:
         """Forget the recurrent state; the next call starts from zeros."""
@@ -155,7 +157,11 @@ class _Streaming(nn.Module):
             position += count
         y, new_state = self.inner.step(x.unsqueeze(1), state)
         flat_out = [tensor for layer_state in new_state for tensor in layer_state]
-        return (y.squeeze(1), *flat_out)
+        # Select the one time step rather than squeeze(1): when a layer reshapes with
+        # traced sizes (conv2d), torch.onnx cannot prove the axis is 1 and exports
+        # squeeze as an If whose branch keeps the traced batch size, so onnxruntime
+        # fails on any other batch.
+        return (y[:, 0], *flat_out)
 
 
 def _batch_of(state: State) -> int:

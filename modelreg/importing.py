@@ -284,32 +284,6 @@ def _appended(old: bytes, entry: str) -> bytes:
 # ---------------------------------------------------------------- the proof
 
 
-def _parity(module: RealtimeModel, run: Any, tolerance: float) -> Parity:
-    """:func:`compare_parity`, plus the 64-frame stream for stateless models too."""
-    import copy
-
-    import numpy as np
-
-    from .checks import run_frames
-    from .inputs import STREAM_FRAMES, stream
-    from .parity import compare_parity, scaled_error
-    from .plugins import Parity
-
-    result = compare_parity(module, run, tolerance)
-    case = f"stream_{STREAM_FRAMES}"
-    if case in result.cases:
-        return result
-    frames = stream(module.in_features, STREAM_FRAMES)
-    expected = run_frames(module, frames)
-    exact = run_frames(copy.deepcopy(module).double(), frames.astype(np.float64))
-    actual = np.asarray(run(frames))
-    error = scaled_error(actual, expected, exact)
-    abs_error = float(np.max(np.abs(actual.astype(np.float64) - expected))) if actual.shape == expected.shape else math.inf
-    worst = error if math.isnan(error) or error > result.max_error else result.max_error
-    return Parity(max_error=worst, max_abs_error=max(result.max_abs_error, abs_error), tolerance=tolerance,
-                  cases={**result.cases, case: abs_error})
-
-
 def _compare_weights(original: Mapping[str, Any], rewritten: Mapping[str, Any], origin: Sequence[int]) -> WeightsMatch:
     """Every weight array of the file against the re-export's, bit for bit (float32 as RTNeural reads them)."""
     import numpy as np
@@ -353,13 +327,8 @@ def _cpp_parity(spec: ModelSpec, module: RealtimeModel, source: Path, tolerance:
     runner = rc.runner_for(toolchain)
     loaded = rc.load_checked(runner, source, sizes=(spec.in_features, spec.out_features))
 
-    def run(frames: Any) -> Any:
-        return runner.run(loaded, frames[0])[None, ...]
-
     try:
-        return _parity(module, run, tolerance)  # as rc.parity, with the 64-frame stream for every model
-    except rc.RunnerDied as exc:
-        raise ArtifactError.at(f"RTNeural's C++ engine crashed running the file: {exc}", file=display_path(source)) from None
+        return rc.parity(runner, loaded, module, tolerance, with_stream=True, file=display_path(source))
     finally:
         runner.free(loaded)
 
@@ -417,6 +386,7 @@ def import_rtneural(
     import torch
 
     from .checks import DEFAULT_TOLERANCE
+    from .parity import compare_parity
     from .rtneural_format import dumps_rtneural, to_rtneural
 
     source = Path(path)
@@ -498,7 +468,8 @@ def import_rtneural(
         reference.reset()
         return np.stack([reference.step(frames[:, t, :]) for t in range(frames.shape[1])], axis=1)
 
-    parity = _parity(proven, run, tolerance)
+    # The 64-frame stream for stateless models too: an imported file gets every input we have.
+    parity = compare_parity(proven, run, tolerance, with_stream=True)
     numpy_state = {key: value.detach().cpu().numpy() for key, value in saved.items()}
     rewritten = orjson.loads(dumps_rtneural(to_rtneural(list(specs), in_size, numpy_state)))
     weights = _compare_weights(data, rewritten, origin)

@@ -2,7 +2,9 @@
 
 The inputs are the core edge cases (each held for several frames on stateful
 models, so that state builds up) and, for stateful models, a 64-frame stream
-with state carried between frames.
+with state carried between frames. torch's reference runs each group of cases
+as one sequence (see :func:`reference_outputs`); the artifact runs them as it
+runs in a host, one frame per step.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .plugins import Parity
 if TYPE_CHECKING:
     from .builder import RealtimeModel
 
-__all__ = ["compare_parity", "scaled_error"]
+__all__ = ["compare_parity", "parity_cases", "reference_outputs", "scaled_error"]
 
 _HOLD_FRAMES = 8
 
@@ -57,42 +59,76 @@ def scaled_error(actual: np.ndarray, expected: np.ndarray, exact: np.ndarray | N
     return float(np.max(excess)) if excess.size else 0.0
 
 
-def compare_parity(module: RealtimeModel, run: Callable[[np.ndarray], np.ndarray], tolerance: float) -> Parity:
+def reference_outputs(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:
+    """``module`` on ``frames [batch, time, in]`` from a zero state, as one sequence: ``[batch, time, out]``.
+
+    The dtype of ``frames`` must be the module's (float32, or float64 for an
+    exact copy). Every layer kind computes a sequence exactly as it computes
+    the same frames one per call, up to float rounding (each kind's tests hold
+    it to that), so a reference costs one call per case group instead of one
+    per frame.
+    """
+    import torch
+
+    module.reset()
+    try:
+        with torch.inference_mode():
+            return module(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
+    finally:
+        module.reset()
+
+
+def parity_cases(in_features: int, stateful: bool, *, with_stream: bool | None = None) -> dict[str, np.ndarray]:
+    """The inputs of :func:`compare_parity`, by name, each ``[1, time, in_features]`` float32."""
+    hold = _HOLD_FRAMES if stateful else 1
+    cases = {name: np.repeat(frame[:, None, :], hold, axis=1) for name, frame in edge_cases(in_features).items()}
+    if stateful if with_stream is None else with_stream:
+        cases[f"stream_{STREAM_FRAMES}"] = stream(in_features, STREAM_FRAMES)
+    return cases
+
+
+def compare_parity(module: RealtimeModel, run: Callable[[np.ndarray], np.ndarray], tolerance: float,
+                   *, with_stream: bool | None = None) -> Parity:
     """How closely ``run`` (an artifact in its own runtime) follows ``module``: an exporter's ``verify()``.
 
     ``run(frames)`` gets a float32 array ``[batch, time, in_features]`` and must
-    return ``[batch, time, out_features]``: the artifact run one frame per step
-    from a fresh (zero) state, carrying its state from frame to frame. It is
-    called once per input case: the edge cases (zeros, N(0,1), +-1e6, mixed
-    signs; held for 8 frames on stateful models) and, for stateful models, a
-    64-frame stream. ``module`` runs the same frames; the result's ``ok`` says
-    whether the deciding error is within ``tolerance`` (see :class:`Parity`).
-    A wrong output shape counts as an infinite error, a NaN where torch has
-    none as NaN (which fails).
+    return ``[batch, time, out_features]``: each row (batch entry) run one frame
+    per step from a fresh (zero) state, carrying its state from frame to frame;
+    rows are independent streams. The input cases are the edge cases (zeros,
+    N(0,1), +-1e6, mixed signs; held for 8 frames on stateful models), given
+    together as the rows of one call, and, for stateful models (or when
+    ``with_stream`` is true), a 64-frame stream in a second call. ``module``
+    runs the same frames; the result's ``ok`` says whether the deciding error
+    is within ``tolerance`` (see :class:`Parity`), ``cases`` has the max abs
+    error per case. A wrong output shape counts as an infinite error, a NaN
+    where torch has none as NaN (which fails).
     """
     import copy
 
-    from .checks import run_frames
-
+    cases = parity_cases(module.in_features, module.is_stateful, with_stream=with_stream)
+    # Cases of the same length run as the rows of one call: the artifact's runtime
+    # and torch both step every frame once for all of them.
+    groups: dict[int, list[str]] = {}
+    for name, frames in cases.items():
+        groups.setdefault(frames.shape[1], []).append(name)
     exact_module = copy.deepcopy(module).double()
-    cases: dict[str, np.ndarray] = {}
-    hold = _HOLD_FRAMES if module.is_stateful else 1
-    for name, frame in edge_cases(module.in_features).items():
-        cases[name] = np.repeat(frame[:, None, :], hold, axis=1)
-    if module.is_stateful:
-        cases[f"stream_{STREAM_FRAMES}"] = stream(module.in_features, STREAM_FRAMES)
 
     worst = 0.0
     abs_errors: dict[str, float] = {}
-    for name, frames in cases.items():
-        expected = run_frames(module, frames)
-        exact = run_frames(exact_module, frames.astype(np.float64))
+    for names in groups.values():
+        frames = np.concatenate([cases[name] for name in names], axis=0)
+        expected = reference_outputs(module, frames)
+        exact = reference_outputs(exact_module, frames.astype(np.float64))
         actual = np.asarray(run(frames))
-        error = scaled_error(actual, expected, exact)
         same_shape = actual.shape == expected.shape
-        abs_errors[name] = float(np.max(np.abs(actual.astype(np.float64) - expected))) if same_shape else float("inf")
-        if np.isnan(error) or (not np.isnan(worst) and error > worst):  # NaN, once seen, stays
-            worst = error
+        for row, name in enumerate(names):
+            if same_shape:
+                error = scaled_error(actual[row:row + 1], expected[row:row + 1], exact[row:row + 1])
+                abs_errors[name] = float(np.max(np.abs(actual[row].astype(np.float64) - expected[row])))
+            else:
+                error, abs_errors[name] = float("inf"), float("inf")
+            if np.isnan(error) or (not np.isnan(worst) and error > worst):  # NaN, once seen, stays
+                worst = error
     max_abs = max(abs_errors.values(), default=0.0)
     if any(np.isnan(v) for v in abs_errors.values()):
         max_abs = float("nan")

@@ -619,17 +619,21 @@ def _layer_text(layers: list[tuple[str, int, int]]) -> str:
     return "[" + ", ".join(f"{name} {a}->{b}" for name, a, b in layers) + "]"
 
 
-def parity(runner: Runner, loaded: Loaded, module: RealtimeModel, tolerance: float) -> Parity:
-    """:func:`modelreg.parity.compare` with the frames run in the C++ runner."""
+def parity(runner: Runner, loaded: Loaded, module: RealtimeModel, tolerance: float, *,
+           with_stream: bool | None = None, file: str | None = None) -> Parity:
+    """:func:`modelreg.compare_parity` with the frames run in the C++ runner (``file``: named if it crashes)."""
+    import numpy as np
+
     from .parity import compare_parity
 
     def run(frames: np.ndarray) -> np.ndarray:
-        return runner.run(loaded, frames[0])[None, ...]
+        # RTNeural runs one stream: each row (an input case) from its own reset.
+        return np.stack([runner.run(loaded, row) for row in frames])
 
     try:
-        return compare_parity(module, run, tolerance)
+        return compare_parity(module, run, tolerance, with_stream=with_stream)
     except RunnerDied as exc:
-        raise ArtifactError(Problem(f"RTNeural's C++ engine crashed running the model: {exc}")) from None
+        raise ArtifactError(Problem(f"RTNeural's C++ engine crashed running the model: {exc}", file=file)) from None
 
 
 # ---------------------------------------------------------------- the checks

@@ -59,3 +59,24 @@ def corrupted_parity(spec: ModelSpec, module: RealtimeModel, folder: Path,
     path.write_text(json.dumps(document))
     assert exporter.check_artifact(spec, path) == []  # well-formed: only the numbers can tell
     return exporter.verify(spec, module, path, 1e-5)
+
+
+def assert_onnx_runs_at_batch(spec: ModelSpec, module: RealtimeModel, folder: Path, batch: int = 3) -> None:
+    """Export ONNX and stream 4 frames of ``batch`` rows through onnxruntime: the batch axis is
+    declared dynamic, so every batch must run and match torch."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from modelreg.checks import run_frames
+
+    path = folder / f"{spec.name}.onnx"
+    ONNXExporter().export(spec, module, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    frames = np.random.default_rng(1).standard_normal((batch, 4, spec.in_features)).astype(np.float32)
+    state = {name: np.zeros((1, batch, size), np.float32) for name, size in module.state_layout()}
+    outputs = []
+    for t in range(frames.shape[1]):
+        y, *new_state = session.run(None, {"x": frames[:, t], **state})
+        state = dict(zip(state, new_state))
+        outputs.append(y)
+    np.testing.assert_allclose(np.stack(outputs, axis=1), run_frames(module, frames), atol=1e-5)

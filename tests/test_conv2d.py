@@ -30,7 +30,7 @@ from modelreg.rtneural_runtime import check_rtneural, load_rtneural
 from modelreg.spec import LayerSpec
 
 from conftest import needs_rtneural
-from kind_tools import spec_of
+from kind_tools import assert_onnx_runs_at_batch, spec_of
 
 CONV = conv2d.KIND
 BN = batchnorm2d.KIND
@@ -155,7 +155,7 @@ SPECTRO_PARAMS = 40 + 8 + 66 + 22
 
 
 def test_registry_declares_a_conv2d_stack_and_computes_sizes_and_params(tmp_path: Path) -> None:
-    (tmp_path / "registry.toml").write_text(REGISTRY.format(params=SPECTRO_PARAMS), encoding="utf-8")
+    _write_spectro(tmp_path)
     spec = modelreg.load_registry(tmp_path / "registry.toml")["spectro"]
     assert [layer.units for layer in spec.layers] == [8 * 4, 8 * 4, 5 * 2, 2]
     assert spec.computed_params == SPECTRO_PARAMS == sum(p.numel() for p in spec.build().parameters())
@@ -164,14 +164,27 @@ def test_registry_declares_a_conv2d_stack_and_computes_sizes_and_params(tmp_path
     assert spec.is_stateful
 
 
+def test_onnx_of_a_conv2d_stack_runs_at_any_batch(tmp_path: Path) -> None:
+    """This stack's ONNX file once failed in onnxruntime at batch 3: torch.onnx exported the
+    output's squeeze as an If whose branch kept the traced batch of 1."""
+    spec = modelreg.load_registry(_write_spectro(tmp_path))["spectro"]
+    assert_onnx_runs_at_batch(spec, _module(spec, seed=1), tmp_path)
+
+
+def _write_spectro(folder: Path) -> Path:
+    path = folder / "registry.toml"
+    path.write_text(REGISTRY.format(params=SPECTRO_PARAMS), encoding="utf-8")
+    return path
+
+
 def test_registry_export_and_validate_both_formats(tmp_path: Path) -> None:
     from modelreg.checkpoint import init_checkpoint
 
-    (tmp_path / "registry.toml").write_text(REGISTRY.format(params=SPECTRO_PARAMS), encoding="utf-8")
+    _write_spectro(tmp_path)
     registry = modelreg.load_registry(tmp_path / "registry.toml")
     init_checkpoint(registry["spectro"])
     report = modelreg.export("spectro", registry)
-    assert all(a.status == "written" for a in report.artifacts), [(a.name, a.message) for a in report.artifacts]
+    assert all(a.status == "written" for a in report.artifacts), [(a.exporter, a.message) for a in report.artifacts]
     document = json.loads((tmp_path / "models" / "spectro.json").read_text(encoding="utf-8"))
     assert [layer["type"] for layer in document["layers"]] == ["conv2d", "batchnorm2d", "conv2d", "dense"]
     validation = modelreg.validate("spectro", registry)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from modelreg import load_registry, validate_all
+from modelreg import LayerSpec, load_registry, validate_all
+from modelreg.layers import kinds
 from modelreg.cli import main
 from modelreg.exporters.onnx import ONNXExporter
 from modelreg.exporters.rtneural import RTNeuralExporter
@@ -169,6 +170,19 @@ def test_onnx_graph_interface_streams_with_explicit_state(exported):
         with torch.inference_mode():
             expected = module(torch.from_numpy(frames[:, t])).numpy()
         assert np.max(np.abs(y - expected)) <= 1e-5
+
+
+@pytest.mark.parametrize("tail", ["dense", "gru"])
+@pytest.mark.parametrize("kind", kinds(), ids=lambda kind: kind.name)
+def test_onnx_files_of_every_kind_run_at_any_batch(tmp_path, kind, tail):
+    """The batch axis is declared dynamic: it must be, for every example of every kind
+    (test_conv2d has the stack that once kept a traced batch of 1)."""
+    from kind_tools import assert_onnx_runs_at_batch, spec_of, widened
+
+    last = LayerSpec("dense", 3, "tanh") if tail == "dense" else LayerSpec("gru", 3)
+    for example in kind.examples:
+        spec = spec_of(tmp_path, 6, [kind.spec({"type": kind.name, **example}, 6), last])
+        assert_onnx_runs_at_batch(spec, widened(spec, seed=3), tmp_path)
 
 
 def test_corrupted_onnx_weights_fail_parity(exported):

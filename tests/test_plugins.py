@@ -277,12 +277,10 @@ def _writing_an_exporter() -> str:
 
 
 def _signature(function) -> str:
+    """As Python prints it (keyword-only marker and defaults included), annotations unquoted."""
     import inspect
 
-    signature = inspect.signature(function)
-    params = ", ".join(p.name if p.annotation is inspect.Parameter.empty else f"{p.name}: {p.annotation}"
-                       for p in signature.parameters.values())
-    return f"{function.__name__}({params}) -> {signature.return_annotation}"
+    return function.__name__ + str(inspect.signature(function)).replace("'", "")
 
 
 def test_readme_documents_the_exporter_interface_with_signatures(tiny_registry):

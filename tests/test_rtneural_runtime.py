@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from modelreg.errors import ArtifactError, UsageError
+from modelreg.layers import kinds
 from modelreg.rtneural_runtime import RTNeuralModel, _schema, check_rtneural, load_rtneural
 
 from conftest import GOLDEN
@@ -143,6 +144,27 @@ def test_stateless_model_takes_any_batch() -> None:
     model = load_rtneural(small_dense())
     assert model.step(np.ones((4, 2))).shape == (4, 1)
     assert model.step(np.ones(2)).shape == (1,)
+
+
+@pytest.mark.parametrize("kind", kinds(), ids=lambda kind: kind.name)
+def test_every_layer_example_runs_any_batch_like_torch(tmp_path: Path, kind: Any) -> None:
+    """Alone, so that a layer without history (a kernel of 1 frame) makes a stateless model,
+    whose layers are never reset to the batch size: they must take any batch anyway."""
+    from modelreg.checks import run_frames
+    from modelreg.exporters.rtneural import RTNeuralExporter
+
+    from kind_tools import spec_of, widened
+
+    frames = np.random.default_rng(2).standard_normal((3, 4, 6)).astype(np.float32)
+    for example in kind.examples:
+        spec = spec_of(tmp_path, 6, [kind.spec({"type": kind.name, **example}, 6)])
+        module = widened(spec, seed=5)
+        RTNeuralExporter().export(spec, module, tmp_path / "kind.json")
+        model = load_rtneural(tmp_path / "kind.json")
+        np.testing.assert_allclose(model.run(frames), run_frames(module, frames), rtol=1e-5, atol=1e-5,
+                                   err_msg=str(example))
+        model.reset()
+        assert model.step(frames[:1, 0]).shape == (1, spec.out_features)  # and another batch after a reset
 
 
 def test_wrong_input_shape_is_a_usage_error() -> None:

@@ -77,12 +77,16 @@ class Conv1DLayer:
     def forward(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        full = np.concatenate([self.buffer, x[:, None, :].astype(np.float32, copy=False)], axis=1)
+        frame = x[:, None, :].astype(np.float32, copy=False)
+        # Without history (kernel_size 1) the layer is stateless, its model never resets
+        # it to the batch size, and there is nothing to prepend.
+        full = np.concatenate([self.buffer, frame], axis=1) if self.history else frame
         taps = full[:, ::self.dilation, :]  # K frames, oldest first: file index i is frame t - (K-1-i)*d
         batch = x.shape[0]
         grouped = taps.reshape(batch, self.kernel_size, self.groups, -1)  # [B, K, g, c]
         y = np.einsum("bkgc,kcgo->bgo", grouped, self._grouped).reshape(batch, self.out_size) + self.bias
-        self.buffer = full[:, 1:, :]
+        if self.history:
+            self.buffer = full[:, 1:, :]
         return y.astype(np.float32, copy=False)
 
     def __repr__(self) -> str:

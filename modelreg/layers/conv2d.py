@@ -103,9 +103,11 @@ class Conv2DLayer:
         import numpy as np
 
         frame = x.reshape(x.shape[0], 1, self.features, self.filters_in)
-        frames = np.concatenate([self.past, frame], axis=1)  # [batch, history + 1, F, C], oldest first
-        if self.history:
+        if self.history:  # without history the layer is stateless: never reset to the batch size
+            frames = np.concatenate([self.past, frame], axis=1)  # [batch, history + 1, F, C], oldest first
             self.past = frames[:, 1:]
+        else:
+            frames = frame
         left, right = self.pad
         if left or right:
             frames = np.pad(frames, ((0, 0), (0, 0), (left, right), (0, 0)))
@@ -163,6 +165,8 @@ class Conv2D(LayerKind):
         {"filters": 2, "num_features_in": 3, "kernel_size_time": 2, "kernel_size_feature": 2},
         {"filters": 2, "num_features_in": 3, "kernel_size_time": 3, "kernel_size_feature": 2, "dilation": 2,
          "strides": 2, "padding": "same", "activation": "tanh"},
+        # One frame of time: a stateless conv2d.
+        {"filters": 2, "num_features_in": 3, "kernel_size_time": 1, "kernel_size_feature": 2, "padding": "same"},
         {"filters": 3, "num_features_in": 1, "kernel_size_time": 2, "kernel_size_feature": 1, "activation": "relu"},
     )
     rtneural_types = ("conv2d",)
