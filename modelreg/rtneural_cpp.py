@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from . import layers as _layers
 from .errors import ArtifactError, Problem, ToolchainError
 
 if TYPE_CHECKING:
@@ -553,17 +554,9 @@ def expected_layers(document: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     for layer in document.get("layers", []):
         kind = str(layer.get("type"))
         units = declared(layer.get("shape"))
-        activation = str(layer.get("activation") or "")
-        if kind in ("dense", "time-distributed-dense", "conv1d", "conv2d"):  # the types parseJson adds an activation to
-            layers.append(("dense" if "dense" in kind else kind, size, units))
-            if activation:
-                layers.append((activation, units, units))
-        elif kind in ("lstm", "gru"):
-            layers.append((kind, size, units))
-        elif kind == "activation":
-            layers.append((activation, units, units))
-        else:
-            layers.append((kind, size, units))
+        handler = _layers.rtneural_handler(kind)
+        # A type no kind reads is one the loader does not know either: it skips it.
+        layers += handler.loader_layers(layer, size, units) if handler else [(kind, size, units)]
         size = units
     return layers
 

@@ -171,6 +171,15 @@ def test_onnx_of_a_conv2d_stack_runs_at_any_batch(tmp_path: Path) -> None:
     assert_onnx_runs_at_batch(spec, _module(spec, seed=1), tmp_path)
 
 
+def test_onnx_of_batchnorm2d_then_conv2d_runs_at_any_batch(tmp_path: Path) -> None:
+    """Found by the 200-model benchmark: batchnorm2d's unflatten/flatten were exported with the
+    traced batch of 1, and the conv2d's reshape after them failed in onnxruntime at batch 5."""
+    spec = _spec(tmp_path, 11, [{"type": "batchnorm2d", "num_features_in": 1},
+                                {"type": "conv2d", "filters": 3, "num_features_in": 1, "kernel_size_time": 1,
+                                 "kernel_size_feature": 1, "dilation": 2, "strides": 2}])
+    assert_onnx_runs_at_batch(spec, _module(spec, seed=2), tmp_path)
+
+
 def _write_spectro(folder: Path) -> Path:
     path = folder / "registry.toml"
     path.write_text(REGISTRY.format(params=SPECTRO_PARAMS), encoding="utf-8")

@@ -51,7 +51,7 @@ def test_export_writes_artifacts_and_lock(exported):
     assert text.startswith("# Written by `modelreg export`")
     record = tomllib.loads(text)["models"]["tinylstm"]["artifacts"]["onnx"]
     assert record["path"] == "models/onnx/tinylstm.onnx"
-    assert record["exporter_version"] == "1" and record["torch"] == torch.__version__
+    assert record["exporter_version"] == ONNXExporter.version and record["torch"] == torch.__version__
     assert set(record) >= {"sha256", "entry_sha256", "checkpoint_sha256", "exporter", "modelreg"}
 
 

@@ -53,7 +53,9 @@ class ONNXExporter(Exporter):
     """Writes ``models/onnx/NAME.onnx`` (opset 17), checked with ``onnx.checker``."""
 
     name = "onnx"
-    version = "1"
+    # 2: the batch axis works at every batch (files of conv2d / batchnorm2d stacks made by
+    # version 1 failed in onnxruntime at batch > 1); version-1 files turn stale.
+    version = "2"
     schema = None  # binary protobuf: onnx.checker is its schema
     suffix = ".onnx"
 

@@ -274,6 +274,11 @@ class Activation(LayerKind):
             return check.previous  # an activation cannot change the size: keep checking against the real one
         return check.units
 
+    def loader_layers(self, layer: Mapping[str, Any], size: int, units: int) -> list[tuple[str, int, int]]:
+        # The layer is its activation; with none named the loader adds nothing.
+        activation = str(layer.get("activation") or "")
+        return [(activation, units, units)] if activation else []
+
     def runtime_layers(self, layer: Mapping[str, Any], weight: Callable[[int], Any],
                        units: int) -> list[RuntimeLayer]:
         # As RTNeural's loader: the layer adds its activation, if it names one.

@@ -138,6 +138,19 @@ class RTNeuralLayerType(abc.ABC):
     rtneural_types: ClassVar[tuple[str, ...]]
     #: Nesting depth of each ``weights`` entry (1: a vector, 2: a matrix, 3 or 4: a tensor).
     weight_depths: ClassVar[tuple[int, ...]]
+    #: Whether RTNeural's loader follows a layer of these types with a layer for its
+    #: ``activation``, when it names one (dense, conv1d, conv2d).
+    loader_adds_activation: ClassVar[bool] = False
+
+    def loader_layers(self, layer: Mapping[str, Any], size: int, units: int) -> list[tuple[str, int, int]]:
+        """What RTNeural's dynamic loader builds for this file layer, fed ``size`` values and
+        declaring ``units``: ``(Layer::getName(), in, out)`` each. modelreg's C++ runner
+        compares them with what the loader did build (it skips types it does not know)."""
+        built = [(self.rtneural_types[0], size, units)]
+        activation = str(layer.get("activation") or "")
+        if self.loader_adds_activation and activation:
+            built.append((activation, units, units))
+        return built
 
     @abc.abstractmethod
     def rtneural_schema(self) -> dict[str, Any]:

@@ -149,7 +149,9 @@ class BatchNorm2D(LayerKind):
 
         # Written out (not functional.batch_norm, which ONNX cannot export over a reshaped
         # frame) in RTNeural's order: (x - mean) * (gamma / sqrt(var + epsilon)) + beta.
-        grid = x.unflatten(-1, (layer.option("num_features_in"), self._filters(layer)))  # the last axis: filters
+        # reshape with the traced batch and time sizes, not unflatten/flatten: torch.onnx exports
+        # those with the sizes seen while tracing (batch 1), and the file fails on other batches.
+        grid = x.reshape(x.shape[0], x.shape[1], layer.option("num_features_in"), self._filters(layer))
         weight, bias = module.get_parameter("weight") if layer.option("affine") else None, \
             module.get_parameter("bias") if layer.option("affine") else None
         mean, var = module.get_buffer("running_mean"), module.get_buffer("running_var")
@@ -159,7 +161,7 @@ class BatchNorm2D(LayerKind):
         y = (grid - mean) * multiplier
         if bias is not None:
             y = y + bias
-        return y.flatten(-2), ()
+        return y.reshape(y.shape[0], y.shape[1], layer.units), ()
 
     # ------------------------------------------------------------------ RTNeural layout, both ways
 

@@ -120,6 +120,7 @@ class Conv1D(LayerKind):
         {"units": 5, "kernel_size": 3},
     )
     rtneural_types = ("conv1d",)
+    loader_adds_activation = True
     weight_depths = (3, 1)
 
     # ------------------------------------------------------------------ registry

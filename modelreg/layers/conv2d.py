@@ -170,6 +170,7 @@ class Conv2D(LayerKind):
         {"filters": 3, "num_features_in": 1, "kernel_size_time": 2, "kernel_size_feature": 1, "activation": "relu"},
     )
     rtneural_types = ("conv2d",)
+    loader_adds_activation = True
     weight_depths = (4, 1)
 
     # ------------------------------------------------------------------ registry

@@ -58,6 +58,7 @@ class Dense(LayerKind):
                                        + ", ".join(repr(name) for name in activations.NAMES)}
     examples = tuple({"units": 5, "activation": name} for name in activations.NAMES)
     rtneural_types = ("dense", "time-distributed-dense")
+    loader_adds_activation = True
     weight_depths = (2, 1)
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
