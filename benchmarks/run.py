@@ -12,6 +12,7 @@ Speed targets are checked here, not in the test-suite: this machine is noisy.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import cProfile
 import io
@@ -527,6 +528,8 @@ def bench_scale(sizes: list[int], latency_seconds: float) -> None:
                   f"validate {validate_s:6.1f} s ({validate_s / size * 1e3:.0f} ms/model)", flush=True)
         largest = str(max(sizes))
         path = Path(tmp, f"r{largest}", "registry.toml")
+        kinds_used = collections.Counter(layer.type for spec in modelreg.load_registry(path).values()
+                                         for layer in spec.layers)
         # With --jobs the latency phase runs in this process, one model at a time, after
         # the pool (by design: parallel work must not disturb it); its time bounds the speed-up.
         with _time_calls(checks, "check_latency") as latency_phase:
@@ -541,7 +544,12 @@ def bench_scale(sizes: list[int], latency_seconds: float) -> None:
         export_serial_s = time.perf_counter() - start
     mid, big = scale[str(sorted(sizes)[1])] if len(sizes) > 1 else scale[largest], scale[largest]
     growth = {k: big["per_model_ms"][k] / mid["per_model_ms"][k] for k in ("load", "export", "validate")}
-    results["scale"] = {"sizes": scale, "per_model_growth_largest_vs_middle": growth,
+    from modelreg.layers import names as kind_names
+
+    missing = [name for name in kind_names() if name not in kinds_used]
+    record("scale", f"layers of the {largest}-model registry by kind: "
+           + ", ".join(f"{name} {kinds_used[name]}" for name in kind_names()), "every kind", not missing)
+    results["scale"] = {"sizes": scale, "per_model_growth_largest_vs_middle": growth, "layer_kinds": dict(kinds_used),
                         "validate_jobs2_s": jobs_s, "validate_jobs2_latency_phase_s": latency_phase[0],
                         "export_jobs2_s": export_jobs_s, "export_serial_s": export_serial_s}
     for kind in ("load", "export", "validate"):

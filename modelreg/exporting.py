@@ -578,12 +578,24 @@ def export(
 # ---------------------------------------------------------------- validation
 
 
+#: What a latency check an exporter adds says while a parallel run has deferred it.
+DEFERRED = "deferred: measured after the parallel checks, one model at a time"
+
+
+def is_latency_check(name: str) -> bool:
+    """Whether check ``name`` measures latency (``latency``, or an exporter's ``FORMAT.*latency``)."""
+    return name.endswith("latency")
+
+
 def artifact_checks(
-    spec: ModelSpec, module: RealtimeModel, tolerance: float
+    spec: ModelSpec, module: RealtimeModel, tolerance: float, *, defer_latency: bool = False
 ) -> list[tuple[str, Callable[[], CheckResult]]]:
     """Per declared export: the artifact exists, is fresh, passes its schema, passes parity.
 
     Returned as named callables so the validation run isolates each one.
+    ``defer_latency``: an exporter's latency checks (see :func:`is_latency_check`)
+    that would run report a skip carrying ``{"deferred": True}`` instead, for
+    :func:`run_deferred` to run later.
     """
     checks: list[tuple[str, Callable[[], CheckResult]]] = []
     lock_holder: dict[str, Any] = {}
@@ -634,12 +646,20 @@ def artifact_checks(
             return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", result.summary, result.to_figures())
 
         checks += [(f"{fmt}.exists", exists), (f"{fmt}.fresh", fresh), (f"{fmt}.schema", schema), (f"{fmt}.parity", parity)]
-        checks += _extra_checks(spec, module, tolerance, fmt, state)
+        checks += _extra_checks(spec, module, tolerance, fmt, state, defer_latency)
     return checks
 
 
+def run_deferred(spec: ModelSpec, module: RealtimeModel, tolerance: float, name: str) -> CheckResult:
+    """Run the exporter check ``name`` (``FORMAT.SUFFIX``) that :func:`artifact_checks` deferred."""
+    fmt, suffix = name.split(".", 1)
+    exporter = get_exporter(fmt)
+    checks = dict(exporter.extra_checks(spec, module, tolerance))
+    return checks[suffix](artifact_path(spec, exporter))
+
+
 def _extra_checks(
-    spec: ModelSpec, module: RealtimeModel, tolerance: float, fmt: str, state: dict[str, Any]
+    spec: ModelSpec, module: RealtimeModel, tolerance: float, fmt: str, state: dict[str, Any], defer_latency: bool
 ) -> list[tuple[str, Callable[[], CheckResult]]]:
     """An exporter's own further checks (``Exporter.extra_checks``), run on a fresh, schema-valid artifact."""
     try:
@@ -652,6 +672,8 @@ def _extra_checks(
             if not (state.get("fresh") and state.get("schema_ok")):
                 why = "the artifact is stale or tampered" if state.get("schema_ok") else "no valid artifact"
                 return CheckResult(name, "skip", f"not run: {why}")
+            if defer_latency and is_latency_check(name):
+                return CheckResult(name, "skip", DEFERRED, {"deferred": True})
             return check(state["path"])
         checks.append((f"{fmt}.{suffix}", run))
     return checks

@@ -9,6 +9,7 @@ exporters with :func:`register_exporter`.
 from __future__ import annotations
 
 import abc
+import math
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,6 +85,10 @@ class Parity:
         if self.ok and self.max_abs_error > self.tolerance:
             # Passing with a large absolute error: say why, or it reads as an alarm.
             detail += ", within float32 rounding at large inputs"
+        nan_cases = [name for name, error in self.cases.items() if math.isnan(error)]
+        if nan_cases:
+            # NaN is never a rounding matter: say which inputs produce it.
+            detail += f"; NaN where torch has none, on inputs: {', '.join(nan_cases)}"
         return f"error {self.max_error:.3g} {'<=' if self.ok else '>'} tolerance {self.tolerance:g} ({detail})"
 
     def to_figures(self) -> dict[str, Any]:
@@ -188,6 +193,8 @@ class Exporter(abc.ABC):
 
         Each is ``(suffix, check)``: reported as ``FORMAT.SUFFIX``; ``check(path)``
         returns a :class:`~modelreg.report.CheckResult` of that name. None by default.
+        A check whose suffix ends in ``latency`` measures time: with ``--jobs`` it
+        runs after the worker pool, one model at a time, like torch's latency.
         """
         return []
 

@@ -646,6 +646,9 @@ class RTNeuralModel:
         #: How many layers the file lists. ``layers`` holds the runtime's layers, where a
         #: dense layer with an activation runs as two (as in RTNeural's loader).
         self.file_layers = len(self.layers)
+        #: What RTNeural's dynamic loader builds from the file: ``(Layer::getName(), in, out)``
+        #: per layer it adds (see ``RTNeuralLayerType.loader_layers``).
+        self.loader_layers: list[tuple[str, int, int]] = []
         self._batch: int | None = None
 
     @classmethod
@@ -654,6 +657,7 @@ class RTNeuralModel:
         in_size = _units(data["in_shape"])
         assert in_size is not None
         layers: list[Layer] = []
+        loader_layers: list[tuple[str, int, int]] = []
         size = in_size
         for i, spec in enumerate(data["layers"]):
             kind = spec["type"]
@@ -668,8 +672,10 @@ class RTNeuralModel:
             assert handler is not None
             # Each kind adds its layers, including an activation where the loader adds one.
             layers.extend(handler.runtime_layers(spec, weight, units))
+            loader_layers.extend(handler.loader_layers(spec, size, units))
             size = units
         model = cls(in_size, layers)
+        model.loader_layers = loader_layers
         model.out_size = size
         model.file_layers = len(data["layers"])
         model.reset()

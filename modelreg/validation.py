@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
@@ -66,36 +67,49 @@ MODEL_CHECKS = (
 
 
 def validate_model(
-    spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True, latency: bool = True
+    spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True, latency: bool = True,
+    defer_latency: bool = False,
 ) -> ModelReport:
     """Run every check on one model (never raises for a model's own problems).
 
-    ``latency=False`` leaves the latency check out (parallel runs measure it
-    afterwards, one model at a time; see :func:`add_latency`).
+    ``latency=False`` leaves the latency check out. ``defer_latency=True`` (with
+    it) also defers the exporters' latency checks: parallel runs measure all of
+    them afterwards, one model at a time (see :func:`add_latency`).
     """
     from .latency import single_thread
 
     # One thread for everything, as a real-time host runs these models: frame-by-frame
     # calls of small layers are several times slower when torch fans out to a pool.
     with single_thread():
-        return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency)
+        return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency,
+                               defer_latency=defer_latency)
 
 
 def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float = 0.4) -> None:
-    """Measure latency for a report made with ``latency=False`` and put it in its place."""
+    """Measure latency for a report made with ``latency=False``, and run the exporters' latency
+    checks it deferred, each in its place."""
     from .latency import single_thread
 
     if report.get("determinism") is None:  # the model never got that far: nothing to time
         return
+    from .exporting import run_deferred
+
     started = time.perf_counter()
+    module = spec.load()
+    tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE
     with single_thread():
-        result = _capture("latency", lambda: checks.check_latency(spec, spec.load(), seconds=latency_seconds))
-    position = next(i for i, c in enumerate(report.checks) if c.name == "determinism") + 1
-    report.checks.insert(position, result)
+        result = _capture("latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))
+        position = next(i for i, c in enumerate(report.checks) if c.name == "determinism") + 1
+        report.checks.insert(position, result)
+        # The exporters' latency checks (RTNeural C++), deferred by the worker: timed here too.
+        for i, check in enumerate(report.checks):
+            if check.status == "skip" and check.figures.get("deferred"):
+                report.checks[i] = _capture(check.name, functools.partial(run_deferred, spec, module, tolerance, check.name))
     report.seconds += time.perf_counter() - started
 
 
-def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, latency: bool) -> ModelReport:
+def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, latency: bool,
+                    defer_latency: bool) -> ModelReport:
     started = time.perf_counter()
     report = ModelReport(spec.name)
     tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE
@@ -135,7 +149,7 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
             if exports and spec.exports:
                 from .exporting import artifact_checks
 
-                for name, check in artifact_checks(spec, module, tolerance):
+                for name, check in artifact_checks(spec, module, tolerance, defer_latency=defer_latency):
                     _run(report, name, check)
     report.seconds = time.perf_counter() - started
     return report
@@ -285,7 +299,7 @@ def _checks_in_pool(
     results: dict[str, ModelReport] = {}
     with process_pool(jobs, (fmt for name in names for fmt in reg[name].exports) if exports else ()) as pool:
         futures = {pool.submit(validate_model, reg[name], latency_seconds=latency_seconds,
-                               exports=exports, latency=False): name for name in names}
+                               exports=exports, latency=False, defer_latency=True): name for name in names}
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
             try:

@@ -47,7 +47,7 @@ latency_ms = 50.0
 exports = []
 checkpoint = "models/tinydense.pt"
 layers = [
-    {{ type = "dense", units = 5, activation = "relu" }},
+    {{ type = "dense", units = 5, activation = "tanh" }},
     {{ type = "dense", units = 3, activation = "softmax" }},
 ]
 

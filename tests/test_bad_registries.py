@@ -287,7 +287,7 @@ latency_ms = 5.0
 exports = []
 checkpoint = "{checkpoint}"
 layers = [
-    {{ type = "dense", units = 5, activation = "relu" }},
+    {{ type = "dense", units = 5, activation = "tanh" }},
     {{ type = "dense", units = 3, activation = "softmax" }},
 ]
 """

@@ -45,7 +45,7 @@ MODELS = {
     "alpha": (64, [("dense", 256, "tanh"), ("dense", 128, "tanh")]),
     "beta": (32, [("lstm", 64, None), ("dense", 16, "sigmoid")]),
     "gamma": (32, [("gru", 48, None), ("dense", 8, "tanh")]),
-    "delta": (128, [("dense", 128, "relu"), ("dense", 64, "softmax")]),
+    "delta": (128, [("dense", 128, "tanh"), ("dense", 64, "softmax")]),
 }
 ARTIFACTS = {(name, fmt): f"models/{name}.json" if fmt == "rtneural" else f"models/onnx/{name}.onnx"
              for name in MODELS for fmt in ("rtneural", "onnx")}

@@ -106,5 +106,32 @@ def test_random_architectures_export_with_parity(tmp_path, architecture, seed):
         exporter.export(spec, module, path)
         assert exporter.check_artifact(spec, path) == [], exporter.name
         parity = exporter.verify(spec, module, path, 1e-5)
+        if not parity.ok and exporter.name == "rtneural" and _softmax_overflows(module):
+            # RTNeural's softmax is exp(x) / sum, unshifted: logits above ~88.7 (the +-1e6 cases)
+            # give NaN in RTNeural itself, and parity must say so rather than pass.
+            assert "NaN where torch has none" in parity.summary, parity.summary
+            continue
         assert parity.ok, (exporter.name, layers, parity.to_figures())
     assert attrs.evolve(spec).params == sum(p.numel() for p in module.parameters())
+
+
+def _softmax_overflows(module) -> bool:
+    """Whether a softmax of the module gets an input above float32's exp limit on the parity inputs."""
+    import numpy as np
+
+    from modelreg.parity import parity_cases, reference_outputs
+
+    seen: list[float] = []
+    real = torch.softmax
+
+    def spy(x, dim=None, **kwargs):
+        seen.append(float(x.max()))
+        return real(x, dim=dim, **kwargs)
+
+    torch.softmax = spy
+    try:
+        for frames in parity_cases(module.in_features, module.is_stateful).values():
+            reference_outputs(module, frames)
+    finally:
+        torch.softmax = real
+    return bool(seen) and max(seen) > float(np.log(np.finfo(np.float32).max))

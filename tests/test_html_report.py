@@ -26,7 +26,7 @@ latency_ms = 5.0
 exports = ["rtneural", "onnx"]
 checkpoint = "models/alpha.pt"
 layers = [
-    { type = "dense", units = 5, activation = "relu" },
+    { type = "dense", units = 5, activation = "tanh" },
     { type = "dense", units = 3, activation = "softmax" },
 ]
 

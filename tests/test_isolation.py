@@ -45,7 +45,7 @@ latency_ms = 50.0
 exports = ["rtneural"]
 checkpoint = "models/corrupt.pt"
 layers = [
-    { type = "dense", units = 5, activation = "relu" },
+    { type = "dense", units = 5, activation = "tanh" },
     { type = "dense", units = 3, activation = "softmax" },
 ]
 
@@ -73,7 +73,7 @@ latency_ms = 50.0
 exports = ["rtneural"]
 checkpoint = "models/badentry.pt"
 layers = [
-    { type = "dense", units = 5, activation = "relu" },
+    { type = "dense", units = 5, activation = "tanh" },
     { type = "dense", units = 3, activation = "softmax" },
 ]
 
@@ -87,7 +87,7 @@ latency_ms = 50.0
 exports = ["rtneural", "onnx"]
 checkpoint = "models/gooddense.pt"
 layers = [
-    { type = "dense", units = 5, activation = "relu" },
+    { type = "dense", units = 5, activation = "tanh" },
     { type = "dense", units = 3, activation = "softmax" },
 ]
 

@@ -127,3 +127,39 @@ def test_an_unpicklable_registered_exporter_is_refused_before_work_starts(tmp_pa
     assert "expected an exporter class defined at module level, an entry-point plugin, or jobs=1" in message
     assert not list((path.parent / "models").glob("*.sums.json"))
     assert export_all(path, jobs=1).ok  # in one process it works
+
+
+class TimedSums(WeightSums):
+    """WeightSums with a latency check (its name ends in "latency") and a plain one, each
+    recording the process that ran it."""
+
+    name = "timedsums"
+
+    def extra_checks(self, spec, module, tolerance):
+        import os
+
+        from modelreg.report import CheckResult
+
+        def check(name):
+            return lambda path: CheckResult(f"timedsums.{name}", "pass", "ran", {"pid": os.getpid()})
+
+        return [("fake_latency", check("fake_latency")), ("size", check("size"))]
+
+
+def test_exporter_latency_checks_run_after_the_pool_in_this_process(tmp_path, _plugins):
+    """With --jobs, latency is measured one model at a time with nothing else running: the
+    exporters' latency checks (RTNeural C++) too, not inside the busy workers."""
+    import os
+
+    register_exporter(TimedSums)
+    path = _many(tmp_path / "reg", 3)
+    path.write_text(path.read_text().replace('exports = ["rtneural", "onnx"]', 'exports = ["timedsums"]'))
+    assert export_all(path).ok
+    parallel = validate_all(path, jobs=2, write=False, latency_seconds=0.02)
+    serial = validate_all(path, jobs=1, write=False, latency_seconds=0.02)
+    assert parallel.ok and serial.ok
+    for name, model in parallel.models.items():
+        assert [c.name for c in model.checks] == [c.name for c in serial[name].checks]  # same places
+        assert model["timedsums.fake_latency"].status == "pass"
+        assert model["timedsums.fake_latency"].figures["pid"] == os.getpid()
+        assert model["timedsums.size"].figures["pid"] != os.getpid()  # other checks: in a worker

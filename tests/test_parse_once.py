@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from modelreg import export_all, load_registry, validate_all
-from modelreg import rtneural_runtime
+from modelreg import rtneural_cpp, rtneural_runtime
 from modelreg.exporters.rtneural import RTNeuralExporter
+
+from conftest import needs_rtneural
 
 
 @pytest.fixture
@@ -18,12 +20,18 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths of every RTNeural file read by modelreg's reader, in order."""
     seen: list[str] = []
     original = rtneural_runtime._read_json
+    original_cpp = rtneural_cpp._read_document  # the C++ checks' own read, for what the loader should build
 
     def counting(path: Path, name: str) -> object:
         seen.append(Path(path).name)
         return original(path, name)
 
+    def counting_cpp(path: Path) -> object:
+        seen.append(Path(path).name)
+        return original_cpp(path)
+
     monkeypatch.setattr(rtneural_runtime, "_read_json", counting)
+    monkeypatch.setattr(rtneural_cpp, "_read_document", counting_cpp)
     return seen
 
 
@@ -44,6 +52,19 @@ def test_validate_parses_each_file_once(tiny_registry: Path, parses: list[str]) 
     report = validate_all(tiny_registry, write=False, latency_seconds=0.01)
     for model in report.values():
         assert model["rtneural.schema"].status == "pass" and model["rtneural.parity"].status == "pass"
+    assert sorted(parses) == ["tinydense.json", "tinygru.json", "tinylstm.json"]
+
+
+@needs_rtneural
+def test_validate_with_rtneural_cpp_still_parses_each_file_once(tiny_registry: Path, parses: list[str],
+                                                               cpp: Path) -> None:
+    """cpp_parity compares the layers RTNeural's loader built with those the file declares:
+    it takes them from the model the check built, not from another read of the file."""
+    assert export_all(_with_rtneural(tiny_registry)).ok
+    parses.clear()
+    report = validate_all(tiny_registry, write=False, latency_seconds=0.01)
+    for model in report.values():
+        assert model["rtneural.cpp_parity"].status == "pass", model["rtneural.cpp_parity"].message
     assert sorted(parses) == ["tinydense.json", "tinygru.json", "tinylstm.json"]
 
 
@@ -72,6 +93,11 @@ def test_verify_without_a_check_reads_the_file(tiny_registry: Path, parses: list
     spec = load_registry(tiny_registry)["tinylstm"]
     exporter = RTNeuralExporter()
     parses.clear()
-    assert exporter.verify(spec, spec.load(), exporter.artifact_path(spec), 1e-5).ok
-    assert exporter.verify(spec, spec.load(), exporter.artifact_path(spec), 1e-5).ok
-    assert parses == ["tinylstm.json", "tinylstm.json"]  # a handed-on model is used once at most
+    path = exporter.artifact_path(spec)
+    assert exporter.verify(spec, spec.load(), path, 1e-5).ok
+    assert parses == ["tinylstm.json"]
+    assert exporter.verify(spec, spec.load(), path, 1e-5).ok  # handed on while the file is unchanged
+    assert parses == ["tinylstm.json"]
+    path.touch()  # a new mtime: the file may have changed
+    assert exporter.verify(spec, spec.load(), path, 1e-5).ok
+    assert parses == ["tinylstm.json", "tinylstm.json"]

@@ -38,7 +38,7 @@ latency_ms = 50.0
 exports = ["rtneural"]
 checkpoint = "models/tinydense.pt"
 layers = [
-    { type = "dense", units = 5, activation = "relu" },
+    { type = "dense", units = 5, activation = "tanh" },
     { type = "dense", units = 3, activation = "softmax" },
 ]
 

@@ -144,6 +144,28 @@ RANDOM = [
 
 
 @needs_rtneural
+def test_with_jobs_cpp_latency_is_timed_after_the_pool(tiny_registry: Path, cpp: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parallel runs measure latency one model at a time with nothing else running: RTNeural's
+    C++ latency too (counted in this process: the workers' calls would not be seen here)."""
+    tiny_registry.write_text(tiny_registry.read_text().replace('exports = []', 'exports = ["rtneural"]'))
+    assert export_all(tiny_registry).ok
+    timed: list[int] = []
+    real = rc.Runner.time
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        timed.append(os.getpid())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(rc.Runner, "time", counting)
+    report = modelreg.validate_all(tiny_registry, jobs=2, write=False, latency_seconds=0.02)
+    for model in report.models.values():
+        assert model["rtneural.cpp_parity"].status == "pass", model["rtneural.cpp_parity"].message
+        assert model["rtneural.cpp_latency"].status == "pass", model["rtneural.cpp_latency"].message
+    assert len(timed) == 3
+
+
+@needs_rtneural
 @pytest.mark.parametrize("index", range(len(RANDOM)))
 def test_architectures_match_torch_in_rtneural_cpp(tmp_path: Path, cpp: Path, index: int) -> None:
     in_features, layers = RANDOM[index]
@@ -173,6 +195,31 @@ def test_compiled_headers_of_architectures_match_torch(tmp_path: Path, cpp: Path
     assert exporter.check_artifact(spec, header) == []
     result = exporter.verify(spec, module, header, 1e-5)
     assert not result.skipped and result.ok and result.max_abs_error < 1e-5, result.to_figures()
+
+
+@needs_rtneural
+def test_rtneurals_softmax_overflows_as_the_reference_runtime_says(tmp_path: Path, cpp: Path) -> None:
+    """RTNeural computes softmax as exp(x) / sum without shifting by the maximum: an input above
+    ~88.7 makes its row NaN and zeros. The numpy reference runtime must give the same, or its
+    parity would pass files that give NaN in the plugin."""
+    from modelreg.rtneural_runtime import load_rtneural
+
+    document = {"in_shape": [None, None, 4], "layers": [
+        {"type": "dense", "activation": "softmax", "shape": [None, None, 4],
+         "weights": [np.eye(4).tolist(), [0.0] * 4]}]}
+    path = tmp_path / "softmax.json"
+    path.write_text(json.dumps(document))
+    frames = np.array([[0.5, -1.0, 2.0, 3.0], [1.0, 2.0, 89.0, -100.0], [100.0, 100.0, 1.0, 0.0]], np.float32)
+    runner = rc.runner_for(rc.find_toolchain())
+    loaded = rc.load_checked(runner, path)
+    try:
+        cpp_out = runner.run(loaded, frames)
+    finally:
+        runner.free(loaded)
+    ours = load_rtneural(path).run(frames)
+    np.testing.assert_array_equal(np.isnan(cpp_out), np.isnan(ours))
+    assert np.isnan(cpp_out[1:]).any() and not np.isnan(cpp_out[0]).any()
+    np.testing.assert_allclose(ours, cpp_out, rtol=1e-6, atol=1e-7, equal_nan=True)
 
 
 GOLDEN_MODELS = ["dense", "lstm", "lstm_1d", "gru_1d"]

@@ -55,12 +55,13 @@ class _Handoff:
         with self._lock:
             self._slot = None if identity is None or model is None else (identity, model)
 
-    def take(self, path: Path) -> RTNeuralModel | None:
+    def take(self, path: Path) -> tuple[_Identity, RTNeuralModel] | None:
+        """The model and the file identity it was read at, if ``path`` is still that file."""
         with self._lock:
             slot, self._slot = self._slot, None
         if slot is None or slot[0] != _identity(path):
             return None
-        return slot[1]
+        return slot
 
 
 _handoff = _Handoff()
@@ -124,20 +125,32 @@ class RTNeuralExporter(Exporter):
         from ..rtneural_runtime import load_rtneural
 
         # The model check_artifact() just loaded from this very file, else read it now.
-        model = _handoff.take(path)
-        if model is None:
+        taken = _handoff.take(path)
+        identity: _Identity | None
+        if taken is not None:
+            identity, model = taken
+        else:
+            identity = _identity(path)
             model = load_rtneural(path, file=display_path(path))
 
         def run(frames: Any) -> Any:
             model.reset()
             return np.stack([model.step(frames[:, t, :]) for t in range(frames.shape[1])], axis=1)
 
-        return compare_parity(module, run, tolerance)
+        parity = compare_parity(module, run, tolerance)
+        # Handed on once more: the C++ checks that follow compare RTNeural's loader with the
+        # layers the file declares, which the model knows without reading the file again.
+        _handoff.put(identity, model)
+        return parity
 
     def extra_checks(self, spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
         """``cpp_parity`` and ``cpp_latency``: the file in RTNeural's own C++ engine (skipped when not configured)."""
         from ..rtneural_cpp import cpp_checks
 
-        return cpp_checks(spec, module, tolerance)
+        def declared(path: Path) -> list[tuple[str, int, int]] | None:
+            taken = _handoff.take(path)
+            return taken[1].loader_layers if taken is not None else None
+
+        return cpp_checks(spec, module, tolerance, declared)
 
 

@@ -110,12 +110,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
+    """RTNeural: exp(x) times 1 / sum, in float32, not shifted by the row maximum (every backend).
+
+    So an input above ~88.7 overflows exp to inf and RTNeural's row becomes NaN (inf * 0)
+    and zeros: this runtime must show that, not a stable softmax that hides it."""
     import numpy as np
 
-    # Shifting by the row maximum gives the same value as RTNeural's exp(x)/sum
-    # (up to rounding) without overflowing.
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        e = np.exp(x.astype(np.float32, copy=False))
+        return e * (np.float32(1) / e.sum(axis=-1, keepdims=True, dtype=np.float32))
 
 
 def _elu(x: np.ndarray) -> np.ndarray:
