@@ -197,7 +197,7 @@ def test_state_dict_layout_is_as_documented(tmp_path):
 def test_weights_trained_elsewhere_load_after_the_documented_renaming(tiny_registry):
     """README recipe: fill spec.build()'s state_dict() layout, torch.save it, and the model loads."""
     torch.manual_seed(3)
-    trained = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3), torch.nn.Softmax(-1))
+    trained = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3), torch.nn.Softmax(-1))
     spec = load_registry(tiny_registry)["tinydense"]
 
     torch.save(trained.state_dict(), spec.checkpoint)  # its own names: refused, every tensor listed
