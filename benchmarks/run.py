@@ -502,7 +502,7 @@ def _time_calls(module: Any, name: str) -> Iterator[list[float]]:
 def bench_scale(sizes: list[int], latency_seconds: float) -> None:
     print(f"\n4. scale: registries of {sizes} random small models (latency window {latency_seconds} s per model)", flush=True)
     import modelreg
-    from modelreg import checks
+    from modelreg import checks, rtneural_cpp, validation
 
     scale: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -520,13 +520,14 @@ def bench_scale(sizes: list[int], latency_seconds: float) -> None:
             exported = modelreg.export_all(path)
             export_s = time.perf_counter() - start
             assert exported.ok, [a.message for a in exported.artifacts if not a.ok][:3]
-            with _time_calls(checks, "check_latency") as serial_latency:
+            with _time_calls(checks, "check_latency") as serial_latency, \
+                    _time_calls(rtneural_cpp.Runner, "time") as serial_cpp_latency:
                 start = time.perf_counter()
                 report = modelreg.validate_all(path, write=False, latency_seconds=latency_seconds)
                 validate_s = time.perf_counter() - start
             failed = [n for n, m in report.models.items() if not m.ok]
             scale[str(size)] = {"load_s": load_s, "export_s": export_s, "validate_s": validate_s,
-                                "validate_latency_s": serial_latency[0],
+                                "validate_latency_s": serial_latency[0] + serial_cpp_latency[0],
                                 "per_model_ms": {"load": load_s / size * 1e3, "export": export_s / size * 1e3,
                                                  "validate": validate_s / size * 1e3},
                                 "models_failed": failed}
@@ -537,9 +538,10 @@ def bench_scale(sizes: list[int], latency_seconds: float) -> None:
         path = Path(tmp, f"r{largest}", "registry.toml")
         kinds_used = collections.Counter(layer.type for spec in modelreg.load_registry(path).values()
                                          for layer in spec.layers)
-        # With --jobs the latency phase runs in this process, one model at a time, after
-        # the pool (by design: parallel work must not disturb it); its time bounds the speed-up.
-        with _time_calls(checks, "check_latency") as latency_phase:
+        # With --jobs the latency phase (torch's and RTNeural C++'s) runs in this process, one
+        # model at a time, after the pool (by design: parallel work must not disturb it); its
+        # time bounds the speed-up.
+        with _time_calls(validation, "add_latency") as latency_phase:
             start = time.perf_counter()
             modelreg.validate_all(path, write=False, latency_seconds=latency_seconds, jobs=2)
             jobs_s = time.perf_counter() - start

@@ -80,3 +80,15 @@ def assert_onnx_runs_at_batch(spec: ModelSpec, module: RealtimeModel, folder: Pa
         state = dict(zip(state, new_state))
         outputs.append(y)
     np.testing.assert_allclose(np.stack(outputs, axis=1), run_frames(module, frames), atol=1e-5)
+
+
+def run_in_rtneural_cpp(path: Path, frames: Any) -> Any:
+    """``frames [T, in]`` through RTNeural's C++ dynamic loader (checked load), from a reset: ``[T, out]``."""
+    from modelreg import rtneural_cpp as rc
+
+    runner = rc.runner_for(rc.find_toolchain())
+    loaded = rc.load_checked(runner, path)
+    try:
+        return runner.run(loaded, frames)
+    finally:
+        runner.free(loaded)

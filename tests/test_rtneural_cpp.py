@@ -29,7 +29,7 @@ from modelreg.exporting import export_all
 from modelreg.spec import ACTIVATIONS, count_params
 
 from conftest import GOLDEN, ROOT, write_registry, RTNEURAL, needs_rtneural
-from kind_tools import spec_of, widened
+from kind_tools import run_in_rtneural_cpp, spec_of, widened
 
 CPP_CHECKS = ("rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity")
 
@@ -210,12 +210,7 @@ def test_rtneurals_softmax_overflows_as_the_reference_runtime_says(tmp_path: Pat
     path = tmp_path / "softmax.json"
     path.write_text(json.dumps(document))
     frames = np.array([[0.5, -1.0, 2.0, 3.0], [1.0, 2.0, 89.0, -100.0], [100.0, 100.0, 1.0, 0.0]], np.float32)
-    runner = rc.runner_for(rc.find_toolchain())
-    loaded = rc.load_checked(runner, path)
-    try:
-        cpp_out = runner.run(loaded, frames)
-    finally:
-        runner.free(loaded)
+    cpp_out = run_in_rtneural_cpp(path, frames)
     ours = load_rtneural(path).run(frames)
     np.testing.assert_array_equal(np.isnan(cpp_out), np.isnan(ours))
     assert np.isnan(cpp_out[1:]).any() and not np.isnan(cpp_out[0]).any()

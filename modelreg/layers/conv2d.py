@@ -75,6 +75,29 @@ def feature_padding(features: int, kernel: int, stride: int, padding: str) -> tu
     return total // 2, total - total // 2
 
 
+def same_padding_overrun(features: int, kernel: int, stride: int) -> bool:
+    """Whether RTNeural's "same" padding reads past the frame for these sizes.
+
+    RTNeural's Conv1DStateless (every backend) computes the outputs whose window starts
+    in the left padding as input columns ``0 .. kernel - pad_left + j * stride``, without
+    clipping at the right edge: when that exceeds ``features`` (a kernel much longer than
+    the features) it reads beyond the frame, and the result is whatever memory holds there
+    (garbage in C++ with many filters; zeros by luck with few).
+    """
+    left, _ = feature_padding(features, kernel, stride, "same")
+    return any(kernel - left + j * stride > features for j in range(_ceil_div(left, stride)))
+
+
+_OVERRUN = ("with padding \"same\" this kernel is longer than RTNeural can pad: its conv2d reads past "
+            "the frame's {features} features for the first outputs (undefined result; garbage in C++)")
+
+
+def _overrun_fix(features: int, stride: int) -> str:
+    longest = max((k for k in range(1, 4 * features + 8) if not same_padding_overrun(features, k, stride)), default=1)
+    # An overrun needs a kernel longer than the features, so "valid" is no way out either.
+    return f"at most {longest} for {features} features with strides {stride}"
+
+
 class Conv2DLayer:
     """RTNeural's conv2d in the numpy reference runtime: kernel ``[kt, kf, C, Co]``, frames feature-major."""
 
@@ -201,10 +224,15 @@ class Conv2D(LayerKind):
                           f"{features} features (each feature holds num_filters_in filters)",
                           f"a divisor of {in_features}", str(features)))
         kernel = layer.option("kernel_size_feature")
+        stride = layer.option("strides")
         if layer.option("padding") == "valid" and kernel > features:
+            same = "" if same_padding_overrun(features, kernel, stride) else ', or padding = "same"'
             found.append(("kernel_size_feature", f"with padding \"valid\" the kernel cannot be longer than the "
                           f"{features} input features (no output would remain)",
-                          f"at most {features}, or padding = \"same\"", str(kernel)))
+                          f"at most {features}{same}", str(kernel)))
+        if layer.option("padding") == "same" and same_padding_overrun(features, kernel, stride):
+            found.append(("kernel_size_feature", _OVERRUN.format(features=features),
+                          _overrun_fix(features, stride), str(kernel)))
         return found
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
@@ -368,6 +396,9 @@ class Conv2D(LayerKind):
         if padding not in PADDINGS:
             return check.units  # the schema reported it
         out = features_out(features, kf, stride, padding)
+        if padding == "same" and same_padding_overrun(features, kf, stride):
+            check.problem(_OVERRUN.format(features=features), key=f"{prefix}.kernel_size_feature",
+                          expected=_overrun_fix(features, stride), found=str(kf))
         if out < 1:
             check.problem(f"with padding \"valid\" the kernel is longer than the {features} input features",
                           key=f"{prefix}.kernel_size_feature", expected=f"at most {features}", found=str(kf))
