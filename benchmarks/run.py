@@ -277,9 +277,18 @@ def bench_proof(repeats: int) -> None:
         record("proof", f"export_all(formats=['rtneural'], force=True), checked (schema, format, parity): "
                f"{ours * 1000:.0f} ms vs naive unchecked {naive * 1000:.0f} ms = {speedup:.2f}x faster", ">= 4x",
                speedup >= 4)
-        # Target 4: validate in process, everything but the latency measurements themselves.
+        # Target 4: validate in process, everything but the latency measurements themselves;
+        # with RTNeural C++ in the loop when it is configured, and without it.
         modelreg.export_all(registry, force=True)  # every declared format, fresh
-        split = _validate_split(registry, repeats)
+        split = {"as_configured": _validate_split(registry, repeats)}
+        if split["as_configured"]["cpp_checks_ran"]:
+            from modelreg import rtneural_cpp
+
+            saved = os.environ.pop(rtneural_cpp.ENV_RTNEURAL)
+            try:
+                split["without_cpp"] = _validate_split(registry, repeats)
+            finally:
+                os.environ[rtneural_cpp.ENV_RTNEURAL] = saved
     results["proof"] = {"load_seconds": load, "baseline_seconds": base, "load_ratio": ratio, "bytes": total_bytes,
                         "export_parses_per_file": per_export, "validate_parses_per_file": per_validate,
                         "export_seconds": ours, "naive_seconds": naive, "export_speedup": speedup,
@@ -291,7 +300,8 @@ def bench_proof(repeats: int) -> None:
 _SPLIT_GROUPS = (
     ("latency measurement (torch)", lambda name: name == "latency"),
     ("latency measurement (RTNeural C++)", lambda name: name.endswith("cpp_latency")),
-    ("RTNeural C++ parity", lambda name: name.endswith("cpp_parity")),
+    ("RTNeural C++ parity (dynamic loader)", lambda name: name.endswith("cpp_parity")),
+    ("RTNeural C++ compiled-header proof (rtneural-cpp.*)", lambda name: name.startswith("rtneural-cpp.")),
     ("checkpoint load", lambda name: name == "checkpoint"),
     ("model checks (shape, batch, edge cases, range, determinism)",
      lambda name: name in ("weights_finite", "output_shape", "batch_consistency", "edge_cases", "output_range",
@@ -341,9 +351,10 @@ def _validate_split(registry: Any, repeats: int) -> dict[str, Any]:
             best = run
     assert best is not None
     rest, cpp = best["rest_s"], best["cpp_checks_ran"]
-    record("proof", f"validate (5 models, in process): {best['total_s']:.2f} s, of which latency measurement "
-           f"{best['latency_s']:.2f} s; everything else {rest:.2f} s"
-           + ("" if cpp else " (RTNeural C++ checks skipped: MODELREG_RTNEURAL not set)"),
+    cpp_proofs = sum(t for label, t in best["split_s"].items() if label.startswith("RTNeural C++") and "latency" not in label)
+    record("proof", f"validate (5 models, in process, {'with RTNeural C++ in the loop' if cpp else 'RTNeural C++ not configured'}): "
+           f"{best['total_s']:.2f} s, of which latency measurement {best['latency_s']:.2f} s; everything else {rest:.2f} s"
+           + (f" (RTNeural C++ proofs: {cpp_proofs:.2f} s)" if cpp else ""),
            "<= 1 s", rest <= 1.0 and not best["failed"])
     for label, t in sorted(best["split_s"].items(), key=lambda item: -item[1]):
         print(f"      {t:6.3f} s  {label}")

@@ -29,9 +29,29 @@ from modelreg.cli import main
 from modelreg.exporting import export_all, read_lock
 from test_crash_safety import env, sha, temp_files
 
-MODELS = ("tinydense", "tinylstm", "tinygru")
+# The tiny models, then a few larger ones: an export must write for long enough (about a
+# second) that two started together are still writing at the same time, whatever the jitter
+# of their start-up (the tiny ones alone take ~0.1 s since parity got faster).
+BUSY = tuple(f"busy{i}" for i in range(6))
+MODELS = ("tinydense", "tinylstm", "tinygru") + BUSY
 FORMATS = ("rtneural", "onnx")
 ROUNDS = 3
+BUSY_ENTRY = """
+[models.{name}]
+description = "a larger model, to keep an export busy"
+input_shape = [1, 64]
+output_shape = [1, 8]
+dtype = "float32"
+params = 300040
+latency_ms = 50.0
+exports = ["rtneural", "onnx"]
+checkpoint = "models/{name}.pt"
+layers = [
+    {{ type = "dense", units = 512, activation = "tanh" }},
+    {{ type = "dense", units = 512, activation = "tanh" }},
+    {{ type = "dense", units = 8, activation = "sigmoid" }},
+]
+"""
 
 
 def relative_artifact(name: str, fmt: str) -> str:
@@ -40,8 +60,16 @@ def relative_artifact(name: str, fmt: str) -> str:
 
 @pytest.fixture
 def project(tiny_registry: Path) -> Path:
-    """The tiny registry (three models, seed-0 checkpoints) declaring both built-in formats."""
-    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural", "onnx"]'))
+    """The tiny registry (three models, seed-0 checkpoints) and the BUSY models, all declaring both
+    built-in formats."""
+    from modelreg.checkpoint import init_checkpoint
+    from modelreg.registry import load_registry
+
+    text = tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural", "onnx"]')
+    tiny_registry.write_text(text + "".join(BUSY_ENTRY.format(name=name) for name in BUSY))
+    registry = load_registry(tiny_registry)
+    for name in BUSY:
+        init_checkpoint(registry[name])
     return tiny_registry.parent
 
 
