@@ -532,6 +532,13 @@ def _check_paths(reg: Registry, names: list[str], wanted: list[str] | None, prob
 
 def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[ArtifactResult]:
     """Every requested format of one model; never raises for the model's own problems."""
+    from .rtneural_cpp import run_scope
+
+    with run_scope():  # RTNeural C++: the toolchain is looked at once for the model's formats
+        return _export_formats(spec, formats, force)
+
+
+def _export_formats(spec: ModelSpec, formats: list[str], force: bool) -> list[ArtifactResult]:
     results: list[ArtifactResult] = []
     lock = read_lock(spec.registry_dir)
     module: RealtimeModel | None = None

@@ -77,10 +77,11 @@ def validate_model(
     them afterwards, one model at a time (see :func:`add_latency`).
     """
     from .latency import single_thread
+    from .rtneural_cpp import run_scope
 
     # One thread for everything, as a real-time host runs these models: frame-by-frame
     # calls of small layers are several times slower when torch fans out to a pool.
-    with single_thread():
+    with single_thread(), run_scope():
         return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency,
                                defer_latency=defer_latency)
 
@@ -209,6 +210,7 @@ def validate_all(
     if exports:
         report.problems.extend(_artifact_path_problems(reg, selected))
     from .plugins import plugin_problems
+    from .rtneural_cpp import run_scope
 
     report.warnings.extend(plugin_problems())
     valid = [name for name in selected if name not in reg.invalid]
@@ -216,17 +218,18 @@ def validate_all(
         parallel = _checks_in_pool(reg, valid, jobs, latency_seconds, exports)
     else:
         parallel = {}
-    for name in selected:
-        if name in reg.invalid:
-            model_report = _invalid_entry_report(name, reg.invalid[name])
-        elif name in parallel:
-            model_report = parallel[name]
-            add_latency(model_report, reg[name], latency_seconds=latency_seconds)
-        else:
-            model_report = validate_model(reg[name], latency_seconds=latency_seconds, exports=exports)
-        report.models[name] = model_report
-        if on_result is not None:
-            on_result(model_report)
+    with run_scope():  # RTNeural C++: the toolchain is looked at once per run
+        for name in selected:
+            if name in reg.invalid:
+                model_report = _invalid_entry_report(name, reg.invalid[name])
+            elif name in parallel:
+                model_report = parallel[name]
+                add_latency(model_report, reg[name], latency_seconds=latency_seconds)
+            else:
+                model_report = validate_model(reg[name], latency_seconds=latency_seconds, exports=exports)
+            report.models[name] = model_report
+            if on_result is not None:
+                on_result(model_report)
     # Recorded now, not when the report was made: torch is imported by the first model built.
     report.environment = environment(_packages_used(report))
     if write:
