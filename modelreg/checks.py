@@ -29,11 +29,17 @@ __all__ = [
     "check_output_shape",
     "check_params",
     "run_frames",
+    "tolerance_for",
 ]
 
 DEFAULT_TOLERANCE = 1e-5
 #: Frames fed to stateful models in the batch and determinism checks.
 _FRAMES = 8
+
+
+def tolerance_for(spec: ModelSpec) -> float:
+    """The parity and batch tolerance of ``spec``: its own ``tolerance``, else :data:`DEFAULT_TOLERANCE`."""
+    return spec.tolerance if spec.tolerance is not None else DEFAULT_TOLERANCE
 
 
 def run_frames(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:

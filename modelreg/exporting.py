@@ -302,12 +302,6 @@ class ExportReport:
         return not self.problems and all(a.ok for a in self.artifacts)
 
 
-def _tolerance(spec: ModelSpec) -> float:
-    from .checks import DEFAULT_TOLERANCE
-
-    return spec.tolerance if spec.tolerance is not None else DEFAULT_TOLERANCE
-
-
 def _require_written(spec: ModelSpec, exporter: Exporter, target: Path, tmp: Path) -> None:
     """The exporter wrote its artifact at exactly the path it was given, not beside it.
 
@@ -336,6 +330,8 @@ def _require_written(spec: ModelSpec, exporter: Exporter, target: Path, tmp: Pat
 
 def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> ArtifactResult:
     """Write to a temporary file, check and verify it, then rename it over the artifact."""
+    from .checks import tolerance_for
+
     target = artifact_path(spec, exporter)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +353,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         problems = exporter.check_artifact(spec, tmp)
         if problems:
             raise ArtifactError(*problems)
-        parity = exporter.verify(spec, module, tmp, _tolerance(spec))
+        parity = exporter.verify(spec, module, tmp, tolerance_for(spec))
         if not parity.ok:
             raise ExportError.at(
                 f"exported file does not behave like the model: {parity.summary}; the previous artifact was kept",

@@ -97,7 +97,7 @@ def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float 
 
     started = time.perf_counter()
     module = spec.load()
-    tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE
+    tolerance = checks.tolerance_for(spec)
     with single_thread():
         result = _capture("latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))
         position = next(i for i, c in enumerate(report.checks) if c.name == "determinism") + 1
@@ -113,7 +113,7 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
                     defer_latency: bool) -> ModelReport:
     started = time.perf_counter()
     report = ModelReport(spec.name)
-    tolerance = spec.tolerance if spec.tolerance is not None else checks.DEFAULT_TOLERANCE
+    tolerance = checks.tolerance_for(spec)
     report.checks.append(CheckResult("entry", "pass", "registry entry is valid", {"params": spec.computed_params}))
 
     holder: dict[str, object] = {}
