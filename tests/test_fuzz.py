@@ -62,7 +62,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-BASE_REGISTRY = TINY_REGISTRY.format(extra="").replace("exports = []", 'exports = ["rtneural"]')
+BASE_REGISTRY = TINY_REGISTRY.replace("exports = []", 'exports = ["rtneural"]')
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +303,7 @@ def test_fuzz_rtneural_bytes(rtneural_bases, workdir, data):
 def checkpoint_project(workdir) -> tuple[Path, dict[str, bytes]]:
     path = workdir / "checkpoints" / "registry.toml"
     path.parent.mkdir()
-    path.write_text(TINY_REGISTRY.format(extra=""))
+    path.write_text(TINY_REGISTRY)
     originals = {}
     for spec in modelreg.load_registry(path).values():
         init_checkpoint(spec, seed=0)

@@ -18,25 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, write_registry
+from conftest import ROOT, TINYDENSE, write_registry
 
 HOOKS = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
 
-REGISTRY = """\
-[models.tinydense]
-description = "two dense layers"
-input_shape = [1, 4]
-output_shape = [1, 3]
-dtype = "float32"
-params = 43
-latency_ms = 50.0
-exports = ["rtneural"]
-checkpoint = "models/tinydense.pt"
-layers = [
-    { type = "dense", units = 5, activation = "tanh" },
-    { type = "dense", units = 3, activation = "softmax" },
-]
-"""
+REGISTRY = TINYDENSE.replace("exports = []", 'exports = ["rtneural"]')
 
 
 def _selected(hook: dict, staged: list[str]) -> list[str]:

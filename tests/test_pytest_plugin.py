@@ -23,25 +23,11 @@ import modelreg.exporters.rtneural  # noqa: F401
 import modelreg.exporting  # noqa: F401
 import modelreg.rtneural_runtime  # noqa: F401
 import modelreg.validation  # noqa: F401
-from conftest import write_registry
+from conftest import TINYDENSE, write_registry
 
 pytest_plugins = ["pytester"]
 
-REGISTRY = """\
-[models.tinydense]
-description = "two dense layers"
-input_shape = [1, 4]
-output_shape = [1, 3]
-dtype = "float32"
-params = 43
-latency_ms = 50.0
-exports = ["rtneural"]
-checkpoint = "models/tinydense.pt"
-layers = [
-    { type = "dense", units = 5, activation = "tanh" },
-    { type = "dense", units = 3, activation = "softmax" },
-]
-
+REGISTRY = TINYDENSE.replace("exports = []", 'exports = ["rtneural"]') + """
 [models.slowgru]
 description = "a GRU with an impossible latency target"
 input_shape = [1, 3]
