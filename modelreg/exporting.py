@@ -653,6 +653,57 @@ def artifact_checks(
     return checks
 
 
+def run_artifact_checks(
+    spec: ModelSpec, module: RealtimeModel, tolerance: float, capture: Callable[[str, Callable[[], CheckResult]], CheckResult],
+    *, defer_latency: bool = False,
+) -> list[CheckResult]:
+    """Run :func:`artifact_checks` through ``capture(name, check)``; the results in that order.
+
+    The checks of the formats whose exporter is :attr:`~modelreg.Exporter.thread_safe`
+    run concurrently, one thread per format (each format's checks in their order, as
+    each depends on the one before). Their runtimes work mostly outside Python
+    (RTNeural's C++ loader in its runner processes, onnxruntime, numpy), so one
+    format's proof overlaps another's: with RTNeural C++ in the loop, its two loaders
+    parse the same megabytes at once on two cores instead of one after the other.
+    The other formats' checks run afterwards, one at a time; the latency checks
+    (:func:`is_latency_check`) last, each alone, so no timing ever shares the
+    machine with a proof.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    checks = artifact_checks(spec, module, tolerance, defer_latency=defer_latency)
+    results: list[CheckResult | None] = [None] * len(checks)
+    chains: dict[str, list[int]] = {}  # format -> positions of its checks, in order
+    timings: list[int] = []
+    for position, (name, _) in enumerate(checks):
+        if is_latency_check(name):
+            timings.append(position)
+        else:
+            chains.setdefault(name.split(".", 1)[0], []).append(position)
+
+    def run(positions: list[int]) -> None:
+        for position in positions:
+            results[position] = capture(*checks[position])
+
+    def thread_safe(fmt: str) -> bool:
+        try:
+            return bool(get_exporter(fmt).thread_safe)
+        except Exception:  # a broken plugin: its FORMAT.exists check reports it, alone
+            return False
+
+    together = [positions for fmt, positions in chains.items() if thread_safe(fmt)]
+    alone = [positions for fmt, positions in chains.items() if not thread_safe(fmt)]
+    if len(together) > 1:
+        with ThreadPoolExecutor(max_workers=len(together), thread_name_prefix=f"modelreg-{spec.name}") as pool:
+            for _ in pool.map(run, together):  # re-raises what capture() let through (KeyboardInterrupt)
+                pass
+    else:
+        alone = together + alone
+    for positions in alone + [timings]:
+        run(positions)
+    return [result for result in results if result is not None]
+
+
 def run_deferred(spec: ModelSpec, module: RealtimeModel, tolerance: float, name: str) -> CheckResult:
     """Run the exporter check ``name`` (``FORMAT.SUFFIX``) that :func:`artifact_checks` deferred."""
     fmt, suffix = name.split(".", 1)

@@ -9,6 +9,7 @@ runs in a host, one frame per step.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["compare_parity", "parity_cases", "reference_outputs", "scaled_error"]
 
 _HOLD_FRAMES = 8
+
+# torch references are computed one at a time: validate proves a model's formats in
+# threads (see modelreg.exporting.run_artifact_checks), and a stateful module keeps its
+# recurrent state on itself, so two references at once would step each other's state.
+_reference_lock = threading.RLock()
 
 
 #: How many times torch's own float32 rounding noise an export may add.
@@ -70,12 +76,13 @@ def reference_outputs(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:
     """
     import torch
 
-    module.reset()
-    try:
-        with torch.inference_mode():
-            return module(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
-    finally:
+    with _reference_lock:
         module.reset()
+        try:
+            with torch.inference_mode():
+                return module(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
+        finally:
+            module.reset()
 
 
 def parity_cases(in_features: int, stateful: bool, *, with_stream: bool | None = None) -> dict[str, np.ndarray]:
@@ -111,7 +118,8 @@ def compare_parity(module: RealtimeModel, run: Callable[[np.ndarray], np.ndarray
     groups: dict[int, list[str]] = {}
     for name, frames in cases.items():
         groups.setdefault(frames.shape[1], []).append(name)
-    exact_module = copy.deepcopy(module).double()
+    with _reference_lock:  # a copy taken while another thread steps the module would copy its state
+        exact_module = copy.deepcopy(module).double()
 
     worst = 0.0
     abs_errors: dict[str, float] = {}

@@ -130,6 +130,14 @@ class Exporter(abc.ABC):
     #: How the names of this exporter's files end (``".onnx"``), or None: ``modelreg check FILE``
     #: picks the exporter whose suffix the file has and runs its :meth:`check_file`.
     suffix: ClassVar[str | None] = None
+    #: True when ``check_artifact``, ``verify`` and the non-latency :meth:`extra_checks` of
+    #: one model may run in a thread beside other formats' checks of the same model
+    #: (``modelreg validate`` proves such formats concurrently, so that one runtime's
+    #: work in its own process overlaps another's). They must then touch the model only
+    #: through :func:`~modelreg.compare_parity` (whose torch references take turns)
+    #: or read-only (``state_dict()``), and keep no unlocked shared
+    #: state. False (the default): the format's checks run alone, after the others.
+    thread_safe: ClassVar[bool] = False
 
     @abc.abstractmethod
     def artifact_path(self, spec: ModelSpec) -> Path:
@@ -193,8 +201,9 @@ class Exporter(abc.ABC):
 
         Each is ``(suffix, check)``: reported as ``FORMAT.SUFFIX``; ``check(path)``
         returns a :class:`~modelreg.report.CheckResult` of that name. None by default.
-        A check whose suffix ends in ``latency`` measures time: with ``--jobs`` it
-        runs after the worker pool, one model at a time, like torch's latency.
+        A check whose suffix ends in ``latency`` measures time: it runs after the
+        model's other checks (with ``--jobs``: after the worker pool), one at a
+        time with nothing else running, like torch's latency.
         """
         return []
 

@@ -148,10 +148,9 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
             if latency:
                 _run(report, "latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))
             if exports and spec.exports:
-                from .exporting import artifact_checks
+                from .exporting import run_artifact_checks
 
-                for name, check in artifact_checks(spec, module, tolerance, defer_latency=defer_latency):
-                    _run(report, name, check)
+                report.checks += run_artifact_checks(spec, module, tolerance, _capture, defer_latency=defer_latency)
     report.seconds = time.perf_counter() - started
     return report
 

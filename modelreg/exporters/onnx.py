@@ -56,6 +56,7 @@ class ONNXExporter(Exporter):
     # 2: the batch axis works at every batch (files of conv2d / batchnorm2d stacks made by
     # version 1 failed in onnxruntime at batch > 1); version-1 files turn stale.
     version = "2"
+    thread_safe = True
     schema = None  # binary protobuf: onnx.checker is its schema
     suffix = ".onnx"
 

@@ -72,6 +72,7 @@ class RTNeuralExporter(Exporter):
 
     name = "rtneural"
     version = "1"
+    thread_safe = True
     schema = "rtneural"
     suffix = ".json"
 

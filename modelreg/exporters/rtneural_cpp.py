@@ -338,6 +338,7 @@ class RTNeuralCppExporter(Exporter):
 
     name = "rtneural-cpp"
     version = "3"
+    thread_safe = True
 
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"
