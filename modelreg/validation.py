@@ -68,13 +68,16 @@ MODEL_CHECKS = (
 
 def validate_model(
     spec: ModelSpec, *, latency_seconds: float = 0.4, exports: bool = True, latency: bool = True,
-    defer_latency: bool = False,
+    defer_latency: bool = False, concurrent_formats: bool = True,
 ) -> ModelReport:
     """Run every check on one model (never raises for a model's own problems).
 
     ``latency=False`` leaves the latency check out. ``defer_latency=True`` (with
     it) also defers the exporters' latency checks: parallel runs measure all of
     them afterwards, one model at a time (see :func:`add_latency`).
+    ``concurrent_formats=False`` proves the formats one after the other instead
+    of at once (see :func:`modelreg.exporting.run_artifact_checks`): the workers
+    of a parallel run, where the pool already keeps every core busy.
     """
     from .latency import single_thread
     from .rtneural_cpp import run_scope
@@ -83,7 +86,7 @@ def validate_model(
     # calls of small layers are several times slower when torch fans out to a pool.
     with single_thread(), run_scope():
         return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency,
-                               defer_latency=defer_latency)
+                               defer_latency=defer_latency, concurrent_formats=concurrent_formats)
 
 
 def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float = 0.4) -> None:
@@ -110,7 +113,7 @@ def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float 
 
 
 def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, latency: bool,
-                    defer_latency: bool) -> ModelReport:
+                    defer_latency: bool, concurrent_formats: bool) -> ModelReport:
     started = time.perf_counter()
     report = ModelReport(spec.name)
     tolerance = checks.tolerance_for(spec)
@@ -150,7 +153,8 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
             if exports and spec.exports:
                 from .exporting import run_artifact_checks
 
-                report.checks += run_artifact_checks(spec, module, tolerance, _capture, defer_latency=defer_latency)
+                report.checks += run_artifact_checks(spec, module, tolerance, _capture, defer_latency=defer_latency,
+                                                     concurrent=concurrent_formats)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -301,7 +305,8 @@ def _checks_in_pool(
     results: dict[str, ModelReport] = {}
     with process_pool(jobs, (fmt for name in names for fmt in reg[name].exports) if exports else ()) as pool:
         futures = {pool.submit(validate_model, reg[name], latency_seconds=latency_seconds,
-                               exports=exports, latency=False, defer_latency=True): name for name in names}
+                               exports=exports, latency=False, defer_latency=True,
+                               concurrent_formats=False): name for name in names}
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
             try:
