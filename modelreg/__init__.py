@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .exporting import ArtifactResult, ExportReport, export, export_all
     from .rtneural_runtime import RTNeuralModel, check_rtneural, load_rtneural
     from .parity import compare_parity
+    from .latency import latency_window
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
@@ -69,6 +70,7 @@ _LAZY = {
     "get_exporter": "plugins",
     "register_exporter": "plugins",
     "compare_parity": "parity",
+    "latency_window": "latency",
     "RealtimeModel": "builder",
     "render_report": "html_report",
     "write_report": "html_report",
@@ -111,6 +113,7 @@ __all__ = [
     "get_exporter",
     "import_rtneural",
     "init_checkpoint",
+    "latency_window",
     "load_registry",
     "load_rtneural",
     "register_exporter",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -10,7 +11,33 @@ from collections.abc import Callable, Iterator
 import attrs
 import numpy as np
 
-__all__ = ["LatencyStats", "measure", "single_thread"]
+__all__ = ["DEFAULT_WINDOW_SECONDS", "LatencyStats", "latency_window", "measure", "measuring_for", "single_thread"]
+
+#: How long a latency measurement times calls when the run does not say (``--latency-seconds``).
+DEFAULT_WINDOW_SECONDS = 0.4
+
+_window: contextvars.ContextVar[float] = contextvars.ContextVar("modelreg_latency_window", default=DEFAULT_WINDOW_SECONDS)
+
+
+def latency_window() -> float:
+    """Seconds each latency measurement of the current run times calls for.
+
+    What ``--latency-seconds`` (``validate_all(latency_seconds=...)``) asked for,
+    else :data:`DEFAULT_WINDOW_SECONDS`. An exporter's latency check (an
+    ``extra_checks`` suffix ending in ``latency``) times its runtime this long,
+    as torch's latency check does.
+    """
+    return _window.get()
+
+
+@contextlib.contextmanager
+def measuring_for(seconds: float) -> Iterator[None]:
+    """Within this block, :func:`latency_window` is ``seconds``."""
+    token = _window.set(seconds)
+    try:
+        yield
+    finally:
+        _window.reset(token)
 
 
 @attrs.frozen

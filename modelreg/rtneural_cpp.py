@@ -493,7 +493,7 @@ class Runner:
             raw = self._read(4 * steps * model.out_size, "reading outputs")
         return np.frombuffer(raw, dtype=np.float32).reshape(steps, model.out_size).copy()
 
-    def time(self, model: Loaded, frame: np.ndarray, *, seconds: float = 0.2, min_iterations: int = 200,
+    def time(self, model: Loaded, frame: np.ndarray, *, seconds: float = 0.4, min_iterations: int = 200,
              max_iterations: int = 100_000, warmup_seconds: float = 0.05, min_warmup: int = 20) -> tuple[np.ndarray, int, int]:
         """Per-call nanoseconds of ``forward(frame)`` timed in C++: (samples, warm-up calls, clock overhead ns)."""
         import numpy as np
@@ -713,7 +713,7 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
         import numpy as np
 
         from .inputs import edge_cases
-        from .latency import LatencyStats
+        from .latency import LatencyStats, latency_window
 
         name = "rtneural.cpp_latency"
         skipped = setup(name)
@@ -731,7 +731,7 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
                 return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see cpp_parity)")
         try:
             frame = edge_cases(spec.in_features)["normal"][0]
-            samples, warmup, overhead = runner.time(loaded, frame)
+            samples, warmup, overhead = runner.time(loaded, frame, seconds=latency_window())
         finally:
             runner.free(loaded)
         stats = LatencyStats.from_samples(np.asarray(samples), warmup)

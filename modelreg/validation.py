@@ -79,12 +79,12 @@ def validate_model(
     of at once (see :func:`modelreg.exporting.run_artifact_checks`): the workers
     of a parallel run, where the pool already keeps every core busy.
     """
-    from .latency import single_thread
+    from .latency import measuring_for, single_thread
     from .rtneural_cpp import run_scope
 
     # One thread for everything, as a real-time host runs these models: frame-by-frame
     # calls of small layers are several times slower when torch fans out to a pool.
-    with single_thread(), run_scope():
+    with single_thread(), run_scope(), measuring_for(latency_seconds):
         return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency,
                                defer_latency=defer_latency, concurrent_formats=concurrent_formats)
 
@@ -92,7 +92,7 @@ def validate_model(
 def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float = 0.4) -> None:
     """Measure latency for a report made with ``latency=False``, and run the exporters' latency
     checks it deferred, each in its place."""
-    from .latency import single_thread
+    from .latency import measuring_for, single_thread
 
     if report.get("determinism") is None:  # the model never got that far: nothing to time
         return
@@ -101,7 +101,7 @@ def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float 
     started = time.perf_counter()
     module = spec.load()
     tolerance = checks.tolerance_for(spec)
-    with single_thread():
+    with single_thread(), measuring_for(latency_seconds):
         result = _capture("latency", lambda: checks.check_latency(spec, module, seconds=latency_seconds))
         position = next(i for i, c in enumerate(report.checks) if c.name == "determinism") + 1
         report.checks.insert(position, result)

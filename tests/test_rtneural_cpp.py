@@ -147,14 +147,15 @@ RANDOM = [
 def test_with_jobs_cpp_latency_is_timed_after_the_pool(tiny_registry: Path, cpp: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Parallel runs measure latency one model at a time with nothing else running: RTNeural's
-    C++ latency too (counted in this process: the workers' calls would not be seen here)."""
+    C++ latency too (counted in this process: the workers' calls would not be seen here),
+    over the window the run asked for (--latency-seconds), serial or not."""
     tiny_registry.write_text(tiny_registry.read_text().replace('exports = []', 'exports = ["rtneural"]'))
     assert export_all(tiny_registry).ok
-    timed: list[int] = []
+    timed: list[tuple[int, float]] = []
     real = rc.Runner.time
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        timed.append(os.getpid())
+        timed.append((os.getpid(), kwargs["seconds"]))
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(rc.Runner, "time", counting)
@@ -162,7 +163,13 @@ def test_with_jobs_cpp_latency_is_timed_after_the_pool(tiny_registry: Path, cpp:
     for model in report.models.values():
         assert model["rtneural.cpp_parity"].status == "pass", model["rtneural.cpp_parity"].message
         assert model["rtneural.cpp_latency"].status == "pass", model["rtneural.cpp_latency"].message
-    assert len(timed) == 3
+    assert timed == [(os.getpid(), 0.02)] * 3
+    timed.clear()
+    assert modelreg.validate_all(tiny_registry, write=False, latency_seconds=0.03).ok
+    assert timed == [(os.getpid(), 0.03)] * 3
+    timed.clear()
+    assert modelreg.validate("tinygru", tiny_registry).ok  # the default window
+    assert timed == [(os.getpid(), modelreg.latency.DEFAULT_WINDOW_SECONDS)]
 
 
 @needs_rtneural
