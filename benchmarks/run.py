@@ -1,6 +1,6 @@
 """modelreg benchmarks: start-up, RTNeural export speed/size, proof at the speed of parsing (issue 13), the whole job, scale, latency per runtime.
 
-    .venv/bin/python benchmarks/run.py            # everything (~4 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py            # everything (~8 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # smaller scale run, for a smoke test
 
 Prints a table (figure, target, met?) and writes benchmarks/results.json
