@@ -40,7 +40,8 @@ class RealtimeModel(nn.Module):
     """A stack of layers (dense / LSTM / GRU, any kind of :mod:`modelreg.layers`) built from a :class:`ModelSpec`.
 
     What ``spec.build()`` and ``spec.load()`` return, and what exporters are
-    handed. Attributes: ``in_features``, ``out_features``, ``is_stateful``;
+    handed. Attributes: ``in_features``, ``out_features``, ``is_stateful``,
+    ``input_range`` (the entry's ``(min, max)``, or None);
     methods: ``reset()``, ``state_layout()``, ``streaming()`` (the explicit-state
     form exporters trace) and torch's own ``state_dict()``.
 
@@ -58,6 +59,8 @@ class RealtimeModel(nn.Module):
         self.spec_name = spec.name
         self.in_features = spec.in_features
         self.out_features = spec.out_features
+        # The entry's input_range: what parity feeds this module's exports (see modelreg.inputs).
+        self.input_range: tuple[float, float] | None = spec.input_range
         self.layer_specs: tuple[LayerSpec, ...] = tuple(spec.layers)
         self.layer_kinds: tuple[LayerKind, ...] = tuple(layer.kind for layer in spec.layers)
         self.kinds: list[str] = [layer.type for layer in spec.layers]

@@ -83,7 +83,7 @@ def check_finite_weights(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
 
 
 def check_output_shape(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
-    x = edge_cases(spec.in_features, batch=spec.input_shape[0])["normal"]
+    x = edge_cases(spec.in_features, batch=spec.input_shape[0], input_range=spec.input_range)["normal"]
     y = run_frames(module, x[:, None, :])[:, 0, :]
     expected = list(spec.output_shape)
     figures = {"expected": expected, "actual": list(y.shape)}
@@ -94,7 +94,7 @@ def check_output_shape(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
 
 def check_batch_consistency(spec: ModelSpec, module: RealtimeModel, tolerance: float, batch: int = 8) -> CheckResult:
     """Each row of a batch must give what that row gives alone (no leakage between streams)."""
-    frames = stream(spec.in_features, _FRAMES if module.is_stateful else 1, batch=batch)
+    frames = stream(spec.in_features, _FRAMES if module.is_stateful else 1, batch=batch, input_range=spec.input_range)
     together = run_frames(module, frames)
     alone = np.concatenate([run_frames(module, frames[i : i + 1]) for i in range(batch)], axis=0)
     error = float(np.max(np.abs(together - alone)))
@@ -106,16 +106,19 @@ def check_batch_consistency(spec: ModelSpec, module: RealtimeModel, tolerance: f
 
 
 def _edge_outputs(spec: ModelSpec, module: RealtimeModel) -> dict[str, np.ndarray]:
-    return {name: run_frames(module, _frames_for(module, x)) for name, x in edge_cases(spec.in_features).items()}
+    return {name: run_frames(module, _frames_for(module, x)) for name, x in edge_cases(spec.in_features, input_range=spec.input_range).items()}
 
 
 def check_edge_cases(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
     outputs = _edge_outputs(spec, module)
     broken = [name for name, y in outputs.items() if not np.isfinite(y).all()]
     figures: dict[str, Any] = {"cases": list(outputs), "non_finite": broken}
+    within = "" if spec.input_range is None else f" (inputs within input_range [{spec.input_range[0]:g}, {spec.input_range[1]:g}])"
+    if spec.input_range is not None:
+        figures["input_range"] = list(spec.input_range)
     if broken:
-        return CheckResult("edge_cases", "fail", f"non-finite outputs for: {', '.join(broken)}", figures)
-    return CheckResult("edge_cases", "pass", f"{len(outputs)} edge cases give finite outputs", figures)
+        return CheckResult("edge_cases", "fail", f"non-finite outputs for: {', '.join(broken)}{within}", figures)
+    return CheckResult("edge_cases", "pass", f"{len(outputs)} edge cases give finite outputs{within}", figures)
 
 
 def implied_range(spec: ModelSpec) -> tuple[str, float, float]:
@@ -145,7 +148,7 @@ def check_output_range(spec: ModelSpec, module: RealtimeModel, softmax_tolerance
 
 
 def check_determinism(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
-    frames = stream(spec.in_features, _FRAMES if module.is_stateful else 1)
+    frames = stream(spec.in_features, _FRAMES if module.is_stateful else 1, input_range=spec.input_range)
     first = run_frames(module, frames)
     second = run_frames(module, frames)
     identical = first.tobytes() == second.tobytes()
@@ -160,7 +163,7 @@ def check_latency(spec: ModelSpec, module: RealtimeModel, seconds: float = 0.4) 
     """Single thread, batch 1, inference mode; passes when the entry's statistic is within target."""
     import torch
 
-    x = torch.from_numpy(edge_cases(spec.in_features)["normal"])
+    x = torch.from_numpy(edge_cases(spec.in_features, input_range=spec.input_range)["normal"])
     module.reset()
     with single_thread(), torch.inference_mode():
         stats = measure(lambda: module(x), seconds=seconds)

@@ -217,7 +217,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(_spec_json(registry, args.name), indent=2))
         return EXIT_OK
     print(f"{spec.name}: {spec.description}")
-    print(f"  input        {list(spec.input_shape)} ({spec.dtype})")
+    print(f"  input        {list(spec.input_shape)} ({spec.dtype})"
+          + (f", values in [{spec.input_range[0]:g}, {spec.input_range[1]:g}]" if spec.input_range else ""))
     print(f"  output       {list(spec.output_shape)}")
     print(f"  params       {spec.params:,}")
     print(f"  stateful     {'yes (one frame per call, reset() to zeros)' if spec.is_stateful else 'no'}")

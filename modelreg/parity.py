@@ -85,12 +85,15 @@ def reference_outputs(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:
             module.reset()
 
 
-def parity_cases(in_features: int, stateful: bool, *, with_stream: bool | None = None) -> dict[str, np.ndarray]:
-    """The inputs of :func:`compare_parity`, by name, each ``[1, time, in_features]`` float32."""
+def parity_cases(in_features: int, stateful: bool, *, with_stream: bool | None = None,
+                 input_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+    """The inputs of :func:`compare_parity`, by name, each ``[1, time, in_features]`` float32
+    (``input_range``: kept within it, see :func:`modelreg.inputs.edge_cases`)."""
     hold = _HOLD_FRAMES if stateful else 1
-    cases = {name: np.repeat(frame[:, None, :], hold, axis=1) for name, frame in edge_cases(in_features).items()}
+    frames = edge_cases(in_features, input_range=input_range)
+    cases = {name: np.repeat(frame[:, None, :], hold, axis=1) for name, frame in frames.items()}
     if stateful if with_stream is None else with_stream:
-        cases[f"stream_{STREAM_FRAMES}"] = stream(in_features, STREAM_FRAMES)
+        cases[f"stream_{STREAM_FRAMES}"] = stream(in_features, STREAM_FRAMES, input_range=input_range)
     return cases
 
 
@@ -102,7 +105,8 @@ def compare_parity(module: RealtimeModel, run: Callable[[np.ndarray], np.ndarray
     return ``[batch, time, out_features]``: each row (batch entry) run one frame
     per step from a fresh (zero) state, carrying its state from frame to frame;
     rows are independent streams. The input cases are the edge cases (zeros,
-    N(0,1), +-1e6, mixed signs; held for 8 frames on stateful models), given
+    N(0,1), +-1e6, mixed signs; within the entry's ``input_range`` when it
+    declares one (``module.input_range``); held for 8 frames on stateful models), given
     together as the rows of one call, and, for stateful models (or when
     ``with_stream`` is true), a 64-frame stream in a second call. ``module``
     runs the same frames; the result's ``ok`` says whether the deciding error
@@ -112,7 +116,9 @@ def compare_parity(module: RealtimeModel, run: Callable[[np.ndarray], np.ndarray
     """
     import copy
 
-    cases = parity_cases(module.in_features, module.is_stateful, with_stream=with_stream)
+    # The entry's input_range travels with the module, so plugins' verify() gets it too.
+    cases = parity_cases(module.in_features, module.is_stateful, with_stream=with_stream,
+                         input_range=getattr(module, "input_range", None))
     # Cases of the same length run as the rows of one call: the artifact's runtime
     # and torch both step every frame once for all of them.
     groups: dict[int, list[str]] = {}

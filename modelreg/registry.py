@@ -393,6 +393,13 @@ def _semantic_problems(
         value = entry.get(field)
         if value is not None and not math.isfinite(value):
             add("must be a finite number", field, "a finite number > 0", value)
+    bounds = entry.get("input_range")
+    if bounds is not None:
+        expected = "[min, max]: two finite numbers, min < max"
+        if not all(math.isfinite(v) for v in bounds):
+            add("input range must be finite", "input_range", expected, bounds)
+        elif not bounds[0] < bounds[1]:
+            add("input range is empty or reversed", "input_range", expected, bounds)
 
     root = registry_file.parent
     checkpoint = entry["checkpoint"]
@@ -460,6 +467,7 @@ def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
         exports=tuple(entry.get("exports", ())),
         sha256=entry.get("sha256"),
         tolerance=entry.get("tolerance"),
+        input_range=(float(entry["input_range"][0]), float(entry["input_range"][1])) if "input_range" in entry else None,
         tags=tuple(entry.get("tags", ())),
         entry=dict(entry),
         settings=dict(settings or {}),

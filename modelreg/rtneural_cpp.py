@@ -730,7 +730,7 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
             except ArtifactError:  # cpp_parity, run before (maybe in a worker process), says why
                 return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see cpp_parity)")
         try:
-            frame = edge_cases(spec.in_features)["normal"][0]
+            frame = edge_cases(spec.in_features, input_range=spec.input_range)["normal"][0]
             samples, warmup, overhead = runner.time(loaded, frame, seconds=latency_window())
         finally:
             runner.free(loaded)

@@ -88,8 +88,9 @@ class ModelSpec:
     :class:`LayerSpec` with ``type``, ``units``, ``activation``, ``exports``,
     ``checkpoint``, ``tolerance``...). What an exporter plugin typically uses:
     ``name``, ``registry_dir`` (the folder artifacts go in), ``in_features``,
-    ``out_features``, ``is_stateful``, ``layers`` and ``tolerance`` (None: the
-    default 1e-5 applies).
+    ``out_features``, ``is_stateful``, ``layers``, ``tolerance`` (None: the
+    default 1e-5 applies) and ``input_range`` (``(min, max)`` the host feeds;
+    None: any value).
     """
 
     name: str
@@ -106,6 +107,8 @@ class ModelSpec:
     exports: tuple[str, ...] = ()
     sha256: str | None = None
     tolerance: float | None = None
+    # (min, max) the host feeds; None: any value (the edge cases include +-1e6).
+    input_range: tuple[float, float] | None = None
     tags: tuple[str, ...] = ()
     # The entry exactly as written (parsed TOML), kept for hashing and display.
     entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)

@@ -265,8 +265,8 @@ def test_failed_export_removes_what_it_left_beside_the_target(tiny_registry):
 EXAMPLE = ROOT / "examples" / "modelreg-torchscript" / "src" / "modelreg_torchscript" / "__init__.py"
 
 # What the README's "Writing an exporter" section promises on the objects an exporter is handed.
-SPEC_API = ("name", "registry_dir", "in_features", "out_features", "is_stateful", "layers", "tolerance")
-MODULE_API = ("in_features", "out_features", "is_stateful", "state_dict", "reset", "state_layout", "streaming")
+SPEC_API = ("name", "registry_dir", "in_features", "out_features", "is_stateful", "layers", "tolerance", "input_range")
+MODULE_API = ("in_features", "out_features", "is_stateful", "input_range", "state_dict", "reset", "state_layout", "streaming")
 
 
 def _writing_an_exporter() -> str:
