@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -548,7 +549,19 @@ def _add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="the entry's latency target in ms (default 10)")
     p.add_argument("--exports", type=_export_names, default=None, metavar="F[,F...]",
                    help="the entry's exports (default rtneural,onnx)")
+    p.add_argument("--input-range", type=_finite, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="the values the host feeds the model (the entry's input_range); the proof stays within them")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint file models/NAME.pt")
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}")
+    return value
 
 
 def _positive_ms(text: str) -> float:
@@ -577,7 +590,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     try:
         result = import_rtneural(args.file, args.registry, name=args.name, force=args.force,
                                  latency_ms=DEFAULT_LATENCY_MS if args.latency_ms is None else args.latency_ms,
-                                 exports=DEFAULT_EXPORTS if args.exports is None else args.exports)
+                                 exports=DEFAULT_EXPORTS if args.exports is None else args.exports,
+                                 input_range=None if args.input_range is None else tuple(args.input_range))
     except ArtifactError as exc:
         print(f"FAIL {args.file}: not imported, nothing written", file=sys.stdout)
         for problem in exc.problems:

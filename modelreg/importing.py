@@ -247,7 +247,8 @@ def layer_table(layer: LayerSpec, in_features: int) -> dict[str, Any]:
 
 
 def _entry_text(name: str, description: str, in_features: int, layers: Sequence[LayerSpec], *, latency_ms: float,
-                exports: Sequence[str], checkpoint: str, sha256: str) -> str:
+                exports: Sequence[str], checkpoint: str, sha256: str,
+                input_range: tuple[float, float] | None = None) -> str:
     lines = [
         f"[models.{name}]",
         f"description = {_toml_value(description)}",
@@ -259,6 +260,10 @@ def _entry_text(name: str, description: str, in_features: int, layers: Sequence[
         f"exports = {_toml_value(list(exports))}",
         f"checkpoint = {_toml_value(checkpoint)}",
         f"sha256 = {_toml_value(sha256)}",
+    ]
+    if input_range is not None:
+        lines.append(f"input_range = {_toml_value([float(input_range[0]), float(input_range[1])])}")
+    lines += [
         "layers = [",
     ]
     size = in_features
@@ -362,6 +367,7 @@ def import_rtneural(
     latency_ms: float = DEFAULT_LATENCY_MS,
     exports: Sequence[str] = DEFAULT_EXPORTS,
     force: bool = False,
+    input_range: tuple[float, float] | None = None,
 ) -> ImportResult:
     """Adopt the RTNeural model file ``path`` as entry ``name`` of ``registry``, with checkpoint ``models/NAME.pt``.
 
@@ -369,9 +375,11 @@ def import_rtneural(
     not exist yet; its folder must exist) or None (``$MODELREG_REGISTRY``, else
     the nearest ``registry.toml`` upward). ``name`` defaults to the file's stem.
     The entry gets ``latency_ms``, ``exports``, the computed ``params`` and the
-    checkpoint's ``sha256``. An existing entry of that name is refused (remove
-    it first or choose another name); an existing checkpoint file is refused
-    unless ``force``.
+    checkpoint's ``sha256``, and ``input_range`` when given: ``(min, max)`` the
+    host feeds, which the proof then stays within (a softmax classifier whose
+    logits overflow RTNeural's softmax at +-1e6 imports with the range its host
+    really uses). An existing entry of that name is refused (remove it first or
+    choose another name); an existing checkpoint file is refused unless ``force``.
 
     Raises :class:`ArtifactError` when the file is no valid RTNeural model, or
     when the import does not reproduce it (parity or weights; nothing is
@@ -424,6 +432,13 @@ def import_rtneural(
                             expected="a new model name", found=name)
     if not (isinstance(latency_ms, (int, float)) and math.isfinite(latency_ms) and latency_ms > 0):
         raise UsageError.at("latency target must be a finite number > 0", key="latency_ms", found=latency_ms)
+    if input_range is not None:
+        bounds = tuple(input_range)
+        if not (len(bounds) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bounds)
+                and bounds[0] < bounds[1]):
+            raise UsageError.at("invalid input range", key="input_range",
+                                expected="(min, max): two finite numbers, min < max", found=list(bounds))
+        input_range = (float(bounds[0]), float(bounds[1]))
     checkpoint_rel = f"models/{name}.pt"
     checkpoint = (root / checkpoint_rel).absolute()
     outside = outside_note(root, checkpoint)
@@ -445,7 +460,7 @@ def import_rtneural(
         input_shape=(1, in_size), output_shape=(1, specs[-1].units), dtype="float32",
         params=count_params(specs, in_size), latency_ms=float(latency_ms), layers=tuple(specs),
         checkpoint=checkpoint, registry_file=registry_file.absolute(), exports=tuple(exports),
-        settings=dict(settings),
+        input_range=input_range, settings=dict(settings),
     )
     module = spec.build()
     module.load_state_dict({key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()},
@@ -475,8 +490,13 @@ def import_rtneural(
     weights = _compare_weights(data, rewritten, origin)
     problems: list[Problem] = []
     if not parity.ok:
+        hint = ""
+        if input_range is None and any(math.isnan(parity.cases.get(case, 0.0)) for case in ("plus_1e6", "minus_1e6")):
+            # RTNeural's own softmax overflows there too: the file cannot do better at such inputs.
+            hint = ("; if the host feeds values in a bounded range, give it (--input-range MIN MAX) and the "
+                    "model is proven on that range")
         problems.append(Problem(f"the imported torch model does not reproduce the file in the reference runtime: "
-                                f"{parity.summary}", file=shown, model=name))
+                                f"{parity.summary}{hint}", file=shown, model=name))
     if not weights.ok:
         problems.append(Problem("re-exporting the imported checkpoint does not give the file's float32 weights",
                                 file=shown, model=name, key=weights.differing[0],
@@ -493,7 +513,7 @@ def import_rtneural(
 
     # The registry entry, appended as text; checked by loading the result before anything is installed.
     entry = _entry_text(name, spec.description, in_size, specs, latency_ms=latency_ms, exports=exports,
-                        checkpoint=checkpoint_rel, sha256=sha256)
+                        checkpoint=checkpoint_rel, sha256=sha256, input_range=input_range)
     new_bytes = _appended(old_bytes, entry)
     _install(registry_file, registry_shown, old_bytes, new_bytes, name, spec, checkpoint, checkpoint_bytes, existed)
     final = load_registry(registry_file, strict=False)[name]

@@ -272,6 +272,9 @@ def test_cli_refuses_an_unwritable_folder(project: Path, capsys: pytest.CaptureF
     (("{folder}",), "expected a file, found a directory"),
     (("{golden}/dense.json", "--latency-ms", "0"), "expected a number of milliseconds > 0"),
     (("{golden}/dense.json", "--exports", "tflite"), "unknown exporter"),
+    (("{golden}/dense.json", "--input-range", "1", "-1"),
+     "input_range: invalid input range (expected (min, max): two finite numbers, min < max, found [1.0, -1.0])"),
+    (("{golden}/dense.json", "--input-range", "nan", "1"), "argument --input-range: expected a finite number, found 'nan'"),
 ])
 def test_cli_usage_errors_exit_2_and_write_nothing(argv: tuple[str, ...], message: str, project: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:

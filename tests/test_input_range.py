@@ -128,3 +128,31 @@ def test_rtneural_cpp_agrees_on_the_range(tmp_path, cpp):
     report = modelreg.validate_all(bounded, write=False, latency_seconds=0.02)["classifier"]
     assert report["rtneural.cpp_parity"].status == "pass", report["rtneural.cpp_parity"].message
     assert "range_max" in report["rtneural.cpp_parity"].figures["cases"]
+
+
+def test_import_of_a_softmax_classifier_needs_its_range_and_keeps_it(tmp_path, capsys):
+    """An RTNeural classifier (e.g. from RTNeural's Keras exporter) whose softmax overflows at
+    +-1e6 cannot be imported as if any input were possible: the refusal says how to declare
+    the range, and with it the import is proven on that range and the entry keeps it."""
+    from modelreg.exporters.rtneural import RTNeuralExporter
+
+    source = write_registry(tmp_path / "source", text=CLASSIFIER)
+    spec = modelreg.load_registry(source)["classifier"]
+    init_checkpoint(spec, seed=0)
+    RTNeuralExporter().export(spec, spec.load(), tmp_path / "classifier.json")
+    (tmp_path / "app").mkdir()
+    registry = tmp_path / "app" / "registry.toml"
+
+    code, out, _ = run_cli(["import", str(tmp_path / "classifier.json"), "--registry", str(registry)], capsys)
+    assert code == 1
+    assert "NaN where torch has none, on inputs: plus_1e6" in out
+    assert "give it (--input-range MIN MAX)" in out
+    assert not registry.exists()
+
+    code, out, err = run_cli(["import", str(tmp_path / "classifier.json"), "--registry", str(registry),
+                              "--input-range", "-1", "1", "--exports", "rtneural"], capsys)
+    assert code == 0, out + err
+    assert "input_range = [-1.0, 1.0]\n" in registry.read_text()
+    assert modelreg.load_registry(registry)["classifier"].input_range == (-1.0, 1.0)
+    assert export_all(registry).ok
+    assert modelreg.validate_all(registry, write=False, latency_seconds=0.02).ok
