@@ -533,17 +533,20 @@ class Runner:
 
 
 _runners: dict[Path, Runner] = {}
+# validate proves formats in threads: two checks asking at once must share one process.
+_runners_lock = threading.Lock()
 
 
 def runner_for(toolchain: Toolchain) -> Runner:
     """The (shared) dynamic-API runner process for ``toolchain``; compiled on first use, restarted if it died."""
     binary = _build(toolchain, "runner", [], [], "dynamic")
-    runner = _runners.get(binary)
-    if runner is None or not runner.alive:
-        if runner is not None:
-            runner.close()
-        runner = _runners[binary] = Runner(binary, toolchain)
-    return runner
+    with _runners_lock:
+        runner = _runners.get(binary)
+        if runner is None or not runner.alive:
+            if runner is not None:
+                runner.close()
+            runner = _runners[binary] = Runner(binary, toolchain)
+        return runner
 
 
 def header_runner(toolchain: Toolchain, header: Path, namespace: str, name: str) -> Runner:
@@ -570,9 +573,10 @@ def header_runner(toolchain: Toolchain, header: Path, namespace: str, name: str)
 @atexit.register
 def close_runners() -> None:
     """Stop every shared runner process (also run at exit)."""
-    for runner in list(_runners.values()):
-        runner.close()
-    _runners.clear()
+    with _runners_lock:
+        for runner in list(_runners.values()):
+            runner.close()
+        _runners.clear()
 
 
 # ---------------------------------------------------------------- loading, checked

@@ -518,3 +518,37 @@ def test_results_schema_requires_the_figures_of_a_passed_cpp_check() -> None:
     with pytest.raises(jsonschema.ValidationError, match="'mean_ms' is a required property"):
         jsonschema.validate(document(bare), schema)
     jsonschema.validate(document({**bare, "status": "skip"}), schema)  # a skip says why, no figures
+
+
+@needs_rtneural
+def test_threads_asking_at_once_share_one_runner(tiny_registry: Path, cpp: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate proves formats in threads: the shared runner must be one process however it is asked for."""
+    import threading
+    import time
+
+    toolchain = rc.toolchain_for(modelreg.load_registry(tiny_registry)["tinydense"])
+    rc.runner_for(toolchain)  # compiled (or found) first, so that the threads race on the process only
+    rc.close_runners()
+
+    class SlowStart(rc.Runner):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            time.sleep(0.05)  # a process start slow enough for every thread to ask meanwhile
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(rc, "Runner", SlowStart)
+    start = threading.Barrier(4, timeout=60)
+    got: list[rc.Runner] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(rc.runner_for(toolchain))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and len({id(runner) for runner in got}) == 1
+    assert got[0].hello()
+    rc.close_runners()  # none left behind: every runner started is the shared one
