@@ -698,6 +698,8 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
 
     def cpp_parity(path: Path) -> CheckResult:
         name = "rtneural.cpp_parity"
+        # Asked first, skipped or not: the caller may hold a whole model for this answer.
+        layers = declared(path) if declared is not None else None
         skipped = setup(name)
         if skipped is not None:
             return skipped
@@ -705,7 +707,7 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
         runner = runner_for(toolchain)
         shared["load_failed"] = True
         loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features),
-                              declared=declared(path) if declared is not None else None)
+                              declared=layers)
         shared["load_failed"] = False
         shared["loaded"] = loaded
         result = parity(runner, loaded, module, tolerance)
