@@ -17,6 +17,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_with",
     "atomic_writer",
+    "file_identity",
     "fsync_file",
     "install",
     "remove_orphaned_temps",
@@ -191,3 +192,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_identity(path: Path) -> tuple[int, int, int, int]:
+    """Device, inode, size and modification time (ns): which file is at ``path``.
+
+    A rename keeps all four, so the identity of a temporary file is that of the
+    artifact it becomes; another process installing its own file there replaces
+    the inode. Comparing identities instead of hashing again saves reading every
+    artifact twice (git's index tells changed files apart the same way).
+    """
+    status = os.stat(path)
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns

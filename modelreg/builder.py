@@ -41,7 +41,8 @@ class RealtimeModel(nn.Module):
 
     What ``spec.build()`` and ``spec.load()`` return, and what exporters are
     handed. Attributes: ``in_features``, ``out_features``, ``is_stateful``,
-    ``input_range`` (the entry's ``(min, max)``, or None);
+    ``input_range`` (the entry's ``(min, max)``, or None), ``checkpoint_sha256``
+    (of the checkpoint bytes ``spec.load()`` loaded; None for ``spec.build()``);
     methods: ``reset()``, ``state_layout()``, ``streaming()`` (the explicit-state
     form exporters trace) and torch's own ``state_dict()``.
 
@@ -61,6 +62,8 @@ class RealtimeModel(nn.Module):
         self.out_features = spec.out_features
         # The entry's input_range: what parity feeds this module's exports (see modelreg.inputs).
         self.input_range: tuple[float, float] | None = spec.input_range
+        # sha256 of the checkpoint bytes the weights were loaded from (set by spec.load(); None when built).
+        self.checkpoint_sha256: str | None = None
         self.layer_specs: tuple[LayerSpec, ...] = tuple(spec.layers)
         self.layer_kinds: tuple[LayerKind, ...] = tuple(layer.kind for layer in spec.layers)
         self.kinds: list[str] = [layer.type for layer in spec.layers]

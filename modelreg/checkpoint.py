@@ -36,7 +36,10 @@ def _error(spec: ModelSpec, reason: str, **context: Any) -> CheckpointError:
 
 def verify_pin(spec: ModelSpec) -> str:
     """The checkpoint's sha256; raises when the registry pins a different one."""
-    actual = sha256_file(spec.checkpoint)
+    return _check_pin(spec, sha256_file(spec.checkpoint))
+
+
+def _check_pin(spec: ModelSpec, actual: str) -> str:
     if spec.sha256 is not None and actual != spec.sha256:
         raise CheckpointError.at(
             "checkpoint does not match its pinned sha256 (changed or replaced since it was pinned)",
@@ -55,6 +58,18 @@ _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, loaded without executing any code."""
+    return _read_checkpoint(spec, check_pin=False)[0]
+
+
+def _read_checkpoint(spec: ModelSpec, *, check_pin: bool) -> tuple[dict[str, torch.Tensor], str]:
+    """The checkpoint's tensors and the sha256 of the very bytes they were loaded from.
+
+    The file is read once: hashing it and then loading it by path would read it
+    twice, and a checkpoint replaced in between would be loaded under the other
+    file's hash (the pin check passed, the lock recording the wrong checkpoint).
+    """
+    import hashlib
+
     import torch
 
     path = spec.checkpoint
@@ -62,13 +77,16 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
         raise _error(spec, "checkpoint file not found; run `modelreg init` to create seeded weights")
     if path.is_dir():
         raise _error(spec, "checkpoint is a folder", expected="a state-dict file")
-    if path.stat().st_size == 0:
-        raise _error(spec, "checkpoint file is empty")
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(_LEGACY_MAGIC))
+        raw = path.read_bytes()
     except OSError as exc:
         raise _error(spec, f"cannot read the checkpoint: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if check_pin:
+        _check_pin(spec, digest)
+    if not raw:
+        raise _error(spec, "checkpoint file is empty")
+    head = raw[:len(_LEGACY_MAGIC)]
     if not head.startswith(_ZIP_MAGIC) and head != _LEGACY_MAGIC:
         raise CheckpointError(Problem(
             "not a readable PyTorch checkpoint (another format: torch.save writes a zip archive)",
@@ -76,7 +94,7 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
             expected=f"a file starting with {_ZIP_MAGIC!r}", found=f"a file starting with {head[:8]!r}",
         ))
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses anything but tensors and plain containers; that
         # includes pickles built to run code on load. torch reports both that and
@@ -102,7 +120,7 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
                          found=f"a dict with non-tensor values (keys {sorted(map(str, data))})")
         raise _error(spec, "checkpoint is not a state dict", expected="a dict of tensor name to tensor",
                      found=type(data).__name__ if not isinstance(data, dict) else "a dict with non-tensor values")
-    return data
+    return data, digest
 
 
 def _nested_state_dict_key(data: object) -> str | None:
@@ -190,14 +208,14 @@ def load_checkpoint(spec: ModelSpec) -> RealtimeModel:
     a sha256 pin mismatch, or tensors that do not fit the architecture (all
     missing, unexpected and mis-shaped tensors listed together).
     """
-    if spec.checkpoint.is_file():
-        verify_pin(spec)
-    state = read_state_dict(spec)
+    state, digest = _read_checkpoint(spec, check_pin=True)
     module = spec.build()
     problems = _mismatch_problems(spec, module.state_dict(), state)
     if problems:
         raise CheckpointError(*problems)
     module.load_state_dict(state, strict=True)
+    # What the module's weights came from: the lock records it with every artifact made from them.
+    module.checkpoint_sha256 = digest
     return module.eval()
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .atomic import (atomic_write_text, fsync_file, install, remove_orphaned_temps, remove_temp, sha256_file,
+from .atomic import (atomic_write_text, file_identity, fsync_file, install, remove_orphaned_temps, remove_temp, sha256_file,
                      temp_leftovers, temp_prefix)
 from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError, WriteError
 from .latency import single_thread
@@ -175,6 +175,10 @@ class _Made:
     exporter: Exporter
     path: Path
     sha256: str
+    #: The file installed at ``path`` (see :func:`~modelreg.atomic.file_identity`), to tell it from a later one.
+    identity: tuple[int, int, int, int]
+    #: The checkpoint bytes the artifact was made from (the module's, not the file's now).
+    checkpoint_sha256: str
 
 
 def _record(root: Path, made: list[_Made]) -> None:
@@ -184,15 +188,14 @@ def _record(root: Path, made: list[_Made]) -> None:
     # Artifact paths are absolute; a registry given as a relative path (--registry
     # registry.toml) has a relative root, and relative_to() would fail between the two.
     root = root.absolute()
-    checkpoint_sha = {item.spec.name: sha256_file(item.spec.checkpoint) for item in made}
     try:
         with _locked(root):
-            _write_records(root, made, checkpoint_sha)
+            _write_records(root, made)
     except OSError as exc:  # registry.lock(.flock) cannot be written: folder not writable, disk full
         raise write_error(exc, lock_path(root), LOCK_FILENAME) from None
 
 
-def _write_records(root: Path, made: list[_Made], checkpoint_sha: dict[str, str]) -> None:
+def _write_records(root: Path, made: list[_Made]) -> None:
     import tomli_w
 
     from . import __version__
@@ -200,7 +203,7 @@ def _write_records(root: Path, made: list[_Made], checkpoint_sha: dict[str, str]
     lock = _parse_lock(lock_path(root))  # fresh, never the cache: another process may have written it
     for item in made:
         with contextlib.suppress(OSError):
-            if sha256_file(item.path) != item.sha256:
+            if file_identity(item.path) != item.identity:
                 # Another run installed its own file here since (a concurrent
                 # `modelreg export`): it records that file itself, after us or
                 # already. Recording ours would describe a file that is gone.
@@ -214,7 +217,7 @@ def _write_records(root: Path, made: list[_Made], checkpoint_sha: dict[str, str]
             "exporter": item.exporter.name,
             "exporter_version": item.exporter.version,
             "entry_sha256": artifact_entry_sha256(item.spec),
-            "checkpoint_sha256": checkpoint_sha[item.spec.name],
+            "checkpoint_sha256": item.checkpoint_sha256,
             "torch": _torch_version(),
             "modelreg": __version__,
         }
@@ -362,6 +365,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         digest = sha256_file(tmp)
         try:
             fsync_file(tmp)  # the exporter wrote it its own way: make it durable before the rename
+            identity = file_identity(tmp)  # what the rename installs: the same inode
             install(tmp, target)
         except OSError as exc:  # e.g. the target is a folder
             raise write_error(exc, target, "the artifact", spec.name) from None
@@ -374,7 +378,8 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         figures.update(max_error=None, max_abs_error=None, parity_skipped=parity.skipped)
         message = f"parity skipped: {parity.skipped}"
     return ArtifactResult(spec.name, exporter.name, target, "written", message, figures,
-                          made=_Made(spec, exporter, target, digest))
+                          made=_Made(spec, exporter, target, digest, identity,
+                                     module.checkpoint_sha256 or sha256_file(spec.checkpoint)))
 
 
 def _resolve(registry: Registry | str | os.PathLike[str] | None) -> Registry:
@@ -626,7 +631,8 @@ def artifact_checks(
         def fresh(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
             if "path" not in state:
                 return CheckResult(f"{fmt}.fresh", "skip", "not run: no artifact")
-            verdict = freshness(spec, state["exporter"], lock())
+            # Against the checkpoint bytes the module under test was loaded from (hashed once, at load).
+            verdict = freshness(spec, state["exporter"], lock(), module.checkpoint_sha256)
             state["fresh"] = verdict.fresh
             return CheckResult(f"{fmt}.fresh", "pass" if verdict.fresh else "fail", verdict.reason, {"state": verdict.state})
 

@@ -35,6 +35,7 @@ jsonschema is imported on the first check.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import itertools
 import json
@@ -233,27 +234,36 @@ def _is_number_type(kind: type) -> bool:
 def _fast_numeric(value: list[Any] | tuple[Any, ...], depth: int) -> np.ndarray | None:
     """:func:`_numeric` in C loops, for the usual case; None means "undecided, ask the exact path".
 
-    A float64 conversion alone would turn True, "1.5" or None into numbers, so
-    the leaves' types are collected first (``set(map(type, ...))`` over the
-    flattened levels, a few ns per leaf): only when every leaf, exactly
-    ``depth`` levels down, is a number (not a bool) is the conversion trusted.
+    ``np.array`` infers the dtype in C: a string, None, an object or a row where
+    a number belongs gives a non-numeric dtype or the wrong number of dimensions,
+    an integer beyond 64 bits an object array. One case only hides: a boolean
+    among numbers, which becomes 0.0 or 1.0 (True is an int to Python). So an
+    array holding an exact 0.0 or 1.0 (rare in trained weights; pruned ones have
+    many) has its leaves' types looked at too (``set(map(type, ...))`` over the
+    flattened levels, ~10 ns per leaf); any other array cannot have held one.
     """
+    try:
+        array = np.array(value)
+    except (ValueError, OverflowError):  # ragged rows
+        return None
+    if array.ndim != depth or array.size == 0 or array.dtype.kind not in "fi":
+        return None
+    array = array.astype(np.float64, copy=False)
+    if ((array == 0.0) | (array == 1.0)).any() and not _leaves_are_numbers(value, depth):
+        return None
+    return array
+
+
+def _leaves_are_numbers(value: list[Any] | tuple[Any, ...], depth: int) -> bool:
+    """Whether every leaf ``depth`` levels down is a number and not a boolean."""
     leaves: Iterable[Any] = value
     try:
         for _ in range(depth - 1):
             leaves = itertools.chain.from_iterable(leaves)
         kinds = set(map(type, leaves))  # a number where a row belongs: TypeError
     except TypeError:
-        return None
-    if not all(_is_number_type(kind) for kind in kinds):
-        return None
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # ragged, or an integer with 400 digits
-        return None
-    if array.ndim != depth or array.size == 0:
-        return None
-    return array
+        return False
+    return all(_is_number_type(kind) for kind in kinds)
 
 
 def _numeric(value: Any, depth: int) -> np.ndarray | None:
@@ -436,6 +446,10 @@ def _check_numbers(arrays: dict[tuple[int, int], np.ndarray], file: str | None) 
     """NaN/Infinity, and values that overflow float32 (RTNeural's default type)."""
     problems: list[Problem] = []
     for (i, j), array in sorted(arrays.items()):
+        # The usual verdict in two passes: every value finite and within float32's range
+        # (a NaN makes the maximum NaN, which fails the comparison).
+        if array.size and np.max(np.abs(array)) <= _F32_MAX:
+            continue
         bad = ~np.isfinite(array)
         reason = "not a finite number (NaN or Infinity; RTNeural's JSON parser rejects these literals)"
         if not bad.any():
@@ -567,22 +581,24 @@ def _read_json(path: Path, name: str) -> object:
         raise ArtifactError.at("expected an RTNeural model file, found a directory", file=name) from None
     except OSError as exc:
         raise ArtifactError.at(f"cannot read the RTNeural model file: {exc.strerror or exc}", file=name) from None
+    import orjson
+
+    # nlohmann::json skips a UTF-8 byte order mark, so accept one too.
+    body = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
     try:
-        # nlohmann::json skips a UTF-8 byte order mark, so accept one too.
+        # Fast path (models are megabytes of numbers), straight from the bytes: orjson
+        # checks the UTF-8 itself. It refuses some things Python's json accepts (NaN
+        # literals, huge integers): those, invalid UTF-8 and every real syntax error
+        # go through the decoding and json below, which say where.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line, column = _position(raw, exc.start)
         raise ArtifactError.at("not valid UTF-8", file=name, line=line, column=column,
                                found=raw[exc.start:exc.start + 4]) from None
-    import orjson
-
-    try:
-        # Fast path (models are megabytes of numbers). orjson refuses some things
-        # Python's json accepts (NaN literals, huge integers): those, and every real
-        # syntax error, go through json below, which also gives line and column.
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        pass
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

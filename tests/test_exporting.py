@@ -97,6 +97,67 @@ def test_freshness_states(exported):
     assert _states(exported, "tinydense")["rtneural"] == "missing"
 
 
+def test_the_lock_records_the_checkpoint_an_artifact_was_made_from(exported, monkeypatch):
+    # A checkpoint replaced while its model is exported (a training run saving its next
+    # epoch): the artifact holds the old weights, so the lock must name the old file and
+    # validate must call the artifact stale. Hashing the checkpoint again when writing the
+    # lock recorded the new file, and the old weights passed as fresh.
+    import hashlib
+
+    from modelreg.checkpoint import init_checkpoint
+
+    checkpoint = exported.parent / "models" / "tinygru.pt"
+    loaded = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    write = RTNeuralExporter.export
+
+    def export_then_retrain(self, spec, module, path):
+        write(self, spec, module, path)
+        if spec.name == "tinygru":
+            init_checkpoint(spec, seed=99, force=True)
+
+    monkeypatch.setattr(RTNeuralExporter, "export", export_then_retrain)
+    assert export("tinygru", exported, force=True, formats=["rtneural"]).ok
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() != loaded
+    record = read_lock(exported.parent)["models"]["tinygru"]["artifacts"]["rtneural"]
+    assert record["checkpoint_sha256"] == loaded
+    assert _states(exported, "tinygru")["rtneural"] == "stale"
+
+
+def test_load_keeps_the_hash_of_the_checkpoint_bytes_it_loaded(exported):
+    import hashlib
+
+    spec = load_registry(exported)["tinylstm"]
+    assert spec.load().checkpoint_sha256 == hashlib.sha256(spec.checkpoint.read_bytes()).hexdigest()
+    assert spec.build().checkpoint_sha256 is None
+
+
+def test_an_artifact_replaced_before_the_lock_is_written_is_not_recorded_as_ours(exported, monkeypatch):
+    # Another export installs its own file between our rename and our lock update: that run
+    # records its file; recording ours would describe bytes that are gone.
+    import os
+
+    from modelreg import exporting
+
+    path = exported.parent / "models" / "tinydense.json"
+    lock_file = exported.parent / LOCK_FILENAME
+    sha = read_lock(exported.parent)["models"]["tinydense"]["artifacts"]["rtneural"]["sha256"]
+    lock_file.write_text(lock_file.read_text().replace(sha, "0" * 64))  # a record ours would overwrite
+    record = exporting._record
+
+    def someone_else_installs_first(root, made):
+        other = path.with_name("other.json")
+        other.write_bytes(path.read_bytes() + b"\n")  # another run's file
+        os.replace(other, path)
+        record(root, made)
+
+    monkeypatch.setattr(exporting, "_record", someone_else_installs_first)
+    assert export("tinydense", exported, force=True, formats=["rtneural"]).ok
+    assert read_lock(exported.parent)["models"]["tinydense"]["artifacts"]["rtneural"]["sha256"] == "0" * 64
+    monkeypatch.setattr(exporting, "_record", record)  # undisturbed, the run records its file
+    assert export("tinydense", exported, force=True, formats=["rtneural"]).ok
+    assert read_lock(exported.parent)["models"]["tinydense"]["artifacts"]["rtneural"]["sha256"] == sha
+
+
 def test_changed_architecture_is_stale_not_a_parity_failure(exported):
     text = exported.read_text().replace("{ type = \"gru\", units = 4 }", "{ type = \"gru\", units = 5 }")
     exported.write_text(text.replace("params = 118", "params = 162"))

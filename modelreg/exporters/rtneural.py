@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import atomic_write_bytes
 from ..errors import Problem
 from ..plugins import Exporter, Parity
 
@@ -85,7 +84,10 @@ class RTNeuralExporter(Exporter):
         state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
         layers = list(spec.layers)  # each kind writes its own layout
         # check=False: the export pipeline checks the written file (check_artifact) before installing it.
-        atomic_write_bytes(path, dumps_rtneural(to_rtneural(layers, spec.in_features, state), check=False))
+        data = dumps_rtneural(to_rtneural(layers, spec.in_features, state), check=False)
+        # Written in place: ``path`` is the pipeline's temporary file, which it syncs and renames
+        # over the artifact once checked (a temporary file of its own here cost a rename and a sync).
+        path.write_bytes(data)
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
         from ..errors import ArtifactError
