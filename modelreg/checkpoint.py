@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +95,12 @@ def _read_checkpoint(spec: ModelSpec, *, check_pin: bool) -> tuple[dict[str, tor
             expected=f"a file starting with {_ZIP_MAGIC!r}", found=f"a file starting with {head[:8]!r}",
         ))
     try:
-        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        # torch warns (UserWarning, with its own source line) about files it loads all the
+        # same, e.g. an unusual pickle protocol byte: on a command line that is noise around
+        # the verdict. What it cannot load raises, and is reported below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses anything but tensors and plain containers; that
         # includes pickles built to run code on load. torch reports both that and

@@ -237,3 +237,21 @@ def test_prefixed_tensor_names_get_a_hint_to_strip_the_prefix(tiny_registry):
     text = str(info.value)
     assert "every tensor name carries the prefix 'model.'" in text, text
     assert "layers.0.weight: missing tensor" in text  # the listing is still complete
+
+
+def test_a_checkpoint_torch_loads_with_a_warning_loads_quietly(tiny_registry, capsys):
+    # A torch.save file whose pickle protocol byte was changed still loads; torch warns
+    # about it with its own source line, which `modelreg validate` printed before its verdict.
+    import warnings
+
+    spec = load_registry(tiny_registry)["tinydense"]
+    raw = bytearray(spec.checkpoint.read_bytes())
+    protocol = raw.find(b"\x80\x02", raw.find(b"data.pkl"))
+    raw[protocol + 1] = 0xD0
+    spec.checkpoint.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = spec.load()
+    assert module.checkpoint_sha256 is not None
+    assert main(["validate", "--registry", str(tiny_registry), "tinydense", "--latency-seconds", "0.01"]) == 0
+    assert "Warning" not in capsys.readouterr().err
