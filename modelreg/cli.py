@@ -329,7 +329,7 @@ def _print_cpp_skips(report: Any, out: TextIO) -> None:
             if check.status == "skip" and "cpp" in check.name and not check.message.startswith("not run:"):
                 reasons.setdefault(check.message, set()).add(name)
     for reason, models in reasons.items():
-        print(f"\nC++ checks skipped ({len(models)} models): {reason}", file=out)
+        print(f"\nC++ checks skipped ({len(models)} model{'s' if len(models) != 1 else ''}): {reason}", file=out)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -522,7 +522,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     write_report(out, document, registry, registry_note=note)
     models = document["models"]
     passed = sum(bool(m["ok"]) for m in models.values())
-    print(f"wrote {display_path(out)} ({len(models)} models, {passed} passed)")
+    print(f"wrote {display_path(out)} ({len(models)} model{'s' if len(models) != 1 else ''}, {passed} passed)")
     if note is not None:
         print(f"modelreg: note: {note}", file=sys.stderr)
     return EXIT_OK

@@ -74,6 +74,8 @@ def test_cli_prints_the_skip_reason_once(tiny_registry: Path, unconfigured: None
     out = capsys.readouterr().out
     assert "C++ latency" in out and "C++ parity" in out
     assert out.count("C++ checks skipped (3 models): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
+    assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02", "tinygru"]) == 0
+    assert "C++ checks skipped (1 model): " in capsys.readouterr().out
 
 
 def test_backend_setting_is_checked_by_the_registry_schema(tmp_path: Path) -> None:
