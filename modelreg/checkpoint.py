@@ -218,7 +218,12 @@ def load_checkpoint(spec: ModelSpec) -> RealtimeModel:
     module = spec.build()
     problems = _mismatch_problems(spec, module.state_dict(), state)
     if problems:
-        raise CheckpointError(*problems)
+        if _common_prefix(module.state_dict(), state) is not None:
+            raise CheckpointError(*problems)  # the first problem says how to strip the prefix
+        # Usually the entry's layers were changed after the weights were saved: say what to do.
+        raise CheckpointError(*problems, hint=(
+            f"the checkpoint was saved for other layers than models.{spec.name} declares: train and save "
+            f"it again, or run `modelreg init --force {spec.name}` for seeded (untrained) weights"))
     module.load_state_dict(state, strict=True)
     # What the module's weights came from: the lock records it with every artifact made from them.
     module.checkpoint_sha256 = digest

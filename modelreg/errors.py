@@ -93,10 +93,12 @@ _E = TypeVar("_E", bound="ModelRegError")
 class ModelRegError(Exception):
     """Base of every error modelreg raises for a user's input or environment."""
 
-    def __init__(self, *problems: Problem) -> None:
+    def __init__(self, *problems: Problem, hint: str | None = None) -> None:
         if not problems:
             raise TypeError("ModelRegError needs at least one Problem")
         self.problems: tuple[Problem, ...] = tuple(problems)
+        #: What to do about it, when one thing fixes every problem (printed after them).
+        self.hint = hint
         super().__init__(str(self))
 
     @classmethod
@@ -147,14 +149,17 @@ class ModelRegError(Exception):
 
     def __str__(self) -> str:
         if len(self.problems) == 1:
-            return str(self.problems[0])
-        lines = [f"{len(self.problems)} problems:"]
-        lines += [f"  {p}" for p in self.problems]
+            lines = [str(self.problems[0])]
+        else:
+            lines = [f"{len(self.problems)} problems:"]
+            lines += [f"  {p}" for p in self.problems]
+        if self.hint is not None:
+            lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (``--jobs``); keep them picklable.
-        return (self.__class__, self.problems)
+        return (self.__class__, self.problems, {"hint": self.hint})
 
 
 class RegistryError(ModelRegError, ValueError):

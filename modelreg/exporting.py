@@ -543,6 +543,7 @@ def _export_formats(spec: ModelSpec, formats: list[str], force: bool) -> list[Ar
     results: list[ArtifactResult] = []
     lock = read_lock(spec.registry_dir)
     module: RealtimeModel | None = None
+    load_failed = False
     for fmt in formats:
         path: Path | None = None
         try:
@@ -552,8 +553,16 @@ def _export_formats(spec: ModelSpec, formats: list[str], force: bool) -> list[Ar
             if not force and freshness(spec, exporter, lock).fresh:
                 results.append(ArtifactResult(spec.name, fmt, path, "fresh", "up to date (use --force to rewrite)"))
                 continue
+            if load_failed:  # its problems are in the first format's result: not repeated per format
+                results.append(ArtifactResult(spec.name, fmt, path, "failed",
+                                              "not exported: the checkpoint does not load (see above)"))
+                continue
             if module is None:
-                module = spec.load()
+                try:
+                    module = spec.load()
+                except Exception:
+                    load_failed = True
+                    raise  # reported below, with this format
             with single_thread():  # see validation.validate_model
                 results.append(_export_one(spec, module, exporter))
         except WriteError as exc:

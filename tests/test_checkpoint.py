@@ -109,6 +109,24 @@ def test_every_mismatch_is_listed_together(tiny_registry):
     assert "layers.0.weight: tensor has the wrong shape (expected shape [4, 3], found [4, 7])" in text
     assert "layers.0.bias: tensor has the wrong dtype (expected float32, found float64)" in text
     assert {p.model for p in info.value.problems} == {"tinylstm"}
+    # One hint after them, and it survives the trip to and from a --jobs worker.
+    hint = "hint: the checkpoint was saved for other layers than models.tinylstm declares"
+    assert text.count("hint:") == 1 and f"\n  {hint}" in text and "modelreg init --force tinylstm" in text
+    assert str(pickle.loads(pickle.dumps(info.value))) == text
+
+
+def test_a_misfit_checkpoint_is_reported_once_per_export(tiny_registry, capsys):
+    # Every format of the model needs the module: the checkpoint's problems are listed
+    # with the first, and the others say they were not exported because of it.
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural", "onnx"]'))
+    spec = _spec(tiny_registry)
+    state = torch.load(spec.checkpoint, weights_only=True)
+    state["layers.0.weight"] = torch.zeros(4, 7)
+    torch.save(state, spec.checkpoint)
+    assert main(["export", "--registry", str(tiny_registry), "tinylstm"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("tensor has the wrong shape") == 1 and out.count("hint: ") == 1, out
+    assert "FAIL  tinylstm (onnx): not exported: the checkpoint does not load (see above)" in out
 
 
 def test_pin_mismatch(tiny_registry):
@@ -237,6 +255,7 @@ def test_prefixed_tensor_names_get_a_hint_to_strip_the_prefix(tiny_registry):
     text = str(info.value)
     assert "every tensor name carries the prefix 'model.'" in text, text
     assert "layers.0.weight: missing tensor" in text  # the listing is still complete
+    assert "hint:" not in text  # the layers are right: "saved for other layers" would mislead
 
 
 def test_a_checkpoint_torch_loads_with_a_warning_loads_quietly(tiny_registry, capsys):
