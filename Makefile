@@ -62,7 +62,8 @@ test-min: $(MIN_VENV)/.stamp-install
 		| grep -iE '^(numpy|attrs|jsonschema|tomli.w|orjson|filelock|onnx|onnxruntime|torch) '
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_packaging.py \
 		tests/test_rtneural_format.py tests/test_rtneural_runtime.py tests/test_exporting.py \
-		tests/test_registry.py tests/test_bad_registries.py tests/test_plugins.py tests/test_checkpoint.py
+		tests/test_registry.py tests/test_bad_registries.py tests/test_plugins.py tests/test_checkpoint.py \
+		tests/test_fast_check.py
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) dist build .pytest_cache .hypothesis
