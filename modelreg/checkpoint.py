@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .builder import RealtimeModel
     from .spec import ModelSpec
 
-__all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint", "verify_pin"]
+__all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint"]
 
 DEFAULT_SEED = 0
 
@@ -35,12 +35,8 @@ def _error(spec: ModelSpec, reason: str, **context: Any) -> CheckpointError:
                               key=f"models.{spec.name}.checkpoint", **context)
 
 
-def verify_pin(spec: ModelSpec) -> str:
-    """The checkpoint's sha256; raises when the registry pins a different one."""
-    return _check_pin(spec, sha256_file(spec.checkpoint))
-
-
 def _check_pin(spec: ModelSpec, actual: str) -> str:
+    """``actual`` (the checkpoint's sha256); raises when the registry pins a different one."""
     if spec.sha256 is not None and actual != spec.sha256:
         raise CheckpointError.at(
             "checkpoint does not match its pinned sha256 (changed or replaced since it was pinned)",

@@ -183,7 +183,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             spec = registry.get(name)
             if spec is None:
                 count = len(registry.invalid[name])
-                rows.append([name, "INVALID", "-", f"{count} problem{'s' if count > 1 else ''} (below)", "-", "-"])
+                rows.append([name, "INVALID", "-", f"{_counted(count, 'problem')} (below)", "-", "-"])
                 continue
             layers = ", ".join(f"{l.type} {l.units}" for l in spec.layers)
             rows.append([name, f"{spec.params:,}", f"{spec.in_features} -> {spec.out_features}", layers,
@@ -329,7 +329,7 @@ def _print_cpp_skips(report: Any, out: TextIO) -> None:
             if check.status == "skip" and "cpp" in check.name and not check.message.startswith("not run:"):
                 reasons.setdefault(check.message, set()).add(name)
     for reason, models in reasons.items():
-        print(f"\nC++ checks skipped ({len(models)} model{'s' if len(models) != 1 else ''}): {reason}", file=out)
+        print(f"\nC++ checks skipped ({_counted(len(models), 'model')}): {reason}", file=out)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -406,7 +406,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             else:
                 count = sum(len(problems) for _, problems in failures)
                 tried = f" (checked as {', '.join(e.name for e, _ in failures)})" if len(failures) > 1 else ""
-                print(f"FAIL {name}: {count} problem{'s' if count != 1 else ''}{tried}")
+                print(f"FAIL {name}: {_counted(count, 'problem')}{tried}")
                 for _, problems in failures:
                     for problem in problems:
                         print(f"       {problem}")
@@ -464,7 +464,7 @@ def _check_file(exporter: Exporter, path: Path, name: str) -> tuple[list[Problem
         except ArtifactError as exc:
             return list(exc.problems), ""
         kind = "stateful" if model.is_stateful else "stateless"
-        layers = f"{model.file_layers} layer{'s' if model.file_layers != 1 else ''}"
+        layers = _counted(model.file_layers, "layer")
         return [], f"RTNeural model, {layers}, {model.in_size} -> {model.out_size}, {kind}"
     try:
         problems = exporter.check_file(path)
@@ -522,7 +522,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     write_report(out, document, registry, registry_note=note)
     models = document["models"]
     passed = sum(bool(m["ok"]) for m in models.values())
-    print(f"wrote {display_path(out)} ({len(models)} model{'s' if len(models) != 1 else ''}, {passed} passed)")
+    print(f"wrote {display_path(out)} ({_counted(len(models), 'model')}, {passed} passed)")
     if note is not None:
         print(f"modelreg: note: {note}", file=sys.stderr)
     return EXIT_OK
@@ -552,6 +552,11 @@ def _add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--input-range", type=_finite, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="the values the host feeds the model (the entry's input_range); the proof stays within them")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint file models/NAME.pt")
+
+
+def _counted(count: int, noun: str) -> str:
+    """``1 model``, ``3 models``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _finite(text: str) -> float:

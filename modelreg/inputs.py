@@ -45,15 +45,14 @@ def edge_cases(in_features: int, *, batch: int = 1, seed: int = _SEED,
             "mixed_signs": np.broadcast_to(signs * magnitudes, shape).astype(np.float32),
         }
     low, high = input_range
-    mid, half = (low + high) / 2, (high - low) / 2
     reach = np.array([1.0, 1e-3, 0.5, 1.0])[np.arange(in_features) % 4]
-    quiet = ("zeros", 0.0) if low <= 0.0 <= high else ("range_mid", mid)
+    quiet = ("zeros", 0.0) if low <= 0.0 <= high else ("range_mid", (low + high) / 2)
     return {
         quiet[0]: np.full(shape, quiet[1], np.float32),
-        "normal": _inside(mid + half * np.clip(normal, -1.0, 1.0), low, high),
+        "normal": _onto(normal, input_range),
         "range_max": np.full(shape, high, np.float32),
         "range_min": np.full(shape, low, np.float32),
-        "mixed_signs": _inside(np.broadcast_to(mid + half * signs * reach, shape), low, high),
+        "mixed_signs": _onto(np.broadcast_to(signs * reach, shape), input_range),
     }
 
 
@@ -67,10 +66,12 @@ def stream(in_features: int, frames: int = STREAM_FRAMES, *, batch: int = 1, see
     signal = np.sin(0.2 * t + phase) + 0.3 * rng.standard_normal((batch, frames, in_features))
     if input_range is None:
         return signal.astype(np.float32)
+    return _onto(signal, input_range)
+
+
+def _onto(values: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
+    """``values`` in [-1, 1] (clipped there) mapped linearly onto ``input_range``, as float32."""
     low, high = input_range
-    return _inside((low + high) / 2 + (high - low) / 2 * np.clip(signal, -1.0, 1.0), low, high)
-
-
-def _inside(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    mapped = (low + high) / 2 + (high - low) / 2 * np.clip(values, -1.0, 1.0)
     # float32 rounding of mid + half * x may step just past a bound the host never exceeds.
-    return np.clip(values.astype(np.float32), np.float32(low), np.float32(high))
+    return np.clip(mapped.astype(np.float32), np.float32(low), np.float32(high))
