@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not write models/validation_results.json (it is written only when all models are validated)")
     p.add_argument("--latency-seconds", type=_positive_float, default=0.4, metavar="S",
                    help="time spent measuring each model's latency (default 0.4)")
+    p.add_argument("--no-latency", action="store_true",
+                   help="measure no latency (reported as skipped): for commit hooks on a busy machine")
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                    help="check N models at once (processes); latency is still measured one model at a time")
     p.add_argument("--report", nargs="?", const="", default=None, type=_report_path, metavar="OUT.html",
@@ -136,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from . import notices
+
+    notices.show()  # a slow step (compiling RTNeural's runner) says so on stderr
     if args.command == "check" and args.registry is not None:
         parser.error("argument --registry: check reads only the files it is given and needs no registry")
     try:
@@ -232,11 +237,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"  tags         {', '.join(spec.tags)}")
     print("  layers")
     size = spec.in_features
-    from .spec import layer_params
+    from .spec import layer_label, layer_params
 
     for index, layer in enumerate(spec.layers):
-        act = f" {layer.activation}" if layer.type == "dense" else ""
-        print(f"    [{index}] {layer.type} {size} -> {layer.units}{act}  ({layer_params(layer, size):,} params)")
+        print(f"    [{index}] {layer_label(layer, size)}  ({layer_params(layer, size):,} params)")
         size = layer.units
     return EXIT_OK
 
@@ -244,10 +248,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _status_line(report: Any) -> str:
     mark = "ok  " if report.ok else "FAIL"
     total = len(report.checks)
-    line = f"{mark} {report.name}: {report.passed}/{total} checks passed ({report.seconds:.2f} s)"
+    line = f"{mark} {report.name}: {report.passed}/{total} checks passed{_skipped_note(report)} ({report.seconds:.2f} s)"
+    # Checks failing for one reason (a C++ toolchain that does not work fails all of its
+    # checks alike) are listed together: the reason once, not once per check.
+    by_message: dict[str, list[str]] = {}
     for failure in report.failures:
-        line += f"\n       {failure.name}: {failure.message}"
+        by_message.setdefault(failure.message, []).append(failure.name)
+    for message, names in by_message.items():
+        line += f"\n       {', '.join(names)}: {_indented(message)}"
     return line
+
+
+def _indented(text: str, indent: str = "         ") -> str:
+    """A multi-line message kept under its FAIL block."""
+    return text.replace("\n", "\n" + indent)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -261,28 +275,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(_status_line(report), file=out, flush=True)
 
     report = validate_all(registry, names=args.names or None, write=write, on_result=progress,
-                          latency_seconds=args.latency_seconds, jobs=args.jobs)
+                          latency_seconds=args.latency_seconds, jobs=args.jobs, latency=not args.no_latency)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         rows = [["model", "params", "latency", "C++ latency", "C++ parity", "target", "checks"]]
         for name, model in report.models.items():
             spec = registry.get(name)
-            latency = model.get("latency")
-            shown = "-"
-            if latency is not None and latency.status in ("pass", "fail") and spec is not None:
-                shown = f"{spec.latency_stat} {latency.figures[spec.latency_stat + '_ms']:.3f} ms"
             rows.append([
                 name,
                 f"{spec.params:,}" if spec is not None else "?",
-                shown,
+                _latency_cell(model.get("latency"), spec, digits=3),
                 *_cpp_cells(model, spec),
                 f"{spec.latency_ms:g} ms" if spec is not None else "-",
-                f"{model.passed}/{len(model.checks)}" + ("" if model.ok else " FAIL"),
+                f"{model.passed}/{len(model.checks)}" + ("" if model.ok else " FAIL") + _skipped_note(model, short=True),
             ])
         print(file=out)
         _table(rows, out)
-        _print_cpp_skips(report, out)
+        _print_skips(report, out)
         if write:
             from .validation import results_path
 
@@ -306,30 +316,52 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _latency_cell(check: Any, spec: Any, *, digits: int) -> str:
+    """A latency check's figure for the entry's statistic; its status when it has none
+    (a check that failed before measuring, e.g. a C++ toolchain that does not work)."""
+    if check is None:
+        return "-"
+    value = check.figures.get(f"{spec.latency_stat}_ms") if spec is not None else None
+    if not isinstance(value, (int, float)):
+        return check.status
+    return f"{spec.latency_stat} {value:.{digits}f} ms" + ("" if check.status != "fail" else " FAIL")
+
+
 def _cpp_cells(model: Any, spec: Any) -> list[str]:
     """The RTNeural C++ latency and parity cells of the validate table."""
-    latency, parity = model.get("rtneural.cpp_latency"), model.get("rtneural.cpp_parity")
-    latency_cell = parity_cell = "-"
-    if latency is not None and latency.status in ("pass", "fail") and spec is not None:
-        latency_cell = f"{spec.latency_stat} {latency.figures[spec.latency_stat + '_ms']:.4f} ms"
-    elif latency is not None:
-        latency_cell = latency.status
-    if parity is not None and parity.status in ("pass", "fail") and "max_abs_error" in parity.figures:
-        parity_cell = f"{parity.figures['max_abs_error']:.2g}" + ("" if parity.ok else " FAIL")
-    elif parity is not None:
-        parity_cell = parity.status
-    return [latency_cell, parity_cell]
+    parity = model.get("rtneural.cpp_parity")
+    parity_cell = "-"
+    if parity is not None:
+        error = parity.figures.get("max_abs_error")
+        parity_cell = (f"{error:.2g}" + ("" if parity.ok else " FAIL") if isinstance(error, (int, float))
+                       else parity.status)
+    return [_latency_cell(model.get("rtneural.cpp_latency"), spec, digits=4), parity_cell]
 
 
-def _print_cpp_skips(report: Any, out: TextIO) -> None:
-    """Skipped C++ checks, once per reason (never silent, never one line per model)."""
-    reasons: dict[str, set[str]] = {}
+def _skipped_note(model: Any, *, short: bool = False) -> str:
+    """How many of a model's checks were skipped (``, 3 skipped``): a count of passes alone
+    would hide them. Checks not run because an earlier one failed are not counted: the
+    failure says why."""
+    count = sum(check.status == "skip" and not check.message.startswith("not run:") for check in model.checks)
+    if not count:
+        return ""
+    return f" ({count} skipped)" if short else f", {count} skipped"
+
+
+def _print_skips(report: Any, out: TextIO) -> None:
+    """Why checks were skipped, once per reason with the checks and models it concerns (never
+    silent, never one line per model). Skips following a failure are explained by the failure."""
+    reasons: dict[str, tuple[dict[str, None], set[str]]] = {}
     for name, model in report.models.items():
         for check in model.checks:
-            if check.status == "skip" and "cpp" in check.name and not check.message.startswith("not run:"):
-                reasons.setdefault(check.message, set()).add(name)
-    for reason, models in reasons.items():
-        print(f"\nC++ checks skipped ({_counted(len(models), 'model')}): {reason}", file=out)
+            if check.status == "skip" and not check.message.startswith("not run:"):
+                checks, models = reasons.setdefault(check.message, ({}, set()))
+                checks[check.name] = None
+                models.add(name)
+    for reason, (checks, models) in reasons.items():
+        kind = "C++ checks" if all("cpp" in name for name in checks) else "checks"
+        print(f"\n{kind} skipped ({_counted(len(models), 'model')}: {', '.join(checks)}): {_indented(reason, '  ')}",
+              file=out)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -369,7 +401,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     written = sum(a.status == "written" for a in report.artifacts)
     fresh = sum(a.status == "fresh" for a in report.artifacts)
     failed = sum(a.status == "failed" for a in report.artifacts)
-    print(f"\n{written} written, {fresh} fresh, {failed} failed")
+    if report.artifacts or report.invalid:  # a run that tried nothing has only its errors to say
+        invalid = f", {_counted(len(report.invalid), 'model')} not exported (invalid entry)" if report.invalid else ""
+        print(f"\n{written} written, {fresh} fresh, {failed} failed{invalid}")
     for warning in report.warnings:
         print(f"modelreg: warning: {warning}", file=sys.stderr)
     for problem in report.problems:
@@ -397,8 +431,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 raise UsageError.at(f"not a kind of file `modelreg check` reads: {_kind_of(path)}", file=name,
                                     expected=_readable_kinds(readers))
             failures: list[tuple[Exporter, list[Problem]]] = []
+            recorded = _recorded_problems(path, name)
             for exporter in candidates:  # one in practice; when plugins share a suffix, one that accepts the file suffices
                 problems, detail = _check_file(exporter, path, name)
+                problems += recorded
                 if not problems:
                     print(f"ok   {name}: {detail}")
                     break
@@ -415,6 +451,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
             _print_error(exc)
             status = EXIT_USAGE
     return status
+
+
+def _recorded_problems(path: Path, name: str) -> list[Problem]:
+    """A file ``modelreg export`` recorded in a registry.lock must still be the file it wrote:
+    ``check`` catches a hand-edited export as ``validate`` does (both read the nearest lock)."""
+    from .atomic import sha256_file
+    from .exporting import lock_record, tampered_reason
+
+    found = lock_record(path)
+    if found is None:
+        return []
+    lock, model, fmt, record = found
+    digest = sha256_file(path)
+    if record.get("sha256") == digest:
+        return []
+    return [Problem(tampered_reason(model), file=name, model=model,
+                    expected=f"the {fmt} artifact recorded in {display_path(lock)} (sha256 {record.get('sha256')})",
+                    found=f"sha256 {digest}")]
 
 
 def _require_readable(path: Path, name: str) -> None:
@@ -473,7 +527,7 @@ def _check_file(exporter: Exporter, path: Path, name: str) -> tuple[list[Problem
     except Exception as exc:  # a plugin's bug: the file was not checked
         raise UsageError.at(f"the {exporter.name!r} exporter failed to check the file: {type(exc).__name__}: {exc}",
                             file=name) from None
-    return list(problems), f"passes the {exporter.name!r} exporter's file checks"
+    return list(problems), exporter.describe_file(path) if not problems else ""
 
 
 # ---------------------------------------------------------------- report (HTML)
@@ -604,15 +658,16 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     spec = result.spec
     size = spec.in_features
+    from .spec import layer_label
+
     stack = []
     for layer in spec.layers:
-        act = f" {layer.activation}" if "activation" in layer.kind.registry_keys else ""
-        stack.append(f"{layer.type} {size}->{layer.units}{act}")
+        stack.append(layer_label(layer, size))
         size = layer.units
     weights = result.weights
     print(f"imported {args.file} as models.{result.name} -> {display_path(result.registry)}, "
           f"{display_path(result.checkpoint)}")
-    print(f"  layers      {', '.join(stack)}")
+    print(f"  layers      {'; '.join(stack)}")
     print(f"  params      {spec.params:,}")
     print(f"  sha256      {result.sha256}")
     print(f"  parity      numpy reference runtime: {result.parity.summary}; "
@@ -624,4 +679,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
           f"to the file{zero}")
     for note in result.notes:
         print(f"  note        {note}")
+    # The entry declares exports that do not exist yet: validate would fail on them first.
+    print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
     return EXIT_OK

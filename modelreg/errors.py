@@ -28,6 +28,9 @@ __all__ = [
     "UnknownModelError",
     "UsageError",
     "WriteError",
+    "closest",
+    "did_you_mean",
+    "format_problems",
 ]
 
 
@@ -80,6 +83,35 @@ class Problem:
         elif self.found is not None:
             text += f" (found {self.found})"
         return f"{self.location}: {text}" if self.location else text
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` most probably meant: one that differs only in case, else the closest
+    spelling (difflib, cutoff 0.6), else None."""
+    import difflib
+
+    options = list(choices)
+    folded = [choice for choice in options if choice.casefold() == word.casefold()]
+    if folded:  # "LSTM" for "lstm": difflib scores case as a difference and would miss it
+        return folded[0]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'lstm'?"`` to end a message with, or ``""`` when nothing is close."""
+    match = closest(word, choices)
+    return f"; did you mean {match!r}?" if match is not None else ""
+
+
+def format_problems(problems: Iterable[Problem | str], *, hint: str | None = None) -> str:
+    """Problems as people read them everywhere (errors, FAIL blocks, reports): one on its own
+    line, several under a count, one per line; the hint last."""
+    items = [str(p) for p in problems]
+    lines = items if len(items) == 1 else [f"{len(items)} problems:", *(f"  {item}" for item in items)]
+    if hint is not None:
+        lines.append(f"  hint: {hint}")
+    return "\n".join(lines)
 
 
 def found(value: Any) -> str:
@@ -148,14 +180,7 @@ class ModelRegError(Exception):
         return self.problems[0].key
 
     def __str__(self) -> str:
-        if len(self.problems) == 1:
-            lines = [str(self.problems[0])]
-        else:
-            lines = [f"{len(self.problems)} problems:"]
-            lines += [f"  {p}" for p in self.problems]
-        if self.hint is not None:
-            lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines)
+        return format_problems(self.problems, hint=self.hint)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (``--jobs``); keep them picklable.

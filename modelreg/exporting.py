@@ -23,7 +23,8 @@ import attrs
 
 from .atomic import (atomic_write_text, file_identity, fsync_file, install, remove_orphaned_temps, remove_temp, sha256_file,
                      temp_leftovers, temp_prefix)
-from .errors import ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError, WriteError
+from .errors import (ArtifactError, ExportError, ModelRegError, Problem, RegistryError, UsageError, WriteError,
+                     format_problems)
 from .latency import single_thread
 from .plugins import Exporter, get_exporter
 from .registry import Registry, display_path, load_registry, outside_note
@@ -47,6 +48,7 @@ __all__ = [
     "export",
     "export_all",
     "freshness",
+    "lock_record",
     "read_lock",
 ]
 
@@ -231,6 +233,31 @@ def _torch_version() -> str:
     return str(torch.__version__) if torch is not None else "unknown"
 
 
+def tampered_reason(model: str) -> str:
+    """Why an artifact whose bytes differ from its registry.lock record is refused, and what to do."""
+    return (f"changed after export (sha256 differs from {LOCK_FILENAME}: edited by hand, or an export was "
+            f"killed before recording it); run `modelreg export --force {model}`")
+
+
+def lock_record(path: Path) -> tuple[Path, str, str, dict[str, Any]] | None:
+    """The registry.lock record of the artifact at ``path`` (lock file, model, format, record), if any.
+
+    The nearest ``registry.lock`` in the file's folder or a folder above decides, as
+    the registry beside it would (``modelreg check`` has no registry to start from).
+    """
+    target = path.resolve()
+    for folder in target.parents:
+        if (folder / LOCK_FILENAME).is_file():
+            lock = read_lock(folder)  # a damaged lock file is an error, as in export
+            for model, entry in lock["models"].items():
+                artifacts = entry.get("artifacts", {}) if isinstance(entry, dict) else {}
+                for fmt, record in artifacts.items():
+                    if isinstance(record, dict) and (folder / str(record.get("path", ""))).resolve() == target:
+                        return folder / LOCK_FILENAME, model, fmt, record
+            return None
+    return None
+
+
 @attrs.frozen
 class Freshness:
     """Whether an artifact still matches what it was made from."""
@@ -252,9 +279,7 @@ def freshness(spec: ModelSpec, exporter: Exporter, lock: dict[str, Any], checkpo
     if not isinstance(record, dict):
         return Freshness("stale", f"{display_path(artifact)} is not recorded in {LOCK_FILENAME}; run `modelreg export --force {spec.name}`")
     if record.get("sha256") != sha256_file(artifact):
-        return Freshness("tampered", f"{display_path(artifact)} changed after export (sha256 differs from {LOCK_FILENAME}: "
-                                     "edited by hand, or an export was killed before recording it); "
-                                     f"run `modelreg export --force {spec.name}`")
+        return Freshness("tampered", f"{display_path(artifact)} {tampered_reason(spec.name)}")
     reasons = []
     if record.get("entry_sha256") != artifact_entry_sha256(spec):
         reasons.append("the registry entry's architecture changed")
@@ -299,6 +324,8 @@ class ExportReport:
     artifacts: list[ArtifactResult] = attrs.field(factory=list)
     problems: list[Problem] = attrs.field(factory=list)
     warnings: list[Problem] = attrs.field(factory=list)  # plugins that failed to load
+    #: Models of the run not exported because their registry entry is invalid (their problems are in ``problems``).
+    invalid: list[str] = attrs.field(factory=list)
 
     @property
     def ok(self) -> bool:
@@ -359,7 +386,7 @@ def _export_one(spec: ModelSpec, module: RealtimeModel, exporter: Exporter) -> A
         parity = exporter.verify(spec, module, tmp, tolerance_for(spec))
         if not parity.ok:
             raise ExportError.at(
-                f"exported file does not behave like the model: {parity.summary}; the previous artifact was kept",
+                f"exported file does not behave like the model: {parity.summary_for(spec)}; the previous artifact was kept",
                 file=display_path(target), model=spec.name,
             )
         digest = sha256_file(tmp)
@@ -414,6 +441,7 @@ def export_all(
         get_exporter(fmt)  # unknown format: clear error listing the available ones
     report = ExportReport(reg.path)
     report.problems.extend(p for name in selected for p in reg.invalid.get(name, ()))
+    report.invalid.extend(name for name in selected if name in reg.invalid)
     _check_paths(reg, selected, wanted, report.problems)
     from .plugins import plugin_problems
 
@@ -651,7 +679,7 @@ def artifact_checks(
             problems = state["exporter"].check_artifact(spec, state["path"])
             state["schema_ok"] = not problems
             if problems:
-                return CheckResult(f"{fmt}.schema", "fail", "; ".join(str(p) for p in problems), {"problems": len(problems)})
+                return CheckResult(f"{fmt}.schema", "fail", format_problems(problems), {"problems": len(problems)})
             return CheckResult(f"{fmt}.schema", "pass", "file passes its schema and format rules")
 
         def parity(fmt: str = fmt, state: dict[str, Any] = state) -> CheckResult:
@@ -661,7 +689,8 @@ def artifact_checks(
             result = state["exporter"].verify(spec, module, state["path"], tolerance)
             if result.skipped:
                 return CheckResult(f"{fmt}.parity", "skip", result.skipped, result.to_figures())
-            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", result.summary, result.to_figures())
+            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", result.summary_for(spec),
+                               result.to_figures())
 
         checks += [(f"{fmt}.exists", exists), (f"{fmt}.fresh", fresh), (f"{fmt}.schema", schema), (f"{fmt}.parity", parity)]
         checks += _extra_checks(spec, module, tolerance, fmt, state, defer_latency)

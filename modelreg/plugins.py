@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from .errors import PluginError, Problem, UsageError
+from .errors import PluginError, Problem, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
@@ -42,6 +42,14 @@ __all__ = [
 ENTRY_POINT_GROUP = "modelreg.exporters"
 #: Exporters that ship with modelreg (registered through its own entry points).
 BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx", "rtneural-cpp"})
+
+
+#: The edge cases beyond any host's range (see :mod:`modelreg.inputs`).
+LARGE_INPUT_CASES = ("plus_1e6", "minus_1e6")
+
+#: What to do when an artifact overflows only at those inputs (export and validate say it).
+INPUT_RANGE_HINT = ("; NaN only at the +-1e6 inputs: if the host feeds values in a bounded range, declare it "
+                    "(input_range = [MIN, MAX] in the entry) and the model is proven on that range")
 
 
 @attrs.frozen
@@ -80,16 +88,34 @@ class Parity:
 
     @property
     def summary(self) -> str:
-        """One line for people: the deciding figure against its tolerance, the absolute error as detail."""
+        """One line for people. One deciding figure: the error left once float32 rounding
+        is allowed for (see :func:`modelreg.parity.scaled_error`); when that is 0 the line
+        says "within float32 rounding" in words, so that two error figures never stand side
+        by side reading alike. The plain max abs error follows as detail."""
         detail = f"max abs error {self.max_abs_error:.3g}"
-        if self.ok and self.max_abs_error > self.tolerance:
-            # Passing with a large absolute error: say why, or it reads as an alarm.
-            detail += ", within float32 rounding at large inputs"
         nan_cases = [name for name, error in self.cases.items() if math.isnan(error)]
         if nan_cases:
             # NaN is never a rounding matter: say which inputs produce it.
             detail += f"; NaN where torch has none, on inputs: {', '.join(nan_cases)}"
-        return f"error {self.max_error:.3g} {'<=' if self.ok else '>'} tolerance {self.tolerance:g} ({detail})"
+        if self.ok and self.max_error == 0:
+            # A large absolute error on a passing file reads as an alarm unless it says why.
+            where = " at large inputs" if self.max_abs_error > self.tolerance else ""
+            return f"within float32 rounding{where} ({detail})"
+        verdict = "<=" if self.ok else ">"
+        return f"error beyond float32 rounding {self.max_error:.3g} {verdict} tolerance {self.tolerance:g} ({detail})"
+
+    def summary_for(self, spec: ModelSpec) -> str:
+        """:attr:`summary`, saying what to do when the artifact fails only by overflowing at the
+        +-1e6 inputs of an entry without ``input_range``."""
+        if not self.ok and spec.input_range is None and self.nan_at_large_inputs:
+            return self.summary + INPUT_RANGE_HINT
+        return self.summary
+
+    @property
+    def nan_at_large_inputs(self) -> bool:
+        """True when the artifact gives NaN (torch does not) at the +-1e6 edge cases: an overflow
+        (RTNeural's softmax, say) that a declared ``input_range`` may rule out."""
+        return any(math.isnan(self.cases.get(case, 0.0)) for case in LARGE_INPUT_CASES)
 
     def to_figures(self) -> dict[str, Any]:
         if self.skipped:
@@ -193,6 +219,10 @@ class Exporter(abc.ABC):
         """
         raise UsageError.at(f"the {self.name!r} exporter cannot check a file on its own",
                             file=str(path), expected="an exporter that defines check_file(path)")
+
+    def describe_file(self, path: Path) -> str:
+        """What ``modelreg check FILE`` says of a file that passed :meth:`check_file` (optional)."""
+        return f"passes the {self.name!r} exporter's file checks"
 
     def extra_checks(
         self, spec: ModelSpec, module: RealtimeModel, tolerance: float
@@ -311,7 +341,7 @@ def get_exporter(name: str) -> Exporter:
     if broken:
         raise PluginError(*broken)
     raise PluginError.at(
-        f"no exporter named {name!r}",
+        f"no exporter named {name!r}{did_you_mean(name, sorted(exporters))}",
         expected="one of " + (", ".join(sorted(exporters)) or "(none installed)"),
     )
 

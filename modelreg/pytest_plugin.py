@@ -238,13 +238,14 @@ class _ModelNode(pytest.Collector):
         return self._report
 
     def _run(self) -> ModelReport:
+        from .errors import format_problems
         from .report import CheckResult, ModelReport
 
         state = self.config.stash[_STATE]
         spec = self.registry.get(self.name)
         if spec is None:
             report = ModelReport(self.name)
-            report.checks.append(CheckResult("entry", "fail", "; ".join(str(p) for p in self.registry.invalid[self.name])))
+            report.checks.append(CheckResult("entry", "fail", format_problems(self.registry.invalid[self.name])))
             return report
         selected = {item.name for item in self.session.items if item.parent is self}
         exports = any("." in name for name in selected)

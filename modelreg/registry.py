@@ -9,7 +9,6 @@ collected before anything is reported.
 from __future__ import annotations
 
 import ast
-import difflib
 import errno
 import math
 import os
@@ -20,7 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, RegistryError, UnknownModelError, found
+from .errors import Problem, RegistryError, UnknownModelError, did_you_mean, found
 from .layers import get_kind
 from .plugins import BUILTIN_EXPORTERS
 from .schemas import format_key_path, schema_problems
@@ -127,10 +126,8 @@ class Registry(Mapping[str, ModelSpec]):
             pass
         if name in self.invalid:
             raise RegistryError(*self.invalid[name])
-        close = difflib.get_close_matches(name, self._all_names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownModelError.at(
-            f"no model named {name!r}{hint}",
+            f"no model named {name!r}{did_you_mean(name, self._all_names)}",
             file=display_path(self.path),
             expected="one of " + (", ".join(self._all_names) or "(the registry is empty)"),
         ) from None
@@ -428,8 +425,7 @@ def _semantic_problems(
     for index, exporter in enumerate(entry.get("exports", [])):
         if exporter in exporters:
             continue
-        close = difflib.get_close_matches(exporter, sorted(exporters), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(exporter, sorted(exporters))
         if exporters:
             expected = "one of " + ", ".join(sorted(exporters))
         else:

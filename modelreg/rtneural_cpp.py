@@ -42,6 +42,7 @@ import attrs
 
 from . import layers as _layers
 from .errors import ArtifactError, Problem, ToolchainError
+from .notices import notice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,6 +146,11 @@ def _compiler() -> tuple[tuple[str, ...], str]:
                             key="CXX", expected="a C++17 compiler")
 
 
+def _compiler_origin() -> str:
+    """Where the compiler came from, for messages: ``$CXX`` when set, else the search of PATH."""
+    return "CXX" if os.environ.get("CXX", "").strip() else "PATH (c++, g++, clang++)"
+
+
 def _compiler_version(argv: tuple[str, ...], path: str) -> str:
     try:
         stamp = os.stat(path).st_mtime_ns
@@ -157,13 +163,16 @@ def _compiler_version(argv: tuple[str, ...], path: str) -> str:
         done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
     except OSError as exc:
         raise ToolchainError.at(f"the C++ compiler {argv[0]!r} cannot be run: {exc.strerror or exc}",
-                                key="CXX", found=path) from None
+                                key=_compiler_origin(), found=path) from None
     except subprocess.TimeoutExpired:
         raise ToolchainError.at(f"the C++ compiler {argv[0]!r} did not answer `--version` within 60 s",
-                                key="CXX", found=path) from None
+                                key=_compiler_origin(), found=path) from None
     if done.returncode != 0 or not done.stdout.strip():
-        raise ToolchainError.at(f"`{' '.join(argv)} --version` failed (exit {done.returncode}): "
-                                f"{(done.stderr or done.stdout).strip()[:300]}", key="CXX", found=path)
+        said = ((done.stderr or done.stdout).strip().splitlines() or [""])[0][:200]  # its first line says enough
+        how = f"exit {done.returncode}" if done.returncode != 0 else "it printed nothing"
+        raise ToolchainError.at(f"the C++ compiler {' '.join(argv)!r} does not work: `--version` failed ({how})"
+                                + (f": {said}" if said else ""), key=_compiler_origin(),
+                                expected="a C++17 compiler (g++ or clang++)", found=path)
     _version_cache[(" ".join(argv), stamp)] = done.stdout
     return done.stdout
 
@@ -187,17 +196,15 @@ def find_toolchain(settings: Mapping[str, Any] | None = None, registry_file: Pat
     elif os.environ.get(ENV_RTNEURAL):
         root = Path(os.environ[ENV_RTNEURAL]).expanduser()
         origin = f"${ENV_RTNEURAL}"
-        where = {"key": ENV_RTNEURAL}
+        where = {"key": origin}
     else:
         raise NotConfigured(f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}")
     root = root.absolute()
     missing = [part for part in ("RTNeural/RTNeural.h", "RTNeural/model_loader.h", "modules/json/json.hpp")
                if not (root / part).is_file()]
     if missing:
-        state = "does not exist" if not root.exists() else f"has no {', '.join(missing)}"
-        raise ToolchainError.at(f"{origin} points at {root}, which {state}", **where,
-                                expected="an RTNeural checkout: a folder holding RTNeural/RTNeural.h and modules/json/json.hpp",
-                                found=str(root))
+        raise ToolchainError.at(f"points at {root}, which {_checkout_problem(root, missing)}", **where,
+                                expected="an RTNeural checkout: a folder holding RTNeural/RTNeural.h and modules/json/json.hpp")
     has_eigen = (root / "modules" / "Eigen" / "Eigen" / "Dense").is_file()
     backend = settings.get("rtneural_backend") or os.environ.get(ENV_BACKEND) or ("eigen" if has_eigen else "stl")
     if backend not in BACKENDS:
@@ -210,6 +217,20 @@ def find_toolchain(settings: Mapping[str, Any] | None = None, registry_file: Pat
     argv, path = _compiler()
     identity = _compiler_version(argv, path)
     return Toolchain(root, origin, argv, path, identity.splitlines()[0].strip(), identity, backend)
+
+
+def _checkout_problem(root: Path, missing: list[str]) -> str:
+    """What is wrong with a folder configured as the RTNeural checkout, in words that say what to change."""
+    if not root.exists():
+        return "does not exist"
+    if not root.is_dir():
+        return "is a file, not a folder"
+    if (root / "RTNeural.h").is_file():
+        # The easy slip: the inner RTNeural/ folder of the checkout (the headers include "RTNeural/...").
+        return f"holds RTNeural.h itself: point at its parent, {root.parent}"
+    if (root / "RTNeural" / "RTNeural" / "RTNeural.h").is_file():
+        return f"holds the checkout in a subfolder: point at {root / 'RTNeural'}"
+    return f"has no {', '.join(missing)}"
 
 
 def toolchain_for(spec: ModelSpec) -> Toolchain:
@@ -362,6 +383,10 @@ def _compile(toolchain: Toolchain, kind: str, flags: list[str], binary: Path, mo
     os.close(fd)
     tmp = Path(tmp_name)
     command = [*toolchain.compiler, *flags, str(_RUNNER_SOURCE), "-o", str(tmp)]
+    what = "RTNeural's C++ runner" if kind == "runner" else f"the C++ test program of {kind.split(':', 1)[-1]}'s header"
+    again = "RTNeural checkout, compiler and flags" if kind == "runner" else "header"
+    notice(f"compiling {what} ({toolchain.backend} backend, {toolchain.compiler_version}) into {binary.parent}: "
+           f"once per {again}, it takes a while (about half a minute with Eigen)")
     started = time.perf_counter()
     try:
         try:
@@ -712,7 +737,7 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
         shared["loaded"] = loaded
         result = parity(runner, loaded, module, tolerance)
         figures = {**result.to_figures(), **toolchain.figures(), "api": "RTNeural::json_parser::parseJson<float>"}
-        summary = f"RTNeural C++ ({toolchain.backend}): {result.summary}"
+        summary = f"RTNeural C++ ({toolchain.backend}): {result.summary_for(spec)}"
         return CheckResult(name, "pass" if result.ok else "fail", summary, figures)
 
     def cpp_latency(path: Path) -> CheckResult:

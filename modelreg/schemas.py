@@ -8,7 +8,6 @@ are searched.
 from __future__ import annotations
 
 import datetime
-import difflib
 import functools
 import json
 import re
@@ -16,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, found
+from .errors import Problem, closest, did_you_mean, found
 
 __all__ = ["format_key_path", "load_schema", "schema_path", "schema_problems"]
 
@@ -140,15 +139,6 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _closest(word: str, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = _closest(word, choices)
-    return f"; did you mean {close!r}?" if close else ""
-
 
 def _typo_targets(value: dict[str, Any], known: Sequence[str]) -> dict[str, str]:
     """Unknown key -> the known key it probably misspells (only keys not already set)."""
@@ -156,7 +146,7 @@ def _typo_targets(value: dict[str, Any], known: Sequence[str]) -> dict[str, str]
     targets = {}
     for key in value:
         if key not in known:
-            close = _closest(key, unset)
+            close = closest(key, unset)
             if close is not None:
                 targets[key] = close
     return targets
@@ -243,7 +233,7 @@ def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, A
         choices = [str(c) for c in error.validator_value]
         if len(choices) == 1:  # "did you mean" would only repeat the one choice
             return [problem("not an allowed value", path, repr(error.validator_value[0]), found(value))]
-        hint = _suggest(value, choices) if isinstance(value, str) else ""
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
         return [problem(f"not an allowed value{hint}", path, "one of " + ", ".join(repr(c) for c in choices), found(value))]
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[validator]

@@ -29,6 +29,7 @@ __all__ = [
     "LayerSpec",
     "ModelSpec",
     "count_params",
+    "layer_label",
     "layer_params",
 ]
 
@@ -64,6 +65,18 @@ class LayerSpec:
     def is_recurrent(self) -> bool:
         """True when the layer carries state from one frame to the next."""
         return bool(self.kind.state(self))
+
+
+def layer_label(layer: LayerSpec, in_features: int) -> str:
+    """One layer for people, with every key that changes what it computes, defaults included:
+    ``conv1d 8 -> 8 tanh, kernel_size=3, dilation=2, groups=1`` (a TCN's dilations must show)."""
+    keys = layer.kind.registry_keys
+    parts = [layer.activation] if "activation" in keys else []
+    for key in keys:
+        value = layer.option(key)
+        if key not in ("units", "activation") and value is not None:
+            parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return f"{layer.type} {in_features} -> {layer.units}" + (f" {', '.join(parts)}" if parts else "")
 
 
 def layer_params(layer: LayerSpec, in_features: int) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from . import checks
-from .errors import ModelRegError, Problem, UsageError, WriteError
+from .errors import ModelRegError, Problem, UsageError, WriteError, format_problems
 from .registry import Registry, display_path, load_registry, outside_note
 from .report import CheckResult, ModelReport, ValidationReport, environment
 
@@ -112,6 +112,22 @@ def add_latency(report: ModelReport, spec: ModelSpec, *, latency_seconds: float 
     report.seconds += time.perf_counter() - started
 
 
+#: Why the latency checks of a run without latency (``validate --no-latency``) were skipped.
+NOT_MEASURED = "latency not measured: the run was asked not to (validate --no-latency)"
+
+
+def skip_latency(report: ModelReport) -> None:
+    """Mark a report made with ``latency=False, defer_latency=True`` as measured by nobody: its
+    latency checks are skips saying so (a commit hook's run, where timing under load is noise)."""
+    if report.get("determinism") is None:  # the model never got that far: nothing would be timed
+        return
+    position = next(i for i, c in enumerate(report.checks) if c.name == "determinism") + 1
+    report.checks.insert(position, CheckResult("latency", "skip", NOT_MEASURED))
+    for i, check in enumerate(report.checks):
+        if check.status == "skip" and check.figures.get("deferred"):
+            report.checks[i] = CheckResult(check.name, "skip", NOT_MEASURED)
+
+
 def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, latency: bool,
                     defer_latency: bool, concurrent_formats: bool) -> ModelReport:
     started = time.perf_counter()
@@ -161,7 +177,7 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
 
 def _invalid_entry_report(name: str, problems: Iterable[Problem]) -> ModelReport:
     report = ModelReport(name)
-    report.checks.append(CheckResult("entry", "fail", "; ".join(str(p) for p in problems)))
+    report.checks.append(CheckResult("entry", "fail", format_problems(problems)))
     _skip_rest(report, MODEL_CHECKS[1:], "the registry entry is invalid")
     return report
 
@@ -181,6 +197,7 @@ def validate_all(
     latency_seconds: float = 0.4,
     exports: bool = True,
     jobs: int = 1,
+    latency: bool = True,
 ) -> ValidationReport:
     """Validate every model of ``registry`` (a :class:`Registry`, a path, or None to find one).
 
@@ -195,6 +212,9 @@ def validate_all(
     ``jobs > 1`` runs the checks of several models in a process pool; latency
     is then measured afterwards in this process, one model at a time, with the
     pool shut down, so that parallel work never disturbs the figures.
+    ``latency=False`` measures no latency at all (torch's and the exporters'
+    latency checks are reported as skipped): for commit hooks, where a loaded
+    machine's timings would block a commit for noise.
     """
     if jobs < 1:
         raise UsageError.at("jobs must be at least 1", key="jobs", expected="an integer >= 1", found=jobs)
@@ -227,9 +247,15 @@ def validate_all(
                 model_report = _invalid_entry_report(name, reg.invalid[name])
             elif name in parallel:
                 model_report = parallel[name]
-                add_latency(model_report, reg[name], latency_seconds=latency_seconds)
+                if latency:
+                    add_latency(model_report, reg[name], latency_seconds=latency_seconds)
+                else:
+                    skip_latency(model_report)
             else:
-                model_report = validate_model(reg[name], latency_seconds=latency_seconds, exports=exports)
+                model_report = validate_model(reg[name], latency_seconds=latency_seconds, exports=exports,
+                                              latency=latency, defer_latency=not latency)
+                if not latency:
+                    skip_latency(model_report)
             report.models[name] = model_report
             if on_result is not None:
                 on_result(model_report)

@@ -7,6 +7,7 @@ import multiprocessing
 import pickle
 from collections.abc import Iterable
 
+from . import notices
 from .errors import PluginError
 from .plugins import Exporter, adopt_registered, registered_exporters
 
@@ -29,9 +30,17 @@ def process_pool(jobs: int, exporters_used: Iterable[str]) -> concurrent.futures
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=adopt_registered,
-        initargs=(registered,),
+        initializer=_start_worker,
+        initargs=(registered, notices.shown()),
     )
+
+
+def _start_worker(registered: dict[str, Exporter], show_notices: bool) -> None:
+    """A fresh worker: the parent's registered exporters, and its notices shown as the parent shows them
+    (a worker may be the one that compiles RTNeural's runner: that half minute must not be silent)."""
+    adopt_registered(registered)
+    if show_notices:
+        notices.show()
 
 
 def _check_picklable(registered: dict[str, Exporter]) -> None:

@@ -172,6 +172,18 @@ def test_show_a_stateful_model(capsys):
     assert sum(layer_params) == 403264
 
 
+def test_show_names_every_key_that_changes_what_a_layer_computes(capsys):
+    # Issue 23: a conv1d showed as "conv1d 8 -> 8 (200 params)": a TCN's dilations were invisible.
+    tcn = Path(__file__).resolve().parents[1] / "examples" / "tcn" / "registry.toml"
+    name = load_registry(tcn).names[0]
+    code, out, _ = run(["show", name, "--registry", str(tcn)], capsys)
+    assert code == 0
+    assert "    [2] conv1d 8 -> 8 linear, kernel_size=3, dilation=2, groups=2  (104 params)\n" in out
+    assert "    [3] batchnorm 8 -> 8 epsilon=1e-05, affine=true  (16 params)\n" in out
+    assert "    [4] activation 8 -> 8 tanh  (0 params)\n" in out
+    assert "    [7] gru 8 -> 8  (432 params)\n" in out
+
+
 def test_show_json(capsys):
     code, out, err = run(["show", "dynamicsengine", "--json", "--registry", str(BUNDLED)], capsys)
     assert (code, err) == (0, "")

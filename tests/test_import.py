@@ -204,7 +204,9 @@ def _cli(*argv: str) -> list[str]:
 def test_cli_import_prints_the_figures(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--registry", str(project), "import", str(GOLDEN / "lstm_1d.json"), "--latency-ms", "3"]) == 0
     out = capsys.readouterr().out
-    assert "as models.lstm_1d" in out and "lstm 1->8, dense 8->1 linear" in out
+    assert "as models.lstm_1d" in out and "lstm 1 -> 8; dense 8 -> 1 linear" in out
+    # Issue 23: without it, the first validate failed with "does not exist".
+    assert out.endswith("next        modelreg export lstm_1d, then modelreg validate lstm_1d\n")
     assert "parity      numpy reference runtime: error " in out and "64-frame stream max abs error" in out
     assert "C++ parity  skipped: RTNeural C++ is not configured" in out
     assert "weights     re-export: 5 arrays, 329 float32 values bit-identical to the file" in out

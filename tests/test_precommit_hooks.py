@@ -68,13 +68,19 @@ def test_the_hooks_file_declares_both_hooks():
     for hook in HOOKS.values():
         assert hook["language"] == "python" and hook["name"] and hook["entry"].startswith("modelreg ")
     assert HOOKS["modelreg-validate"]["pass_filenames"] is False
-    assert "--latency-seconds 0.05" in HOOKS["modelreg-validate"]["entry"]
+    # No timing in a commit hook: a busy machine must not block a commit for noise.
+    assert "--no-latency" in HOOKS["modelreg-validate"]["entry"]
 
 
-def test_check_selects_json_files_but_not_the_results_file():
-    staged = ["models/a.json", "exports/b.json", "models/validation_results.json", "models/onnx/a.onnx",
-              "registry.toml", "package.json.md"]
-    assert _selected(HOOKS["modelreg-check"], staged) == ["models/a.json", "exports/b.json"]
+# What modelreg writes, what it does not, and modelreg's own results file.
+STAGED = ["models/a.json", "models/onnx/a.onnx", "models/cpp/a.h", "sub/models/b.json",
+          "models/validation_results.json", "package.json", "src/x.json", "include/x.h", "models/x.onnx.md",
+          "registry.toml", "registry.lock", "models/a.pt", "README.md"]
+
+
+def test_check_selects_the_files_modelreg_exports_and_nothing_else():
+    assert _selected(HOOKS["modelreg-check"], STAGED) == [
+        "models/a.json", "models/onnx/a.onnx", "models/cpp/a.h", "sub/models/b.json"]
 
 
 def test_check_passes_good_exports_and_fails_a_broken_one(project):
@@ -91,11 +97,29 @@ def test_check_passes_good_exports_and_fails_a_broken_one(project):
     assert "ok   models/tinydense.json" in bad.stdout and "FAIL models/broken.json" in bad.stdout
 
 
-def test_validate_runs_when_the_registry_or_a_checkpoint_is_staged():
+def test_validate_runs_when_anything_it_reads_is_staged():
+    # Issue 23: an edited export or registry.lock alone did not run it.
     hook = HOOKS["modelreg-validate"]
-    assert _selected(hook, ["registry.toml"]) and _selected(hook, ["models/x.pt"]) and _selected(hook, ["sub/registry.toml"])
-    assert not _selected(hook, ["README.md", "models/x.json", "my_registry.toml.bak"])
+    assert _selected(hook, STAGED) == ["models/a.json", "models/onnx/a.onnx", "models/cpp/a.h", "sub/models/b.json",
+                                       "registry.toml", "registry.lock", "models/a.pt"]
+    assert _selected(hook, ["sub/registry.toml"]) and not _selected(hook, ["my_registry.toml.bak"])
     assert run_hook("modelreg-validate", ["README.md"], ROOT) is None  # pre-commit would skip it
+
+
+def test_both_hooks_catch_a_hand_edited_export(project):
+    # Issue 23: modelreg-check said ok on a hand-edited export that validate reports as tampered.
+    export = project / "models" / "tinydense.json"
+    before = export.read_bytes()
+    export.write_bytes(before.replace(b'"shape"', b'"shape" ', 1))  # still a valid model file
+    try:
+        check = run_hook("modelreg-check", ["models/tinydense.json"], project)
+        validate = run_hook("modelreg-validate", ["models/tinydense.json"], project)
+    finally:
+        export.write_bytes(before)
+    assert check is not None and check.returncode == 1, check.stdout
+    assert "changed after export (sha256 differs from registry.lock" in check.stdout
+    assert validate is not None and validate.returncode == 1, validate.stdout
+    assert "rtneural.fresh" in validate.stdout and "changed after export" in validate.stdout
 
 
 def test_validate_passes_a_good_registry_without_writing_results(project):
@@ -103,7 +127,8 @@ def test_validate_passes_a_good_registry_without_writing_results(project):
     before = results.read_bytes()
     result = run_hook("modelreg-validate", ["registry.toml"], project)
     assert result is not None and result.returncode == 0, result.stdout + result.stderr
-    assert "ok   tinydense: 15/17 checks passed" in result.stdout
+    assert "ok   tinydense: 14/17 checks passed, 3 skipped" in result.stdout
+    assert "checks skipped (1 model: latency, rtneural.cpp_latency): latency not measured" in result.stdout
     assert results.read_bytes() == before  # --no-write: a commit does not rewrite the results
 
 
@@ -111,9 +136,15 @@ def test_validate_fails_a_failing_model_with_exit_1_and_a_broken_registry_with_e
     registry = project / "registry.toml"
     try:
         registry.write_text(REGISTRY.replace("latency_ms = 50.0", "latency_ms = 1e-9"))
+        unmeasured = run_hook("modelreg-validate", ["registry.toml"], project)
+        assert unmeasured is not None and unmeasured.returncode == 0  # no timing, so no verdict on it
+        timed = run_hook("modelreg-validate", ["registry.toml"], project,
+                         args=["--latency-seconds", "0.02"])  # args are appended: the entry's --no-latency stays
+        assert timed is not None and timed.returncode == 0
+        registry.write_text(REGISTRY.replace('activation = "tanh"', 'activation = "relu"'))
         failing = run_hook("modelreg-validate", ["registry.toml"], project)
         assert failing is not None and failing.returncode == 1
-        assert "FAIL tinydense" in failing.stdout and "latency: p99" in failing.stdout
+        assert "FAIL tinydense" in failing.stdout and "rtneural.fresh" in failing.stdout
         registry.write_text(REGISTRY.replace("params = 43", "params = 44"))
         broken = run_hook("modelreg-validate", ["registry.toml"], project)
         assert broken is not None and broken.returncode == 2
@@ -139,3 +170,4 @@ def test_the_readme_snippet_uses_these_hooks():
         if hook["id"] == "modelreg-check":
             assert _selected(merged, ["models/groovepredictor.json", "models/validation_results.json", "src/x.json"]) == [
                 "models/groovepredictor.json"]
+    assert "--no-latency" in readme  # documented

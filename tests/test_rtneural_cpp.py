@@ -8,6 +8,7 @@ used except in one Eigen test (an Eigen build takes 2x longer).
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -73,9 +74,9 @@ def test_cli_prints_the_skip_reason_once(tiny_registry: Path, unconfigured: None
     assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02"]) == 0
     out = capsys.readouterr().out
     assert "C++ latency" in out and "C++ parity" in out
-    assert out.count("C++ checks skipped (3 models): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
+    assert out.count("C++ checks skipped (3 models: rtneural.cpp_parity, rtneural.cpp_latency): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
     assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02", "tinygru"]) == 0
-    assert "C++ checks skipped (1 model): " in capsys.readouterr().out
+    assert "C++ checks skipped (1 model: " in capsys.readouterr().out
 
 
 def test_backend_setting_is_checked_by_the_registry_schema(tmp_path: Path) -> None:
@@ -413,12 +414,61 @@ def test_no_compiler_gives_one_clear_failure(tiny_registry: Path, cpp: Path, mon
 def test_a_checkout_without_headers_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv(rc.ENV_RTNEURAL, str(tmp_path / "empty"))
-    with pytest.raises(ToolchainError, match=r"MODELREG_RTNEURAL: \$MODELREG_RTNEURAL points at .*empty, which has no "
+    with pytest.raises(ToolchainError, match=r"\$MODELREG_RTNEURAL: points at .*empty, which has no "
                                              r"RTNeural/RTNeural.h, RTNeural/model_loader.h, modules/json/json.hpp"):
         rc.find_toolchain()
     monkeypatch.setenv(rc.ENV_RTNEURAL, str(tmp_path / "missing"))
     with pytest.raises(ToolchainError, match="which does not exist"):
         rc.find_toolchain()
+
+
+def _fake_checkout(folder: Path) -> Path:
+    """The three files find_toolchain looks for (nothing is compiled from them)."""
+    for part in ("RTNeural/RTNeural.h", "RTNeural/model_loader.h", "modules/json/json.hpp"):
+        (folder / part).parent.mkdir(parents=True, exist_ok=True)
+        (folder / part).write_text("// fake\n")
+    return folder
+
+
+# The slips a new user made (issue 23): each must give one message naming the variable, what it
+# found and what is expected, and the validate table, report and JSON must still be written.
+MISCONFIGURED = {
+    "inner folder": (lambda tmp: {"MODELREG_RTNEURAL": str(_fake_checkout(tmp / "RTNeural") / "RTNeural")},
+                     r"\$MODELREG_RTNEURAL: points at .*RTNeural/RTNeural, which holds RTNeural.h itself: "
+                     r"point at its parent, .*RTNeural \(expected an RTNeural checkout"),
+    "missing folder": (lambda tmp: {"MODELREG_RTNEURAL": str(tmp / "nowhere")},
+                       r"\$MODELREG_RTNEURAL: points at .*nowhere, which does not exist \(expected an RTNeural checkout"),
+    "compiler that fails": (lambda tmp: {"MODELREG_RTNEURAL": str(_fake_checkout(tmp / "checkout")), "CXX": "/bin/false"},
+                            r"CXX: the C\+\+ compiler '/bin/false' does not work: `--version` failed \(exit 1\)"
+                            r"(: [^\n]*)? \(expected a C\+\+17 compiler"),
+}
+
+
+@pytest.mark.parametrize("slip", MISCONFIGURED)
+def test_a_misconfigured_toolchain_is_one_message_and_the_table_report_and_json_are_still_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], slip: str) -> None:
+    from conftest import TINYDENSE, run_cli
+
+    environment, message = MISCONFIGURED[slip]
+    path = write_registry(tmp_path / "project", text=TINYDENSE.replace("exports = []", 'exports = ["rtneural", "rtneural-cpp"]'))
+    assert run_cli(["init", "--registry", str(path)], capsys)[0] == 0
+    assert run_cli(["export", "--registry", str(path)], capsys)[0] == 0
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run_cli(["validate", "tinydense", "--registry", str(path), "--latency-seconds", "0.02",
+                              "--report", str(tmp_path / "report.html")], capsys)
+    assert code == 1, out + err
+    assert "Traceback" not in out + err
+    # The reason once, for the three checks it fails.
+    assert re.search(r"rtneural.cpp_parity, rtneural.cpp_latency, rtneural-cpp.parity: " + message, out), out
+    assert len(re.findall(message, out)) == 1, out
+    row = next(line for line in out.splitlines() if line.startswith("tinydense "))
+    assert re.search(r"p99 \d+\.\d+ ms\s+fail\s+fail\s+50 ms\s+\d+/\d+ FAIL", row), row
+    assert (tmp_path / "report.html").is_file()
+    code, out, _ = run_cli(["validate", "tinydense", "--registry", str(path), "--latency-seconds", "0.02", "--json"], capsys)
+    checks = {c["name"]: c for c in json.loads(out)["models"]["tinydense"]["checks"]}
+    assert code == 1 and checks["rtneural.cpp_latency"]["status"] == "fail"
+    assert checks["rtneural.cpp_latency"]["figures"] == {}
 
 
 @needs_rtneural
@@ -554,3 +604,22 @@ def test_threads_asking_at_once_share_one_runner(tiny_registry: Path, cpp: Path,
     assert len(got) == 4 and len({id(runner) for runner in got}) == 1
     assert got[0].hello()
     rc.close_runners()  # none left behind: every runner started is the shared one
+
+
+@needs_rtneural
+def test_the_first_compile_says_so_once(tmp_path: Path, cpp: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 23: the first validate compiled the runner for ~30 s without a word.
+    from conftest import TINYDENSE, run_cli
+
+    monkeypatch.setenv("MODELREG_CACHE_DIR", str(tmp_path / "empty-cache"))  # nothing compiled yet
+    path = write_registry(tmp_path / "project", text=TINYDENSE.replace("exports = []", 'exports = ["rtneural"]'))
+    assert run_cli(["init", "--registry", str(path)], capsys)[0] == 0
+    code, out, err = run_cli(["export", "--registry", str(path)], capsys)
+    assert code == 0, out + err
+    notice = re.findall(r"modelreg: compiling RTNeural's C\+\+ runner \(stl backend, .*\) into .*empty-cache.*: "
+                        r"once per RTNeural checkout, compiler and flags", err)
+    code, out, err2 = run_cli(["validate", "--registry", str(path), "--latency-seconds", "0.02"], capsys)
+    assert code == 0, out + err2
+    notice += re.findall(r"modelreg: compiling RTNeural's C\+\+ runner", err2)
+    assert len(notice) == 1, err + err2  # once, by whichever command compiled it; the second finds it cached

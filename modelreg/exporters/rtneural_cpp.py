@@ -333,12 +333,19 @@ namespace {ident}
 '''
 
 
+def _header_facts(text: str) -> dict[str, str]:
+    """The exporter version and registry entry a header's first two lines name ("?" when unreadable)."""
+    match = re.match(re.escape(_MARKER) + r' \(version (\S+)\) for the\n// registry entry "([^"]*)"', text)
+    return {"version": match[1], "model": match[2]} if match else {"version": "?", "model": "?"}
+
+
 class RTNeuralCppExporter(Exporter):
     """Writes ``models/cpp/NAME.h``: the entry's ``RTNeural::ModelT`` type and a checked loader."""
 
     name = "rtneural-cpp"
     version = "3"
     thread_safe = True
+    suffix = ".h"
 
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"
@@ -361,6 +368,31 @@ class RTNeuralCppExporter(Exporter):
             return [Problem("header does not declare this entry's architecture", file=display_path(path),
                             model=spec.name, expected=wanted)]
         return []
+
+    def check_file(self, path: Path) -> list[Problem]:
+        """A header on its own: written by this exporter, at this version. What it declares is
+        proven against its registry entry and in C++ by ``modelreg validate``, not here."""
+        from ..registry import display_path
+
+        shown = display_path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return [Problem(f"cannot read the header: {exc}", file=shown)]
+        if not text.startswith(_MARKER):
+            return [Problem("not a header written by modelreg's rtneural-cpp exporter (modelreg checks only its own "
+                            "headers)", file=shown, expected=f"a file starting with {_MARKER!r}")]
+        written = _header_facts(text)
+        if written["version"] != self.version:
+            return [Problem(f"written by version {written['version']} of the rtneural-cpp exporter; run "
+                            f"`modelreg export --force {written['model']}`", file=shown,
+                            expected=f"version {self.version}", found=f"version {written['version']}")]
+        return []
+
+    def describe_file(self, path: Path) -> str:
+        facts = _header_facts(path.read_text(encoding="utf-8"))
+        return (f"rtneural-cpp header (version {facts['version']}) of the registry entry {facts['model']!r}; "
+                "what it declares is proven against the entry and in RTNeural C++ by `modelreg validate`")
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         from ..rtneural_cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for

@@ -1,0 +1,38 @@
+"""The README's .gitignore snippet ignores exactly the machine-local files a run writes (issue 23)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINYDENSE, run_cli, write_registry
+
+
+def _snippet() -> str:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```gitignore\n(.*?)```", readme, re.S)
+    assert block, "README has no ```gitignore snippet"
+    return block[1]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_gitignore_snippet_leaves_what_to_commit_and_ignores_the_rest(tmp_path: Path, capsys) -> None:
+    project = tmp_path / "project"
+    path = write_registry(project, text=TINYDENSE.replace("exports = []", 'exports = ["rtneural", "onnx", "rtneural-cpp"]'))
+    (project / ".gitignore").write_text(_snippet())
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    for argv in (["init"], ["export"], ["validate", "--latency-seconds", "0.02", "--report"]):
+        assert run_cli([*argv, "--registry", str(path)], capsys)[0] == 0
+    (project / "models" / ".tinydense.json.123-abcdefgh.partial").write_text("a killed run's leftover")
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=project,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    untracked = sorted(line[3:] for line in status if line.startswith("?? "))
+    ignored = sorted(line[3:] for line in status if line.startswith("!! "))
+    assert untracked == [".gitignore", "models/cpp/tinydense.h", "models/onnx/tinydense.onnx", "models/tinydense.json",
+                         "models/tinydense.pt", "registry.lock", "registry.toml"]
+    assert ignored == ["models/.tinydense.json.123-abcdefgh.partial", "models/validation_report.html",
+                       "models/validation_results.json", "registry.lock.flock"]
