@@ -323,8 +323,8 @@ def bench_proof(repeats: int) -> None:
 #: Check names as validate reports them, grouped for the split (first match wins).
 _SPLIT_GROUPS = (
     ("latency measurement (torch)", lambda name: name == "latency"),
-    ("latency measurement (RTNeural C++)", lambda name: name.endswith("cpp_latency")),
-    ("RTNeural C++ parity (dynamic loader)", lambda name: name.endswith("cpp_parity")),
+    ("latency measurement (RTNeural C++)", lambda name: name.endswith("dynamic_latency")),
+    ("RTNeural C++ parity (dynamic loader)", lambda name: name.endswith("dynamic_parity")),
     ("RTNeural C++ compiled-header proof (rtneural-cpp.*)", lambda name: name.startswith("rtneural-cpp.")),
     ("checkpoint load", lambda name: name == "checkpoint"),
     ("model checks (shape, batch, edge cases, range, determinism)",
@@ -370,7 +370,7 @@ def _validate_split(registry: Any, repeats: int, *, target: bool = True) -> dict
         failed = {name: bad for name, model in report.items()
                   if (bad := [c.name for c in model.failures if not c.name.endswith("latency")])}
         run = {"total_s": total, "latency_s": latency, "rest_s": total - latency, "split_s": seconds,
-               "failed": failed, "cpp_checks_ran": any(c.name.endswith("cpp_parity") and c.status == "pass"
+               "failed": failed, "cpp_checks_ran": any(c.name.endswith("dynamic_parity") and c.status == "pass"
                                                        for model in report.values() for c in model.checks)}
         if best is None or run["rest_s"] < best["rest_s"]:
             best = run

@@ -279,7 +279,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        rows = [["model", "params", "latency", "C++ latency", "C++ parity", "target", "checks"]]
+        rows = [["model", "params", "latency", "C++ dynamic latency", "C++ dynamic parity", "target", "checks"]]
         for name, model in report.models.items():
             spec = registry.get(name)
             rows.append([
@@ -328,14 +328,14 @@ def _latency_cell(check: Any, spec: Any, *, digits: int) -> str:
 
 
 def _cpp_cells(model: Any, spec: Any) -> list[str]:
-    """The RTNeural C++ latency and parity cells of the validate table."""
-    parity = model.get("rtneural.cpp_parity")
+    """The cells of RTNeural's C++ dynamic model (parseJson) in the validate table."""
+    parity = model.get("rtneural.dynamic_parity")
     parity_cell = "-"
     if parity is not None:
         error = parity.figures.get("max_abs_error")
         parity_cell = (f"{error:.2g}" + ("" if parity.ok else " FAIL") if isinstance(error, (int, float))
                        else parity.status)
-    return [_latency_cell(model.get("rtneural.cpp_latency"), spec, digits=4), parity_cell]
+    return [_latency_cell(model.get("rtneural.dynamic_latency"), spec, digits=4), parity_cell]
 
 
 def _skipped_note(model: Any, *, short: bool = False) -> str:
@@ -359,8 +359,7 @@ def _print_skips(report: Any, out: TextIO) -> None:
                 checks[check.name] = None
                 models.add(name)
     for reason, (checks, models) in reasons.items():
-        kind = "C++ checks" if all("cpp" in name for name in checks) else "checks"
-        print(f"\n{kind} skipped ({_counted(len(models), 'model')}: {', '.join(checks)}): {_indented(reason, '  ')}",
+        print(f"\nchecks skipped ({_counted(len(models), 'model')}: {', '.join(checks)}): {_indented(reason, '  ')}",
               file=out)
 
 

@@ -689,7 +689,8 @@ def artifact_checks(
             result = state["exporter"].verify(spec, module, state["path"], tolerance)
             if result.skipped:
                 return CheckResult(f"{fmt}.parity", "skip", result.skipped, result.to_figures())
-            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", result.summary_for(spec),
+            runtime = state["exporter"].runtime or fmt
+            return CheckResult(f"{fmt}.parity", "pass" if result.ok else "fail", f"{runtime}: {result.summary_for(spec)}",
                                result.to_figures())
 
         checks += [(f"{fmt}.exists", exists), (f"{fmt}.fresh", fresh), (f"{fmt}.schema", schema), (f"{fmt}.parity", parity)]

@@ -164,6 +164,9 @@ class Exporter(abc.ABC):
     #: or read-only (``state_dict()``), and keep no unlocked shared
     #: state. False (the default): the format's checks run alone, after the others.
     thread_safe: ClassVar[bool] = False
+    #: What runs the artifact in :meth:`verify`, in words (``"onnxruntime"``): parity messages
+    #: start with it, so that two runtimes of one format never read alike. None: the format's name.
+    runtime: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def artifact_path(self, spec: ModelSpec) -> Path:

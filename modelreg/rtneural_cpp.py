@@ -707,7 +707,8 @@ def parity(runner: Runner, loaded: Loaded, module: RealtimeModel, tolerance: flo
 def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
                declared: Callable[[Path], list[tuple[str, int, int]] | None] | None = None,
                ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
-    """``cpp_parity`` and ``cpp_latency`` of an RTNeural file, in RTNeural's dynamic C++ API.
+    """``dynamic_parity`` and ``dynamic_latency`` of an RTNeural file, in RTNeural's dynamic C++ API
+    (``parseJson``: the model built at run time; the compiled headers' ModelT is ``rtneural-cpp``'s).
 
     ``declared(path)``: the layers the file declares if the caller knows them (None: read the file)."""
     from .report import CheckResult
@@ -721,8 +722,8 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
             return CheckResult(name, "skip", str(exc))
         return None
 
-    def cpp_parity(path: Path) -> CheckResult:
-        name = "rtneural.cpp_parity"
+    def dynamic_parity(path: Path) -> CheckResult:
+        name = "rtneural.dynamic_parity"
         # Asked first, skipped or not: the caller may hold a whole model for this answer.
         layers = declared(path) if declared is not None else None
         skipped = setup(name)
@@ -737,29 +738,29 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
         shared["loaded"] = loaded
         result = parity(runner, loaded, module, tolerance)
         figures = {**result.to_figures(), **toolchain.figures(), "api": "RTNeural::json_parser::parseJson<float>"}
-        summary = f"RTNeural C++ ({toolchain.backend}): {result.summary_for(spec)}"
+        summary = f"RTNeural C++ dynamic model (parseJson, {toolchain.backend}): {result.summary_for(spec)}"
         return CheckResult(name, "pass" if result.ok else "fail", summary, figures)
 
-    def cpp_latency(path: Path) -> CheckResult:
+    def dynamic_latency(path: Path) -> CheckResult:
         import numpy as np
 
         from .inputs import edge_cases
         from .latency import LatencyStats, latency_window
 
-        name = "rtneural.cpp_latency"
+        name = "rtneural.dynamic_latency"
         skipped = setup(name)
         if skipped is not None:
             return skipped
         if shared.get("load_failed"):
-            return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see cpp_parity)")
+            return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see rtneural.dynamic_parity)")
         toolchain = shared["toolchain"]
         runner = runner_for(toolchain)
         loaded = shared.pop("loaded", None)
         if loaded is None or not runner.alive:
             try:
                 loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
-            except ArtifactError:  # cpp_parity, run before (maybe in a worker process), says why
-                return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see cpp_parity)")
+            except ArtifactError:  # dynamic_parity, run before (maybe in a worker process), says why
+                return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see rtneural.dynamic_parity)")
         try:
             frame = edge_cases(spec.in_features, input_range=spec.input_range)["normal"][0]
             samples, warmup, overhead = runner.time(loaded, frame, seconds=latency_window())
@@ -770,9 +771,9 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
         figures: dict[str, Any] = {**stats.to_figures(), "stat": spec.latency_stat, "target_ms": spec.latency_ms,
                                    "threads": 1, "clock_overhead_ns": overhead, **toolchain.figures(),
                                    "api": "RTNeural::json_parser::parseJson<float>"}
-        summary = (f"RTNeural C++ ({toolchain.backend}): {spec.latency_stat} {value * 1000:.2f} us "
+        summary = (f"RTNeural C++ dynamic model (parseJson, {toolchain.backend}): {spec.latency_stat} {value * 1000:.2f} us "
                    f"vs target {spec.latency_ms:g} ms ({stats.iterations} calls)")
         return CheckResult(name, "pass" if value <= spec.latency_ms else "fail", summary, figures)
 
-    return [("cpp_parity", cpp_parity), ("cpp_latency", cpp_latency)]
+    return [("dynamic_parity", dynamic_parity), ("dynamic_latency", dynamic_latency)]
 

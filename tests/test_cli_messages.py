@@ -106,7 +106,7 @@ def test_a_passing_export_says_rounding_in_words_beside_one_error_figure(project
 
     parity = next(c for c in json.loads(out)["models"]["eluer"]["checks"] if c["name"] == "rtneural.parity")
     assert parity["status"] == "pass" and parity["figures"]["max_error"] == 0
-    assert parity["message"].startswith("within float32 rounding")
+    assert parity["message"].startswith("RTNeural reference runtime (numpy): within float32 rounding")
 
 
 def test_a_parity_beyond_rounding_names_the_deciding_figure_against_the_tolerance():

@@ -381,9 +381,9 @@ def test_a_corrupted_conv2d_export_fails_cpp_parity(tmp_path: Path, cpp: Path, h
     path = tmp_path / "conv.json"
     RTNeuralExporter().export(spec, module, path)
     checks = dict(rc.cpp_checks(spec, module, 1e-5))
-    assert checks["cpp_parity"](path).status == "pass"
+    assert checks["dynamic_parity"](path).status == "pass"
     path.write_text(json.dumps(_corrupt(json.loads(path.read_text()), how)))
-    result = checks["cpp_parity"](path)
+    result = checks["dynamic_parity"](path)
     assert result.status == "fail" and result.figures["max_error"] > 1e-3, result
 
 

@@ -41,7 +41,7 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "tcn" / "run.py"), str(tmp_path / "proj")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     failed = [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("  FAIL ")]
-    assert set(failed) <= {"latency", "rtneural.cpp_latency"}, result.stdout + result.stderr  # timing on a loaded machine
+    assert set(failed) <= {"latency", "rtneural.dynamic_latency"}, result.stdout + result.stderr  # timing on a loaded machine
     assert result.returncode == (1 if failed else 0), result.stderr
     for name in ("models/tcn.json", "models/onnx/tcn.onnx", "models/cpp/tcn.h", "weights/tcn.pt"):
         assert (tmp_path / "proj" / name).is_file(), name
@@ -50,7 +50,7 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
         assert re.search(rf"{exporter}\.parity: max abs error \S+", result.stdout)
     if with_cpp:
         assert "(0 skipped)" in result.stdout, result.stdout
-        assert re.search(r"rtneural.cpp_parity: max abs error \S+", result.stdout)
+        assert re.search(r"rtneural.dynamic_parity: max abs error \S+", result.stdout)
         assert re.search(r"rtneural-cpp.parity: max abs error \S+", result.stdout)
     else:
         assert "(3 skipped)" in result.stdout

@@ -126,8 +126,8 @@ def test_rtneural_cpp_agrees_on_the_range(tmp_path, cpp):
 
     bounded = _classifier(tmp_path / "bounded", "[-1.0, 1.0]")
     report = modelreg.validate_all(bounded, write=False, latency_seconds=0.02)["classifier"]
-    assert report["rtneural.cpp_parity"].status == "pass", report["rtneural.cpp_parity"].message
-    assert "range_max" in report["rtneural.cpp_parity"].figures["cases"]
+    assert report["rtneural.dynamic_parity"].status == "pass", report["rtneural.dynamic_parity"].message
+    assert "range_max" in report["rtneural.dynamic_parity"].figures["cases"]
 
 
 def test_import_of_a_softmax_classifier_needs_its_range_and_keeps_it(tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_validate_with_rtneural_cpp_still_parses_each_file_once(tiny_registry: P
     parses.clear()
     report = validate_all(tiny_registry, write=False, latency_seconds=0.01)
     for model in report.values():
-        assert model["rtneural.cpp_parity"].status == "pass", model["rtneural.cpp_parity"].message
+        assert model["rtneural.dynamic_parity"].status == "pass", model["rtneural.dynamic_parity"].message
     assert sorted(parses) == ["tinydense.json", "tinygru.json", "tinylstm.json"]
 
 

@@ -68,7 +68,7 @@ def test_one_item_per_model_and_check(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--collect-only", "-q")
     expected = ([f"registry.toml::tinydense::{c}" for c in MODEL_CHECKS]
                 + [f"registry.toml::tinydense::rtneural.{c}"
-                   for c in ("exists", "fresh", "schema", "parity", "cpp_parity", "cpp_latency")]
+                   for c in ("exists", "fresh", "schema", "parity", "dynamic_parity", "dynamic_latency")]
                 + [f"registry.toml::slowgru::{c}" for c in MODEL_CHECKS])
     assert _ids(result) == expected
     assert result.ret == 0
@@ -91,7 +91,7 @@ def test_failures_carry_the_checks_message_and_skips_the_reason(pytester, projec
 
 def test_export_refreshes_artifacts_first(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--modelreg-export", "-k", "tinydense", *FAST)
-    # rtneural.cpp_parity and cpp_latency skip: RTNeural C++ is not configured in the tests
+    # rtneural.dynamic_parity and cpp_latency skip: RTNeural C++ is not configured in the tests
     result.assert_outcomes(passed=15, skipped=2, deselected=11)
     assert (project.parent / "models" / "tinydense.json").is_file()
     assert result.ret == 0
@@ -122,11 +122,11 @@ def test_items_of_a_model_share_one_run_covering_only_the_selected_checks(pytest
 
 @pytest.mark.parametrize(("expression", "selected"), [
     ("slowgru", [f"registry.toml::slowgru::{c}" for c in MODEL_CHECKS]),
-    ("latency", ["registry.toml::tinydense::latency", "registry.toml::tinydense::rtneural.cpp_latency",
+    ("latency", ["registry.toml::tinydense::latency", "registry.toml::tinydense::rtneural.dynamic_latency",
                  "registry.toml::slowgru::latency"]),
     ("tinydense and rtneural.parity", ["registry.toml::tinydense::rtneural.parity"]),
     ("parity or slowgru and entry", ["registry.toml::tinydense::rtneural.parity",
-                                     "registry.toml::tinydense::rtneural.cpp_parity", "registry.toml::slowgru::entry"]),
+                                     "registry.toml::tinydense::rtneural.dynamic_parity", "registry.toml::slowgru::entry"]),
 ])
 def test_k_selects_models_and_checks(pytester, project, expression, selected):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--collect-only", "-q", "-k", expression)

@@ -32,7 +32,7 @@ from modelreg.spec import ACTIVATIONS, count_params
 from conftest import GOLDEN, ROOT, write_registry, RTNEURAL, needs_rtneural
 from kind_tools import run_in_rtneural_cpp, spec_of, widened
 
-CPP_CHECKS = ("rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity")
+CPP_CHECKS = ("rtneural.dynamic_parity", "rtneural.dynamic_latency", "rtneural-cpp.parity")
 
 
 
@@ -73,10 +73,10 @@ def test_cli_prints_the_skip_reason_once(tiny_registry: Path, unconfigured: None
     assert main(["export", "--registry", str(tiny_registry)]) == 0
     assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02"]) == 0
     out = capsys.readouterr().out
-    assert "C++ latency" in out and "C++ parity" in out
-    assert out.count("C++ checks skipped (3 models: rtneural.cpp_parity, rtneural.cpp_latency): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
+    assert "C++ dynamic latency" in out and "C++ dynamic parity" in out
+    assert out.count("checks skipped (3 models: rtneural.dynamic_parity, rtneural.dynamic_latency): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
     assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02", "tinygru"]) == 0
-    assert "C++ checks skipped (1 model: " in capsys.readouterr().out
+    assert "checks skipped (1 model: " in capsys.readouterr().out
 
 
 def test_backend_setting_is_checked_by_the_registry_schema(tmp_path: Path) -> None:
@@ -96,21 +96,21 @@ def test_bundled_models_match_torch_in_cpp_dynamic_and_compiled(bundled_copy: Pa
     assert len(headers) == 5 and all(a.message.startswith("parity ") and "skipped" not in a.message for a in headers)
     report = modelreg.validate_all(bundled_copy, write=True, latency_seconds=0.02)
     for model in report.models.values():
-        for name in ("rtneural.cpp_parity", "rtneural-cpp.parity"):
+        for name in ("rtneural.dynamic_parity", "rtneural-cpp.parity"):
             check = model[name]
             assert check.status == "pass", (model.name, check)
             assert check.figures["max_error"] <= 1e-5 and check.figures["max_abs_error"] < 1e-5
-        latency = model["rtneural.cpp_latency"]
+        latency = model["rtneural.dynamic_latency"]
         figures = latency.figures
         # Judged against the entry's target (no timed assertion here: the machine may be loaded).
         assert latency.status == ("pass" if figures["p99_ms"] <= figures["target_ms"] else "fail"), (model.name, latency)
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
         assert figures["iterations"] >= 200 and figures["warmup"] >= 20 and figures["backend"] == "stl"
         assert model["latency"].status in ("pass", "fail")  # the torch check is still there
-    assert model["rtneural.cpp_parity"].figures["cases"].keys() == model["rtneural.parity"].figures["cases"].keys()
+    assert model["rtneural.dynamic_parity"].figures["cases"].keys() == model["rtneural.parity"].figures["cases"].keys()
     saved = json.loads((bundled_copy.parent / "models" / "validation_results.json").read_text())
     names = [c["name"] for c in saved["models"]["emotionrecognizer"]["checks"]]
-    assert {"rtneural.cpp_parity", "rtneural.cpp_latency", "rtneural-cpp.parity"} <= set(names)
+    assert {"rtneural.dynamic_parity", "rtneural.dynamic_latency", "rtneural-cpp.parity"} <= set(names)
 
 
 # ---------------------------------------------------------------- random architectures, golden files
@@ -164,8 +164,8 @@ def test_with_jobs_cpp_latency_is_timed_after_the_pool(tiny_registry: Path, cpp:
     monkeypatch.setattr(rc.Runner, "time", counting)
     report = modelreg.validate_all(tiny_registry, jobs=2, write=False, latency_seconds=0.02)
     for model in report.models.values():
-        assert model["rtneural.cpp_parity"].status == "pass", model["rtneural.cpp_parity"].message
-        assert model["rtneural.cpp_latency"].status == "pass", model["rtneural.cpp_latency"].message
+        assert model["rtneural.dynamic_parity"].status == "pass", model["rtneural.dynamic_parity"].message
+        assert model["rtneural.dynamic_latency"].status == "pass", model["rtneural.dynamic_latency"].message
     assert timed == [(os.getpid(), 0.02)] * 3
     timed.clear()
     assert modelreg.validate_all(tiny_registry, write=False, latency_seconds=0.03).ok
@@ -261,7 +261,7 @@ def dense_export(tmp_path: Path) -> tuple[ModelSpec, Any, Path, dict[str, Any]]:
 
 def _cpp_parity(spec: ModelSpec, module: Any, path: Path) -> Any:
     checks = dict(rc.cpp_checks(spec, module, 1e-5))
-    return checks["cpp_parity"](path)
+    return checks["dynamic_parity"](path)
 
 
 @needs_rtneural
@@ -406,7 +406,7 @@ def test_no_compiler_gives_one_clear_failure(tiny_registry: Path, cpp: Path, mon
     tiny_registry.write_text(tiny_registry.read_text().replace('exports = []', 'exports = ["rtneural"]'))
     assert export_all(tiny_registry).ok
     report = modelreg.validate("tinydense", tiny_registry, latency_seconds=0.02)
-    check = report["tinydense"]["rtneural.cpp_parity"]
+    check = report["tinydense"]["rtneural.dynamic_parity"]
     assert check.status == "fail" and "'/nonexistent/c++' ($CXX) was not found" in check.message
     assert not report.ok
 
@@ -460,15 +460,15 @@ def test_a_misconfigured_toolchain_is_one_message_and_the_table_report_and_json_
     assert code == 1, out + err
     assert "Traceback" not in out + err
     # The reason once, for the three checks it fails.
-    assert re.search(r"rtneural.cpp_parity, rtneural.cpp_latency, rtneural-cpp.parity: " + message, out), out
+    assert re.search(r"rtneural.dynamic_parity, rtneural.dynamic_latency, rtneural-cpp.parity: " + message, out), out
     assert len(re.findall(message, out)) == 1, out
     row = next(line for line in out.splitlines() if line.startswith("tinydense "))
     assert re.search(r"p99 \d+\.\d+ ms\s+fail\s+fail\s+50 ms\s+\d+/\d+ FAIL", row), row
     assert (tmp_path / "report.html").is_file()
     code, out, _ = run_cli(["validate", "tinydense", "--registry", str(path), "--latency-seconds", "0.02", "--json"], capsys)
     checks = {c["name"]: c for c in json.loads(out)["models"]["tinydense"]["checks"]}
-    assert code == 1 and checks["rtneural.cpp_latency"]["status"] == "fail"
-    assert checks["rtneural.cpp_latency"]["figures"] == {}
+    assert code == 1 and checks["rtneural.dynamic_latency"]["status"] == "fail"
+    assert checks["rtneural.dynamic_latency"]["figures"] == {}
 
 
 @needs_rtneural
@@ -566,7 +566,7 @@ def test_results_schema_requires_the_figures_of_a_passed_cpp_check() -> None:
                 "models": {"m": {"ok": True, "seconds": 0, "checks": [check]}}}
 
     schema = load_schema("validation_results")
-    bare = {"name": "rtneural.cpp_latency", "status": "pass", "message": "", "figures": {}}
+    bare = {"name": "rtneural.dynamic_latency", "status": "pass", "message": "", "figures": {}}
     with pytest.raises(jsonschema.ValidationError, match="'mean_ms' is a required property"):
         jsonschema.validate(document(bare), schema)
     jsonschema.validate(document({**bare, "status": "skip"}), schema)  # a skip says why, no figures

@@ -36,7 +36,7 @@ def test_bundled_registry_exports_and_passes_end_to_end(bundled_copy):
     for model in report.models.values():
         export_checks = [f"{fmt}.{check}" for fmt in ("rtneural", "onnx", "rtneural-cpp")
                          for check in ("exists", "fresh", "schema", "parity")]
-        export_checks[4:4] = ["rtneural.cpp_parity", "rtneural.cpp_latency"]  # skipped: RTNeural C++ not configured
+        export_checks[4:4] = ["rtneural.dynamic_parity", "rtneural.dynamic_latency"]  # skipped: RTNeural C++ not configured
         assert [c.name for c in model.checks] == list(MODEL_CHECKS) + export_checks
         assert [c.status for c in model.checks if c.status != "pass"] == ["skip"] * 3
         for fmt in ("rtneural", "onnx"):

@@ -53,6 +53,7 @@ class ONNXExporter(Exporter):
     """Writes ``models/onnx/NAME.onnx`` (opset 17), checked with ``onnx.checker``."""
 
     name = "onnx"
+    runtime = "onnxruntime"
     # 2: the batch axis works at every batch (files of conv2d / batchnorm2d stacks made by
     # version 1 failed in onnxruntime at batch > 1); version-1 files turn stale.
     version = "2"

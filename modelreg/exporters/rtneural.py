@@ -70,6 +70,7 @@ class RTNeuralExporter(Exporter):
     """Writes ``models/NAME.json``: compact, lossless (shortest float32 decimals), deterministic."""
 
     name = "rtneural"
+    runtime = "RTNeural reference runtime (numpy)"
     version = "1"
     thread_safe = True
     schema = "rtneural"

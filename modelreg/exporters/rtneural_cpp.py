@@ -343,6 +343,7 @@ class RTNeuralCppExporter(Exporter):
     """Writes ``models/cpp/NAME.h``: the entry's ``RTNeural::ModelT`` type and a checked loader."""
 
     name = "rtneural-cpp"
+    runtime = "RTNeural C++ compiled header (ModelT)"
     version = "3"
     thread_safe = True
     suffix = ".h"
