@@ -301,8 +301,8 @@ def _rounding_reason(tensor: Any, dtype: Any) -> str:
 
 def _float_hint(names: list[str]) -> str:
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-    return (f"call `.float()` before saving (`torch.save(model.float().state_dict(), PATH)`): converting "
-            f"{shown} to float32 changes values, so modelreg does not do it for you")
+    return (f"call `.float()` before saving (`torch.save(model.float().state_dict(), PATH)`) to store {shown} "
+            f"as float32: modelreg converts a tensor only when no value changes")
 
 
 def _rename_by_order(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any]) -> _Fit | None:
@@ -327,7 +327,7 @@ def _rename_by_order(spec: ModelSpec, expected: dict[str, Any], state: dict[str,
             and all(_module_of(name) in modules for name in counters)):
         # Whole modules renamed (nn.Sequential's "0.", a wrapper's "net.0."): one pair per layer.
         names = modules
-        listing = ", ".join(f"{old or '(top level) '}* -> {new}*" for old, new in modules.items() if old != new)
+        listing = ", ".join(f"{old}* -> {new}*" for old, new in modules.items() if old != new)
         comprehension = "{names[k[:k.rfind('.') + 1]] + k[k.rfind('.') + 1:]: v for k, v in state.items()}"
         renamed = {names[_module_of(k)] + _leaf(k): v for k, v in state.items()}
     elif not counters:  # tensor by tensor

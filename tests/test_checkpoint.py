@@ -423,8 +423,9 @@ def test_a_float64_checkpoint_that_would_round_is_refused_with_the_float_hint(ti
     text = str(info.value)
     assert text.startswith("models/tinydense.pt: layers.1.weight: tensor is float64, and rounding it to float32 "
                            "changes 1 of its 15 values (by up to 1e-10) (expected float32, found float64)\n"), text
-    assert info.value.hint.startswith("call `.float()` before saving (`torch.save(model.float().state_dict(), PATH)`): "
-                                      "converting layers.1.weight to float32 changes values")
+    assert info.value.hint == ("call `.float()` before saving (`torch.save(model.float().state_dict(), PATH)`) "
+                               "to store layers.1.weight as float32: modelreg converts a tensor only when no value "
+                               "changes")
     assert "init --force" not in text and "saved for other layers" not in text
     # The pairing and the float hint together, named as in the file.
     torch.save({key.replace("layers.1.", "out.").replace("layers.0.", "hidden."): value
@@ -432,7 +433,7 @@ def test_a_float64_checkpoint_that_would_round_is_refused_with_the_float_hint(ti
     with pytest.raises(CheckpointError) as info:
         spec.load()
     assert "out.weight: tensor is float64, and rounding it to float32 changes 1 of its 15 values" in str(info.value)
-    assert "; and call `.float()` before saving" in info.value.hint and "converting out.weight" in info.value.hint
+    assert "; and call `.float()` before saving" in info.value.hint and "to store out.weight as float32" in info.value.hint
 
 
 def test_a_batchnorm_checkpoint_without_num_batches_tracked_loads(tmp_path):
