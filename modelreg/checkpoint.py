@@ -6,17 +6,22 @@ to run code while unpickling is refused, never executed.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
+import os
 import pickle
 import re
+import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .atomic import atomic_write_bytes, sha256_file
-from .errors import CheckpointError, Problem
+from .atomic import atomic_write_bytes, sha256_file, temp_prefix
+from .errors import CheckpointError, Problem, WriteError
 from .registry import display_path
 
 if TYPE_CHECKING:
@@ -154,7 +159,47 @@ def _unpickler_detail(message: str) -> str:
     return lines[0] if lines else "unreadable pickle"
 
 
-def _mismatch_problems(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any]) -> list[Problem]:
+# batchnorm's training counter: inference and export never read it (README "The registry").
+_COUNTER = "num_batches_tracked"
+
+
+def _leaf(name: str) -> str:
+    return name.rpartition(".")[2]
+
+
+def _module_of(name: str) -> str:
+    """``"layers.0."`` for ``"layers.0.weight"``; ``""`` for a name without a module."""
+    return name[: len(name) - len(_leaf(name))]
+
+
+def _dtype_name(tensor: Any) -> str:
+    return str(tensor.dtype).replace("torch.", "")
+
+
+@attrs.frozen
+class _Fit:
+    """How a checkpoint's tensors fit an architecture's state dict."""
+
+    #: What to load: the file's tensors, converted to float32 where no value changes,
+    #: batchnorm counters filled in where missing (left as read when problems remain).
+    state: dict[str, Any]
+    problems: list[Problem]
+    #: What to do, when one thing fixes the problems (None: the first problem says it).
+    hint: str | None
+    #: True when names or shapes do not fit (a dtype alone does not make a misfit).
+    misfit: bool = False
+    #: Float tensors whose dtype does not convert to float32 exactly.
+    needs_float: tuple[str, ...] = ()
+
+
+def _fit(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any], *, rename: bool = True) -> _Fit:
+    """The file's tensors against the module's state dict: what to load, or what is wrong and what to do.
+
+    Accepted as they are: a missing batchnorm ``num_batches_tracked`` (or one where the
+    module keeps none), and tensors of another floating dtype whose every value is a
+    float32 value (float16 always; float64 when nothing rounds). ``rename``: look for
+    names that fit by order and shape (not when checking such a rename itself).
+    """
     shown = display_path(spec.checkpoint)
     problems: list[Problem] = []
 
@@ -163,22 +208,48 @@ def _mismatch_problems(spec: ModelSpec, expected: dict[str, Any], state: dict[st
         problems.append(Problem(reason, file=shown, model=spec.name, key=tensor, expected=exp,
                                 found=None if got is None else str(got)))
 
+    as_saved, state = state, dict(state)
+    for name, want in expected.items():
+        if _leaf(name) == _COUNTER:
+            # Any counter will do (none is a fine one): inference never reads it.
+            got = state.get(name)
+            if got is None or (tuple(got.shape) == tuple(want.shape) and got.dtype != want.dtype):
+                state[name] = want.clone()
+    for name in list(state):
+        if (_leaf(name) == _COUNTER and name not in expected
+                and _module_of(name) + "running_mean" in expected):
+            del state[name]  # a plain nn.BatchNorm2d's counter: modelreg's batchnorm2d keeps none
+
     for name in expected:
         if name not in state:
             add("missing tensor", name, f"shape {list(expected[name].shape)}")
     for name in state:
         if name not in expected:
             add("unexpected tensor (not part of this architecture)", name, None, list(state[name].shape))
+    misfit = bool(problems)
+    needs_float: list[str] = []  # float tensors saved in a dtype that does not convert exactly
     for name, want in expected.items():
         got = state.get(name)
         if got is None:
             continue
         if tuple(got.shape) != tuple(want.shape):
+            misfit = True
             add("tensor has the wrong shape", name, f"shape {list(want.shape)}", list(got.shape))
         elif got.dtype != want.dtype:
-            add("tensor has the wrong dtype", name, str(want.dtype).replace("torch.", ""),
-                str(got.dtype).replace("torch.", ""))
-    prefix = _common_prefix(expected, state)
+            converted = _convert_exactly(got, want.dtype)
+            if converted is not None:
+                state[name] = converted
+                continue
+            if want.is_floating_point():
+                needs_float.append(name)
+            reason = _rounding_reason(got, want.dtype) if got.is_floating_point() and want.is_floating_point() \
+                else "tensor has the wrong dtype"
+            add(reason, name, _dtype_name(want), _dtype_name(got))
+    if not misfit:
+        return _Fit(state, problems, _float_hint(needs_float) if needs_float else None,
+                    needs_float=tuple(needs_float))
+
+    prefix = _common_prefix(expected, as_saved)
     if prefix is not None:
         # A module saved from inside a wrapper (self.model = ...): the names are right
         # but for the wrapper's attribute name; one hint instead of a puzzle.
@@ -187,7 +258,100 @@ def _mismatch_problems(spec: ModelSpec, expected: dict[str, Any], state: dict[st
             f"({{key.removeprefix({prefix!r}): value for key, value in state.items()}})",
             file=shown, model=spec.name, key=f"models.{spec.name}.checkpoint",
         ))
-    return problems
+        return _Fit(state, problems, None, misfit=True)
+    renamed = _rename_by_order(spec, expected, as_saved) if rename else None
+    if renamed is not None:
+        return renamed
+    # Usually the entry's layers were changed after the weights were saved: say what to do.
+    return _Fit(state, problems, (
+        f"the checkpoint was saved for other layers than models.{spec.name} declares: train and save "
+        f"it again, or run `modelreg init --force {spec.name}` for seeded (untrained) weights "
+        f"(it keeps this file as a timestamped backup)"), misfit=True)
+
+
+def _convert_exactly(tensor: Any, dtype: Any) -> Any:
+    """``tensor`` as ``dtype`` when both are floating and no value changes (NaN stays NaN); else None."""
+    import torch
+
+    if not (tensor.is_floating_point() and torch.empty(0, dtype=dtype).is_floating_point()):
+        return None
+    converted = tensor.to(dtype)
+    return converted if bool(_same(converted.to(tensor.dtype), tensor).all()) else None
+
+
+def _same(a: Any, b: Any) -> Any:
+    """Elementwise: equal, or both NaN."""
+    import torch
+
+    return (a == b) | (torch.isnan(a) & torch.isnan(b))
+
+
+def _rounding_reason(tensor: Any, dtype: Any) -> str:
+    """Why a floating tensor is not converted: how many values rounding would change, and by how much."""
+    import torch
+
+    wide = tensor.to(torch.float64)
+    rounded = tensor.to(dtype).to(torch.float64)
+    changed = ~_same(rounded, wide)
+    count = int(changed.sum())
+    largest = float((rounded - wide)[changed].abs().max())
+    return (f"tensor is {_dtype_name(tensor)}, and rounding it to {str(dtype).replace('torch.', '')} "
+            f"changes {count:,} of its {tensor.numel():,} values (by up to {largest:.3g})")
+
+
+def _float_hint(names: list[str]) -> str:
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"call `.float()` before saving (`torch.save(model.float().state_dict(), PATH)`) to store {shown} "
+            f"as float32: modelreg converts a tensor only when no value changes")
+
+
+def _rename_by_order(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any]) -> _Fit | None:
+    """When the file's tensors fit the expected ones one-to-one in order and shape, under other names:
+    the pairing, and the rename that makes the file load.
+
+    Never applied here: a module whose attributes are defined in another order than
+    it runs them would pair same-shaped layers wrongly, and load without a word.
+    """
+    wanted = [name for name in expected if _leaf(name) != _COUNTER]
+    given = [name for name in state if _leaf(name) != _COUNTER]
+    if (len(wanted) != len(given) or not wanted or wanted == given
+            or any(tuple(state[g].shape) != tuple(expected[w].shape) for g, w in zip(given, wanted))):
+        return None
+    modules: dict[str, str] = {}
+    for g, w in zip(given, wanted):
+        if _leaf(g) != _leaf(w) or modules.setdefault(_module_of(g), _module_of(w)) != _module_of(w):
+            modules = {}
+            break
+    counters = [name for name in state if _leaf(name) == _COUNTER]
+    if (modules and len(set(modules.values())) == len(modules)
+            and all(_module_of(name) in modules for name in counters)):
+        # Whole modules renamed (nn.Sequential's "0.", a wrapper's "net.0."): one pair per layer.
+        names = modules
+        listing = ", ".join(f"{old}* -> {new}*" for old, new in modules.items() if old != new)
+        comprehension = "{names[k[:k.rfind('.') + 1]] + k[k.rfind('.') + 1:]: v for k, v in state.items()}"
+        renamed = {names[_module_of(k)] + _leaf(k): v for k, v in state.items()}
+    elif not counters:  # tensor by tensor
+        names = dict(zip(given, wanted))
+        listing = ", ".join(f"{old} -> {new}" for old, new in names.items())
+        comprehension = "{names[k]: v for k, v in state.items()}"
+        renamed = {names[k]: v for k, v in state.items()}
+    else:
+        return None
+    after = _fit(spec, expected, renamed, rename=False)
+    if after.misfit:
+        return None  # the renamed file would still not load (a counter where none belongs)
+    shown = display_path(spec.checkpoint)
+    problems = [Problem(
+        f"the tensor names are not models.{spec.name}'s, but the tensors fit them one-to-one in order "
+        f"and shape: {listing}", file=shown, model=spec.name, key=f"models.{spec.name}.checkpoint")]
+    # What else the renamed file needs (a float64 tensor that rounds), named as in the file.
+    old_name = {new: old for old, new in zip(given, wanted)}
+    problems += [attrs.evolve(p, key=old_name.get(p.key or "", p.key)) for p in after.problems]
+    hint = (f"check that pairing (it follows the order of the tensors in the file), then rename them before "
+            f"saving: `names = {names!r}; state = {comprehension}; torch.save(state, PATH)`")
+    if after.needs_float:
+        hint += f"; and {_float_hint([old_name[name] for name in after.needs_float])}"
+    return _Fit(state, problems, hint, misfit=True)
 
 
 def _common_prefix(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
@@ -208,35 +372,83 @@ def load_checkpoint(spec: ModelSpec) -> RealtimeModel:
 
     Raises :class:`CheckpointError` for a missing, unsafe or unreadable file,
     a sha256 pin mismatch, or tensors that do not fit the architecture (all
-    missing, unexpected and mis-shaped tensors listed together).
+    missing, unexpected and mis-shaped tensors listed together, with a hint
+    saying what to do). Accepted as saved: tensors of another floating dtype
+    whose values are all float32 values (converted), and a batchnorm without
+    its ``num_batches_tracked`` counter.
     """
     state, digest = _read_checkpoint(spec, check_pin=True)
     module = spec.build()
-    problems = _mismatch_problems(spec, module.state_dict(), state)
-    if problems:
-        if _common_prefix(module.state_dict(), state) is not None:
-            raise CheckpointError(*problems)  # the first problem says how to strip the prefix
-        # Usually the entry's layers were changed after the weights were saved: say what to do.
-        raise CheckpointError(*problems, hint=(
-            f"the checkpoint was saved for other layers than models.{spec.name} declares: train and save "
-            f"it again, or run `modelreg init --force {spec.name}` for seeded (untrained) weights"))
-    module.load_state_dict(state, strict=True)
+    fit = _fit(spec, module.state_dict(), state)
+    if fit.problems:
+        raise CheckpointError(*fit.problems, hint=fit.hint)
+    module.load_state_dict(fit.state, strict=True)
     # What the module's weights came from: the lock records it with every artifact made from them.
     module.checkpoint_sha256 = digest
     return module.eval()
+
+
+def _state_bytes(module: RealtimeModel) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getvalue()
 
 
 def save_checkpoint(module: RealtimeModel, path: Path) -> str:
     """Write ``module``'s state dict atomically; returns the file's sha256."""
     import hashlib
 
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    data = buffer.getvalue()
+    data = _state_bytes(module)
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def _utc_stamp() -> str:
+    """``20261205T041600Z``: the backup's time, UTC, to the second."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _backup_path(path: Path, stamp: str, attempt: int = 1) -> Path:
+    """``models/x.pt.bak-20261205T041600Z`` (``-2``, ``-3``... when that name is taken)."""
+    return path.with_name(f"{path.name}.bak-{stamp}" + ("" if attempt == 1 else f"-{attempt}"))
+
+
+def _write_backup(path: Path, data: bytes) -> Path:
+    """Keep ``data`` (the checkpoint about to be replaced) beside ``path``; returns where.
+
+    Written complete under a temporary name first, then linked to a name that does
+    not exist yet: never a partial backup, never one backup over another.
+    """
+    stamp = _utc_stamp()
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)  # as readable as the checkpoint was
+        for attempt in itertools.count(1):
+            target = _backup_path(path, stamp, attempt)
+            try:
+                os.link(tmp, target)  # fails if the name exists: a backup is never overwritten
+            except FileExistsError:
+                continue
+            except OSError:
+                # No hard links here (some network or FAT folders): claim the name, then
+                # rename the complete file over the claim.
+                try:
+                    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, target)
+            return target
+        raise AssertionError("unreachable")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 @attrs.frozen
@@ -249,20 +461,27 @@ class InitResult:
     sha256: str
     pin_ok: bool | None  # None when the registry pins no sha256
     #: Why a kept file does not fit the entry's architecture (None when it fits,
-    #: or when it was written now).
+    #: or when it was written now); its ``hint`` says what to do, when one thing does.
     misfit: CheckpointError | None = None
+    #: Where ``force`` kept the checkpoint it replaced (None: there was none, or it
+    #: held the very bytes written now).
+    backup: Path | None = None
 
 
 def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = False) -> InitResult:
     """Create ``spec``'s checkpoint with seeded, reproducible (untrained) weights.
 
     An existing file is kept unless ``force`` (``InitResult.misfit`` then says
-    whether it still fits the architecture); the same seed always gives
-    bit-identical tensors.
+    whether it still fits the architecture); with ``force`` it is kept beside
+    the new one as ``NAME.pt.bak-<UTC time>`` (``InitResult.backup``) before
+    being replaced. The same seed always gives bit-identical tensors.
     """
+    import hashlib
+
     from .builder import build_module
 
     misfit: CheckpointError | None = None
+    backup: Path | None = None
     if spec.checkpoint.exists() and not force:
         digest = sha256_file(spec.checkpoint)
         action = "kept"
@@ -270,12 +489,25 @@ def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = 
         # fail later, in validate; say it now. The pin is reported separately.
         try:
             state = read_state_dict(spec)
-            problems = _mismatch_problems(spec, spec.build().state_dict(), state)
-            misfit = CheckpointError(*problems) if problems else None
+            fit = _fit(spec, spec.build().state_dict(), state)
+            misfit = CheckpointError(*fit.problems, hint=fit.hint) if fit.problems else None
         except CheckpointError as exc:
             misfit = exc
     else:
-        digest = save_checkpoint(build_module(spec, seed=seed), spec.checkpoint)
+        data = _state_bytes(build_module(spec, seed=seed))
+        if spec.checkpoint.is_file():
+            # --force replaces what may be the user's trained weights: keep them first.
+            try:
+                previous = spec.checkpoint.read_bytes()
+                if previous != data:
+                    backup = _write_backup(spec.checkpoint, previous)
+            except OSError as exc:
+                raise WriteError.at(
+                    f"cannot keep a backup of the checkpoint, so it was not replaced: {exc.strerror or exc}",
+                    file=display_path(spec.checkpoint), model=spec.name,
+                    key=f"models.{spec.name}.checkpoint") from None
+        atomic_write_bytes(spec.checkpoint, data)
+        digest = hashlib.sha256(data).hexdigest()
         action = "written"
     pin_ok = None if spec.sha256 is None else digest == spec.sha256
-    return InitResult(spec.name, spec.checkpoint, action, digest, pin_ok, misfit)
+    return InitResult(spec.name, spec.checkpoint, action, digest, pin_ok, misfit, backup)

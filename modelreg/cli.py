@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -372,10 +373,14 @@ def _cmd_init(args: argparse.Namespace) -> int:
     for name in names:
         result = init_checkpoint(registry[name], seed=args.seed, force=args.force)
         line = f"{result.action:7} {display_path(result.path)}  sha256 {result.sha256}"
+        if result.backup is not None:
+            line += f"\n        the previous checkpoint is kept as {display_path(result.backup)}"
         if result.misfit is not None:
             reasons = "\n".join(f"          {p}" for p in result.misfit.problems)
-            line += (f"\n        the kept checkpoint does not fit models.{name}'s architecture:\n{reasons}\n"
-                     f"        run `modelreg init --force {name}` to replace it with seeded weights")
+            line += f"\n        the kept checkpoint does not fit models.{name}'s architecture:\n{reasons}"
+            # What to do depends on what is wrong: `init --force` only when the shapes do not fit.
+            if result.misfit.hint is not None:
+                line += f"\n        hint: {result.misfit.hint}"
             status = max(status, EXIT_FAILED)
         if result.pin_ok is False:
             line += f"\n        pinned sha256 differs: set models.{name}.sha256 = \"{result.sha256}\" if these weights are intended"
@@ -501,6 +506,9 @@ def _kind_of(path: Path) -> str:
         return "it looks like a registry (`modelreg validate --registry FILE` checks one)"
     if suffix in (".pt", ".pth"):
         return "it looks like a PyTorch checkpoint (`modelreg validate` checks a checkpoint against its registry entry)"
+    if re.search(r"\.pth?\.bak-\d{8}T\d{6}Z(-\d+)?$", path.name):
+        return ("it is a checkpoint that `modelreg init --force` replaced, kept as a backup (rename it back "
+                "to its .pt name to use it again)")
     return f"no exporter reads files ending in {suffix!r}" if suffix else "a file name without a suffix"
 
 

@@ -23,7 +23,7 @@ from .errors import Problem, RegistryError, UnknownModelError, did_you_mean, fou
 from .layers import get_kind
 from .plugins import BUILTIN_EXPORTERS
 from .schemas import format_key_path, schema_problems
-from .spec import LayerSpec, ModelSpec
+from .spec import LayerSpec, ModelSpec, count_params
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -382,9 +382,21 @@ def _semantic_problems(
             "layers", f"at most {budget:,} parameters",
             text=f"{computed:,} parameters, {per_layer[biggest]:,} of them in layers[{biggest}]")
     elif entry["params"] != computed and layers_ok:
-        add("declared parameter count does not match the layers", "params",
-            f"{computed:,}, PyTorch's count for these layers on {in_features} input features",
-            text=f"{entry['params']:,}")
+        declared = entry["params"]
+        sizes_fitting = _input_sizes_with_params(entry, declared, in_features)
+        if sizes_fitting:
+            # The count fits the layers fed another input size: the usual slip is input_shape
+            # (a first layer trained on 16 features declared as [1, 12]), not params.
+            shape = list(entry["input_shape"])
+            likely = shape[:-1] + [sizes_fitting[0]]
+            features = " or ".join(str(size) for size in sizes_fitting)
+            add(f"params {declared:,} is what these layers have with {features} input features: "
+                f"is input_shape {likely}?", "input_shape",
+                f"{likely}, or params = {computed:,} for {shape}", text=str(shape))
+        else:
+            add("declared parameter count does not match the layers", "params",
+                f"{computed:,}, PyTorch's count for these layers on {in_features} input features",
+                text=f"{declared:,}")
 
     for field in ("latency_ms", "tolerance"):
         value = entry.get(field)
@@ -434,10 +446,44 @@ def _semantic_problems(
     return problems
 
 
-def _layer_specs(entry: Mapping[str, Any]) -> list[LayerSpec]:
-    """The entry's (schema-valid) layer tables as LayerSpecs, each kind reading its own keys."""
+#: Input sizes tried when the declared params do not fit the declared input size.
+_INPUT_SIZES_TRIED = range(1, 4097)
+
+
+def _input_sizes_with_params(entry: Mapping[str, Any], params: int, in_features: int) -> list[int]:
+    """Input sizes other than ``in_features`` (at most three) on which the entry's layers have ``params``.
+
+    Arithmetic only (each kind's ``params()``), as the budget check: nothing is built.
+    A size on which a layer has a problem (a group that does not divide) does not count.
+    """
+    fitting: list[int] = []
+    for size in _INPUT_SIZES_TRIED:
+        if size == in_features:
+            continue
+        layers = _layer_specs(entry, size)
+        if count_params(layers, size) != params:
+            continue
+        width = size
+        valid = True
+        for layer in layers:
+            if layer.kind.problems(layer, width):
+                valid = False
+                break
+            width = layer.units
+        if valid:
+            fitting.append(size)
+            if len(fitting) == 3:
+                break
+    return fitting
+
+
+def _layer_specs(entry: Mapping[str, Any], in_features: int | None = None) -> list[LayerSpec]:
+    """The entry's (schema-valid) layer tables as LayerSpecs, each kind reading its own keys.
+
+    ``in_features``: the input size they are fed (default: ``input_shape[-1]``).
+    """
     specs: list[LayerSpec] = []
-    size = entry["input_shape"][-1]
+    size = entry["input_shape"][-1] if in_features is None else in_features
     for table in entry["layers"]:
         layer = get_kind(table["type"]).spec(table, size)
         specs.append(layer)

@@ -446,9 +446,14 @@ CASES: list[Case] = [
     Case("checkpoint-tensor-wrong-shape", edit_state(lambda s: s.__setitem__("layers.0.weight", torch.zeros(5, 6))),
          VALIDATE, 1,
          "checkpoint: models/tinydense.pt: layers.0.weight: tensor has the wrong shape (expected shape [5, 4], found [5, 6])"),
-    Case("checkpoint-tensor-wrong-dtype", edit_state(lambda s: s.__setitem__("layers.1.bias", s["layers.1.bias"].half())),
+    # (float16, and float64 holding float32 values, load: issue 23)
+    Case("checkpoint-tensor-wrong-dtype", edit_state(lambda s: s.__setitem__("layers.1.bias", s["layers.1.bias"].int())),
          VALIDATE, 1,
-         "checkpoint: models/tinydense.pt: layers.1.bias: tensor has the wrong dtype (expected float32, found float16)"),
+         "checkpoint: models/tinydense.pt: layers.1.bias: tensor has the wrong dtype (expected float32, found int32)"),
+    Case("checkpoint-tensor-float64-that-rounds",
+         edit_state(lambda s: s.__setitem__("layers.1.bias", s["layers.1.bias"].double() + 1e-12)), VALIDATE, 1,
+         "checkpoint: models/tinydense.pt: layers.1.bias: tensor is float64, and rounding it to float32 changes 3 of "
+         "its 3 values (by up to 1e-12) (expected float32, found float64)"),
     Case("checkpoint-tensor-missing", edit_state(lambda s: s.pop("layers.1.weight")), VALIDATE, 1,
          "checkpoint: models/tinydense.pt: layers.1.weight: missing tensor (expected shape [3, 5])"),
     Case("checkpoint-tensor-extra", edit_state(lambda s: s.__setitem__("layers.2.weight", torch.zeros(2, 3))), VALIDATE, 1,
