@@ -345,3 +345,66 @@ def test_write_report_takes_a_validation_report(tiny_registry, tmp_path):
     report = modelreg.validate("tinygru", registry, latency_seconds=0.02)
     path = modelreg.write_report(tmp_path / "r.html", report, registry)
     assert 'data-check="latency"' in path.read_text() and "[0] gru" in path.read_text()
+
+
+# ---------------------------------------------------------------- failed checks, long texts
+
+
+def test_failed_checks_without_figures_are_rows_that_say_why(project):
+    """A check that failed or errored may record no figures, or only some (issue 23: a failed
+    `rtneural.cpp_latency` has no `p99_ms`): each is a row with its reason, never a KeyError."""
+    registry, results = project
+    document = load_results(results)
+    alpha = document["models"]["alpha"]
+    alpha["ok"] = False
+    by_name = {c["name"]: c for c in alpha["checks"]}
+    by_name["rtneural.cpp_latency"].update(status="fail", message="the runner did not build: g++ exited 1", figures={})
+    by_name["rtneural.cpp_parity"].update(status="error", message="unexpected KeyError at runner.py:3: 'x'", figures={})
+    by_name["latency"].update(status="error", message="interrupted", figures={"p50_ms": 0.1, "p99_ms": "nan"})
+    by_name["onnx.parity"].update(status="fail", message="onnxruntime failed", figures={"max_error": 0.5})
+    by_name["entry"]["figures"] = {}
+    document["models"]["beta"]["checks"].append(_check("rtneural.cpp_parity", "fail", "no compiler", stat="p99"))
+    page = render_report(document, load_registry_lenient(registry))
+    latency, parity = _svg(page, "latency", "alpha"), _svg(page, "parity", "alpha")
+    assert "data-check" not in latency  # no bars: neither row measured all of p50, p95, p99
+    assert ">the runner did not build: g++ exited 1<" in latency and ">interrupted<" in latency
+    assert ">unexpected KeyError at runner.py:3: &#x27;x&#x27;<" in parity
+    assert '<g class="export fail" data-check="onnx.parity"' in parity and ">0.5<" in parity  # an error, no tolerance
+    assert ">no compiler<" in _svg(page, "parity", "beta")
+    overview = page[page.index('<table class="overview">'):page.index("</table>")]
+    assert "rtneural (C++): p99" not in overview and "0.25 (rtneural" in overview
+
+
+def test_long_reasons_are_wrapped_whole_in_the_chart(project):
+    """The reason a row did not run is wrapped onto lines inside the chart, not cut at the SVG's edge."""
+    from modelreg.rtneural_cpp import HOW_TO_CONFIGURE
+
+    registry, results = project
+    document = load_results(results)
+    reason = f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}"
+    document["models"]["beta"]["checks"][3]["message"] = reason
+    beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
+    assert len(lines) > 1 and " ".join(lines) == reason.replace("'", "&#x27;")
+    # A reason longer than a row's lines is cut with an ellipsis, the whole of it in a tooltip.
+    document["models"]["beta"]["checks"][3]["message"] = "word " * 200
+    beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
+    assert len(lines) == 4 and lines[-1].endswith("\u2026") and f"<title>{'word ' * 200}</title>" in beta
+
+
+def test_charts_widen_for_long_labels_and_values(project):
+    registry, results = project
+    document = load_results(results)
+    checks = document["models"]["alpha"]["checks"]
+    checks[3]["figures"].update(p50_ms=0.0004055, p95_ms=0.0006, p99_ms=0.000811, max_ms=0.001)
+    checks.append(_check("a_plugin_with_a_long_name.parity", "pass", "ok", max_error=3.8e-9, max_abs_error=3.8e-9,
+                         tolerance=1e-5, cases={}))
+    page = render_report(document, load_registry_lenient(registry))
+    for kind, value in (("latency", "p99 0.000811 ms"), ("parity", "3.8e-09 \u2264 1e-05")):
+        svg = _svg(page, kind, "alpha")
+        width = float(re.search(r'viewBox="0 0 (\d+) ', svg)[1])
+        x = float(re.search(rf'x="([\d.]+)" y="[\d.]+">{re.escape(value)}<', svg)[1])
+        assert x + 8 * len(value) <= width  # room for 8 px a character (11.5 px text is narrower)
+    parity = _svg(page, "parity", "alpha")
+    assert float(re.search(r'class="bar err" x="([\d.]+)"', parity)[1]) >= 4 + 6 * len("a_plugin_with_a_long_name")
