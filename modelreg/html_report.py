@@ -41,10 +41,13 @@ from .atomic import atomic_write_text
 from .errors import ModelRegError, Problem, UsageError
 from .registry import Registry, display_path, load_registry
 
-__all__ = ["REPORT_FILENAME", "load_results", "registry_for_results", "render_report", "write_report"]
+__all__ = ["PARTIAL_REPORT_FILENAME", "REPORT_FILENAME", "load_results", "registry_for_results", "render_report", "write_report"]
 
 #: Written beside the results file unless told otherwise.
 REPORT_FILENAME = "validation_report.html"
+#: ``validate NAME ... --report`` writes here instead, so that a run of a few models
+#: does not replace the whole registry's report.
+PARTIAL_REPORT_FILENAME = "validation_report.partial.html"
 
 _STATUS_ORDER = ("fail", "error", "skip", "pass")
 

@@ -328,7 +328,7 @@ def test_validate_report_writes_the_page_of_the_run(tiny_registry, capsys, tmp_p
     code = main(["validate", "--registry", str(tiny_registry), "tinydense", "--latency-seconds", "0.02",
                  "--report", str(out)])
     assert code == 0
-    assert f"report: {out}" in capsys.readouterr().out
+    assert f"report: {out} (partial: tinydense)\n" in capsys.readouterr().out  # the page given, saying what it holds
     page = out.read_text()
     assert 'id="model-tinydense"' in page and 'id="model-tinylstm"' not in page  # the models of this run
     assert '<g class="runtime pass" data-check="latency"' in page and '<svg class="chart layers"' in page
@@ -336,6 +336,27 @@ def test_validate_report_writes_the_page_of_the_run(tiny_registry, capsys, tmp_p
     with pytest.raises(SystemExit):
         main(["validate", "--registry", str(tiny_registry), "--report", "tinydense"])
     assert "(model names go before --report)" in capsys.readouterr().err
+
+
+def test_validate_names_report_leaves_the_whole_registry_report_alone(tiny_registry, capsys):
+    """Issue 23: `validate NAME --report` replaced the whole-registry report with a one-model page.
+    As the results file, the default report is written by a full run only; a run of named models
+    writes its page beside it, under a name that says it is partial."""
+    models = tiny_registry.parent / "models"
+    full, partial = models / "validation_report.html", models / "validation_report.partial.html"
+    assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02", "--report"]) == 0
+    assert f"report: {full}\n" in capsys.readouterr().out
+    whole = full.read_bytes()
+    assert all(f'id="model-{name}"'.encode() in whole for name in ("tinydense", "tinylstm", "tinygru"))
+    results = (models / "validation_results.json").read_bytes()
+
+    assert main(["validate", "--registry", str(tiny_registry), "tinygru", "tinydense", "--latency-seconds", "0.02",
+                 "--report"]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {partial} (partial: tinygru, tinydense; {full} is written by a full run)\n" in out
+    assert full.read_bytes() == whole and (models / "validation_results.json").read_bytes() == results
+    page = partial.read_text()
+    assert 'id="model-tinygru"' in page and 'id="model-tinydense"' in page and 'id="model-tinylstm"' not in page
 
 
 def test_write_report_takes_a_validation_report(tiny_registry, tmp_path):
