@@ -275,14 +275,15 @@ def _wrap(text: str, width: float, size: float = _FONT, max_lines: int = 4) -> t
         joined = f"{line} {word}" if line else word
         if _text_width(joined, size) <= width:
             line = joined
-            continue
-        if line:
+        elif _text_width(word, size) > width:  # a word wider than a line (a path): split it where it falls
+            line = joined
+            while _text_width(line, size) > width:
+                cut = _fitting(line, width, size)
+                lines.append(line[:cut].rstrip())
+                line = line[cut:].lstrip()
+        else:
             lines.append(line)
-        line = word
-        while _text_width(line, size) > width:  # a word wider than a line (a path): split it
-            cut = _fitting(line, width, size)
-            lines.append(line[:cut])
-            line = line[cut:]
+            line = word
     if line:
         lines.append(line)
     if len(lines) <= max_lines:

@@ -396,6 +396,28 @@ def test_failed_checks_without_figures_are_rows_that_say_why(project):
     assert "rtneural (C++): p99" not in overview and "0.25 (rtneural" in overview
 
 
+def test_a_validate_run_whose_cpp_checks_failed_is_reported(tiny_registry, tmp_path, monkeypatch):
+    """The issue's repro: MODELREG_RTNEURAL pointing at the inner RTNeural/ folder makes both C++
+    checks fail with no figures; the report of that very run is written, each row saying why."""
+    import modelreg
+    from modelreg.exporting import export_all
+
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural"]', 1))
+    registry = modelreg.load_registry(tiny_registry)
+    export_all(registry, names=["tinydense"])
+    inner = tmp_path / "rtneural" / "RTNeural"
+    inner.mkdir(parents=True)
+    (inner / "RTNeural.h").write_text("")
+    monkeypatch.setenv("MODELREG_RTNEURAL", str(inner))
+    report = modelreg.validate("tinydense", registry, latency_seconds=0.02)
+    failed = {c.name: c for c in report["tinydense"].checks if c.name.startswith("rtneural.cpp_")}
+    assert {c.status for c in failed.values()} == {"fail"} and not any(c.figures for c in failed.values())
+    page = modelreg.write_report(tmp_path / "r.html", report, registry).read_text()
+    latency, parity = _svg(page, "latency", "tinydense"), _svg(page, "parity", "tinydense")
+    assert 'data-check="latency"' in latency and 'data-check="rtneural.cpp_latency"' not in latency
+    assert 'class="note fail"' in latency and 'class="note fail"' in parity and "MODELREG_RTNEURAL" in latency
+
+
 def test_long_reasons_are_wrapped_whole_in_the_chart(project):
     """The reason a row did not run is wrapped onto lines inside the chart, not cut at the SVG's edge."""
     from modelreg.rtneural_cpp import HOW_TO_CONFIGURE
@@ -412,6 +434,12 @@ def test_long_reasons_are_wrapped_whole_in_the_chart(project):
     beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
     lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
     assert len(lines) == 4 and lines[-1].endswith("\u2026") and f"<title>{'word ' * 200}</title>" in beta
+    # A word wider than a line (a long path) is split across lines, not left to run out of the chart.
+    path = "/a-rather-long-folder-name" * 6 + "/beta.onnx"
+    document["models"]["beta"]["checks"][3]["message"] = f"{path} does not exist"
+    beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
+    assert len(lines) > 2 and "".join(lines).startswith(path) and lines[-1].endswith("does not exist")
 
 
 def test_charts_widen_for_long_labels_and_values(project):
