@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                    help="check N models at once (processes); latency is still measured one model at a time")
     p.add_argument("--report", nargs="?", const="", default=None, type=_report_path, metavar="OUT.html",
-                   help="also write the HTML report of the run (default: models/validation_report.html)")
+                   help="also write the HTML report of the run (default: models/validation_report.html; "
+                        "with NAMEs, models/validation_report.partial.html)")
 
     p = sub.add_parser("export", parents=[common], help="export models to their declared formats")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -299,7 +300,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
             print(f"\nresults: {display_path(results_path(registry))}", file=out)
     if args.report is not None:
-        _write_validate_report(args.report, report, registry, out)
+        _write_validate_report(args.report, report, registry, out, partial=bool(args.names))
     for warning in report.warnings:
         print(f"modelreg: warning: {warning}", file=sys.stderr)
     if report.problems:
@@ -589,13 +590,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO) -> None:
-    from .html_report import REPORT_FILENAME, write_report
+def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO, partial: bool = False) -> None:
+    from .html_report import PARTIAL_REPORT_FILENAME, REPORT_FILENAME, write_report
     from .validation import results_path
 
-    path = Path(target) if target else results_path(registry).parent / REPORT_FILENAME
+    # A run of named models must not replace the whole registry's report (the results file is
+    # protected the same way): unless given a path, its page goes beside it, named as partial.
+    full = results_path(registry).parent / REPORT_FILENAME
+    if target:
+        path = Path(target)
+    else:
+        path = full.with_name(PARTIAL_REPORT_FILENAME) if partial else full
     write_report(path, report.to_json(), registry)
-    print(f"report: {display_path(path)}", file=out)
+    what = ""
+    if partial:
+        models = ", ".join(report.models) if len(report.models) <= 4 else _counted(len(report.models), "model")
+        kept = f"; {display_path(full)} is written by a full run" if not target else ""
+        what = f" (partial: {models}{kept})"
+    print(f"report: {display_path(path)}{what}", file=out)
 
 
 # ---------------------------------------------------------------- import (an RTNeural file -> entry + checkpoint)

@@ -15,6 +15,12 @@ Charts are generic over checks, not tied to the built-in ones:
   ``tolerance`` (``FORMAT.parity``, ``FORMAT.cpp_parity``...), or any check
   named ``*parity`` that did not run.
 
+A check that did not run, or failed before measuring all its figures, keeps
+its row with its reason wrapped inside it. Each chart is sized from its texts
+(widths estimated per character, see ``_text_width``), so that no label, figure
+or reason is cut at the SVG's edge; tests/test_report_browser.py measures that
+in Chromium.
+
 Layer stacks are not in the results file; they are read from the registry
 when one is available, and the page says so when it is not.
 """
@@ -35,10 +41,13 @@ from .atomic import atomic_write_text
 from .errors import ModelRegError, Problem, UsageError
 from .registry import Registry, display_path, load_registry
 
-__all__ = ["REPORT_FILENAME", "load_results", "registry_for_results", "render_report", "write_report"]
+__all__ = ["PARTIAL_REPORT_FILENAME", "REPORT_FILENAME", "load_results", "registry_for_results", "render_report", "write_report"]
 
 #: Written beside the results file unless told otherwise.
 REPORT_FILENAME = "validation_report.html"
+#: ``validate NAME ... --report`` writes here instead, so that a run of a few models
+#: does not replace the whole registry's report.
+PARTIAL_REPORT_FILENAME = "validation_report.partial.html"
 
 _STATUS_ORDER = ("fail", "error", "skip", "pass")
 
@@ -198,10 +207,9 @@ def _log_axis(values: Iterable[float], x0: float, x1: float) -> _LogAxis:
 
 
 def _axis_svg(axis: _LogAxis, top: float, bottom: float, fmt: Any) -> list[str]:
-    ticks = axis.ticks()
-    labelled = ticks if len(ticks) <= 7 else [t for t in ticks if f"{t:.0e}".startswith("1")]
+    labelled = _labelled_ticks(axis)
     parts = []
-    for tick in ticks:
+    for tick in axis.ticks():
         x = axis.x(tick)
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}"/>')
         if tick in labelled:
@@ -210,13 +218,142 @@ def _axis_svg(axis: _LogAxis, top: float, bottom: float, fmt: Any) -> list[str]:
     return parts
 
 
-_W, _LABEL_X, _X0, _X1, _VALUE_X = 500, 4, 104, 392, 400
-_ROW, _TOP = 34, 26
+def _labelled_ticks(axis: _LogAxis) -> list[float]:
+    ticks = axis.ticks()
+    return ticks if len(ticks) <= 7 else [t for t in ticks if f"{t:.0e}".startswith("1")]
 
 
-def _svg(height: float, label: str, parts: Sequence[str], css_class: str) -> str:
-    return (f'<svg class="chart {css_class}" role="img" aria-label="{_e(label)}" viewBox="0 0 {_W} {height:.0f}" '
-            f'width="{_W}" height="{height:.0f}" preserveAspectRatio="xMinYMin meet">'
+# ---------------------------------------------------------------- text widths
+#
+# Charts are sized from their texts, so that a long figure or reason is not cut by the SVG's
+# edge. The page embeds no font (it is self-contained), so the browser picks one from the
+# stack: widths are estimated per character at or above DejaVu Sans's, the widest common
+# sans-serif and Linux's usual fallback; Arial, Helvetica, Segoe UI, Roboto and SF are narrower.
+
+_FONT, _SMALL = 11.5, 10.5  # px: chart text, ticks and target labels (as in _CSS)
+_EM_NARROW = frozenset("ijlI.,:;'|!`")  # at most 0.40 em
+_EM_SLIM = frozenset("ftr()[]/\\- \"*_")  # at most 0.50 em
+_EM_WIDE = frozenset("mwMW@%\u2026")  # up to 1 em
+_EM_PLAIN = frozenset("abcdeghknopqsuvxyz0123456789$?{}^#")  # at most 0.64 em
+
+
+def _text_width(text: str, size: float = _FONT, *, bold: bool = False) -> float:
+    """An upper estimate of ``text``'s width in pixels at font size ``size`` (px)."""
+    em = 0.0
+    for char in text:
+        if char in _EM_NARROW:
+            em += 0.40
+        elif char in _EM_SLIM:
+            em += 0.50
+        elif char in _EM_PLAIN:
+            em += 0.64
+        elif char in _EM_WIDE:
+            em += 1.0
+        elif "A" <= char <= "Z":
+            em += 0.80
+        else:  # symbols (\u2264, >, +, =), accents, other scripts
+            em += 1.0
+    return em * size * (1.15 if bold else 1.0)
+
+
+def _fitting(text: str, width: float, size: float) -> int:
+    """How many leading characters of ``text`` fit in ``width`` (at least one)."""
+    count = 1
+    while count < len(text) and _text_width(text[: count + 1], size) <= width:
+        count += 1
+    return count
+
+
+def _wrap(text: str, width: float, size: float = _FONT, max_lines: int = 4) -> tuple[list[str], bool]:
+    """``text`` in lines that fit ``width`` pixels, at most ``max_lines`` of them.
+
+    The flag is True when the text was cut: its last line then ends in an ellipsis
+    (the caller shows the whole text elsewhere, as a tooltip)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        joined = f"{line} {word}" if line else word
+        if _text_width(joined, size) <= width:
+            line = joined
+        elif _text_width(word, size) > width:  # a word wider than a line (a path): split it where it falls
+            line = joined
+            while _text_width(line, size) > width:
+                cut = _fitting(line, width, size)
+                lines.append(line[:cut].rstrip())
+                line = line[cut:].lstrip()
+        else:
+            lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    if len(lines) <= max_lines:
+        return lines, False
+    last = lines[max_lines - 1]
+    while last and _text_width(last + "\u2026", size) > width:
+        last = last[:-1]
+    return [*lines[: max_lines - 1], last.rstrip() + "\u2026"], True
+
+
+# ---------------------------------------------------------------- chart frame
+
+_MIN_W, _LABEL_X, _MIN_X0, _PLOT_W = 500, 4, 104, 288
+_ROW, _TOP, _LINE = 34, 26, 14  # a chart row, the space above the first, a note's line height
+
+
+def _plot_start(labels: Iterable[str]) -> float:
+    """Where a chart's plot starts: right of its widest row label."""
+    return max(_MIN_X0, _LABEL_X + max((_text_width(label) for label in labels), default=0.0) + 10)
+
+
+def _chart_width(axis: _LogAxis, fmt: Any, values: Iterable[str], rights: Iterable[float] = ()) -> float:
+    """The narrowest chart width (at least ``_MIN_W``) that holds the value column right of the
+    plot, the last tick label centred on its tick, and anything else ending at ``rights``."""
+    value_width = max((_text_width(v, bold=True) for v in values), default=0.0)
+    ticks = max((axis.x(t) + _text_width(fmt(t), _SMALL) / 2 for t in _labelled_ticks(axis)), default=0.0)
+    return math.ceil(max(_MIN_W, axis.x1 + 8 + value_width + 6, ticks + 4, *rights))
+
+
+@attrs.frozen
+class _Slot:
+    """A chart row's place: ``top`` and ``height``, and the note lines it holds instead of bars."""
+
+    top: float
+    height: float
+    note: Sequence[str] = ()
+    cut: bool = False
+
+    @property
+    def y(self) -> float:
+        return self.top + self.height / 2
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+
+def _slots(notes: Sequence[str | None], x: float, width: float) -> list[_Slot]:
+    """One slot per row; a row that did not run holds its reason, wrapped between ``x`` and the
+    chart's right edge, and is as tall as its lines need."""
+    slots, top = [], float(_TOP)
+    for note in notes:
+        lines, cut = _wrap(note, width - 6 - x) if note is not None else ([], False)
+        height = max(_ROW, len(lines) * _LINE + 12)
+        slots.append(_Slot(top, height, lines, cut))
+        top += height
+    return slots
+
+
+def _not_run(slot: _Slot, x: float, text: str, status: str) -> str:
+    """The reason a row did not run, on its lines (the whole reason as a tooltip when it was cut)."""
+    first = slot.y + 4 - (len(slot.note) - 1) * _LINE / 2
+    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else _LINE}">{_e(line)}</tspan>' for i, line in enumerate(slot.note))
+    title = f"<title>{_e(text)}</title>" if slot.cut else ""
+    return f'<g class="not-run">{title}<text class="note {_e(status)}" x="{x:.1f}" y="{first:.1f}">{spans}</text></g>'
+
+
+def _svg(width: float, height: float, label: str, parts: Sequence[str], css_class: str) -> str:
+    return (f'<svg class="chart {css_class}" role="img" aria-label="{_e(label)}" viewBox="0 0 {width:.0f} {height:.0f}" '
+            f'width="{width:.0f}" height="{height:.0f}" preserveAspectRatio="xMinYMin meet">'
             f'<title>{_e(label)}</title>{"".join(parts)}</svg>')
 
 
@@ -246,18 +383,24 @@ class _ParityRow:
     cases: Mapping[str, float] = attrs.field(factory=dict)  # raw max abs error per input case
 
 
+_PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
+
+
+def _figures(check: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A check's figures; empty when it recorded none (a check that failed or errored may not have)."""
+    figures = check.get("figures")
+    return figures if isinstance(figures, Mapping) else {}
+
+
 def _is_latency(check: Mapping[str, Any]) -> bool:
-    figures = check.get("figures") or {}
-    if all(_num(figures.get(k)) is not None for k in ("p50_ms", "p95_ms", "p99_ms")):
-        return True
-    return str(check.get("name", "")).endswith("latency") and not figures
+    # By its figures, or by its name: a latency check that failed before measuring has no figures.
+    figures = _figures(check)
+    return str(check.get("name", "")).endswith("latency") or all(_num(figures.get(k)) is not None for k in _PERCENTILES)
 
 
 def _is_parity(check: Mapping[str, Any]) -> bool:
-    figures = check.get("figures") or {}
-    if "max_error" in figures and "tolerance" in figures:
-        return True
-    return str(check.get("name", "")).endswith("parity") and "max_error" not in figures
+    figures = _figures(check)
+    return str(check.get("name", "")).endswith("parity") or ("max_error" in figures and "tolerance" in figures)
 
 
 def _latency_rows(checks: Sequence[Mapping[str, Any]], entry_target: float | None, entry_stat: str | None) -> list[_LatencyRow]:
@@ -266,13 +409,14 @@ def _latency_rows(checks: Sequence[Mapping[str, Any]], entry_target: float | Non
         if not _is_latency(check):
             continue
         name = str(check["name"])
-        raw = check.get("figures") or {}
+        raw = _figures(check)
         figures = {k: v for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms") if (v := _num(raw.get(k))) is not None}
         target = _num(raw.get("target_ms"))
         stat = raw.get("stat") if raw.get("stat") in ("mean", "p50", "p95", "p99") else None
-        rows.append(_LatencyRow(name, runtime_label(name, "latency"), str(check["status"]), str(check.get("message", "")),
-                                figures if "p50_ms" in figures else {}, target if target is not None else entry_target,
-                                stat or entry_stat or "p99"))
+        # Bars need all three percentiles: a check that measured fewer is drawn as not run.
+        rows.append(_LatencyRow(name, runtime_label(name, "latency"), str(check["status"]),
+                                str(check.get("message", "")), figures if all(k in figures for k in _PERCENTILES) else {},
+                                target if target is not None else entry_target, stat or entry_stat or "p99"))
     return rows
 
 
@@ -282,7 +426,7 @@ def _parity_rows(checks: Sequence[Mapping[str, Any]]) -> list[_ParityRow]:
         if not _is_parity(check):
             continue
         name = str(check["name"])
-        raw = check.get("figures") or {}
+        raw = _figures(check)
         cases = raw.get("cases")
         per_case = {str(k): v for k, c in cases.items() if (v := _num(c)) is not None} if isinstance(cases, Mapping) else {}
         rows.append(_ParityRow(name, runtime_label(name, "parity"), str(check["status"]), str(check.get("message", "")),
@@ -291,67 +435,84 @@ def _parity_rows(checks: Sequence[Mapping[str, Any]]) -> list[_ParityRow]:
     return rows
 
 
-def _not_run(y: float, text: str, status: str) -> str:
-    return f'<text class="note {status}" x="{_X0 + 4}" y="{y + 4:.1f}">{_e(text[:90])}</text>'
-
-
 def latency_chart(model: str, rows: Sequence[_LatencyRow]) -> str:
     """One SVG: per runtime, p50/p95/p99 bars and the max, on a log axis, against the target."""
     values = [v for r in rows for v in r.figures.values()] + [r.target for r in rows if r.target is not None]
-    axis = _log_axis(values, _X0, _X1)
-    bottom = _TOP + _ROW * len(rows)
+    x0 = _plot_start(r.label for r in rows)
+    axis = _log_axis(values, x0, x0 + _PLOT_W)
+    judged = [r.figures.get(f"{r.stat}_ms", r.figures["p99_ms"]) if r.figures else None for r in rows]
+    shown = [f"{r.stat} {_ms(v)}" if v is not None else "" for r, v in zip(rows, judged)]
+    # One label per target, over its line: left of it, or right of it where the left has no room.
+    labels: dict[float, tuple[str, float, bool]] = {}
+    for row in rows:
+        if row.target is not None and row.figures and row.target not in labels:
+            text, xt = f"target {row.stat} \u2264 {_ms(row.target)}", axis.x(row.target)
+            labels[row.target] = (text, xt, xt - _text_width(text, _SMALL) >= 2)
+    rights = [xt + 4 + _text_width(text, _SMALL) + 4 for text, xt, left in labels.values() if not left]
+    width = _chart_width(axis, _tick_ms, shown, rights)
+    slots = _slots([None if r.figures else (r.message or r.status) for r in rows], x0 + 4, width)
+    bottom = slots[-1].bottom if slots else _TOP
     parts = _axis_svg(axis, _TOP - 6, bottom, _tick_ms)
-    targets_drawn: set[float] = set()
-    for index, row in enumerate(rows):
-        y = _TOP + index * _ROW + _ROW / 2
+    for row, slot, value, text in zip(rows, slots, judged, shown):
+        y = slot.y
         parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 4:.1f}">{_e(row.label)}</text>')
         figures = row.figures
-        if not figures:
-            parts.append(_not_run(y, row.message or row.status, row.status))
+        if value is None:
+            parts.append(_not_run(slot, x0 + 4, row.message or row.status, row.status))
         else:
-            judged = figures.get(f"{row.stat}_ms", figures["p99_ms"])
-            verdict = "pass" if row.target is None or judged <= row.target else "fail"
+            verdict = "pass" if row.target is None or value <= row.target else "fail"
             tip = ", ".join(f"{k[:-3]} {_ms(v)}" for k, v in figures.items())
             parts.append(f'<g class="runtime {verdict}" data-check="{_e(row.check)}"><title>{_e(row.label)}: {_e(tip)}</title>')
             for key, css in (("p99_ms", "p99"), ("p95_ms", "p95"), ("p50_ms", "p50")):
-                width = max(axis.x(figures[key]) - _X0, 1.5)
-                parts.append(f'<rect class="bar {css}" x="{_X0}" y="{y - 8:.1f}" width="{width:.1f}" height="16"/>')
+                bar = max(axis.x(figures[key]) - x0, 1.5)
+                parts.append(f'<rect class="bar {css}" x="{x0:.1f}" y="{y - 8:.1f}" width="{bar:.1f}" height="16"/>')
             if "max_ms" in figures:
                 xm = axis.x(figures["max_ms"])
                 parts.append(f'<path class="max" d="M{xm:.1f} {y - 6:.1f} l5 6 l-5 6 l-5 -6 z"/>')
             parts.append("</g>")
-            parts.append(f'<text class="value {verdict}" x="{_VALUE_X}" y="{y + 4:.1f}">{_e(row.stat)} {_e(_ms(judged))}</text>')
-        if row.target is not None:
+            parts.append(f'<text class="value {verdict}" x="{axis.x1 + 8:.1f}" y="{y + 4:.1f}">{_e(text)}</text>')
+        if row.target is not None and value is not None:  # not across a reason
             xt = axis.x(row.target)
-            parts.append(f'<line class="target" x1="{xt:.1f}" y1="{y - _ROW / 2:.1f}" x2="{xt:.1f}" y2="{y + _ROW / 2:.1f}"/>')
-            if row.target not in targets_drawn:
-                targets_drawn.add(row.target)
-                parts.append(f'<text class="target-label" x="{xt:.1f}" y="{_TOP - 10:.1f}" text-anchor="end">'
-                             f'target {_e(row.stat)} \u2264 {_e(_ms(row.target))}</text>')
-    return _svg(bottom + 24, f"{model}: latency per runtime (log scale)", parts, "latency")
+            parts.append(f'<line class="target" x1="{xt:.1f}" y1="{slot.top:.1f}" x2="{xt:.1f}" y2="{slot.bottom:.1f}"/>')
+    for text, xt, left in labels.values():
+        anchor = f'x="{xt:.1f}" text-anchor="end"' if left else f'x="{xt + 4:.1f}"'
+        parts.append(f'<text class="target-label" {anchor} y="{_TOP - 10:.1f}">{_e(text)}</text>')
+    return _svg(width, bottom + 24, f"{model}: latency per runtime (log scale)", parts, "latency")
+
+
+def _parity_value(row: _ParityRow, verdict: str) -> str:
+    """The text right of a parity row: its deciding error against the tolerance ("" when it did not run)."""
+    if row.error is None:
+        return ""
+    relation = "\u2264" if verdict == "pass" else ">"
+    return _err(row.error) + (f" {relation} {_err(row.tolerance)}" if row.tolerance is not None else "")
 
 
 def parity_chart(model: str, rows: Sequence[_ParityRow]) -> str:
     """One SVG: per export, the deciding parity error (bar) against its tolerance (dashed),
     with the raw max abs error of each input case (dots), on a log axis."""
     values = [v for r in rows for v in (r.error, r.tolerance, r.abs_error, *r.cases.values()) if v is not None]
-    axis = _log_axis(values, _X0, _X1)
-    bottom = _TOP + _ROW * len(rows)
+    x0 = _plot_start(r.label for r in rows)
+    axis = _log_axis(values, x0, x0 + _PLOT_W)
+    verdicts = ["pass" if r.status == "pass" else "fail" for r in rows]
+    shown = [_parity_value(r, v) for r, v in zip(rows, verdicts)]
+    width = _chart_width(axis, _err, shown)
+    slots = _slots([None if r.error is not None else (r.message or r.status) for r in rows], x0 + 4, width)
+    bottom = slots[-1].bottom if slots else _TOP
     parts = _axis_svg(axis, _TOP - 6, bottom, _err)
-    for index, row in enumerate(rows):
-        y = _TOP + index * _ROW + _ROW / 2
+    for row, slot, verdict, text in zip(rows, slots, verdicts, shown):
+        y = slot.y
         parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 4:.1f}">{_e(row.label)}</text>')
         if row.error is None:
-            parts.append(_not_run(y, row.message or row.status, row.status))
+            parts.append(_not_run(slot, x0 + 4, row.message or row.status, row.status))
             continue
-        verdict = "pass" if row.status == "pass" else "fail"
         tip = f"deciding error {_err(row.error)}" + (f", tolerance {_err(row.tolerance)}" if row.tolerance is not None else "")
         if row.abs_error is not None:
             tip += f", max abs error {_err(row.abs_error)}"
         parts.append(f'<g class="export {verdict}" data-check="{_e(row.check)}"><title>{_e(row.label)}: {_e(tip)}</title>')
         # A deciding error of 0 (all within float32 rounding) is drawn as a sliver at the axis start.
-        width = max(axis.x(row.error) - _X0, 2.0) if row.error > 0 else 2.0
-        parts.append(f'<rect class="bar err" x="{_X0}" y="{y - 8:.1f}" width="{width:.1f}" height="16"/>')
+        bar = max(axis.x(row.error) - x0, 2.0) if row.error > 0 else 2.0
+        parts.append(f'<rect class="bar err" x="{x0:.1f}" y="{y - 8:.1f}" width="{bar:.1f}" height="16"/>')
         for case, value in row.cases.items():
             if value > 0:
                 parts.append(f'<circle class="case" cx="{axis.x(value):.1f}" cy="{y:.1f}" r="3.5">'
@@ -359,12 +520,10 @@ def parity_chart(model: str, rows: Sequence[_ParityRow]) -> str:
         parts.append("</g>")
         if row.tolerance is not None:
             xt = axis.x(row.tolerance)
-            parts.append(f'<line class="target" x1="{xt:.1f}" y1="{y - _ROW / 2:.1f}" x2="{xt:.1f}" y2="{y + _ROW / 2:.1f}"/>')
-        relation = "\u2264" if verdict == "pass" else ">"
-        text = _err(row.error) + (f" {relation} {_err(row.tolerance)}" if row.tolerance is not None else "")
-        parts.append(f'<text class="value {verdict}" x="{_VALUE_X}" y="{y + 4:.1f}">{_e(text)}</text>')
-    parts.append(f'<text class="target-label" x="{_X1:.1f}" y="{_TOP - 10:.1f}" text-anchor="end">tolerance</text>')
-    return _svg(bottom + 24, f"{model}: parity error per export (log scale)", parts, "parity")
+            parts.append(f'<line class="target" x1="{xt:.1f}" y1="{slot.top:.1f}" x2="{xt:.1f}" y2="{slot.bottom:.1f}"/>')
+        parts.append(f'<text class="value {verdict}" x="{axis.x1 + 8:.1f}" y="{y + 4:.1f}">{_e(text)}</text>')
+    parts.append(f'<text class="target-label" x="{axis.x1:.1f}" y="{_TOP - 10:.1f}" text-anchor="end">tolerance</text>')
+    return _svg(width, bottom + 24, f"{model}: parity error per export (log scale)", parts, "parity")
 
 
 def layer_chart(spec: Any) -> str:
@@ -378,19 +537,23 @@ def layer_chart(spec: Any) -> str:
         rows.append((f"[{index}] {layer.type}{act}", layer.units, f"{layer_params(layer, size):,} params"))
         size = layer.units
     widest = max(units for _, units, _ in rows)
-    bar_x = 122  # room for "[12] dense sigmoid"
+    bar_x = max(122.0, _LABEL_X + max(_text_width(label) for label, _, _ in rows) + 10)
+    # Room right of the widest bar for its units, then the params column, right-aligned.
+    right = (bar_x + 200 + 6 + max(_text_width(f"{units:,}") for _, units, _ in rows) + 16
+             + max(_text_width(params, _SMALL) for _, _, params in rows) + 8)
+    width = math.ceil(max(_MIN_W, right))
     height = 22 * len(rows) + 6
     parts = []
     for index, (label, units, params) in enumerate(rows):
         y = 4 + index * 22
-        width = max(200 * units / widest, 3)
+        bar = max(200 * units / widest, 3)
         css = "io" if index == 0 else ("rec" if "lstm" in label or "gru" in label else "dense")
         parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 14}">{_e(label)}</text>')
-        parts.append(f'<rect class="layer {css}" x="{bar_x}" y="{y + 2}" width="{width:.1f}" height="16"/>')
-        parts.append(f'<text class="units" x="{bar_x + width + 6:.1f}" y="{y + 14}">{units:,}</text>')
+        parts.append(f'<rect class="layer {css}" x="{bar_x:.1f}" y="{y + 2}" width="{bar:.1f}" height="16"/>')
+        parts.append(f'<text class="units" x="{bar_x + bar + 6:.1f}" y="{y + 14}">{units:,}</text>')
         if params:
-            parts.append(f'<text class="tick" x="{_W - 8}" y="{y + 14}" text-anchor="end">{_e(params)}</text>')
-    return _svg(height, f"{spec.name}: layer stack", parts, "layers")
+            parts.append(f'<text class="tick" x="{width - 8}" y="{y + 14}" text-anchor="end">{_e(params)}</text>')
+    return _svg(width, height, f"{spec.name}: layer stack", parts, "layers")
 
 
 # ---------------------------------------------------------------- page
@@ -482,7 +645,7 @@ def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, 
     out.append("<div><h3>Layer stack</h3>")
     if spec is not None:
         entry = next((c for c in checks if c["name"] == "entry"), None)
-        then = _num((entry or {}).get("figures", {}).get("params")) if entry else None
+        then = _num(_figures(entry).get("params")) if entry else None
         if then is not None and int(then) != spec.computed_params:
             out.append(f'<p class="note">The registry entry changed since this run ({int(then):,} parameters then, '
                        f"{spec.computed_params:,} now): the layers below are today's.</p>")

@@ -328,7 +328,7 @@ def test_validate_report_writes_the_page_of_the_run(tiny_registry, capsys, tmp_p
     code = main(["validate", "--registry", str(tiny_registry), "tinydense", "--latency-seconds", "0.02",
                  "--report", str(out)])
     assert code == 0
-    assert f"report: {out}" in capsys.readouterr().out
+    assert f"report: {out} (partial: tinydense)\n" in capsys.readouterr().out  # the page given, saying what it holds
     page = out.read_text()
     assert 'id="model-tinydense"' in page and 'id="model-tinylstm"' not in page  # the models of this run
     assert '<g class="runtime pass" data-check="latency"' in page and '<svg class="chart layers"' in page
@@ -338,6 +338,27 @@ def test_validate_report_writes_the_page_of_the_run(tiny_registry, capsys, tmp_p
     assert "(model names go before --report)" in capsys.readouterr().err
 
 
+def test_validate_names_report_leaves_the_whole_registry_report_alone(tiny_registry, capsys):
+    """Issue 23: `validate NAME --report` replaced the whole-registry report with a one-model page.
+    As the results file, the default report is written by a full run only; a run of named models
+    writes its page beside it, under a name that says it is partial."""
+    models = tiny_registry.parent / "models"
+    full, partial = models / "validation_report.html", models / "validation_report.partial.html"
+    assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02", "--report"]) == 0
+    assert f"report: {full}\n" in capsys.readouterr().out
+    whole = full.read_bytes()
+    assert all(f'id="model-{name}"'.encode() in whole for name in ("tinydense", "tinylstm", "tinygru"))
+    results = (models / "validation_results.json").read_bytes()
+
+    assert main(["validate", "--registry", str(tiny_registry), "tinygru", "tinydense", "--latency-seconds", "0.02",
+                 "--report"]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {partial} (partial: tinygru, tinydense; {full} is written by a full run)\n" in out
+    assert full.read_bytes() == whole and (models / "validation_results.json").read_bytes() == results
+    page = partial.read_text()
+    assert 'id="model-tinygru"' in page and 'id="model-tinydense"' in page and 'id="model-tinylstm"' not in page
+
+
 def test_write_report_takes_a_validation_report(tiny_registry, tmp_path):
     import modelreg
 
@@ -345,3 +366,94 @@ def test_write_report_takes_a_validation_report(tiny_registry, tmp_path):
     report = modelreg.validate("tinygru", registry, latency_seconds=0.02)
     path = modelreg.write_report(tmp_path / "r.html", report, registry)
     assert 'data-check="latency"' in path.read_text() and "[0] gru" in path.read_text()
+
+
+# ---------------------------------------------------------------- failed checks, long texts
+
+
+def test_failed_checks_without_figures_are_rows_that_say_why(project):
+    """A check that failed or errored may record no figures, or only some (issue 23: a failed
+    `rtneural.cpp_latency` has no `p99_ms`): each is a row with its reason, never a KeyError."""
+    registry, results = project
+    document = load_results(results)
+    alpha = document["models"]["alpha"]
+    alpha["ok"] = False
+    by_name = {c["name"]: c for c in alpha["checks"]}
+    by_name["rtneural.cpp_latency"].update(status="fail", message="the runner did not build: g++ exited 1", figures={})
+    by_name["rtneural.cpp_parity"].update(status="error", message="unexpected KeyError at runner.py:3: 'x'", figures={})
+    by_name["latency"].update(status="error", message="interrupted", figures={"p50_ms": 0.1, "p99_ms": "nan"})
+    by_name["onnx.parity"].update(status="fail", message="onnxruntime failed", figures={"max_error": 0.5})
+    by_name["entry"]["figures"] = {}
+    document["models"]["beta"]["checks"].append(_check("rtneural.cpp_parity", "fail", "no compiler", stat="p99"))
+    page = render_report(document, load_registry_lenient(registry))
+    latency, parity = _svg(page, "latency", "alpha"), _svg(page, "parity", "alpha")
+    assert "data-check" not in latency  # no bars: neither row measured all of p50, p95, p99
+    assert ">the runner did not build: g++ exited 1<" in latency and ">interrupted<" in latency
+    assert ">unexpected KeyError at runner.py:3: &#x27;x&#x27;<" in parity
+    assert '<g class="export fail" data-check="onnx.parity"' in parity and ">0.5<" in parity  # an error, no tolerance
+    assert ">no compiler<" in _svg(page, "parity", "beta")
+    overview = page[page.index('<table class="overview">'):page.index("</table>")]
+    assert "rtneural (C++): p99" not in overview and "0.25 (rtneural" in overview
+
+
+def test_a_validate_run_whose_cpp_checks_failed_is_reported(tiny_registry, tmp_path, monkeypatch):
+    """The issue's repro: MODELREG_RTNEURAL pointing at the inner RTNeural/ folder makes both C++
+    checks fail with no figures; the report of that very run is written, each row saying why."""
+    import modelreg
+    from modelreg.exporting import export_all
+
+    tiny_registry.write_text(tiny_registry.read_text().replace("exports = []", 'exports = ["rtneural"]', 1))
+    registry = modelreg.load_registry(tiny_registry)
+    export_all(registry, names=["tinydense"])
+    inner = tmp_path / "rtneural" / "RTNeural"
+    inner.mkdir(parents=True)
+    (inner / "RTNeural.h").write_text("")
+    monkeypatch.setenv("MODELREG_RTNEURAL", str(inner))
+    report = modelreg.validate("tinydense", registry, latency_seconds=0.02)
+    failed = {c.name: c for c in report["tinydense"].checks if c.name.startswith("rtneural.cpp_")}
+    assert {c.status for c in failed.values()} == {"fail"} and not any(c.figures for c in failed.values())
+    page = modelreg.write_report(tmp_path / "r.html", report, registry).read_text()
+    latency, parity = _svg(page, "latency", "tinydense"), _svg(page, "parity", "tinydense")
+    assert 'data-check="latency"' in latency and 'data-check="rtneural.cpp_latency"' not in latency
+    assert 'class="note fail"' in latency and 'class="note fail"' in parity and "MODELREG_RTNEURAL" in latency
+
+
+def test_long_reasons_are_wrapped_whole_in_the_chart(project):
+    """The reason a row did not run is wrapped onto lines inside the chart, not cut at the SVG's edge."""
+    from modelreg.rtneural_cpp import HOW_TO_CONFIGURE
+
+    registry, results = project
+    document = load_results(results)
+    reason = f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}"
+    document["models"]["beta"]["checks"][3]["message"] = reason
+    beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
+    assert len(lines) > 1 and " ".join(lines) == reason.replace("'", "&#x27;")
+    # A reason longer than a row's lines is cut with an ellipsis, the whole of it in a tooltip.
+    document["models"]["beta"]["checks"][3]["message"] = "word " * 200
+    beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
+    assert len(lines) == 4 and lines[-1].endswith("\u2026") and f"<title>{'word ' * 200}</title>" in beta
+    # A word wider than a line (a long path) is split across lines, not left to run out of the chart.
+    path = "/a-rather-long-folder-name" * 6 + "/beta.onnx"
+    document["models"]["beta"]["checks"][3]["message"] = f"{path} does not exist"
+    beta = _svg(render_report(document, load_registry_lenient(registry)), "latency", "beta")
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", beta)
+    assert len(lines) > 2 and "".join(lines).startswith(path) and lines[-1].endswith("does not exist")
+
+
+def test_charts_widen_for_long_labels_and_values(project):
+    registry, results = project
+    document = load_results(results)
+    checks = document["models"]["alpha"]["checks"]
+    checks[3]["figures"].update(p50_ms=0.0004055, p95_ms=0.0006, p99_ms=0.000811, max_ms=0.001)
+    checks.append(_check("a_plugin_with_a_long_name.parity", "pass", "ok", max_error=3.8e-9, max_abs_error=3.8e-9,
+                         tolerance=1e-5, cases={}))
+    page = render_report(document, load_registry_lenient(registry))
+    for kind, value in (("latency", "p99 0.000811 ms"), ("parity", "3.8e-09 \u2264 1e-05")):
+        svg = _svg(page, kind, "alpha")
+        width = float(re.search(r'viewBox="0 0 (\d+) ', svg)[1])
+        x = float(re.search(rf'x="([\d.]+)" y="[\d.]+">{re.escape(value)}<', svg)[1])
+        assert x + 8 * len(value) <= width  # room for 8 px a character (11.5 px text is narrower)
+    parity = _svg(page, "parity", "alpha")
+    assert float(re.search(r'class="bar err" x="([\d.]+)"', parity)[1]) >= 4 + 6 * len("a_plugin_with_a_long_name")

@@ -4,10 +4,14 @@ CI installs it (.ci/run); elsewhere the test skips saying what to install.
 The page is loaded from a file with Chromium's own command line (``--dump-dom``
 for the DOM after parsing, ``--screenshot`` for the painted page); the PNG is
 decoded here with zlib (no image library needed for counting pixel colours).
+Text boxes are measured by a script injected into a copy of the page (the page
+itself has none), which writes what it measured into the DOM that ``--dump-dom``
+prints.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -101,6 +105,24 @@ def _hex(colour: str) -> tuple[int, int, int]:
     return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
+def long_texts_document(registry: str) -> dict:
+    """The shared results, with the longest texts a chart row holds in practice (each once clipped):
+    a latency of six digits, a parity error in e-notation against its tolerance, and the reason
+    the C++ checks skip when RTNeural is not configured. The number of rows and bars is unchanged."""
+    from modelreg.rtneural_cpp import HOW_TO_CONFIGURE
+    from test_html_report import _latency
+
+    document = results_document(registry)
+    alpha = {c["name"]: c for c in document["models"]["alpha"]["checks"]}
+    alpha["rtneural.cpp_latency"]["figures"].update(_latency(0.0004055, 5.0, "p99"))  # "p99 0.000811 ms"
+    alpha["rtneural.cpp_parity"]["figures"].update(max_error=3.8e-9, max_abs_error=3.8e-9, cases={"zeros": 3.8e-9})
+    beta = {c["name"]: c for c in document["models"]["beta"]["checks"]}
+    beta["rtneural.cpp_latency"]["message"] = f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}"
+    # A word wider than a line: a long path in a reason.
+    beta["onnx.parity"]["message"] = f"not run: {'/a-rather-long-folder-name' * 12}/beta.onnx does not exist"
+    return document
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     from modelreg.cli import main
@@ -109,7 +131,7 @@ def page(tmp_path_factory) -> Path:
     registry = write_registry(folder / "project", text=REGISTRY)
     results = registry.parent / "models" / "validation_results.json"
     results.parent.mkdir()
-    results.write_text(json.dumps(results_document(str(registry))))
+    results.write_text(json.dumps(long_texts_document(str(registry))))
     out = folder / "report.html"
     assert main(["report", "--registry", str(registry), "-o", str(out)]) == 0
     return out
@@ -139,3 +161,48 @@ def test_the_screenshot_shows_the_charts(page, tmp_path):
     for name, colour in {"p50 bar": "#0969da", "failing p50 bar": "#a40e26", "parity bar": "#2da44e",
                          "dense layer": "#8250df", "lstm layer": "#bf3989"}.items():
         assert counts.get(_hex(colour), 0) >= 40, f"no {name} ({colour}) in the screenshot"
+
+
+# Run in the browser after the page is laid out: every <text> of every chart against its <svg>,
+# both as painted on the page (getBoundingClientRect, so a scaled-down chart is measured as shown).
+MEASURE = """
+<pre id="measured">%s</pre>
+<script>
+(function () {
+  const out = {charts: 0, texts: 0, overflows: []};
+  for (const svg of document.querySelectorAll("svg.chart")) {
+    out.charts += 1;
+    const box = svg.getBoundingClientRect();
+    for (const text of svg.querySelectorAll("text")) {
+      out.texts += 1;
+      const r = text.getBoundingClientRect();
+      const slack = 0.5;  // sub-pixel rounding
+      if (r.left < box.left - slack || r.right > box.right + slack || r.top < box.top - slack
+          || r.bottom > box.bottom + slack) {
+        out.overflows.push({chart: svg.getAttribute("aria-label"), text: text.textContent,
+                            left: r.left - box.left, right: r.right - box.right,
+                            top: r.top - box.top, bottom: r.bottom - box.bottom});
+      }
+    }
+  }
+  document.getElementById("measured").textContent = JSON.stringify(out);
+})();
+</script>
+"""
+
+
+@pytest.mark.parametrize("window", ["1200,2400", "700,2400"])
+def test_no_chart_text_overflows_its_svg(page, tmp_path, window):
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.read_text().replace("</body>", MEASURE % "not measured" + "</body>"))
+    dom = run_chromium([f"--window-size={window}", "--dump-dom", measured.as_uri()], tmp_path / "profile").stdout
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found and found[1] != "not measured", "the measuring script did not run"
+    result = json.loads(html.unescape(found[1]))
+    assert result["charts"] == 6 and result["texts"] > 40
+    assert result["overflows"] == [], [(o["chart"], o["text"]) for o in result["overflows"]]
+    # The texts that used to be clipped are there, whole (a wrapped one across its lines).
+    text = html.unescape(re.sub(r"<[^>]+>", " ", dom))
+    for whole in ("p99 0.000811 ms", "3.8e-09 \u2264 1e-05"):
+        assert whole in text, whole
+    assert "RTNeural C++ is not configured" in text and "MODELREG_RTNEURAL" in text
