@@ -7,12 +7,12 @@ artifact, an e-mail attachment or a laptop without network.
 Charts are generic over checks, not tied to the built-in ones:
 
 - a **latency row** is any check whose figures hold ``p50_ms``, ``p95_ms`` and
-  ``p99_ms`` (torch's ``latency``, a runtime's ``FORMAT.cpp_latency``...), or
+  ``p99_ms`` (torch's ``latency``, a runtime's ``FORMAT.dynamic_latency``...), or
   any check named ``latency`` / ``*latency`` that did not run; it is judged
   against its own ``target_ms`` and ``stat`` figures when it has them, else the
   registry entry's target;
 - a **parity row** is any check whose figures hold ``max_error`` and
-  ``tolerance`` (``FORMAT.parity``, ``FORMAT.cpp_parity``...), or any check
+  ``tolerance`` (``FORMAT.parity``, ``FORMAT.dynamic_parity``...), or any check
   named ``*parity`` that did not run.
 
 A check that did not run, or failed before measuring all its figures, keeps
@@ -142,12 +142,19 @@ def _err(value: float) -> str:
     return "0" if value == 0 else f"{value:.2g}"
 
 
+#: What runs each built-in format's file, where the format's name alone would not say it: the
+#: reference runtime, the C++ dynamic loader and the compiled header must never read alike.
+_RUNTIMES = {"rtneural": "numpy reference", "rtneural.dynamic": "C++ parseJson", "rtneural-cpp": "C++ ModelT header",
+             "onnx": "onnxruntime"}
+
+
 def runtime_label(check: str, kind: str) -> str:
     """The runtime a latency or parity check measures, for a chart row.
 
-    ``latency`` is torch's; ``rtneural.parity`` is ``rtneural``;
-    ``rtneural.cpp_latency`` is ``rtneural (C++)``; any other ``FORMAT.X_KIND``
-    is ``FORMAT (X)``.
+    ``latency`` is torch's; ``rtneural.parity`` is ``rtneural (numpy reference)``;
+    ``rtneural.dynamic_latency`` is ``rtneural (C++ parseJson)``; ``rtneural-cpp.parity``
+    is ``rtneural-cpp (C++ ModelT header)``; any other ``FORMAT.X_KIND`` is
+    ``FORMAT (X)``, and ``FORMAT.KIND`` is ``FORMAT``.
     """
     if check == kind:
         return "torch"
@@ -155,7 +162,8 @@ def runtime_label(check: str, kind: str) -> str:
     if not head:
         head, tail = check, ""
     qualifier = tail[: -len(kind)].rstrip("_") if tail.endswith(kind) else tail
-    qualifier = {"cpp": "C++"}.get(qualifier, qualifier)
+    known = _RUNTIMES.get(f"{head}.{qualifier}" if qualifier else head)
+    qualifier = known or {"cpp": "C++"}.get(qualifier, qualifier)
     return f"{head} ({qualifier})" if qualifier else head
 
 
@@ -484,6 +492,8 @@ def _parity_value(row: _ParityRow, verdict: str) -> str:
     """The text right of a parity row: its deciding error against the tolerance ("" when it did not run)."""
     if row.error is None:
         return ""
+    if row.error == 0 and verdict == "pass":
+        return "within float32 rounding"  # a 0 beside the dots' raw errors would read as a second figure
     relation = "\u2264" if verdict == "pass" else ">"
     return _err(row.error) + (f" {relation} {_err(row.tolerance)}" if row.tolerance is not None else "")
 
@@ -620,8 +630,11 @@ def _overview(models: Mapping[str, Any], registry: Registry | None) -> str:
         worst = max(par, key=lambda r: (r.error or 0.0, r.abs_error or 0.0), default=None)
         worst_text = "-"
         if worst is not None:
-            raw = f", max abs {_err(worst.abs_error)}" if worst.abs_error is not None else ""
-            worst_text = f"{_err(worst.error or 0.0)} ({_e(worst.label)}{raw})"
+            # One figure: "within float32 rounding" in words when the deciding error is 0 (issue 23).
+            raw = f"max abs {_err(worst.abs_error)}, " if worst.abs_error is not None else ""
+            verdict = ("within float32 rounding" if not worst.error
+                       else f"{_err(worst.error)} beyond float32 rounding")
+            worst_text = f"{verdict} ({raw}{_e(worst.label)})"
         status = "pass" if model["ok"] else "fail"
         rows.append(f'<tr class="{status}"><td><a href="#model-{_e(name)}">{_e(name)}</a></td><td>{_badge(status)}</td>'
                     f"<td>{passed}/{len(checks)}</td><td>{'<br>'.join(shown) or '-'}</td><td>{worst_text}</td></tr>")

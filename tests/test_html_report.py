@@ -70,11 +70,11 @@ def results_document(registry: str = "/nowhere/registry.toml") -> dict:
              _check("build", "pass", "2 layers"),
              _check("latency", "pass", "p99 0.08 ms", **_latency(0.04, 5.0, "p99")),
              # The C++ runtime's check, with the figures the results schema requires of it.
-             _check("rtneural.cpp_latency", "pass", "p99 0.006 ms", **_latency(0.003, 5.0, "p99"), warmup=100,
+             _check("rtneural.dynamic_latency", "pass", "p99 0.006 ms", **_latency(0.003, 5.0, "p99"), warmup=100,
                     clock_overhead_ns=20.0, **CPP),
              _check("rtneural.parity", "pass", "error 0 <= tolerance 1e-05", max_error=0.0, max_abs_error=1e-7,
                     tolerance=1e-5, cases={"zeros": 2e-8, "normal": 1e-7}),
-             _check("rtneural.cpp_parity", "pass", "error 3e-07 <= tolerance 1e-05", max_error=3e-7,
+             _check("rtneural.dynamic_parity", "pass", "error 3e-07 <= tolerance 1e-05", max_error=3e-7,
                     max_abs_error=3e-7, tolerance=1e-5, cases={"zeros": 3e-7}, **CPP),
              _check("onnx.parity", "pass", "error 0 <= tolerance 1e-05", max_error=0.0, max_abs_error=6e-8,
                     tolerance=1e-5, cases={"zeros": 6e-8})]
@@ -82,7 +82,7 @@ def results_document(registry: str = "/nowhere/registry.toml") -> dict:
             _check("latency", "fail", "p95 0.3 ms vs target 0.05 ms", **_latency(0.2, 0.05, "p95")),
             _check("rtneural.parity", "fail", "error 0.25 > tolerance 1e-05 <script>alert(1)</script>",
                    max_error=0.25, max_abs_error=0.25, tolerance=1e-5, cases={"normal": 0.25}),
-            _check("rtneural.cpp_latency", "skip", "not run: RTNeural's C++ headers not found"),
+            _check("rtneural.dynamic_latency", "skip", "not run: RTNeural's C++ headers not found"),
             _check("onnx.parity", "skip", "not run: no artifact"),
             _check("determinism", "error", "unexpected ValueError at checks.py:1: boom")]
     gamma = [_check("entry", "fail", "registry.toml: models.gamma.params: wrong"),
@@ -164,8 +164,8 @@ def test_a_latency_chart_per_runtime_against_the_target(project):
     registry, results = project
     page = render_report(load_results(results), load_registry_lenient(registry))
     alpha = _svg(page, "latency", "alpha")
-    assert re.findall(r'data-check="([^"]+)"', alpha) == ["latency", "rtneural.cpp_latency"]
-    assert ">torch<" in alpha and ">rtneural (C++)<" in alpha
+    assert re.findall(r'data-check="([^"]+)"', alpha) == ["latency", "rtneural.dynamic_latency"]
+    assert ">torch<" in alpha and ">rtneural (C++ parseJson)<" in alpha
     # p50, p95 and p99 bars per runtime, the max, and one target line per row at the entry's 5 ms.
     assert alpha.count('class="bar p50"') == 2 and alpha.count('class="bar p99"') == 2 and alpha.count('class="max"') == 2
     assert alpha.count('class="target"') == 2 and "target p99 \u2264 5.00 ms" in alpha
@@ -181,11 +181,11 @@ def test_a_latency_chart_per_runtime_against_the_target(project):
 def test_bars_are_placed_on_a_log_axis_in_order(project):
     registry, results = project
     alpha = _svg(render_report(load_results(results), load_registry_lenient(registry)), "latency", "alpha")
-    torch_row = alpha[alpha.index('data-check="latency"'):alpha.index('data-check="rtneural.cpp_latency"')]
+    torch_row = alpha[alpha.index('data-check="latency"'):alpha.index('data-check="rtneural.dynamic_latency"')]
     widths = {m[0]: float(m[1]) for m in re.findall(r'class="bar (p\d\d)" x="[\d.]+" y="[\d.]+" width="([\d.]+)"', torch_row)}
     assert widths["p50"] < widths["p95"] < widths["p99"]
     # log axis: p99 = 2 x p50 is a fixed distance whatever the magnitude; on the C++ row too.
-    cpp = alpha[alpha.index('data-check="rtneural.cpp_latency"'):]
+    cpp = alpha[alpha.index('data-check="rtneural.dynamic_latency"'):]
     cpp_widths = {m[0]: float(m[1]) for m in re.findall(r'class="bar (p\d\d)" x="[\d.]+" y="[\d.]+" width="([\d.]+)"', cpp)}
     assert widths["p99"] - widths["p50"] == pytest.approx(cpp_widths["p99"] - cpp_widths["p50"], abs=0.2)
 
@@ -194,8 +194,8 @@ def test_parity_per_export_against_the_tolerance(project):
     registry, results = project
     page = render_report(load_results(results), load_registry_lenient(registry))
     alpha = _svg(page, "parity", "alpha")
-    assert re.findall(r'data-check="([^"]+)"', alpha) == ["rtneural.parity", "rtneural.cpp_parity", "onnx.parity"]
-    assert ">rtneural (C++)<" in alpha and alpha.count('class="target"') == 3
+    assert re.findall(r'data-check="([^"]+)"', alpha) == ["rtneural.parity", "rtneural.dynamic_parity", "onnx.parity"]
+    assert ">rtneural (C++ parseJson)<" in alpha and alpha.count('class="target"') == 3
     assert alpha.count('<circle class="case"') == 4  # the raw error of each input case (2 + 1 + 1)
     assert "3e-07 \u2264 1e-05" in alpha
     beta = _svg(page, "parity", "beta")
@@ -254,9 +254,13 @@ def test_the_registry_named_by_the_results_is_used_when_it_is_there(project, tmp
 
 def test_runtime_labels():
     assert runtime_label("latency", "latency") == "torch"
-    assert runtime_label("rtneural.cpp_latency", "latency") == "rtneural (C++)"
-    assert runtime_label("onnx.parity", "parity") == "onnx"
-    assert runtime_label("rtneural.cpp_parity", "parity") == "rtneural (C++)"
+    assert runtime_label("rtneural.dynamic_latency", "latency") == "rtneural (C++ parseJson)"
+    assert runtime_label("onnx.parity", "parity") == "onnx (onnxruntime)"
+    assert runtime_label("rtneural.dynamic_parity", "parity") == "rtneural (C++ parseJson)"
+    # Issue 23: the reference runtime, the dynamic loader and the compiled header never read alike.
+    assert runtime_label("rtneural.parity", "parity") == "rtneural (numpy reference)"
+    assert runtime_label("rtneural-cpp.parity", "parity") == "rtneural-cpp (C++ ModelT header)"
+    assert runtime_label("rtneural.cpp_latency", "latency") == "rtneural (C++)"  # results written before the rename
     assert runtime_label("tflite.gpu_latency", "latency") == "tflite (gpu)"
 
 
@@ -373,18 +377,18 @@ def test_write_report_takes_a_validation_report(tiny_registry, tmp_path):
 
 def test_failed_checks_without_figures_are_rows_that_say_why(project):
     """A check that failed or errored may record no figures, or only some (issue 23: a failed
-    `rtneural.cpp_latency` has no `p99_ms`): each is a row with its reason, never a KeyError."""
+    `rtneural.dynamic_latency` has no `p99_ms`): each is a row with its reason, never a KeyError."""
     registry, results = project
     document = load_results(results)
     alpha = document["models"]["alpha"]
     alpha["ok"] = False
     by_name = {c["name"]: c for c in alpha["checks"]}
-    by_name["rtneural.cpp_latency"].update(status="fail", message="the runner did not build: g++ exited 1", figures={})
-    by_name["rtneural.cpp_parity"].update(status="error", message="unexpected KeyError at runner.py:3: 'x'", figures={})
+    by_name["rtneural.dynamic_latency"].update(status="fail", message="the runner did not build: g++ exited 1", figures={})
+    by_name["rtneural.dynamic_parity"].update(status="error", message="unexpected KeyError at runner.py:3: 'x'", figures={})
     by_name["latency"].update(status="error", message="interrupted", figures={"p50_ms": 0.1, "p99_ms": "nan"})
     by_name["onnx.parity"].update(status="fail", message="onnxruntime failed", figures={"max_error": 0.5})
     by_name["entry"]["figures"] = {}
-    document["models"]["beta"]["checks"].append(_check("rtneural.cpp_parity", "fail", "no compiler", stat="p99"))
+    document["models"]["beta"]["checks"].append(_check("rtneural.dynamic_parity", "fail", "no compiler", stat="p99"))
     page = render_report(document, load_registry_lenient(registry))
     latency, parity = _svg(page, "latency", "alpha"), _svg(page, "parity", "alpha")
     assert "data-check" not in latency  # no bars: neither row measured all of p50, p95, p99
@@ -393,7 +397,8 @@ def test_failed_checks_without_figures_are_rows_that_say_why(project):
     assert '<g class="export fail" data-check="onnx.parity"' in parity and ">0.5<" in parity  # an error, no tolerance
     assert ">no compiler<" in _svg(page, "parity", "beta")
     overview = page[page.index('<table class="overview">'):page.index("</table>")]
-    assert "rtneural (C++): p99" not in overview and "0.25 (rtneural" in overview
+    assert "rtneural (C++ parseJson): p99" not in overview
+    assert "0.25 beyond float32 rounding (max abs 0.25, rtneural (numpy reference))" in overview
 
 
 def test_a_validate_run_whose_cpp_checks_failed_is_reported(tiny_registry, tmp_path, monkeypatch):
@@ -410,11 +415,11 @@ def test_a_validate_run_whose_cpp_checks_failed_is_reported(tiny_registry, tmp_p
     (inner / "RTNeural.h").write_text("")
     monkeypatch.setenv("MODELREG_RTNEURAL", str(inner))
     report = modelreg.validate("tinydense", registry, latency_seconds=0.02)
-    failed = {c.name: c for c in report["tinydense"].checks if c.name.startswith("rtneural.cpp_")}
+    failed = {c.name: c for c in report["tinydense"].checks if c.name.startswith("rtneural.dynamic_")}
     assert {c.status for c in failed.values()} == {"fail"} and not any(c.figures for c in failed.values())
     page = modelreg.write_report(tmp_path / "r.html", report, registry).read_text()
     latency, parity = _svg(page, "latency", "tinydense"), _svg(page, "parity", "tinydense")
-    assert 'data-check="latency"' in latency and 'data-check="rtneural.cpp_latency"' not in latency
+    assert 'data-check="latency"' in latency and 'data-check="rtneural.dynamic_latency"' not in latency
     assert 'class="note fail"' in latency and 'class="note fail"' in parity and "MODELREG_RTNEURAL" in latency
 
 
@@ -457,3 +462,15 @@ def test_charts_widen_for_long_labels_and_values(project):
         assert x + 8 * len(value) <= width  # room for 8 px a character (11.5 px text is narrower)
     parity = _svg(page, "parity", "alpha")
     assert float(re.search(r'class="bar err" x="([\d.]+)"', parity)[1]) >= 4 + 6 * len("a_plugin_with_a_long_name")
+
+
+def test_a_parity_within_rounding_is_said_in_words_not_as_a_second_figure():
+    # Issue 23: "worst parity error 0 (rtneural, max abs 3e-08)" put two error figures side by side.
+    document = results_document()
+    alpha = document["models"]["alpha"]["checks"]
+    document["models"]["alpha"]["checks"] = [c for c in alpha if c["name"] != "rtneural.dynamic_parity"]
+    page = render_report(document, None)
+    overview = page[page.index('<table class="overview">'):page.index("</table>")]
+    assert "within float32 rounding (max abs 1e-07, rtneural (numpy reference))" in overview
+    assert ">within float32 rounding<" in _svg(page, "parity", "alpha")
+    assert ">0 \u2264 1e-05<" not in page

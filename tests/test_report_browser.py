@@ -114,10 +114,10 @@ def long_texts_document(registry: str) -> dict:
 
     document = results_document(registry)
     alpha = {c["name"]: c for c in document["models"]["alpha"]["checks"]}
-    alpha["rtneural.cpp_latency"]["figures"].update(_latency(0.0004055, 5.0, "p99"))  # "p99 0.000811 ms"
-    alpha["rtneural.cpp_parity"]["figures"].update(max_error=3.8e-9, max_abs_error=3.8e-9, cases={"zeros": 3.8e-9})
+    alpha["rtneural.dynamic_latency"]["figures"].update(_latency(0.0004055, 5.0, "p99"))  # "p99 0.000811 ms"
+    alpha["rtneural.dynamic_parity"]["figures"].update(max_error=3.8e-9, max_abs_error=3.8e-9, cases={"zeros": 3.8e-9})
     beta = {c["name"]: c for c in document["models"]["beta"]["checks"]}
-    beta["rtneural.cpp_latency"]["message"] = f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}"
+    beta["rtneural.dynamic_latency"]["message"] = f"RTNeural C++ is not configured: {HOW_TO_CONFIGURE}"
     # A word wider than a line: a long path in a reason.
     beta["onnx.parity"]["message"] = f"not run: {'/a-rather-long-folder-name' * 12}/beta.onnx does not exist"
     return document
