@@ -415,7 +415,7 @@ def _backup_path(path: Path, stamp: str, attempt: int = 1) -> Path:
     return path.with_name(f"{path.name}.bak-{stamp}" + ("" if attempt == 1 else f"-{attempt}"))
 
 
-def _write_backup(path: Path, data: bytes) -> Path:
+def write_backup(path: Path, data: bytes) -> Path:
     """Keep ``data`` (the checkpoint about to be replaced) beside ``path``; returns where.
 
     Written complete under a temporary name first, then linked to a name that does
@@ -500,7 +500,7 @@ def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = 
             try:
                 previous = spec.checkpoint.read_bytes()
                 if previous != data:
-                    backup = _write_backup(spec.checkpoint, previous)
+                    backup = write_backup(spec.checkpoint, previous)
             except OSError as exc:
                 raise WriteError.at(
                     f"cannot keep a backup of the checkpoint, so it was not replaced: {exc.strerror or exc}",

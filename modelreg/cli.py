@@ -698,6 +698,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
           f"to the file{zero}")
     for note in result.notes:
         print(f"  note        {note}")
+    if result.backup is not None:
+        print(f"  backup      the checkpoint it replaced is kept as {display_path(result.backup)}")
     # The entry declares exports that do not exist yet: validate would fail on them first.
     print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
     return EXIT_OK

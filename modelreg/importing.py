@@ -106,6 +106,8 @@ class ImportResult:
     weights: WeightsMatch
     #: What was adapted on the way (folded activation layers, ...), one sentence each.
     notes: tuple[str, ...] = ()
+    #: Where ``force`` kept the checkpoint file it replaced (None: none was replaced).
+    backup: Path | None = None
 
 
 # ---------------------------------------------------------------- reading the file
@@ -515,17 +517,22 @@ def import_rtneural(
     entry = _entry_text(name, spec.description, in_size, specs, latency_ms=latency_ms, exports=exports,
                         checkpoint=checkpoint_rel, sha256=sha256, input_range=input_range)
     new_bytes = _appended(old_bytes, entry)
-    _install(registry_file, registry_shown, old_bytes, new_bytes, name, spec, checkpoint, checkpoint_bytes, existed)
+    backup = _install(registry_file, registry_shown, old_bytes, new_bytes, name, spec, checkpoint, checkpoint_bytes,
+                      existed)
     final = load_registry(registry_file, strict=False)[name]
     return ImportResult(name=name, source=source, registry=registry_file, checkpoint=checkpoint, sha256=sha256,
                         spec=final, entry_text=entry, parity=parity, cpp_parity=cpp, weights=weights,
-                        notes=tuple(notes))
+                        notes=tuple(notes), backup=backup)
 
 
 def _install(registry_file: Path, registry_shown: str, old_bytes: bytes, new_bytes: bytes, name: str,
-             spec: ModelSpec, checkpoint: Path, checkpoint_bytes: bytes, existed: bool) -> None:
-    """Check the new registry in a temporary file beside the old one, write the checkpoint, install the registry."""
+             spec: ModelSpec, checkpoint: Path, checkpoint_bytes: bytes, existed: bool) -> Path | None:
+    """Check the new registry in a temporary file beside the old one, write the checkpoint, install the registry.
+
+    A checkpoint replaced with other bytes (``--force``) is kept beside it first, as
+    ``init --force`` keeps one; returns where (None: nothing was replaced)."""
     from .atomic import atomic_write_bytes
+    from .checkpoint import write_backup
     from .exporting import write_error
 
     folder = registry_file.parent
@@ -549,7 +556,10 @@ def _install(registry_file: Path, registry_shown: str, old_bytes: bytes, new_byt
             raise RegistryError.at("the registry changed while the model was being imported; nothing was written, "
                                    "run the import again", file=registry_shown)
         previous = checkpoint.read_bytes() if existed else None
+        backup = None
         try:
+            if previous is not None and previous != checkpoint_bytes:
+                backup = write_backup(checkpoint, previous)  # someone's trained weights, maybe
             atomic_write_bytes(checkpoint, checkpoint_bytes)
         except OSError as exc:
             raise write_error(exc, checkpoint, "the checkpoint", model=name) from None
@@ -566,6 +576,7 @@ def _install(registry_file: Path, registry_shown: str, old_bytes: bytes, new_byt
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    return backup
 
 
 def _check_new_registry(tmp: Path, shown: str, old_bytes: bytes, new_bytes: bytes, name: str, spec: ModelSpec) -> None:

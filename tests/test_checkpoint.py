@@ -534,7 +534,7 @@ def test_init_force_without_a_backup_replaces_nothing(tmp_path, monkeypatch):
     def full_disk(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_write_backup", full_disk)
+    monkeypatch.setattr(checkpoint, "write_backup", full_disk)
     with pytest.raises(WriteError, match="cannot keep a backup of the checkpoint, so it was not replaced"):
         init_checkpoint(spec, force=True)
     assert spec.checkpoint.read_bytes() == before

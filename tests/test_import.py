@@ -254,8 +254,13 @@ def test_existing_checkpoint_needs_force(project: Path, capsys: pytest.CaptureFi
     assert main(_cli(str(GOLDEN / "lstm.json"), "--registry", str(project))) == 2
     assert "the checkpoint file exists already; pass --force" in capsys.readouterr().err
     assert stray.read_bytes() == b"an old checkpoint" and project.read_bytes() == OLD_REGISTRY
+    capsys.readouterr()
     assert main(_cli(str(GOLDEN / "lstm.json"), "--registry", str(project), "--force")) == 0
     assert modelreg.load_registry(project)["lstm"].load() is not None
+    # The replaced file is kept, as init --force keeps one (issue 23: --force lost trained weights).
+    backups = list(stray.parent.glob("lstm.pt.bak-*"))
+    assert [b.read_bytes() for b in backups] == [b"an old checkpoint"]
+    assert f"backup      the checkpoint it replaced is kept as " in capsys.readouterr().out
 
 
 def test_cli_refuses_an_unwritable_folder(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
