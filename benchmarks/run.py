@@ -141,7 +141,7 @@ def bench_rtneural_export(repeats: int) -> None:
     import numpy as np
 
     import modelreg
-    from modelreg.rtneural_format import dumps_rtneural, to_rtneural
+    from modelreg.rtneural.format import dumps_rtneural, to_rtneural
 
     registry = modelreg.load_registry(ROOT / "registry.toml")
     per_model = {}
@@ -220,7 +220,7 @@ def bench_proof(repeats: int) -> None:
     import orjson
 
     import modelreg
-    from modelreg.rtneural_runtime import load_rtneural
+    from modelreg.rtneural.runtime import load_rtneural
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = copy_bundled(Path(tmp))
@@ -294,7 +294,8 @@ def bench_proof(repeats: int) -> None:
         modelreg.export_all(registry, force=True)  # every declared format, fresh
         split = {"as_configured": _validate_split(registry, repeats)}
         if split["as_configured"]["cpp_checks_ran"]:
-            from modelreg import exporting, rtneural_cpp
+            from modelreg import exporting
+            from modelreg.rtneural import cpp as rtneural_cpp
 
             # Side by side: the same run with each model's formats proven one after the other
             # (as before validate proved them at once), to show what the overlap gains.
@@ -552,7 +553,8 @@ def _time_calls(module: Any, name: str) -> Iterator[list[float]]:
 def bench_scale(sizes: list[int], latency_seconds: float) -> None:
     print(f"\n4. scale: registries of {sizes} random small models (latency window {latency_seconds} s per model)", flush=True)
     import modelreg
-    from modelreg import checks, rtneural_cpp, validation
+    from modelreg import checks, validation
+    from modelreg.rtneural import cpp as rtneural_cpp
 
     scale: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -635,7 +637,7 @@ def _latency_runners(spec: Any, root: Path) -> dict[str, Any]:
     import torch
 
     from modelreg.inputs import edge_cases
-    from modelreg.rtneural_runtime import load_rtneural
+    from modelreg.rtneural.runtime import load_rtneural
 
     module = spec.load()
     frame = edge_cases(spec.in_features)["normal"]
@@ -707,7 +709,7 @@ def _cpp_setup(tmp: Path) -> Any:
 
     Builds go to a fresh cache folder, so the compile times printed are real compilations.
     """
-    import modelreg.rtneural_cpp as rc
+    import modelreg.rtneural.cpp as rc
 
     root = os.environ.get(rc.ENV_RTNEURAL) or str(ROOT.parent / "shared" / "rtneural")
     if not (Path(root) / "RTNeural" / "RTNeural.h").is_file():
@@ -729,8 +731,8 @@ def _cpp_setup(tmp: Path) -> Any:
 
 def _cpp_calls(spec: Any, root: Path, cpp: Any) -> dict[str, Any]:
     """Per-runtime timers of the RTNeural C++ engine: each returns (p50_ms, p99_ms) of one window, timed in C++."""
-    import modelreg.rtneural_cpp as rc
-    from modelreg.exporters.rtneural_cpp import cpp_namespace
+    import modelreg.rtneural.cpp as rc
+    from modelreg.rtneural.header import cpp_namespace
     from modelreg.inputs import edge_cases
     from modelreg.latency import LatencyStats
 

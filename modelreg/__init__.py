@@ -9,7 +9,7 @@ modules load on first use of the names that need them.
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .errors import (
@@ -30,14 +30,14 @@ if TYPE_CHECKING:
     from .builder import RealtimeModel
     from .checkpoint import init_checkpoint
     from .exporting import ArtifactResult, ExportReport, export, export_all
-    from .rtneural_runtime import RTNeuralModel, check_rtneural, load_rtneural
+    from .rtneural.runtime import RTNeuralModel, check_rtneural, load_rtneural
     from .parity import compare_parity
     from .latency import latency_window
     from .plugins import Exporter, Parity, available_exporters, get_exporter, register_exporter
     from .report import CheckResult, ModelReport, ValidationReport
     from .validation import validate, validate_all
     from .html_report import render_report, write_report
-    from .importing import ImportResult, import_rtneural
+    from .rtneural.importing import ImportResult, import_rtneural
 
 # Every public name is resolved on first access: ``import modelreg`` runs no
 # import but this file's (pytest loads modelreg.pytest_plugin, and with it this
@@ -61,9 +61,9 @@ _LAZY = {
     "export_all": "exporting",
     "ExportReport": "exporting",
     "ArtifactResult": "exporting",
-    "load_rtneural": "rtneural_runtime",
-    "check_rtneural": "rtneural_runtime",
-    "RTNeuralModel": "rtneural_runtime",
+    "load_rtneural": "rtneural.runtime",
+    "check_rtneural": "rtneural.runtime",
+    "RTNeuralModel": "rtneural.runtime",
     "Exporter": "plugins",
     "Parity": "plugins",
     "available_exporters": "plugins",
@@ -74,8 +74,8 @@ _LAZY = {
     "RealtimeModel": "builder",
     "render_report": "html_report",
     "write_report": "html_report",
-    "import_rtneural": "importing",
-    "ImportResult": "importing",
+    "import_rtneural": "rtneural.importing",
+    "ImportResult": "rtneural.importing",
 }
 
 __all__ = [

@@ -16,19 +16,39 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 import torch
 from torch import Tensor, nn
 
 from .errors import UsageError
+from .layers.base import LayerKind, LayerSpec
 
-if TYPE_CHECKING:
-    from .layers import LayerKind
-    from .spec import LayerSpec, ModelSpec
+__all__ = ["BuildSpec", "RealtimeModel", "State", "build_module", "seeded", "seed_for"]
 
-__all__ = ["RealtimeModel", "State", "build_module", "seeded", "seed_for"]
+
+class BuildSpec(Protocol):
+    """What building a module reads of an entry (a :class:`~modelreg.ModelSpec` is one).
+
+    Named here, not imported from :mod:`modelreg.spec`: the spec builds modules
+    (``spec.build()``), so the builder must not depend on it in turn.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def in_features(self) -> int: ...
+
+    @property
+    def out_features(self) -> int: ...
+
+    @property
+    def input_range(self) -> tuple[float, float] | None: ...
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]: ...
 
 # Per layer: its state tensors in the order its kind's state() lists them, each
 # [1, batch, size]: (h, c) for an LSTM, (h,) for a GRU, () for a dense layer.
@@ -55,7 +75,7 @@ class RealtimeModel(nn.Module):
     G = 4, gates i, f, g, o for LSTM; G = 3, gates r, z, n for GRU). float32.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: BuildSpec) -> None:
         super().__init__()
         self.spec_name = spec.name
         self.in_features = spec.in_features
@@ -191,7 +211,7 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def build_module(spec: ModelSpec, seed: int | None = None) -> RealtimeModel:
+def build_module(spec: BuildSpec, seed: int | None = None) -> RealtimeModel:
     """The module for ``spec`` in eval mode; with ``seed`` its weights are reproducible."""
     if seed is None:
         module = RealtimeModel(spec)

@@ -16,31 +16,40 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from .atomic import atomic_write_bytes, sha256_file, temp_prefix
 from .errors import CheckpointError, Problem, WriteError
-from .registry import display_path
+from .paths import display_path
 
 if TYPE_CHECKING:
     import torch
 
-    from .builder import RealtimeModel
-    from .spec import ModelSpec
+    from .builder import BuildSpec, RealtimeModel
+
+    class CheckpointSpec(BuildSpec, Protocol):
+        """What checkpoints read of an entry (a :class:`~modelreg.ModelSpec` is one): the
+        spec loads checkpoints (``spec.load()``), so this module does not import it."""
+
+        @property
+        def checkpoint(self) -> Path: ...
+
+        @property
+        def sha256(self) -> str | None: ...
 
 __all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint"]
 
 DEFAULT_SEED = 0
 
 
-def _error(spec: ModelSpec, reason: str, **context: Any) -> CheckpointError:
+def _error(spec: CheckpointSpec, reason: str, **context: Any) -> CheckpointError:
     return CheckpointError.at(reason, file=display_path(spec.checkpoint), model=spec.name,
                               key=f"models.{spec.name}.checkpoint", **context)
 
 
-def _check_pin(spec: ModelSpec, actual: str) -> str:
+def _check_pin(spec: CheckpointSpec, actual: str) -> str:
     """``actual`` (the checkpoint's sha256); raises when the registry pins a different one."""
     if spec.sha256 is not None and actual != spec.sha256:
         raise CheckpointError.at(
@@ -58,12 +67,12 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
-def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
+def read_state_dict(spec: CheckpointSpec) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, loaded without executing any code."""
     return _read_checkpoint(spec, check_pin=False)[0]
 
 
-def _read_checkpoint(spec: ModelSpec, *, check_pin: bool) -> tuple[dict[str, torch.Tensor], str]:
+def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str, torch.Tensor], str]:
     """The checkpoint's tensors and the sha256 of the very bytes they were loaded from.
 
     The file is read once: hashing it and then loading it by path would read it
@@ -192,7 +201,7 @@ class _Fit:
     needs_float: tuple[str, ...] = ()
 
 
-def _fit(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any], *, rename: bool = True) -> _Fit:
+def _fit(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any], *, rename: bool = True) -> _Fit:
     """The file's tensors against the module's state dict: what to load, or what is wrong and what to do.
 
     Accepted as they are: a missing batchnorm ``num_batches_tracked`` (or one where the
@@ -305,7 +314,7 @@ def _float_hint(names: list[str]) -> str:
             f"as float32: modelreg converts a tensor only when no value changes")
 
 
-def _rename_by_order(spec: ModelSpec, expected: dict[str, Any], state: dict[str, Any]) -> _Fit | None:
+def _rename_by_order(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any]) -> _Fit | None:
     """When the file's tensors fit the expected ones one-to-one in order and shape, under other names:
     the pairing, and the rename that makes the file load.
 
@@ -367,7 +376,7 @@ def _common_prefix(expected: dict[str, Any], state: dict[str, Any]) -> str | Non
     return None
 
 
-def load_checkpoint(spec: ModelSpec) -> RealtimeModel:
+def load_checkpoint(spec: CheckpointSpec) -> RealtimeModel:
     """The module for ``spec`` with the checkpoint's weights, in eval mode.
 
     Raises :class:`CheckpointError` for a missing, unsafe or unreadable file,
@@ -378,7 +387,9 @@ def load_checkpoint(spec: ModelSpec) -> RealtimeModel:
     its ``num_batches_tracked`` counter.
     """
     state, digest = _read_checkpoint(spec, check_pin=True)
-    module = spec.build()
+    from .builder import build_module  # torch, on first use
+
+    module = build_module(spec)
     fit = _fit(spec, module.state_dict(), state)
     if fit.problems:
         raise CheckpointError(*fit.problems, hint=fit.hint)
@@ -468,7 +479,7 @@ class InitResult:
     backup: Path | None = None
 
 
-def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = False) -> InitResult:
+def init_checkpoint(spec: CheckpointSpec, *, seed: int = DEFAULT_SEED, force: bool = False) -> InitResult:
     """Create ``spec``'s checkpoint with seeded, reproducible (untrained) weights.
 
     An existing file is kept unless ``force`` (``InitResult.misfit`` then says
@@ -489,7 +500,7 @@ def init_checkpoint(spec: ModelSpec, *, seed: int = DEFAULT_SEED, force: bool = 
         # fail later, in validate; say it now. The pin is reported separately.
         try:
             state = read_state_dict(spec)
-            fit = _fit(spec, spec.build().state_dict(), state)
+            fit = _fit(spec, build_module(spec).state_dict(), state)
             misfit = CheckpointError(*fit.problems, hint=fit.hint) if fit.problems else None
         except CheckpointError as exc:
             misfit = exc

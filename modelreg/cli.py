@@ -38,7 +38,8 @@ from typing import Any, TextIO
 
 from .errors import ArtifactError, ModelRegError, Problem, UsageError
 from .plugins import BUILTIN_EXPORTERS, Exporter, available_exporters
-from .registry import Registry, display_path, load_registry
+from .paths import display_path
+from .registry import Registry, load_registry
 
 __all__ = ["main"]
 
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="modelreg", description="Build, check and export the models of a registry.toml.",
                      epilog="Exit codes: 0 all passed; 1 a check failed; 2 the command could not do what was asked "
                             "(bad usage, registry, input file or environment).")
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"modelreg {__version__}")
     parser.add_argument("--registry", metavar="PATH", default=None, help=_REGISTRY_HELP)
@@ -515,19 +516,6 @@ def _kind_of(path: Path) -> str:
 
 def _check_file(exporter: Exporter, path: Path, name: str) -> tuple[list[Problem], str]:
     """The problems of one file read by ``exporter``, and a description for the ``ok`` line."""
-    from .exporters.rtneural import RTNeuralExporter
-
-    if isinstance(exporter, RTNeuralExporter):
-        # modelreg's own format: its reader also tells the file's layers and sizes.
-        from .rtneural_runtime import load_rtneural
-
-        try:
-            model = load_rtneural(path, file=name)
-        except ArtifactError as exc:
-            return list(exc.problems), ""
-        kind = "stateful" if model.is_stateful else "stateless"
-        layers = _counted(model.file_layers, "layer")
-        return [], f"RTNeural model, {layers}, {model.in_size} -> {model.out_size}, {kind}"
     try:
         problems = exporter.check_file(path)
     except ModelRegError:
@@ -662,7 +650,7 @@ def _export_names(text: str) -> list[str]:
 def _cmd_import(args: argparse.Namespace) -> int:
     """Exit 1 when the file is no valid RTNeural model or the import does not reproduce it
     (a file examined and found wrong); 2 for everything that stops the command (README rule)."""
-    from .importing import DEFAULT_EXPORTS, DEFAULT_LATENCY_MS, import_rtneural
+    from .rtneural.importing import DEFAULT_EXPORTS, DEFAULT_LATENCY_MS, import_rtneural
 
     _require_readable(Path(args.file), args.file)
     try:

@@ -27,7 +27,8 @@ from .errors import (ArtifactError, ExportError, ModelRegError, Problem, Registr
                      format_problems)
 from .latency import single_thread
 from .plugins import Exporter, get_exporter
-from .registry import Registry, display_path, load_registry, outside_note
+from .paths import display_path, outside_note
+from .registry import Registry, load_registry
 from .report import CheckResult
 
 if sys.version_info >= (3, 11):
@@ -200,7 +201,7 @@ def _record(root: Path, made: list[_Made]) -> None:
 def _write_records(root: Path, made: list[_Made]) -> None:
     import tomli_w
 
-    from . import __version__
+    from ._version import __version__
 
     lock = _parse_lock(lock_path(root))  # fresh, never the cache: another process may have written it
     for item in made:
@@ -561,9 +562,9 @@ def _check_paths(reg: Registry, names: list[str], wanted: list[str] | None, prob
 
 def _export_model(spec: ModelSpec, formats: list[str], force: bool) -> list[ArtifactResult]:
     """Every requested format of one model; never raises for the model's own problems."""
-    from .rtneural_cpp import run_scope
+    from .plugins import sessions
 
-    with run_scope():  # RTNeural C++: the toolchain is looked at once for the model's formats
+    with sessions(formats):  # e.g. RTNeural C++: the toolchain is looked at once for the model's formats
         return _export_formats(spec, formats, force)
 
 

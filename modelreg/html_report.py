@@ -39,7 +39,8 @@ import attrs
 
 from .atomic import atomic_write_text
 from .errors import ModelRegError, Problem, UsageError
-from .registry import Registry, display_path, load_registry
+from .paths import display_path
+from .registry import Registry, load_registry
 
 __all__ = ["PARTIAL_REPORT_FILENAME", "REPORT_FILENAME", "load_results", "registry_for_results", "render_report", "write_report"]
 

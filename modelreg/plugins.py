@@ -9,9 +9,10 @@ exporters with :func:`register_exporter`.
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,10 +38,15 @@ __all__ = [
     "register_exporter",
     "registered_exporters",
     "reset_plugins",
+    "sessions",
 ]
 
 ENTRY_POINT_GROUP = "modelreg.exporters"
-#: Exporters that ship with modelreg (registered through its own entry points).
+#: Exporters that ship with modelreg (registered through its own entry points, like any plugin).
+#: A start-up shortcut, not a list to keep: a registry naming only these needs no scan of the
+#: installed distributions' entry points (importlib.metadata costs ~50 ms to import). An exporter
+#: missing here is found through its entry point all the same (a test holds that every name
+#: here is one of modelreg's own entry points).
 BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx", "rtneural-cpp"})
 
 
@@ -167,6 +173,17 @@ class Exporter(abc.ABC):
     #: What runs the artifact in :meth:`verify`, in words (``"onnxruntime"``): parity messages
     #: start with it, so that two runtimes of one format never read alike. None: the format's name.
     runtime: ClassVar[str | None] = None
+    #: Python packages whose versions a validation results file records when this format's
+    #: checks ran (``("onnx", "onnxruntime")``).
+    packages: ClassVar[tuple[str, ...]] = ()
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """A scope around one ``export`` or ``validate`` run (optional; nothing by default).
+
+        Within it the exporter may keep what is costly to find out again and cannot change
+        during a run: a toolchain looked up once, a compiled program self-tested once.
+        Runs nest (a model's checks inside a whole run): keep the outermost scope's."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def artifact_path(self, spec: ModelSpec) -> Path:
@@ -388,6 +405,20 @@ def reset_plugins() -> None:
         _problems.clear()
         _sources.clear()
     _registered.clear()
+
+
+@contextlib.contextmanager
+def sessions(names: Iterable[str]) -> Iterator[None]:
+    """Every named exporter's :meth:`Exporter.session`, entered once each, for one run.
+    An unknown or broken exporter is passed over: the run's own checks say what is wrong with it."""
+    with contextlib.ExitStack() as stack:
+        for name in dict.fromkeys(names):
+            try:
+                exporter = get_exporter(name)
+            except Exception:
+                continue
+            stack.enter_context(exporter.session())
+        yield
 
 
 def exporters_for(names: Mapping[str, Any] | list[str]) -> dict[str, Exporter]:

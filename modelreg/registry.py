@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, RegistryError, UnknownModelError, did_you_mean, found
+from .paths import display_path, inside as _inside, outside_note, symlink_exit as _symlink_exit
 from .layers import get_kind
 from .plugins import BUILTIN_EXPORTERS
 from .schemas import format_key_path, schema_problems
@@ -46,14 +47,6 @@ REGISTRY_ENV = "MODELREG_REGISTRY"
 # would try to allocate terabytes). Override per registry with
 # [settings] param_budget, or per call.
 DEFAULT_PARAM_BUDGET = 50_000_000
-
-
-def display_path(path: Path) -> str:
-    """A path as messages show it: relative to the current folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-        return str(path)
 
 
 def find_registry(path: str | os.PathLike[str] | None = None) -> Path:
@@ -287,45 +280,6 @@ def _toml_problem(message: str, text: str, shown: str, line: int | None, column:
     elif message.startswith("Illegal character '\\n'"):  # only raised inside a string
         message = message.replace("Illegal character '\\n'", "unterminated string (a line ends inside quotes)", 1)
     return Problem(f"invalid TOML: {message}", file=shown, line=line, column=column)
-
-
-def _inside(root: Path, candidate: Path) -> bool:
-    try:
-        candidate.resolve().relative_to(root.resolve())
-    except (ValueError, OSError, RuntimeError):  # outside; or unresolvable (a symlink loop)
-        return False
-    return True
-
-
-def _symlink_exit(root: Path, target: Path) -> str:
-    """The symlink through which ``target`` leaves ``root``, worded for a message (or "")."""
-    try:
-        if target.is_symlink():
-            return f", a symlink to {target.resolve()}"
-        parts = target.relative_to(root).parts
-    except (ValueError, OSError, RuntimeError):
-        return ""
-    # A folder on the way can be the symlink (models -> /elsewhere): name it, or
-    # the user sees a plain relative path that "obviously" stays inside.
-    folder = root
-    for part in parts[:-1]:
-        folder = folder / part
-        if folder.is_symlink():
-            return f", through the symlink {folder.relative_to(root).as_posix()} -> {folder.resolve()}"
-    return ""
-
-
-def outside_note(root: Path, path: Path) -> str | None:
-    """None when ``path`` stays inside the folder ``root`` once every symlink is resolved;
-    else what a message shows as found: the path (relative to ``root`` when written
-    under it) and the symlink it leaves through."""
-    if _inside(root, path):
-        return None
-    try:
-        shown = path.relative_to(root).as_posix()
-    except ValueError:
-        shown = str(path)
-    return repr(shown) + _symlink_exit(root, path)  # in full: a path cut short would not help
 
 
 def _semantic_problems(

@@ -108,8 +108,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-#: The libraries whose versions a report records when they took part in a run.
-RUNTIME_PACKAGES = ("torch", "numpy", "onnx", "onnxruntime")
+#: The libraries every run that builds a model uses (listed first; exporters add their own,
+#: see :attr:`modelreg.Exporter.packages`).
+RUNTIME_PACKAGES = ("torch", "numpy")
 
 
 def _version(package: str) -> str | None:
@@ -128,15 +129,17 @@ def _version(package: str) -> str | None:
 def environment(used: Iterable[str] = ()) -> dict[str, str]:
     """Where a report was made: enough to reproduce or compare figures.
 
-    ``used`` names the libraries (of :data:`RUNTIME_PACKAGES`) that ran checks;
+    ``used`` names the libraries that ran checks (:data:`RUNTIME_PACKAGES`, and the exporters' ``packages``);
     each is recorded with its version. It is called when the run ends, not when
     it starts: torch is imported lazily, by the first model built. A library
     that took no part is not listed, except torch, which is always present
     ("not used" when no model was built).
     """
-    from . import __version__
+    from ._version import __version__
 
-    versions = {package: _version(package) for package in RUNTIME_PACKAGES if package in set(used)}
+    used = set(used)
+    versions = {package: _version(package) for package in dict.fromkeys((*RUNTIME_PACKAGES, *sorted(used)))
+                if package in used}
     found = {package: v for package, v in versions.items() if v is not None}
     return {
         "python": platform.python_version(),

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from . import layers as _layers
+from .layers import names
 from .layers import activations as _activations
+from .layers.base import LayerSpec
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
-    from .layers import LayerKind
 
 __all__ = [
     "ACTIVATIONS",
@@ -36,35 +36,9 @@ __all__ = [
 LatencyStat = Literal["mean", "p50", "p95", "p99"]
 
 #: Registry layer types (the kinds in modelreg.layers.KINDS) and dense activations.
-LAYER_TYPES: tuple[str, ...] = _layers.names()
+LAYER_TYPES: tuple[str, ...] = names()
 ACTIVATIONS: tuple[str, ...] = _activations.NAMES
 LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99")
-
-
-@attrs.frozen
-class LayerSpec:
-    """One layer: its ``type`` (a kind of :mod:`modelreg.layers`: ``dense``, ``lstm``, ``gru``),
-    its output size ``units``, a dense layer's ``activation``, and any further keys
-    of its kind as sorted ``(key, value)`` pairs in ``options``."""
-
-    type: str
-    units: int
-    activation: str = "linear"
-    options: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def kind(self) -> LayerKind:
-        """The kind that knows everything else about this layer."""
-        return _layers.get_kind(self.type)
-
-    def option(self, key: str, default: Any = None) -> Any:
-        """The value of a kind-specific key (``default`` when not set)."""
-        return dict(self.options).get(key, default)
-
-    @property
-    def is_recurrent(self) -> bool:
-        """True when the layer carries state from one frame to the next."""
-        return bool(self.kind.state(self))
 
 
 def layer_label(layer: LayerSpec, in_features: int) -> str:

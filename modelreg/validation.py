@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, cast
 
 from . import checks
 from .errors import ModelRegError, Problem, UsageError, WriteError, format_problems
-from .registry import Registry, display_path, load_registry, outside_note
+from .paths import display_path, outside_note
+from .registry import Registry, load_registry
 from .report import CheckResult, ModelReport, ValidationReport, environment
 
 if TYPE_CHECKING:
@@ -80,11 +81,11 @@ def validate_model(
     of a parallel run, where the pool already keeps every core busy.
     """
     from .latency import measuring_for, single_thread
-    from .rtneural_cpp import run_scope
+    from .plugins import sessions
 
     # One thread for everything, as a real-time host runs these models: frame-by-frame
     # calls of small layers are several times slower when torch fans out to a pool.
-    with single_thread(), run_scope(), measuring_for(latency_seconds):
+    with single_thread(), sessions(spec.exports if exports else ()), measuring_for(latency_seconds):
         return _validate_model(spec, latency_seconds=latency_seconds, exports=exports, latency=latency,
                                defer_latency=defer_latency, concurrent_formats=concurrent_formats)
 
@@ -232,8 +233,7 @@ def validate_all(
     report.problems.extend(reg.problems)
     if exports:
         report.problems.extend(_artifact_path_problems(reg, selected))
-    from .plugins import plugin_problems
-    from .rtneural_cpp import run_scope
+    from .plugins import plugin_problems, sessions
 
     report.warnings.extend(plugin_problems())
     valid = [name for name in selected if name not in reg.invalid]
@@ -241,7 +241,9 @@ def validate_all(
         parallel = _checks_in_pool(reg, valid, jobs, latency_seconds, exports)
     else:
         parallel = {}
-    with run_scope():  # RTNeural C++: the toolchain is looked at once per run
+    # The exporters' run scopes (RTNeural C++: the toolchain is looked at once per run).
+    formats = [fmt for name in valid for fmt in reg[name].exports] if exports else []
+    with sessions(formats):
         for name in selected:
             if name in reg.invalid:
                 model_report = _invalid_entry_report(name, reg.invalid[name])
@@ -280,8 +282,13 @@ def _packages_used(report: ValidationReport) -> set[str]:
     used: set[str] = set()
     if "build" in ran:  # building a module is torch; every check after it uses numpy too
         used |= {"torch", "numpy"}
-    if any(name.startswith("onnx.") for name in ran):
-        used |= {"onnx", "onnxruntime"}
+    from .plugins import get_exporter
+
+    for fmt in {name.split(".", 1)[0] for name in ran if "." in name}:
+        try:
+            used |= set(get_exporter(fmt).packages)  # e.g. onnx, onnxruntime
+        except Exception:  # a broken plugin: its checks say why
+            continue
     return used
 
 

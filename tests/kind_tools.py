@@ -12,8 +12,8 @@ import torch
 
 from modelreg import LayerSpec, ModelSpec
 from modelreg.builder import RealtimeModel, build_module
-from modelreg.exporters.onnx import ONNXExporter
-from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.onnx.exporter import ONNXExporter
+from modelreg.rtneural.exporter import RTNeuralExporter
 from modelreg.parity import Parity
 from modelreg.spec import count_params
 
@@ -84,7 +84,7 @@ def assert_onnx_runs_at_batch(spec: ModelSpec, module: RealtimeModel, folder: Pa
 
 def run_in_rtneural_cpp(path: Path, frames: Any) -> Any:
     """``frames [T, in]`` through RTNeural's C++ dynamic loader (checked load), from a reset: ``[T, out]``."""
-    from modelreg import rtneural_cpp as rc
+    from modelreg.rtneural import cpp as rc
 
     runner = rc.runner_for(rc.find_toolchain())
     loaded = rc.load_checked(runner, path)

@@ -22,15 +22,15 @@ import torch
 
 import modelreg
 from modelreg import LayerSpec, ModelSpec
-from modelreg import rtneural_cpp as rc
+from modelreg.rtneural import cpp as rc
 from modelreg.builder import build_module
-from modelreg.exporters.onnx import ONNXExporter
-from modelreg.exporters.rtneural import RTNeuralExporter
-from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter, cpp_namespace, render_header
+from modelreg.onnx.exporter import ONNXExporter
+from modelreg.rtneural.exporter import RTNeuralExporter
+from modelreg.rtneural.header import RTNeuralCppExporter, cpp_namespace, render_header
 from modelreg.layers import get_kind
 from modelreg.parity import compare_parity
-from modelreg.rtneural_format import dumps_rtneural, from_rtneural, to_rtneural
-from modelreg.rtneural_runtime import check_rtneural, load_rtneural
+from modelreg.rtneural.format import dumps_rtneural, from_rtneural, to_rtneural
+from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 
 from conftest import RTNEURAL, needs_rtneural
 from kind_tools import spec_of, widened

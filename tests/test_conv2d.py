@@ -20,13 +20,13 @@ from torch.nn import functional
 
 import modelreg
 from modelreg import ModelSpec
-from modelreg import rtneural_cpp as rc
+from modelreg.rtneural import cpp as rc
 from modelreg.builder import build_module
-from modelreg.exporters.rtneural import RTNeuralExporter
-from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter
+from modelreg.rtneural.exporter import RTNeuralExporter
+from modelreg.rtneural.header import RTNeuralCppExporter
 from modelreg.layers import batchnorm2d, conv2d
-from modelreg.rtneural_format import dumps_rtneural, from_rtneural, to_rtneural
-from modelreg.rtneural_runtime import check_rtneural, load_rtneural
+from modelreg.rtneural.format import dumps_rtneural, from_rtneural, to_rtneural
+from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 from modelreg.spec import LayerSpec
 
 from conftest import needs_rtneural

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from modelreg import LayerSpec, ModelSpec
 from modelreg.builder import build_module
-from modelreg.exporters.onnx import ONNXExporter
-from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.onnx.exporter import ONNXExporter
+from modelreg.rtneural.exporter import RTNeuralExporter
 from modelreg.layers import get_kind, kinds
 from modelreg.spec import ACTIVATIONS
 

@@ -14,8 +14,8 @@ import torch
 from modelreg import LayerSpec, load_registry, validate_all
 from modelreg.layers import kinds
 from modelreg.cli import main
-from modelreg.exporters.onnx import ONNXExporter
-from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.onnx.exporter import ONNXExporter
+from modelreg.rtneural.exporter import RTNeuralExporter
 from modelreg.exporting import LOCK_FILENAME, export, export_all, freshness, read_lock
 
 if sys.version_info >= (3, 11):
@@ -268,7 +268,7 @@ def test_corrupted_onnx_weights_fail_parity(exported):
 def test_wrong_export_is_never_installed_and_old_artifact_kept(exported, monkeypatch):
     path = exported.parent / "models" / "tinydense.json"
     before = path.read_bytes()
-    import modelreg.rtneural_format as fmt
+    import modelreg.rtneural.format as fmt
 
     original = fmt.to_rtneural
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelreg.rtneural_runtime import _exact_numeric, _numeric, _stub_rows, check_rtneural
+from modelreg.rtneural.runtime import _exact_numeric, _numeric, _stub_rows, check_rtneural
 
 # What a JSON file (or a caller's data) can hold where a number belongs.
 ODD_LEAVES: list[Any] = [True, False, "1.5", "", None, {}, {"1": 2}, [], [1.0], [[1.0]], 10**400, -(10**400),

@@ -40,9 +40,9 @@ from hypothesis import strategies as st
 import modelreg
 from modelreg.checkpoint import init_checkpoint
 from modelreg.cli import main
-from modelreg.exporters.rtneural import RTNeuralExporter
-from modelreg.rtneural_format import dumps_rtneural
-from modelreg.rtneural_runtime import load_rtneural
+from modelreg.rtneural.exporter import RTNeuralExporter
+from modelreg.rtneural.format import dumps_rtneural
+from modelreg.rtneural.runtime import load_rtneural
 
 from conftest import TINY_REGISTRY
 

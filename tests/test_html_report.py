@@ -425,7 +425,7 @@ def test_a_validate_run_whose_cpp_checks_failed_is_reported(tiny_registry, tmp_p
 
 def test_long_reasons_are_wrapped_whole_in_the_chart(project):
     """The reason a row did not run is wrapped onto lines inside the chart, not cut at the SVG's edge."""
-    from modelreg.rtneural_cpp import HOW_TO_CONFIGURE
+    from modelreg.rtneural.cpp import HOW_TO_CONFIGURE
 
     registry, results = project
     document = load_results(results)

@@ -299,7 +299,7 @@ def test_cli_usage_errors_exit_2_and_write_nothing(argv: tuple[str, ...], messag
 def test_a_failed_proof_refuses_the_import(project: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     # A reader bug (one recurrent kernel scaled) must be caught by the proof, not written.
-    from modelreg import rtneural_format
+    from modelreg.rtneural import format as rtneural_format
 
     original = rtneural_format.from_rtneural
 
@@ -330,7 +330,7 @@ def test_inline_models_table_cannot_be_appended_to(tmp_path: Path) -> None:
 
 
 def test_layer_tables_round_trip_for_every_kind_example() -> None:
-    from modelreg.importing import layer_table
+    from modelreg.rtneural.importing import layer_table
 
     for kind in kinds.kinds():
         for example in kind.examples:
@@ -353,7 +353,7 @@ def test_import_is_proven_in_rtneural_cpp(project: Path, cpp: Path) -> None:
 
 
 def test_a_registry_changed_during_the_import_is_not_overwritten(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelreg import importing
+    from modelreg.rtneural import importing
 
     check = importing._check_new_registry
 

@@ -112,10 +112,10 @@ def test_rtneural_cpp_agrees_on_the_range(tmp_path, cpp):
     unbounded = write_registry(tmp_path / "unbounded", text=CLASSIFIER)
     spec = modelreg.load_registry(unbounded)["classifier"]
     init_checkpoint(spec, seed=0)
-    from modelreg.exporters.rtneural import RTNeuralExporter
+    from modelreg.rtneural.exporter import RTNeuralExporter
 
     RTNeuralExporter().export(spec, spec.load(), tmp_path / "classifier.json")
-    from modelreg import rtneural_cpp as rc
+    from modelreg.rtneural import cpp as rc
 
     runner = rc.runner_for(rc.toolchain_for(spec))
     loaded = rc.load_checked(runner, tmp_path / "classifier.json")
@@ -134,7 +134,7 @@ def test_import_of_a_softmax_classifier_needs_its_range_and_keeps_it(tmp_path, c
     """An RTNeural classifier (e.g. from RTNeural's Keras exporter) whose softmax overflows at
     +-1e6 cannot be imported as if any input were possible: the refusal says how to declare
     the range, and with it the import is proven on that range and the entry keeps it."""
-    from modelreg.exporters.rtneural import RTNeuralExporter
+    from modelreg.rtneural.exporter import RTNeuralExporter
 
     source = write_registry(tmp_path / "source", text=CLASSIFIER)
     spec = modelreg.load_registry(source)["classifier"]

@@ -12,8 +12,8 @@ import torch
 import modelreg
 from modelreg import LayerSpec
 from modelreg.layers import activations, get_kind
-from modelreg.rtneural_format import from_rtneural
-from modelreg.rtneural_runtime import check_rtneural
+from modelreg.rtneural.format import from_rtneural
+from modelreg.rtneural.runtime import check_rtneural
 
 from kind_tools import corrupted_parity, export_both, spec_of, widened
 

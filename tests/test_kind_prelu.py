@@ -13,8 +13,8 @@ import torch
 import modelreg
 from modelreg import LayerSpec
 from modelreg.layers import get_kind
-from modelreg.rtneural_format import dumps_rtneural, from_rtneural, to_rtneural
-from modelreg.rtneural_runtime import check_rtneural, load_rtneural
+from modelreg.rtneural.format import dumps_rtneural, from_rtneural, to_rtneural
+from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 
 from kind_tools import corrupted_parity, export_both, spec_of, widened
 

@@ -21,8 +21,8 @@ import modelreg
 from modelreg import layers
 from modelreg.layers import compose
 from modelreg.layers.base import LayerKind, RTNeuralLayerType, SizeCheck, StateReader, StateSpec
-from modelreg.rtneural_format import dumps_rtneural, from_rtneural, to_rtneural
-from modelreg.rtneural_runtime import check_rtneural, load_rtneural
+from modelreg.rtneural.format import dumps_rtneural, from_rtneural, to_rtneural
+from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 from modelreg.spec import LayerSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_one_list_of_kinds_and_it_is_what_the_machinery_uses() -> None:
     assert layers.names() == tuple(kind.name for kind in REGISTRY_KINDS) == modelreg.spec.LAYER_TYPES
     assert [kind.name for kind in layers.kinds()] == [kind.name for kind in REGISTRY_KINDS]
     # The RTNeural side reads exactly the types the handlers in the list declare.
-    from modelreg.rtneural_runtime import LAYER_TYPES
+    from modelreg.rtneural.runtime import LAYER_TYPES
 
     assert LAYER_TYPES == tuple(t for handler in layers.KINDS for t in handler.rtneural_types)
     names = [kind.name for kind in REGISTRY_KINDS]

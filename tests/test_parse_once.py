@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from modelreg import export_all, load_registry, validate_all
-from modelreg import rtneural_cpp, rtneural_runtime
-from modelreg.exporters.rtneural import RTNeuralExporter
+from modelreg.rtneural import cpp as rtneural_cpp, runtime as rtneural_runtime
+from modelreg.rtneural.exporter import RTNeuralExporter
 
 from conftest import needs_rtneural
 
@@ -55,7 +55,7 @@ def test_validate_parses_each_file_once(tiny_registry: Path, parses: list[str]) 
     assert sorted(parses) == ["tinydense.json", "tinygru.json", "tinylstm.json"]
     # The model handed from the check to the parity run is not kept after the run (RTNeural C++
     # is not configured here: its checks skip, and still take what was handed on).
-    from modelreg.exporters import rtneural
+    from modelreg.rtneural import exporter as rtneural
 
     assert rtneural._handoff.take(tiny_registry.parent / "models" / "tinygru.json") is None
 

@@ -71,7 +71,7 @@ def test_broken_and_clashing_plugins_are_reported_and_others_keep_working(tmp_pa
         tmp_path, "clashing-plugin",
         "[modelreg.exporters]\nonnx = clashing_plugin_mod:Clash\n",
         """
-        from modelreg.exporters.onnx import ONNXExporter
+        from modelreg.onnx.exporter import ONNXExporter
         class Clash(ONNXExporter):
             pass
         """, "clashing_plugin_mod",

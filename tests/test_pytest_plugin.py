@@ -19,9 +19,9 @@ import pytest
 # modelreg that import them) are imported here, before any pytester fixture takes its snapshot.
 import modelreg.builder  # noqa: F401
 import modelreg.checkpoint  # noqa: F401
-import modelreg.exporters.rtneural  # noqa: F401
+import modelreg.rtneural.exporter  # noqa: F401
 import modelreg.exporting  # noqa: F401
-import modelreg.rtneural_runtime  # noqa: F401
+import modelreg.rtneural.runtime  # noqa: F401
 import modelreg.validation  # noqa: F401
 from conftest import TINYDENSE, write_registry
 

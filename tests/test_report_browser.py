@@ -109,7 +109,7 @@ def long_texts_document(registry: str) -> dict:
     """The shared results, with the longest texts a chart row holds in practice (each once clipped):
     a latency of six digits, a parity error in e-notation against its tolerance, and the reason
     the C++ checks skip when RTNeural is not configured. The number of rows and bars is unchanged."""
-    from modelreg.rtneural_cpp import HOW_TO_CONFIGURE
+    from modelreg.rtneural.cpp import HOW_TO_CONFIGURE
     from test_html_report import _latency
 
     document = results_document(registry)

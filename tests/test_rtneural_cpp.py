@@ -21,11 +21,11 @@ import torch
 
 import modelreg
 from modelreg import LayerSpec, ModelSpec
-from modelreg import rtneural_cpp as rc
+from modelreg.rtneural import cpp as rc
 from modelreg.builder import build_module
 from modelreg.errors import ArtifactError, ToolchainError
-from modelreg.exporters.rtneural import RTNeuralExporter
-from modelreg.exporters.rtneural_cpp import RTNeuralCppExporter, cpp_namespace, render_header
+from modelreg.rtneural.exporter import RTNeuralExporter
+from modelreg.rtneural.header import RTNeuralCppExporter, cpp_namespace, render_header
 from modelreg.exporting import export_all
 from modelreg.spec import ACTIVATIONS, count_params
 
@@ -212,7 +212,7 @@ def test_rtneurals_softmax_overflows_as_the_reference_runtime_says(tmp_path: Pat
     """RTNeural computes softmax as exp(x) / sum without shifting by the maximum: an input above
     ~88.7 makes its row NaN and zeros. The numpy reference runtime must give the same, or its
     parity would pass files that give NaN in the plugin."""
-    from modelreg.rtneural_runtime import load_rtneural
+    from modelreg.rtneural.runtime import load_rtneural
 
     document = {"in_shape": [None, None, 4], "layers": [
         {"type": "dense", "activation": "softmax", "shape": [None, None, 4],

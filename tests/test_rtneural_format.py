@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelreg.errors import ArtifactError, UsageError
-from modelreg.rtneural_format import dumps_rtneural, to_rtneural
-from modelreg.rtneural_runtime import check_rtneural, load_rtneural
+from modelreg.rtneural.format import dumps_rtneural, to_rtneural
+from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 
 TOLERANCE = 1e-5
 FRAMES = 64

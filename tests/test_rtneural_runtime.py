@@ -14,7 +14,7 @@ import pytest
 
 from modelreg.errors import ArtifactError, UsageError
 from modelreg.layers import kinds
-from modelreg.rtneural_runtime import RTNeuralModel, _schema, check_rtneural, load_rtneural
+from modelreg.rtneural.runtime import RTNeuralModel, _schema, check_rtneural, load_rtneural
 
 from conftest import GOLDEN
 GOLDEN_MODELS = ("dense", "lstm", "lstm_1d", "gru_1d")
@@ -151,7 +151,7 @@ def test_every_layer_example_runs_any_batch_like_torch(tmp_path: Path, kind: Any
     """Alone, so that a layer without history (a kernel of 1 frame) makes a stateless model,
     whose layers are never reset to the batch size: they must take any batch anyway."""
     from modelreg.checks import run_frames
-    from modelreg.exporters.rtneural import RTNeuralExporter
+    from modelreg.rtneural.exporter import RTNeuralExporter
 
     from kind_tools import spec_of, widened
 
@@ -453,6 +453,6 @@ def test_check_accepts_numpy_arrays() -> None:
 
 
 def test_importing_the_runtime_does_not_import_torch() -> None:
-    code = ("import sys, modelreg.rtneural_runtime, modelreg.rtneural_format; "
+    code = ("import sys, modelreg.rtneural.runtime, modelreg.rtneural.format; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

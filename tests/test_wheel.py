@@ -31,7 +31,7 @@ def test_wheel_installs_and_validates_a_model(tmp_path, bundled_copy):
     assert archive.read(f"{dist_info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
     metadata = archive.read(f"{dist_info}/METADATA").decode()
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata, metadata
-    assert "modelreg/cpp/runner.cpp" in names  # the RTNeural runner is compiled from the installed package
+    assert "modelreg/rtneural/runner.cpp" in names  # the RTNeural runner is compiled from the installed package
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)

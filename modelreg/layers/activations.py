@@ -16,14 +16,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = [
     "NAMES",
     "RTNEURAL_NAMES",
@@ -200,8 +197,6 @@ class Activation(LayerKind):
     # ------------------------------------------------------------------ registry
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         return LayerSpec("activation", in_features, table["activation"])
 
     def problems(self, layer: LayerSpec, in_features: int) -> list[LayerProblem]:
@@ -240,8 +235,6 @@ class Activation(LayerKind):
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         from ..errors import UsageError
-        from ..spec import LayerSpec
-
         activation = layer.get("activation", "")
         if not activation:
             raise UsageError.at("a stand-alone activation layer without an activation does nothing; the registry "

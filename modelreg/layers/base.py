@@ -18,21 +18,65 @@ import abc
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import attrs
+
 from ..errors import Problem, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
 
-    from ..spec import LayerSpec
-
-__all__ = ["LayerKind", "LayerProblem", "RTNeuralLayerType", "RuntimeLayer", "SizeCheck", "StateReader", "StateSpec"]
+__all__ = [
+    "LayerKind",
+    "LayerProblem",
+    "LayerSpec",
+    "RTNeuralLayerType",
+    "RuntimeLayer",
+    "SizeCheck",
+    "StateReader",
+    "StateSpec",
+    "generation",
+    "get_kind",
+    "install_builtin",
+    "kinds",
+    "names",
+    "register_kind",
+    "rtneural_handler",
+    "rtneural_handlers",
+    "unregister_kind",
+]
 
 #: (name, size) of each state tensor of one layer, e.g. ``(("h", 64), ("c", 64))``;
 #: ``()`` for a stateless layer. Names get the layer index appended (``h2``).
 StateSpec = tuple[tuple[str, int], ...]
 #: A semantic problem of one registry layer: (key inside the layer, reason, expected, found).
 LayerProblem = tuple[str, str, "str | None", "str | None"]
+
+
+@attrs.frozen
+class LayerSpec:
+    """One layer: its ``type`` (a kind of :mod:`modelreg.layers`: ``dense``, ``lstm``, ``gru``),
+    its output size ``units``, a dense layer's ``activation``, and any further keys
+    of its kind as sorted ``(key, value)`` pairs in ``options``."""
+
+    type: str
+    units: int
+    activation: str = "linear"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kind(self) -> LayerKind:
+        """The kind that knows everything else about this layer."""
+        return get_kind(self.type)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The value of a kind-specific key (``default`` when not set)."""
+        return dict(self.options).get(key, default)
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True when the layer carries state from one frame to the next."""
+        return bool(self.kind.state(self))
 
 
 class RuntimeLayer(Protocol):
@@ -251,3 +295,91 @@ class LayerKind(RTNeuralLayerType):
         assumes when the key is absent (0: the loader throws). Read as RTNeural does: an array's last
         entry. The ``rtneural-cpp`` header checks files against them. None by default."""
         return ()
+
+
+# ---------------------------------------------------------------- the table of kinds
+#
+# Here, beside LayerSpec, so that a layer finds its kind without importing upward: the
+# package (modelreg/layers/__init__.py) imports every kind module and installs them in
+# the order of its KINDS list; register_kind() adds more at run time.
+
+_builtin: tuple[RTNeuralLayerType, ...] = ()
+_registered: list[RTNeuralLayerType] = []
+_generation = 0
+_by_name: dict[str, LayerKind] = {}
+_by_name_generation = -1
+
+
+def install_builtin(builtin: tuple[RTNeuralLayerType, ...]) -> None:
+    """The built-in kinds, in order (called once, by the package, with its KINDS list)."""
+    global _builtin, _generation
+    _builtin = tuple(builtin)
+    _generation += 1
+
+
+def _all() -> tuple[RTNeuralLayerType, ...]:
+    return _builtin + tuple(_registered)
+
+
+def kinds() -> tuple[LayerKind, ...]:
+    """Every registry layer kind (built-in, then registered), in order."""
+    return tuple(kind for kind in _all() if isinstance(kind, LayerKind))
+
+
+def names() -> tuple[str, ...]:
+    """The registry ``type`` values, in order."""
+    return tuple(kind.name for kind in kinds())
+
+
+def get_kind(name: str) -> LayerKind:
+    """The kind whose registry ``type`` is ``name`` (KeyError if none)."""
+    global _by_name, _by_name_generation
+    # A dictionary rebuilt when the kinds change: this runs for every layer of
+    # every frame a built module steps, where a scan of the list cost ~5 us.
+    if _by_name_generation != _generation:
+        _by_name = {kind.name: kind for kind in kinds()}
+        _by_name_generation = _generation
+    return _by_name[name]
+
+
+def rtneural_handlers() -> tuple[RTNeuralLayerType, ...]:
+    """Everything that reads an RTNeural layer type, in order."""
+    return _all()
+
+
+def rtneural_handler(rtneural_type: str) -> RTNeuralLayerType | None:
+    """What reads RTNeural layers of ``type == rtneural_type`` (None: not supported)."""
+    for handler in _all():
+        if rtneural_type in handler.rtneural_types:
+            return handler
+    return None
+
+
+def generation() -> int:
+    """Changes whenever the kinds change: caches of composed schemas key on it."""
+    return _generation
+
+
+def register_kind(kind: RTNeuralLayerType) -> None:
+    """Add a kind at run time (after the built-in ones), without editing ``KINDS``.
+
+    For tests and experiments: registered kinds live in this process only.
+    A name or RTNeural type already taken is refused with ValueError.
+    """
+    global _generation
+    taken = set(names())
+    if isinstance(kind, LayerKind) and kind.name in taken:
+        raise ValueError(f"a layer kind named {kind.name!r} exists already")
+    clash = [t for t in kind.rtneural_types if rtneural_handler(t) is not None]
+    if clash:
+        raise ValueError(f"RTNeural layer type {clash[0]!r} is read by another kind already")
+    _registered.append(kind)
+    _generation += 1
+
+
+def unregister_kind(kind: RTNeuralLayerType) -> None:
+    """Remove a kind added with :func:`register_kind` (no-op if it is not registered)."""
+    global _generation
+    if kind in _registered:
+        _registered.remove(kind)
+        _generation += 1

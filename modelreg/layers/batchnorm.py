@@ -30,14 +30,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "BatchNormLayer"]
 
 DEFAULT_EPSILON = 1e-5  # PyTorch's BatchNorm1d default
@@ -91,8 +88,6 @@ class BatchNorm(LayerKind):
     # ------------------------------------------------------------------ registry
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         # Defaults filled in: an entry that spells them out is the same layer as one that does not.
         options = (("affine", bool(table.get("affine", True))),
                    ("epsilon", float(table.get("epsilon", DEFAULT_EPSILON))))
@@ -165,9 +160,6 @@ class BatchNorm(LayerKind):
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         import numpy as np
-
-        from ..spec import LayerSpec
-
         affine = len(layer["weights"]) == 4
         arrays = [np.ascontiguousarray(weight(j), dtype=np.float32) for j in range(len(layer["weights"]))]
         spec = LayerSpec("batchnorm", in_features, options=(("affine", affine),

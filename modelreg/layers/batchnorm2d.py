@@ -26,14 +26,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import batchnorm
-from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "BatchNorm2DLayer"]
 
 DEFAULT_EPSILON = 1e-5
@@ -99,8 +96,6 @@ class BatchNorm2D(LayerKind):
     # ------------------------------------------------------------------ registry
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         features = int(table["num_features_in"])
         options = {"num_features_in": features, "epsilon": float(table.get("epsilon", DEFAULT_EPSILON)),
                    "affine": bool(table.get("affine", True))}

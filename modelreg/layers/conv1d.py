@@ -31,14 +31,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "Conv1DLayer", "history"]
 
 
@@ -126,8 +123,6 @@ class Conv1D(LayerKind):
     # ------------------------------------------------------------------ registry
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         # Defaults are filled in, so a layer read back from RTNeural equals the one declared.
         # in_channels is not a registry key: it is the size the layer is fed, recorded because
         # the state (the past input frames) is sized by it and state() sees only the LayerSpec.

@@ -40,14 +40,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import LayerKind, LayerProblem, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "Conv2DLayer", "features_out", "feature_padding"]
 
 PADDINGS = ("valid", "same")
@@ -199,8 +196,6 @@ class Conv2D(LayerKind):
     # ------------------------------------------------------------------ registry
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         features = int(table["num_features_in"])
         options: dict[str, Any] = {
             "filters": int(table["filters"]),

@@ -13,14 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import LayerKind, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "DenseLayer"]
 
 
@@ -62,8 +59,6 @@ class Dense(LayerKind):
     weight_depths = (2, 1)
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         return LayerSpec("dense", table["units"], table.get("activation", "linear"))
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
@@ -97,9 +92,6 @@ class Dense(LayerKind):
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         import numpy as np
-
-        from ..spec import LayerSpec
-
         kernel = np.asarray(weight(0), dtype=np.float32)
         bias = (np.asarray(weight(1), dtype=np.float32) if len(layer["weights"]) > 1
                 else np.zeros(units, np.float32))

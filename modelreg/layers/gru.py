@@ -15,15 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import RuntimeLayer, StateReader, StateSpec
+from .base import LayerSpec, RuntimeLayer, StateReader, StateSpec
 from .recurrent import RTNEURAL_ACTIVATION, Recurrent
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "GRULayer"]
 
 

@@ -27,14 +27,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from .base import LayerKind, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["KIND", "PReLULayer"]
 
 
@@ -76,8 +73,6 @@ class PReLU(LayerKind):
     # ------------------------------------------------------------------ registry
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         return LayerSpec("prelu", in_features)
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
@@ -121,9 +116,6 @@ class PReLU(LayerKind):
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         import numpy as np
-
-        from ..spec import LayerSpec
-
         row = np.asarray(weight(0), dtype=np.float32)[0]
         slopes = np.full(in_features, row[0], np.float32) if row.size == 1 else np.ascontiguousarray(row)
         return LayerSpec("prelu", in_features), {"weight": slopes}

@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .base import LayerKind, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerSpec, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
-
-    from ..spec import LayerSpec
-
 __all__ = ["Recurrent"]
 
 # RTNeural's Keras exporter writes the cell activation on recurrent layers;
@@ -38,8 +35,6 @@ class Recurrent(LayerKind):
     examples = ({"units": 1}, {"units": 6})
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        from ..spec import LayerSpec
-
         return LayerSpec(self.name, table["units"])
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
@@ -112,7 +107,4 @@ class Recurrent(LayerKind):
     def from_rtneural_arrays(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray],
                              units: int) -> tuple[LayerSpec, tuple[np.ndarray, ...]]:
         import numpy as np
-
-        from ..spec import LayerSpec
-
         return LayerSpec(self.name, units), tuple(np.asarray(weight(j), dtype=np.float32) for j in range(3))

@@ -11,15 +11,15 @@ every weight array's dimensions) before handing it to ``parseJson``, and throws
 The header depends only on the architecture; the weights come from the model's
 RTNeural JSON (``models/NAME.json``) at run time. ``verify()`` compiles a test
 program with the header (against the configured RTNeural checkout, see
-:mod:`modelreg.rtneural_cpp`), loads an RTNeural file written from the same
+:mod:`modelreg.rtneural.cpp`), loads an RTNeural file written from the same
 module, and compares it with torch on the parity inputs. Without a configured
 checkout the header is still written and its parity is reported as skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-
 import re
 import tempfile
 from pathlib import Path
@@ -348,6 +348,12 @@ class RTNeuralCppExporter(Exporter):
     thread_safe = True
     suffix = ".h"
 
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """One look at the RTNeural tree and one self-test per cached program for the whole run."""
+        from .cpp import run_scope
+
+        return run_scope()
+
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"
 
@@ -355,7 +361,7 @@ class RTNeuralCppExporter(Exporter):
         atomic_write_text(path, render_header(spec))
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
-        from ..registry import display_path
+        from ..paths import display_path
 
         try:
             text = path.read_text(encoding="utf-8")
@@ -373,7 +379,7 @@ class RTNeuralCppExporter(Exporter):
     def check_file(self, path: Path) -> list[Problem]:
         """A header on its own: written by this exporter, at this version. What it declares is
         proven against its registry entry and in C++ by ``modelreg validate``, not here."""
-        from ..registry import display_path
+        from ..paths import display_path
 
         shown = display_path(path)
         try:
@@ -396,8 +402,8 @@ class RTNeuralCppExporter(Exporter):
                 "what it declares is proven against the entry and in RTNeural C++ by `modelreg validate`")
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
-        from ..rtneural_cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for
-        from .rtneural import RTNeuralExporter
+        from .cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for
+        from .exporter import RTNeuralExporter
 
         try:
             toolchain = toolchain_for(spec)

@@ -10,7 +10,7 @@ RTNeural checkout.
   ``$MODELREG_RTNEURAL_BACKEND`` (``eigen`` when the checkout has
   ``modules/Eigen``, else ``stl``). Not configured: the C++ checks are skipped,
   saying why. Configured but broken: :class:`~modelreg.errors.ToolchainError`.
-- **Runner**: ``modelreg/cpp/runner.cpp`` (package data), compiled on first use
+- **Runner**: ``modelreg/rtneural/runner.cpp`` (package data), compiled on first use
   into the user cache (``$MODELREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelreg``,
   else ``~/.cache/modelreg``), keyed by the RTNeural tree, the compiler and its
   version, the flags, the backend and the CPU; built under a file lock,
@@ -40,17 +40,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from . import layers as _layers
-from .errors import ArtifactError, Problem, ToolchainError
-from .notices import notice
+from ..layers import rtneural_handler
+from ..errors import ArtifactError, Problem, ToolchainError
+from ..notices import notice
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .builder import RealtimeModel
-    from .plugins import Parity
-    from .report import CheckResult
-    from .spec import ModelSpec
+    from ..builder import RealtimeModel
+    from ..plugins import Parity
+    from ..report import CheckResult
+    from ..spec import ModelSpec
 
 __all__ = [
     "BACKENDS",
@@ -81,7 +81,7 @@ PROTOCOL = 1
 HOW_TO_CONFIGURE = (f"set {ENV_RTNEURAL} to an RTNeural checkout (the folder holding RTNeural/ and modules/), "
                     "or [settings] rtneural in the registry")
 _COMPILERS = ("c++", "g++", "clang++")
-_RUNNER_SOURCE = Path(__file__).with_name("cpp") / "runner.cpp"
+_RUNNER_SOURCE = Path(__file__).with_name("runner.cpp")
 # Lines RTNeural's loaders print in debug mode when all is well; any other line is a warning.
 _INFO_LINE = re.compile(r"# dimensions: \d+|Layer: \S+|  Dims: \d+|  activation: \S*")
 
@@ -183,7 +183,7 @@ def find_toolchain(settings: Mapping[str, Any] | None = None, registry_file: Pat
     Raises :class:`NotConfigured` when no RTNeural checkout is configured and
     :class:`~modelreg.errors.ToolchainError` when the configuration cannot work.
     """
-    from .registry import display_path
+    from ..paths import display_path
 
     settings = settings or {}
     shown_registry = display_path(registry_file) if registry_file is not None else "the registry"
@@ -619,7 +619,7 @@ def expected_layers(document: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     for layer in document.get("layers", []):
         kind = str(layer.get("type"))
         units = declared(layer.get("shape"))
-        handler = _layers.rtneural_handler(kind)
+        handler = rtneural_handler(kind)
         # A type no kind reads is one the loader does not know either: it skips it.
         layers += handler.loader_layers(layer, size, units) if handler else [(kind, size, units)]
         size = units
@@ -635,7 +635,7 @@ def load_checked(runner: Runner, path: Path, *, model: str | None = None,
     ``declared``: the layers the file declares, as :func:`expected_layers` gives them, when
     the caller has them already (the reference runtime's ``loader_layers``); else the file is
     read for them."""
-    from .registry import display_path
+    from ..paths import display_path
 
     shown = display_path(path)
 
@@ -689,7 +689,7 @@ def parity(runner: Runner, loaded: Loaded, module: RealtimeModel, tolerance: flo
     """:func:`modelreg.compare_parity` with the frames run in the C++ runner (``file``: named if it crashes)."""
     import numpy as np
 
-    from .parity import compare_parity
+    from ..parity import compare_parity
 
     def run(frames: np.ndarray) -> np.ndarray:
         # RTNeural runs one stream: each row (an input case) from its own reset.
@@ -711,7 +711,7 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
     (``parseJson``: the model built at run time; the compiled headers' ModelT is ``rtneural-cpp``'s).
 
     ``declared(path)``: the layers the file declares if the caller knows them (None: read the file)."""
-    from .report import CheckResult
+    from ..report import CheckResult
 
     shared: dict[str, Any] = {}
 
@@ -744,8 +744,8 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
     def dynamic_latency(path: Path) -> CheckResult:
         import numpy as np
 
-        from .inputs import edge_cases
-        from .latency import LatencyStats, latency_window
+        from ..inputs import edge_cases
+        from ..latency import LatencyStats, latency_window
 
         name = "rtneural.dynamic_latency"
         skipped = setup(name)

@@ -47,13 +47,13 @@ from typing import Any
 
 import numpy as np
 
-from . import layers as _layers
-from .errors import ArtifactError, Problem, UsageError, found
-from .layers.activations import RTNEURAL_NAMES, ActivationLayer
-from .layers.base import RuntimeLayer, SizeCheck
-from .layers.dense import DenseLayer
-from .layers.gru import GRULayer
-from .layers.lstm import LSTMLayer
+from ..layers import generation, rtneural_handler, rtneural_handlers
+from ..errors import ArtifactError, Problem, UsageError, found
+from ..layers.activations import RTNEURAL_NAMES, ActivationLayer
+from ..layers.base import RuntimeLayer, SizeCheck
+from ..layers.dense import DenseLayer
+from ..layers.gru import GRULayer
+from ..layers.lstm import LSTMLayer
 
 __all__ = [
     "ACTIVATIONS",
@@ -68,15 +68,10 @@ __all__ = [
 ]
 
 #: Layer types the runtime supports (a subset of what the loader knows), from the kinds.
-LAYER_TYPES: tuple[str, ...] = tuple(t for handler in _layers.rtneural_handlers() for t in handler.rtneural_types)
+LAYER_TYPES: tuple[str, ...] = tuple(t for handler in rtneural_handlers() for t in handler.rtneural_types)
 #: Activation names RTNeural's ``createActivation`` knows; "" is linear.
 ACTIVATIONS: tuple[str, ...] = RTNEURAL_NAMES
 
-_SCHEMA_FILE = "rtneural.schema.json"
-_SCHEMA_DIRS = (
-    Path(__file__).parent / "schemas",  # installed wheel (pyproject force-includes schemas/)
-    Path(__file__).parent.parent / "schemas",  # source checkout
-)
 # A file with many bad numbers would otherwise yield one problem per number.
 _MAX_PROBLEMS = 100
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -85,7 +80,7 @@ _MAX_UNITS = 2**31 - 1  # the loader reads sizes as C++ int
 
 def _weight_depths(kind: str) -> tuple[int, ...] | None:
     """Expected nesting depth of each weight entry of a layer type (kernel, bias, ...); None if unknown."""
-    handler = _layers.rtneural_handler(kind)
+    handler = rtneural_handler(kind)
     return None if handler is None else handler.weight_depths
 
 
@@ -93,27 +88,15 @@ def _weight_depths(kind: str) -> tuple[int, ...] | None:
 
 
 def _schema() -> dict[str, Any]:
-    """The parsed RTNeural JSON Schema (cached), from the package or the checkout,
-    its layer part composed from the layer kinds (see :mod:`modelreg.layers.compose`)."""
-    return _composed_schema(_layers.generation())
+    """The parsed RTNeural JSON Schema (cached), its layer part composed from the layer kinds
+    (see :mod:`modelreg.layers.compose`)."""
+    from ..schemas import load_schema
 
-
-@functools.cache
-def _composed_schema(generation: int) -> dict[str, Any]:
-    from .layers.compose import compose
-
-    for folder in _SCHEMA_DIRS:
-        candidate = folder / _SCHEMA_FILE
-        if candidate.is_file():
-            with open(candidate, encoding="utf-8") as handle:
-                schema: dict[str, Any] = json.load(handle)
-            return compose("rtneural", schema)
-    searched = ", ".join(str(folder) for folder in _SCHEMA_DIRS)
-    raise FileNotFoundError(f"modelreg's schema {_SCHEMA_FILE} is missing (searched {searched}); the installation is broken")
+    return load_schema("rtneural")
 
 
 def _validator() -> Any:
-    return _cached_validator(_layers.generation())
+    return _cached_validator(generation())
 
 
 @functools.cache
@@ -301,7 +284,7 @@ def _exact_numeric(value: list[Any] | tuple[Any, ...], depth: int) -> np.ndarray
 
 def _stub_rows() -> int:
     """One more row than the largest minItems/maxItems in the schema: enough for every verdict on a stub."""
-    return _cached_stub_rows(_layers.generation())
+    return _cached_stub_rows(generation())
 
 
 @functools.cache
@@ -419,7 +402,7 @@ def _check_sizes(data: Mapping[str, Any], arrays: dict[tuple[int, int], np.ndarr
             continue
         kind = layer.get("type")
         units = _units(layer.get("shape"))
-        handler = _layers.rtneural_handler(kind) if isinstance(kind, str) else None
+        handler = rtneural_handler(kind) if isinstance(kind, str) else None
         if i in bad_layers or units is None or handler is None:
             # The schema already reported this layer; keep the chain going if we can.
             previous, source = units, f"layer {i}"
@@ -642,7 +625,7 @@ def load_rtneural(source: str | os.PathLike[str] | Mapping[str, Any] | object, *
 # --------------------------------------------------------------------------- runtime
 
 # The numpy layers live with their kinds (modelreg.layers.*); imported above so
-# that ``modelreg.rtneural_runtime.DenseLayer`` etc. keep working.
+# that ``modelreg.rtneural.runtime.DenseLayer`` etc. keep working.
 Layer = RuntimeLayer  # DenseLayer, ActivationLayer, LSTMLayer, GRULayer, ... (one per kind)
 
 
@@ -684,7 +667,7 @@ class RTNeuralModel:
                 array = arrays.get((i, j))
                 return array if array is not None else np.asarray(spec["weights"][j], dtype=np.float64)
 
-            handler = _layers.rtneural_handler(kind)
+            handler = rtneural_handler(kind)
             assert handler is not None
             # Each kind adds its layers, including an activation where the loader adds one.
             layers.extend(handler.runtime_layers(spec, weight, units))

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from . import layers as _layers
-from .errors import ArtifactError, UsageError
-from .layers.activations import NAMES as _ACTIVATION_NAMES
-from .layers.base import StateReader
-from .rtneural_runtime import _check, _units
-from .spec import LayerSpec
+from ..layers import LayerKind, get_kind, kinds, names, rtneural_handler
+from ..errors import ArtifactError, UsageError
+from ..layers.activations import NAMES as _ACTIVATION_NAMES
+from ..layers.base import StateReader
+from .runtime import _check, _units
+from ..spec import LayerSpec
 
 __all__ = ["dumps_rtneural", "from_rtneural", "to_rtneural"]
 
@@ -41,10 +41,10 @@ def _layer_spec(i: int, entry: Any) -> LayerSpec:
             kind, units, activation = entry
         except (TypeError, ValueError):
             raise UsageError.at("a layer must be (type, units, activation)", key=f"layers[{i}]", found=entry) from None
-    names = _layers.names()
-    if kind not in names:
+    known = names()
+    if kind not in known:
         raise UsageError.at("unknown layer type", key=f"layers[{i}].type",
-                            expected="one of " + ", ".join(names), found=kind)
+                            expected="one of " + ", ".join(known), found=kind)
     if not _is_count(units):
         raise UsageError.at("units must be a positive integer", key=f"layers[{i}].units", found=units)
     if activation not in _ACTIVATION_NAMES:
@@ -52,7 +52,7 @@ def _layer_spec(i: int, entry: Any) -> LayerSpec:
                             expected="one of " + ", ".join(_ACTIVATION_NAMES), found=activation)
     if isinstance(entry, LayerSpec):
         return entry
-    more = [key for key in _layers.get_kind(kind).required_keys if key not in ("units", "activation")]
+    more = [key for key in get_kind(kind).required_keys if key not in ("units", "activation")]
     if more:  # e.g. conv1d's kernel_size: a tuple cannot say it
         raise UsageError.at(f"a {kind} layer needs {', '.join(more)}, which a (type, units, activation) tuple "
                             "cannot give", key=f"layers[{i}]",
@@ -100,7 +100,7 @@ def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int
 def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[int, list[LayerSpec], dict[str, np.ndarray]]:
     """The inverse of :func:`to_rtneural`: an RTNeural model -> (input size, layers, torch state dict).
 
-    ``data`` is checked first (:func:`~modelreg.rtneural_runtime.check_rtneural`;
+    ``data`` is checked first (:func:`~modelreg.rtneural.runtime.check_rtneural`;
     problems raise :class:`ArtifactError`). Each layer's kind converts its
     weights back to PyTorch's layout as float32 arrays under ``layers.{i}.``;
     writing the result with :func:`to_rtneural` gives the same float32 weights
@@ -117,11 +117,11 @@ def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[
     state: dict[str, np.ndarray] = {}
     previous = in_size
     for i, layer in enumerate(data["layers"]):
-        handler = _layers.rtneural_handler(layer["type"])
-        if not isinstance(handler, _layers.LayerKind):
+        handler = rtneural_handler(layer["type"])
+        if not isinstance(handler, LayerKind):
             raise UsageError.at("this RTNeural layer type has no registry layer kind yet", file=file,
                                 key=f"layers[{i}].type", expected="one of " + ", ".join(
-                                    t for k in _layers.kinds() for t in k.rtneural_types), found=layer["type"])
+                                    t for k in kinds() for t in k.rtneural_types), found=layer["type"])
         units = _units(layer["shape"])
         assert units is not None
 
@@ -148,7 +148,7 @@ def _count(value: Any) -> Any:
 def dumps_rtneural(model: Mapping[str, Any], *, check: bool = True) -> bytes:
     """Serialize an RTNeural model to compact, deterministic, lossless JSON bytes.
 
-    The model is checked first (:func:`modelreg.rtneural_runtime.check_rtneural`):
+    The model is checked first (:func:`modelreg.rtneural.runtime.check_rtneural`):
     any problem, including a NaN or infinite weight, raises
     :class:`ArtifactError` naming its key path, so no invalid file is written.
     ``check=False`` skips the full check for callers that check the written

@@ -54,6 +54,7 @@ class ONNXExporter(Exporter):
 
     name = "onnx"
     runtime = "onnxruntime"
+    packages = ("onnx", "onnxruntime")
     # 2: the batch axis works at every batch (files of conv2d / batchnorm2d stacks made by
     # version 1 failed in onnxruntime at batch > 1); version-1 files turn stale.
     version = "2"
@@ -97,7 +98,7 @@ class ONNXExporter(Exporter):
 
     def check_file(self, path: Path) -> list[Problem]:
         onnx = _require("onnx")
-        from ..registry import display_path
+        from ..paths import display_path
 
         shown = display_path(path)
         try:

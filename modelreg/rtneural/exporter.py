@@ -1,12 +1,13 @@
 """RTNeural JSON: the format RTNeural's C++ ``json_parser::parseJson`` reads.
 
 Parity runs the file in modelreg's numpy reference runtime
-(:mod:`modelreg.rtneural_runtime`), which is itself proven against RTNeural's
+(:mod:`modelreg.rtneural.runtime`), which is itself proven against RTNeural's
 own golden data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from ..plugins import Exporter, Parity
 if TYPE_CHECKING:
     from ..builder import RealtimeModel
     from ..report import CheckResult
-    from ..rtneural_runtime import RTNeuralModel
+    from .runtime import RTNeuralModel
     from ..spec import ModelSpec
 
 __all__ = ["RTNeuralExporter"]
@@ -76,11 +77,17 @@ class RTNeuralExporter(Exporter):
     schema = "rtneural"
     suffix = ".json"
 
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """One look at the RTNeural tree and one self-test per cached program for the whole run."""
+        from .cpp import run_scope
+
+        return run_scope()
+
     def artifact_path(self, spec: ModelSpec) -> Path:
         return spec.registry_dir / "models" / f"{spec.name}.json"
 
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
-        from ..rtneural_format import dumps_rtneural, to_rtneural
+        from .format import dumps_rtneural, to_rtneural
 
         state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
         layers = list(spec.layers)  # each kind writes its own layout
@@ -92,8 +99,8 @@ class RTNeuralExporter(Exporter):
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
         from ..errors import ArtifactError
-        from ..registry import display_path
-        from ..rtneural_runtime import load_rtneural
+        from ..paths import display_path
+        from .runtime import load_rtneural
 
         shown = display_path(path)
         identity = _identity(path)  # before reading: a change while it is read makes verify() read it again
@@ -112,8 +119,8 @@ class RTNeuralExporter(Exporter):
 
     def check_file(self, path: Path) -> list[Problem]:
         from ..errors import ArtifactError
-        from ..registry import display_path
-        from ..rtneural_runtime import load_rtneural
+        from ..paths import display_path
+        from .runtime import load_rtneural
 
         try:
             load_rtneural(path, file=display_path(path))
@@ -121,12 +128,22 @@ class RTNeuralExporter(Exporter):
             return list(exc.problems)
         return []
 
+    def describe_file(self, path: Path) -> str:
+        """The file's layers and sizes, as its reader sees them (``modelreg check``)."""
+        from ..paths import display_path
+        from .runtime import load_rtneural
+
+        model = load_rtneural(path, file=display_path(path))
+        layers = f"{model.file_layers} layer{'' if model.file_layers == 1 else 's'}"
+        kind = "stateful" if model.is_stateful else "stateless"
+        return f"RTNeural model, {layers}, {model.in_size} -> {model.out_size}, {kind}"
+
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         import numpy as np
 
         from ..parity import compare_parity
-        from ..registry import display_path
-        from ..rtneural_runtime import load_rtneural
+        from ..paths import display_path
+        from .runtime import load_rtneural
 
         # The model check_artifact() just loaded from this very file, else read it now.
         taken = _handoff.take(path)
@@ -149,7 +166,7 @@ class RTNeuralExporter(Exporter):
 
     def extra_checks(self, spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
         """``cpp_parity`` and ``cpp_latency``: the file in RTNeural's own C++ engine (skipped when not configured)."""
-        from ..rtneural_cpp import cpp_checks
+        from .cpp import cpp_checks
 
         def declared(path: Path) -> list[tuple[str, int, int]] | None:
             taken = _handoff.take(path)

@@ -1,7 +1,7 @@
 // modelreg's RTNeural runner: runs RTNeural JSON files in RTNeural's own C++ engine.
 //
 // Shipped with the modelreg Python package and compiled on first use against
-// the user's RTNeural checkout (see modelreg/rtneural_cpp.py). One process
+// the user's RTNeural checkout (see modelreg/rtneural/cpp.py). One process
 // serves many models over stdin/stdout, so that a registry of 200 models does
 // not pay 200 process starts.
 //

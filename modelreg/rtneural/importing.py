@@ -2,7 +2,7 @@
 
 The file (from RTNeural's Keras exporter, written by hand, by another tool or
 by modelreg) is checked as ``modelreg check`` checks it, its layers are read
-by their kinds (:func:`modelreg.rtneural_format.from_rtneural`, weights in
+by their kinds (:func:`modelreg.rtneural.format.from_rtneural`, weights in
 PyTorch's layout), and nothing is written until the import is proven:
 
 - the torch module, loaded from the exact checkpoint bytes about to be
@@ -42,12 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import layers as _layers
-from .atomic import fsync_file, install, temp_prefix
-from .errors import ArtifactError, Problem, RegistryError, UsageError
-from .layers import activations as _activations
-from .registry import REGISTRY_FILENAME, Registry, display_path, find_registry, load_registry, outside_note
-from .spec import LayerSpec, ModelSpec, count_params
+from ..layers import LayerKind, kinds, rtneural_handler
+from ..atomic import fsync_file, install, temp_prefix
+from ..errors import ArtifactError, Problem, RegistryError, UsageError
+from ..layers import activations as _activations
+from ..paths import display_path, outside_note
+from ..registry import REGISTRY_FILENAME, Registry, find_registry, load_registry
+from ..spec import LayerSpec, ModelSpec, count_params
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,8 +58,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 if TYPE_CHECKING:
     import numpy as np
 
-    from .builder import RealtimeModel
-    from .plugins import Parity
+    from ..builder import RealtimeModel
+    from ..plugins import Parity
 
 __all__ = ["DEFAULT_EXPORTS", "DEFAULT_LATENCY_MS", "ImportResult", "WeightsMatch", "import_rtneural"]
 
@@ -114,8 +115,8 @@ class ImportResult:
 
 
 def _layer_kind_takes_activation(layer: Mapping[str, Any]) -> bool:
-    handler = _layers.rtneural_handler(str(layer.get("type")))
-    return isinstance(handler, _layers.LayerKind) and "activation" in handler.registry_keys
+    handler = rtneural_handler(str(layer.get("type")))
+    return isinstance(handler, LayerKind) and "activation" in handler.registry_keys
 
 
 def _fold_activations(data: Mapping[str, Any], file: str) -> tuple[dict[str, Any], list[int], list[str]]:
@@ -128,7 +129,7 @@ def _fold_activations(data: Mapping[str, Any], file: str) -> tuple[dict[str, Any
     out: list[dict[str, Any]] = []
     origin: list[int] = []
     notes: list[str] = []
-    standalone_kind = isinstance(_layers.rtneural_handler("activation"), _layers.LayerKind)
+    standalone_kind = isinstance(rtneural_handler("activation"), LayerKind)
     for i, layer in enumerate(data["layers"]):
         if layer["type"] != "activation":
             out.append(dict(layer))
@@ -166,7 +167,7 @@ def _fold_activations(data: Mapping[str, Any], file: str) -> tuple[dict[str, Any
 
 def _read_source(path: Path, shown: str) -> tuple[dict[str, Any], Any]:
     """The checked document of the file and its numpy reference-runtime model."""
-    from .rtneural_runtime import _read_json, check_rtneural, load_rtneural
+    from .runtime import _read_json, check_rtneural, load_rtneural
 
     data = _read_json(path, shown)
     problems = check_rtneural(data, file=shown)
@@ -178,14 +179,14 @@ def _read_source(path: Path, shown: str) -> tuple[dict[str, Any], Any]:
 
 def _convert(data: dict[str, Any], shown: str) -> tuple[int, list[LayerSpec], dict[str, np.ndarray], list[int], list[str]]:
     """(input size, layers, torch state dict, file index of each layer, notes)."""
-    from .rtneural_format import from_rtneural
+    from .format import from_rtneural
 
     folded, origin, notes = _fold_activations(data, shown)
     for i, layer in zip(origin, folded["layers"]):
-        if not isinstance(_layers.rtneural_handler(layer["type"]), _layers.LayerKind):
+        if not isinstance(rtneural_handler(layer["type"]), LayerKind):
             raise UsageError.at("this RTNeural layer type has no registry layer kind yet, so no registry entry can "
                                 "hold it", file=shown, key=f"layers[{i}].type",
-                                expected="one of " + ", ".join(t for k in _layers.kinds() for t in k.rtneural_types),
+                                expected="one of " + ", ".join(t for k in kinds() for t in k.rtneural_types),
                                 found=layer["type"])
     if not folded["layers"]:
         raise UsageError.at("nothing to import: the file has no layer a registry entry can hold", file=shown,
@@ -324,8 +325,8 @@ def _compare_weights(original: Mapping[str, Any], rewritten: Mapping[str, Any], 
 
 def _cpp_parity(spec: ModelSpec, module: RealtimeModel, source: Path, tolerance: float) -> Parity:
     """The original file in RTNeural's C++ loader against the module, or a skip saying what to set."""
-    from . import rtneural_cpp as rc
-    from .plugins import Parity
+    from . import cpp as rc
+    from ..plugins import Parity
 
     try:
         toolchain = rc.find_toolchain(spec.settings, spec.registry_file)
@@ -395,9 +396,9 @@ def import_rtneural(
     import orjson
     import torch
 
-    from .checks import DEFAULT_TOLERANCE
-    from .parity import compare_parity
-    from .rtneural_format import dumps_rtneural, to_rtneural
+    from ..checks import DEFAULT_TOLERANCE
+    from ..parity import compare_parity
+    from .format import dumps_rtneural, to_rtneural
 
     source = Path(path)
     shown = display_path(source)
@@ -531,9 +532,9 @@ def _install(registry_file: Path, registry_shown: str, old_bytes: bytes, new_byt
 
     A checkpoint replaced with other bytes (``--force``) is kept beside it first, as
     ``init --force`` keeps one; returns where (None: nothing was replaced)."""
-    from .atomic import atomic_write_bytes
-    from .checkpoint import write_backup
-    from .exporting import write_error
+    from ..atomic import atomic_write_bytes
+    from ..checkpoint import write_backup
+    from ..exporting import write_error
 
     folder = registry_file.parent
     try:
