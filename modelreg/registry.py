@@ -24,7 +24,7 @@ from .paths import display_path, inside as _inside, outside_note, symlink_exit a
 from .layers import get_kind
 from .plugins import BUILTIN_EXPORTERS
 from .schemas import format_key_path, schema_problems
-from .spec import LayerSpec, ModelSpec, count_params
+from .spec import LayerSpec, ModelSpec, block_duration_ms, count_params, sample_rate_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -352,10 +352,11 @@ def _semantic_problems(
                 f"{computed:,}, PyTorch's count for these layers on {in_features} input features",
                 text=f"{declared:,}")
 
-    for field in ("latency_ms", "tolerance"):
+    for field in ("latency_ms", "tolerance", "sample_rate"):
         value = entry.get(field)
         if value is not None and not math.isfinite(value):
             add("must be a finite number", field, "a finite number > 0", value)
+    _audio_rate_problems(entry, add)
     bounds = entry.get("input_range")
     if bounds is not None:
         expected = "[min, max]: two finite numbers, min < max"
@@ -398,6 +399,20 @@ def _semantic_problems(
             expected = "an installed exporter, but none are installed"
         add(f"unknown exporter{hint}", f"exports[{index}]", expected, exporter)
     return problems
+
+
+def _audio_rate_problems(entry: Mapping[str, Any], add: Callable[..., None]) -> None:
+    """An audio-rate entry's latency_ms is a budget per block: it may be stricter than the block's
+    duration, never looser (a block computed slower than it lasts is not real time). The schema
+    already said when one of sample_rate and block_size is missing."""
+    rate, block, target = entry.get("sample_rate"), entry.get("block_size"), entry.get("latency_ms")
+    if rate is None or block is None or target is None or not math.isfinite(rate) or not math.isfinite(target):
+        return
+    duration = block_duration_ms(block, rate)
+    if target > duration:
+        add("latency target longer than one audio block: a block computed slower than it lasts is not real time",
+            "latency_ms", f"at most {duration:.4g} ms, one {block}-sample block at {sample_rate_text(rate)}; "
+            "or no latency_ms, which makes the block's duration the target", target)
 
 
 #: Input sizes tried when the declared params do not fit the declared input size.
@@ -445,6 +460,13 @@ def _layer_specs(entry: Mapping[str, Any], in_features: int | None = None) -> li
     return specs
 
 
+def _latency_target(entry: Mapping[str, Any]) -> float:
+    """The entry's latency_ms; for an audio-rate entry without one, the duration of its block."""
+    if "latency_ms" in entry:
+        return float(entry["latency_ms"])
+    return block_duration_ms(entry["block_size"], float(entry["sample_rate"]))
+
+
 def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
              settings: Mapping[str, Any] | None = None) -> ModelSpec:
     layers = tuple(_layer_specs(entry))
@@ -455,8 +477,10 @@ def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
         output_shape=tuple(entry["output_shape"]),
         dtype=entry["dtype"],
         params=entry["params"],
-        latency_ms=float(entry["latency_ms"]),
+        latency_ms=_latency_target(entry),
         latency_stat=entry.get("latency_stat", "p99"),
+        sample_rate=float(entry["sample_rate"]) if "sample_rate" in entry else None,
+        block_size=entry.get("block_size"),
         layers=layers,
         checkpoint=(registry_file.parent / entry["checkpoint"]).absolute(),
         registry_file=registry_file.absolute(),

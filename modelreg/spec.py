@@ -28,9 +28,12 @@ __all__ = [
     "LAYER_TYPES",
     "LayerSpec",
     "ModelSpec",
+    "audio_rate_text",
+    "block_duration_ms",
     "count_params",
     "layer_label",
     "layer_params",
+    "sample_rate_text",
 ]
 
 LatencyStat = Literal["mean", "p50", "p95", "p99"]
@@ -39,6 +42,23 @@ LatencyStat = Literal["mean", "p50", "p95", "p99"]
 LAYER_TYPES: tuple[str, ...] = names()
 ACTIVATIONS: tuple[str, ...] = _activations.NAMES
 LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99")
+
+
+def block_duration_ms(block_size: int, sample_rate: float) -> float:
+    """How long one audio block lasts, in milliseconds: ``block_size / sample_rate`` (64 at 48 kHz: 1.333 ms).
+
+    One function, so that a target derived from it and the figures measured against it agree exactly."""
+    return block_size * 1000.0 / sample_rate
+
+
+def sample_rate_text(sample_rate: float) -> str:
+    """A sample rate for people: ``48 kHz``, ``44.1 kHz``, ``500 Hz``."""
+    return f"{sample_rate / 1000:g} kHz" if sample_rate >= 1000 else f"{sample_rate:g} Hz"
+
+
+def audio_rate_text(sample_rate: float, block_size: int) -> str:
+    """An audio-rate setting for people: ``48 kHz, 64-sample blocks``."""
+    return f"{sample_rate_text(sample_rate)}, {block_size}-sample blocks"
 
 
 def layer_label(layer: LayerSpec, in_features: int) -> str:
@@ -78,6 +98,11 @@ class ModelSpec:
     ``out_features``, ``is_stateful``, ``layers``, ``tolerance`` (None: the
     default 1e-5 applies) and ``input_range`` (``(min, max)`` the host feeds;
     None: any value).
+
+    An audio-rate model (one frame per sample) has ``sample_rate`` (Hz) and
+    ``block_size`` (samples per block the host processes); its ``latency_ms`` is
+    the budget of one block: the entry's own ``latency_ms``, else the block's
+    duration (:attr:`block_ms`).
     """
 
     name: str
@@ -91,6 +116,9 @@ class ModelSpec:
     checkpoint: Path
     registry_file: Path
     latency_stat: LatencyStat = "p99"
+    # An audio-rate model: the host's sample rate (Hz) and samples per block; None for other models.
+    sample_rate: float | None = None
+    block_size: int | None = None
     exports: tuple[str, ...] = ()
     sha256: str | None = None
     tolerance: float | None = None
@@ -116,6 +144,25 @@ class ModelSpec:
     def is_stateful(self) -> bool:
         """True when any layer is recurrent: outputs depend on earlier calls."""
         return any(layer.is_recurrent for layer in self.layers)
+
+    @property
+    def is_audio_rate(self) -> bool:
+        """True for an audio-rate model (``sample_rate`` and ``block_size`` declared): one frame per sample,
+        timed a block at a time, with a real-time factor."""
+        return self.sample_rate is not None and self.block_size is not None
+
+    @property
+    def block_ms(self) -> float | None:
+        """Duration of one audio block in ms (``block_size / sample_rate``); None for other models."""
+        if self.sample_rate is None or self.block_size is None:
+            return None
+        return block_duration_ms(self.block_size, self.sample_rate)
+
+    @property
+    def target_is_block(self) -> bool:
+        """True when the latency target is the block's duration (an audio-rate entry without a
+        stricter ``latency_ms``)."""
+        return self.block_ms is not None and self.latency_ms == self.block_ms
 
     @property
     def computed_params(self) -> int:
