@@ -24,6 +24,7 @@ __all__ = [
     "check_determinism",
     "check_edge_cases",
     "check_finite_weights",
+    "check_block_latency",
     "check_latency",
     "check_output_range",
     "check_output_shape",
@@ -159,10 +160,19 @@ def check_determinism(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
     return CheckResult("determinism", "pass", "two runs after reset are bit-identical", figures)
 
 
+#: Why torch's block timing of an audio-rate model is reported, not judged (docs/decisions.md).
+TORCH_COMPARISON = ("torch pays Python's overhead on every sample, a C++ host does not "
+                    "(the RTNeural C++ latency checks judge)")
+
+
 def check_latency(spec: ModelSpec, module: RealtimeModel, seconds: float = 0.4) -> CheckResult:
-    """Single thread, batch 1, inference mode; passes when the entry's statistic is within target."""
+    """Single thread, batch 1, inference mode; passes when the entry's statistic is within target.
+
+    An audio-rate model is timed a block at a time (:func:`check_block_latency`)."""
     import torch
 
+    if spec.is_audio_rate:
+        return check_block_latency(spec, module, seconds=seconds)
     x = torch.from_numpy(edge_cases(spec.in_features, input_range=spec.input_range)["normal"])
     module.reset()
     with single_thread(), torch.inference_mode():
@@ -172,3 +182,24 @@ def check_latency(spec: ModelSpec, module: RealtimeModel, seconds: float = 0.4) 
     figures: dict[str, Any] = {**stats.to_figures(), "stat": spec.latency_stat, "target_ms": spec.latency_ms, "threads": 1}
     summary = f"{spec.latency_stat} {value:.4f} ms vs target {spec.latency_ms:g} ms ({stats.iterations} calls)"
     return CheckResult("latency", "pass" if value <= spec.latency_ms else "fail", summary, figures)
+
+
+def check_block_latency(spec: ModelSpec, module: RealtimeModel, seconds: float = 0.4) -> CheckResult:
+    """An audio-rate model's latency in torch: whole blocks of ``block_size`` calls of one frame
+    each, as a host's audio callback makes them (state carried from block to block), with the
+    real-time factor. Reported for comparison, not judged (:data:`TORCH_COMPARISON`)."""
+    import torch
+
+    from .latency import MIN_BLOCKS, block_input, block_result, measure_samples
+
+    frames = [torch.from_numpy(np.ascontiguousarray(frame[None, :])) for frame in block_input(spec)]
+
+    def block() -> None:
+        for frame in frames:
+            module(frame)
+
+    module.reset()
+    with single_thread(), torch.inference_mode():
+        samples, warmup = measure_samples(block, seconds=seconds, min_iterations=MIN_BLOCKS, min_warmup=2)
+    module.reset()
+    return block_result("latency", samples, spec, warmup=warmup, comparison=TORCH_COMPARISON)

@@ -108,3 +108,155 @@ def test_audio_rate_text(rate, block, text):
     from modelreg.spec import audio_rate_text
 
     assert audio_rate_text(rate, block) == text
+
+
+# ---------------------------------------------------------------- the figures, against a fake timer
+
+
+class FakeClock:
+    """Stands in for ``time`` in modelreg.latency: time moves only when the fake model computes."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def perf_counter_ns(self) -> int:
+        return self.ns
+
+    def perf_counter(self) -> float:
+        return self.ns / 1e9
+
+
+class FakeModule:
+    """A model whose every call (one frame) takes ``ns_per_call`` on the fake clock."""
+
+    is_stateful = True
+
+    def __init__(self, clock: FakeClock, ns_per_call: int) -> None:
+        self.clock, self.ns_per_call = clock, ns_per_call
+        self.calls: list[tuple[int, ...]] = []
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def __call__(self, frame):
+        self.calls.append(tuple(frame.shape))
+        self.clock.ns += self.ns_per_call
+        return frame
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    from modelreg import latency
+
+    fake = FakeClock()
+    monkeypatch.setattr(latency, "time", fake)
+    return fake
+
+
+def spec_of(tmp_path: Path, keys: str = "sample_rate = 48000\nblock_size = 64") -> ModelSpec:
+    return load_registry(write(tmp_path, audio_entry(keys=keys)))["shaper"]
+
+
+def test_torch_times_whole_blocks_one_frame_per_call_and_reports_the_real_time_factor(tmp_path, clock):
+    from modelreg.checks import check_latency
+
+    spec = spec_of(tmp_path)
+    module = FakeModule(clock, ns_per_call=10_000)  # 10 us a sample: 640 us a 64-sample block
+    result = check_latency(spec, module, seconds=0.01)  # type: ignore[arg-type]
+    figures = result.figures
+    blocks = figures["iterations"]
+    # The window (10 ms of fake time) holds 15.6 blocks: timed until it is over.
+    assert blocks == 16
+    assert len(module.calls) == 64 * (blocks + figures["warmup"])
+    assert set(module.calls) == {(1, 1)}  # one frame [batch 1, 1 feature] per call
+    assert module.resets == 2  # before and after: never between blocks, as a host's callback runs
+    for stat in ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        assert figures[stat] == pytest.approx(0.64)
+    assert figures["block_ms"] == pytest.approx(1.333333)
+    assert figures["rtf"] == pytest.approx(1.333333 / 0.64, rel=1e-3)  # 2.083
+    assert (figures["block_size"], figures["sample_rate"], figures["stat"]) == (64, 48000.0, "p99")
+    assert figures["target_ms"] == pytest.approx(1.333333) and figures["target_rtf"] == 1.0
+    assert figures["judged"] is False and result.status == "pass"
+    assert result.message == (
+        f"p99 0.64 ms per block: 2.08x real time at 48 kHz, 64-sample blocks ({blocks} blocks); for comparison, "
+        "not judged against the 1.33 ms target: torch pays Python's overhead on every sample, a C++ host does not "
+        "(the RTNeural C++ latency checks judge)")
+
+
+def test_torch_slower_than_real_time_is_reported_not_failed(tmp_path, clock):
+    from modelreg.checks import check_latency
+
+    module = FakeModule(clock, ns_per_call=1_000_000)  # 1 ms a sample: 64 ms a block
+    result = check_latency(spec_of(tmp_path), module, seconds=0.01)  # type: ignore[arg-type]
+    assert result.status == "pass" and result.figures["judged"] is False
+    assert result.figures["iterations"] == 10  # MIN_BLOCKS, though the window was over after one
+    assert result.figures["rtf"] == pytest.approx(1.333333 / 64, rel=1e-3)
+    assert result.message.startswith("p99 64 ms per block: 0.0208x real time at 48 kHz, 64-sample blocks (10 blocks)")
+
+
+def test_per_frame_latency_is_unchanged_for_other_models(tmp_path, clock):
+    from modelreg.checks import check_latency
+
+    spec = spec_of(tmp_path, keys="latency_ms = 2.0")
+    module = FakeModule(clock, ns_per_call=10_000)
+    result = check_latency(spec, module, seconds=0.01)  # type: ignore[arg-type]
+    assert list(result.figures) == ["mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "iterations", "warmup",
+                                    "stat", "target_ms", "threads"]
+    assert result.figures["iterations"] == 1000 and result.figures["p99_ms"] == 0.01
+    assert result.message == "p99 0.0100 ms vs target 2 ms (1000 calls)"
+
+
+def samples_ms(*values: float) -> np.ndarray:
+    return (np.array(values) * 1e6).astype(np.int64)
+
+
+def test_block_figures_judge_the_entry_statistic_against_the_block(tmp_path):
+    """What the C++ latency check calls with the runner's per-block nanoseconds."""
+    from modelreg.latency import block_figures, block_result
+
+    spec = spec_of(tmp_path)
+    figures, summary = block_figures(samples_ms(*[0.01] * 99, 0.02), spec, warmup=5)
+    assert figures["iterations"] == 100 and figures["warmup"] == 5
+    assert figures["max_ms"] == 0.02 and figures["p50_ms"] == 0.01
+    assert figures["rtf"] == pytest.approx(1.333333 / figures["p99_ms"], rel=1e-3)
+    assert figures["judged"] is True
+    assert summary == ("p99 0.0101 ms per block vs target 1.33 ms (the block's duration): 132x real time "
+                       "at 48 kHz, 64-sample blocks (100 blocks)")
+
+    passed = block_result("rtneural.dynamic_latency", samples_ms(1.0, 1.0), spec, warmup=0, prefix="RTNeural C++: ",
+                          extra={"clock_overhead_ns": 20})
+    assert passed.status == "pass" and passed.figures["clock_overhead_ns"] == 20
+    assert passed.message == ("RTNeural C++: p99 1 ms per block vs target 1.33 ms (the block's duration): 1.33x real "
+                              "time at 48 kHz, 64-sample blocks (2 blocks)")
+    failed = block_result("rtneural.dynamic_latency", samples_ms(2.0, 2.0), spec, warmup=0)
+    assert failed.status == "fail" and failed.figures["rtf"] == pytest.approx(0.6667, rel=1e-3)
+    assert "0.667x real time" in failed.message
+
+
+def test_a_stricter_latency_ms_is_judged_and_said(tmp_path):
+    from modelreg.latency import block_result
+
+    spec = spec_of(tmp_path, keys='latency_ms = 0.5\nlatency_stat = "p50"\nsample_rate = 48000\nblock_size = 64')
+    result = block_result("x.latency", samples_ms(0.6, 0.6, 0.6), spec, warmup=0)
+    # 2.2x real time, but slower than the 0.5 ms the entry budgets for it: fails.
+    assert result.status == "fail"
+    assert result.message == ("p50 0.6 ms per block vs target 0.5 ms: 2.22x real time at 48 kHz, 64-sample blocks "
+                              "(3 blocks)")
+    assert result.figures["target_rtf"] == pytest.approx(2.667, rel=1e-3) and result.figures["stat"] == "p50"
+
+
+@pytest.mark.parametrize(("rtf", "text"), [
+    (152.34, "152x"), (48.23, "48.2x"), (3.412, "3.41x"), (1.0, "1x"), (0.020833, "0.0208x"), (1520.4, "1,520x"),
+])
+def test_rtf_text(rtf, text):
+    from modelreg.latency import rtf_text
+
+    assert rtf_text(rtf) == text
+
+
+def test_block_figures_refuse_a_model_that_is_not_audio_rate(tmp_path):
+    from modelreg.latency import block_figures
+
+    with pytest.raises(ValueError, match="shaper is not an audio-rate model"):
+        block_figures(samples_ms(1.0), spec_of(tmp_path, keys="latency_ms = 2.0"), warmup=0)
