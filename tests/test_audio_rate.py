@@ -260,3 +260,93 @@ def test_block_figures_refuse_a_model_that_is_not_audio_rate(tmp_path):
 
     with pytest.raises(ValueError, match="shaper is not an audio-rate model"):
         block_figures(samples_ms(1.0), spec_of(tmp_path, keys="latency_ms = 2.0"), warmup=0)
+
+
+# ---------------------------------------------------------------- onnxruntime
+
+
+GRU_AUDIO = """\
+[models.{name}]
+description = "a per-sample GRU"
+input_shape = [1, 1]
+output_shape = [1, 1]
+dtype = "float32"
+params = 89
+sample_rate = 44100
+block_size = 16
+exports = ["onnx"]
+checkpoint = "models/{name}.pt"
+layers = [
+    {{ type = "gru", units = 4 }},
+    {{ type = "dense", units = 1, activation = "linear" }},
+]
+"""
+
+
+@pytest.fixture
+def onnx_project(tmp_path: Path) -> Path:
+    pytest.importorskip("onnxruntime")
+    path = write(tmp_path / "project", GRU_AUDIO.format(name="voice"), audio_entry(keys="latency_ms = 5.0", exports='["onnx"]'))
+    registry = load_registry(path)
+    for spec in registry.values():
+        modelreg.init_checkpoint(spec, seed=3)
+    assert modelreg.export_all(registry).ok
+    return path
+
+
+def test_onnx_times_blocks_for_comparison_after_its_other_checks(onnx_project):
+    report = modelreg.validate_all(onnx_project, latency_seconds=0.02, write=False)
+    voice = report["voice"]
+    names = [check.name for check in voice.checks]
+    assert names[-1] == "onnx.latency"  # timed last, alone
+    check = voice["onnx.latency"]
+    assert check.status == "pass", check.message
+    assert check.message.startswith("onnxruntime: p99 ") and " per block: " in check.message
+    assert "x real time at 44.1 kHz, 16-sample blocks (" in check.message
+    assert check.message.endswith("for comparison, not judged against the 0.363 ms target: each sample is a "
+                                  "session.run() call from Python, a C++ host's callback makes none "
+                                  "(the RTNeural C++ latency checks judge)")
+    figures = check.figures
+    assert figures["block_size"] == 16 and figures["sample_rate"] == 44100.0 and figures["judged"] is False
+    assert figures["iterations"] >= 10
+    assert figures["rtf"] == pytest.approx(figures["block_ms"] / figures["p99_ms"], rel=2e-3)
+    # torch's latency of the same model: per block too.
+    assert voice["latency"].figures["block_size"] == 16
+    # A model that is not audio-rate gets no ONNX latency check: its checks are as before.
+    assert "onnx.latency" not in report["shaper"]
+    assert "block_size" not in report["shaper"]["latency"].figures
+
+
+def test_onnx_blocks_carry_the_state_from_call_to_call(onnx_project, monkeypatch):
+    from modelreg.onnx import exporter
+
+    fed: list[dict[str, np.ndarray]] = []
+    returned: list[list[np.ndarray]] = []
+    real = exporter._session
+
+    class Recording:
+        def __init__(self, path):
+            self.session = real(path)
+
+        def run(self, names, inputs):
+            fed.append({k: v.copy() for k, v in inputs.items()})
+            outputs = self.session.run(names, inputs)
+            returned.append(outputs)
+            return outputs
+
+    monkeypatch.setattr(exporter, "_session", Recording)
+    spec = load_registry(onnx_project)["voice"]
+    result = exporter.block_latency(spec, spec.load(), spec.registry_dir / "models" / "onnx" / "voice.onnx")
+    assert result.status == "pass"
+    assert len(fed) == 16 * (result.figures["iterations"] + result.figures["warmup"])
+    assert not fed[0]["h0"].any()  # zeros first
+    for before, after in zip(returned, fed[1:]):  # then each call's state output, never reset between blocks
+        assert np.array_equal(after["h0"], before[1])
+    block = [frame["x"][0, 0] for frame in fed[:16]]
+    assert block == [frame["x"][0, 0] for frame in fed[16:32]]  # the same block every time
+
+
+def test_with_jobs_the_onnx_block_latency_is_timed_after_the_pool(onnx_project):
+    report = modelreg.validate_all(onnx_project, latency_seconds=0.02, write=False, jobs=2)
+    check = report["voice"]["onnx.latency"]
+    assert check.status == "pass" and check.figures["rtf"] > 0, check.message

@@ -10,7 +10,12 @@ Graph interface (``batch`` is a dynamic axis everywhere):
   (every state comes from the layer kinds' ``state()``).
 
 A host feeds zeros as the first state and each call's ``*_out`` as the next
-call's state. Exported with PyTorch's TorchScript-based exporter
+call's state.
+
+For an audio-rate entry (``sample_rate`` and ``block_size``) the check
+``onnx.latency`` times whole blocks in onnxruntime (one thread, one call per
+sample, state carried), with the real-time factor: reported for comparison with
+torch and RTNeural C++, not judged (see :data:`ONNX_COMPARISON`). Exported with PyTorch's TorchScript-based exporter
 (``dynamo=False``): for these small fixed graphs it is ~20x faster than the
 torch.export-based one and needs no onnxscript; see docs/decisions.md.
 """
@@ -29,12 +34,18 @@ from ..errors import MissingDependencyError, Problem
 from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..builder import RealtimeModel
+    from ..report import CheckResult
     from ..spec import ModelSpec
 
-__all__ = ["ONNXExporter", "OPSET"]
+__all__ = ["ONNX_COMPARISON", "ONNXExporter", "OPSET"]
 
 OPSET = 17
+#: Why onnxruntime's block timing of an audio-rate model is reported, not judged (docs/decisions.md).
+ONNX_COMPARISON = ("each sample is a session.run() call from Python, a C++ host's callback makes none "
+                   "(the RTNeural C++ latency checks judge)")
 
 
 def _require(module: str) -> Any:
@@ -115,13 +126,9 @@ class ONNXExporter(Exporter):
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         import numpy as np
 
-        ort = _require("onnxruntime")
         from ..parity import compare_parity
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = _session(path)
         states = module.state_layout()
         output_names = ["y"] + [f"{name}_out" for name, _ in states]
 
@@ -136,3 +143,45 @@ class ONNXExporter(Exporter):
             return np.stack(outputs, axis=1)
 
         return compare_parity(module, run, tolerance)
+
+    def extra_checks(
+        self, spec: ModelSpec, module: RealtimeModel, tolerance: float
+    ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+        """``latency`` for an audio-rate entry (whole blocks in onnxruntime); none for other entries."""
+        if not spec.is_audio_rate:
+            return []
+        return [("latency", lambda path: block_latency(spec, module, path))]
+
+
+def _session(path: Path) -> Any:
+    """An onnxruntime session on one thread, as a real-time host runs it."""
+    ort = _require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def block_latency(spec: ModelSpec, module: RealtimeModel, path: Path) -> CheckResult:
+    """``onnx.latency`` of an audio-rate model: blocks of ``block_size`` session calls of one frame
+    each, the state outputs fed back as the next call's inputs (never reset between blocks, as a
+    host's callback runs), timed for :func:`~modelreg.latency.latency_window`."""
+    import numpy as np
+
+    from ..latency import MIN_BLOCKS, block_input, block_result, latency_window, measure_samples
+
+    session = _session(path)
+    states = module.state_layout()
+    output_names = ["y"] + [f"{name}_out" for name, _ in states]
+    frames = [np.ascontiguousarray(frame[None, :]) for frame in block_input(spec)]
+    state = {name: np.zeros((1, 1, units), np.float32) for name, units in states}
+
+    def block() -> None:
+        nonlocal state
+        for frame in frames:
+            results = session.run(output_names, {"x": frame, **state})
+            state = {name: value for (name, _), value in zip(states, results[1:])}
+
+    samples, warmup = measure_samples(block, seconds=latency_window(), min_iterations=MIN_BLOCKS, min_warmup=2)
+    return block_result("onnx.latency", samples, spec, warmup=warmup, prefix="onnxruntime: ", comparison=ONNX_COMPARISON,
+                        extra={"api": "onnxruntime.InferenceSession.run, one call per sample"})
