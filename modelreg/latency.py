@@ -34,6 +34,7 @@ __all__ = [
     "measure",
     "measure_samples",
     "measuring_for",
+    "ms_text",
     "rtf_text",
     "single_thread",
 ]
@@ -185,7 +186,8 @@ def rtf_text(rtf: float) -> str:
     return f"{rtf:,.0f}x" if rtf >= 1000 else f"{rtf:.3g}x"
 
 
-def _block_ms_text(ms: float) -> str:
+def ms_text(ms: float) -> str:
+    """Milliseconds for people, three figures: ``0.0123 ms``, ``1.33 ms``, ``64.2 ms`` (``1,234 ms`` from a second on)."""
     return f"{ms:,.0f} ms" if ms >= 1000 else f"{ms:.3g} ms"
 
 
@@ -234,11 +236,11 @@ def block_figures(samples_ns: Any, spec: ModelSpec, *, warmup: int,
     }
     speed = f"{'immeasurably fast' if rtf is None else rtf_text(rtf) + ' real time'} at " \
             f"{audio_rate_text(spec.sample_rate, spec.block_size)}"
-    timed = f"{spec.latency_stat} {_block_ms_text(value)} per block"
+    timed = f"{spec.latency_stat} {ms_text(value)} per block"
     if comparison is not None:
         return figures, (f"{timed}: {speed} ({stats.iterations} blocks); for comparison, not judged against the "
-                         f"{_block_ms_text(spec.latency_ms)} target: {comparison}")
-    target = (f"{_block_ms_text(spec.latency_ms)} (the block's duration)" if spec.target_is_block
+                         f"{ms_text(spec.latency_ms)} target: {comparison}")
+    target = (f"{ms_text(spec.latency_ms)} (the block's duration)" if spec.target_is_block
               else f"{spec.latency_ms:g} ms")
     return figures, f"{timed} vs target {target}: {speed} ({stats.iterations} blocks)"
 

@@ -350,3 +350,64 @@ def test_with_jobs_the_onnx_block_latency_is_timed_after_the_pool(onnx_project):
     report = modelreg.validate_all(onnx_project, latency_seconds=0.02, write=False, jobs=2)
     check = report["voice"]["onnx.latency"]
     assert check.status == "pass" and check.figures["rtf"] > 0, check.message
+
+
+# ---------------------------------------------------------------- where users read it: CLI, results file
+
+
+def test_validate_table_shows_time_per_block_and_the_real_time_factor(onnx_project, capsys):
+    import json
+    import re
+
+    from conftest import run_cli
+
+    code, out, err = run_cli(["validate", "--registry", str(onnx_project), "--latency-seconds", "0.02"], capsys)
+    assert code == 0, out + err
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("voice ", "shaper "))}
+    # An audio-rate model: its statistic per block, the real-time factor, the target per block.
+    assert re.search(r"^voice\s+89\s+p99 \d[\d.,]* ms/blk \d[\d.,e+-]*x RT\s+-\s+-\s+0\.363 ms/blk\s+\d+/\d+", rows["voice"]), rows
+    # Another model's row is as before: per call, the target in ms.
+    assert re.search(r"^shaper\s+16\s+p99 \d+\.\d{3} ms\s+-\s+-\s+5 ms\s+\d+/\d+", rows["shaper"]), rows
+
+    # validate --json: the same figures; the results file written (schema-checked) holds them too.
+    code, out, err = run_cli(["validate", "--registry", str(onnx_project), "--latency-seconds", "0.02", "--json"], capsys)
+    document = json.loads(out)
+    latency = next(c for c in document["models"]["voice"]["checks"] if c["name"] == "latency")
+    assert {"block_size", "sample_rate", "block_ms", "rtf", "target_rtf", "judged"} <= set(latency["figures"])
+    written = json.loads((onnx_project.parent / "models" / "validation_results.json").read_text(encoding="utf-8"))
+    assert next(c for c in written["models"]["voice"]["checks"] if c["name"] == "onnx.latency")["figures"]["block_size"] == 16
+
+
+def test_results_schema_requires_the_block_figures_of_a_block_timing():
+    from modelreg.schemas import schema_problems
+
+    figures = {"mean_ms": 1.0, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0, "iterations": 10, "warmup": 2,
+               "stat": "p99", "target_ms": 1.333, "block_size": 64, "sample_rate": 48000.0, "block_ms": 1.333,
+               "rtf": 1.333, "target_rtf": 1.0, "judged": True}
+
+    def document(figures):
+        check = {"name": "latency", "status": "pass", "message": "", "figures": figures}
+        return {"format": 1, "ok": True, "registry": "r", "problems": [], "warnings": [],
+                "environment": {"python": "3", "torch": "2", "platform": "p", "modelreg": "0",
+                                "time": "2024-01-01T00:00:00+00:00"},
+                "models": {"m": {"ok": True, "seconds": 1.0, "checks": [check]}}}
+
+    assert schema_problems(document(figures), "validation_results") == []
+    without_rtf = {k: v for k, v in figures.items() if k != "rtf"}
+    assert [p.key for p in schema_problems(document(without_rtf), "validation_results")] == [
+        "models.m.checks[0].figures.rtf"]
+    assert schema_problems(document({**figures, "block_size": 0}), "validation_results")
+    assert schema_problems(document({**figures, "rtf": None}), "validation_results") == []  # immeasurably fast
+
+
+def test_show_says_the_audio_rate_and_the_target_per_block(tmp_path, capsys):
+    from conftest import run_cli
+
+    path = write(tmp_path, audio_entry(), audio_entry("strict", keys="latency_ms = 0.5\nsample_rate = 96000\nblock_size = 256"))
+    code, out, _ = run_cli(["show", "shaper", "--registry", str(path)], capsys)
+    assert code == 0
+    assert "  audio rate   48 kHz, 64-sample blocks (1.33 ms each), one frame per sample\n" in out
+    assert "  latency      p99 <= 1.333 ms per block (the block's duration)\n" in out
+    code, out, _ = run_cli(["show", "strict", "--registry", str(path)], capsys)
+    assert "  audio rate   96 kHz, 256-sample blocks (2.67 ms each), one frame per sample\n" in out
+    assert "  latency      p99 <= 0.5 ms per block (the entry's latency_ms; a block lasts 2.67 ms)\n" in out
