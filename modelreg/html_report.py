@@ -10,7 +10,10 @@ Charts are generic over checks, not tied to the built-in ones:
   ``p99_ms`` (torch's ``latency``, a runtime's ``FORMAT.dynamic_latency``...), or
   any check named ``latency`` / ``*latency`` that did not run; it is judged
   against its own ``target_ms`` and ``stat`` figures when it has them, else the
-  registry entry's target;
+  registry entry's target. A block timing (an audio-rate model: figures with
+  ``block_size``) is drawn in ms per block, its value label giving the real-time
+  factor (``rtf``); one with ``judged: false`` (a runtime timed for comparison
+  only) is drawn neutral, neither passed nor failed;
 - a **parity row** is any check whose figures hold ``max_error`` and
   ``tolerance`` (``FORMAT.parity``, ``FORMAT.dynamic_parity``...), or any check
   named ``*parity`` that did not run.
@@ -378,6 +381,20 @@ class _LatencyRow:
     figures: Mapping[str, float] = attrs.field(factory=dict)  # empty when the check did not measure
     target: float | None = None
     stat: str = "p99"
+    # A block timing (an audio-rate model): samples per block, the sample rate, the real-time factor.
+    block_size: int | None = None
+    sample_rate: float | None = None
+    rtf: float | None = None
+    judged: bool = True
+
+    def value_text(self, value: float) -> str:
+        """The label right of the bars: ``p99 0.04 ms``, or ``p99 0.423 ms/blk, 152x RT`` for a block."""
+        if self.block_size is None:
+            return f"{self.stat} {_ms(value)}"
+        from .latency import rtf_text
+
+        factor = f", {rtf_text(self.rtf)} RT" if self.rtf is not None else ""
+        return f"{self.stat} {_ms(value)}/blk{factor}" + ("" if self.judged else " (not judged)")
 
 
 @attrs.frozen
@@ -422,10 +439,16 @@ def _latency_rows(checks: Sequence[Mapping[str, Any]], entry_target: float | Non
         figures = {k: v for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms") if (v := _num(raw.get(k))) is not None}
         target = _num(raw.get("target_ms"))
         stat = raw.get("stat") if raw.get("stat") in ("mean", "p50", "p95", "p99") else None
+        # A block timing: per block, with its real-time factor (an audio-rate model's checks).
+        block, rate = raw.get("block_size"), _num(raw.get("sample_rate"))
+        is_block = isinstance(block, int) and not isinstance(block, bool) and block > 0 and rate is not None
         # Bars need all three percentiles: a check that measured fewer is drawn as not run.
         rows.append(_LatencyRow(name, runtime_label(name, "latency"), str(check["status"]),
                                 str(check.get("message", "")), figures if all(k in figures for k in _PERCENTILES) else {},
-                                target if target is not None else entry_target, stat or entry_stat or "p99"))
+                                target if target is not None else entry_target, stat or entry_stat or "p99",
+                                block_size=block if is_block else None, sample_rate=rate if is_block else None,
+                                rtf=_num(raw.get("rtf")) if is_block else None,
+                                judged=not is_block or raw.get("judged") is not False))
     return rows
 
 
@@ -450,12 +473,13 @@ def latency_chart(model: str, rows: Sequence[_LatencyRow]) -> str:
     x0 = _plot_start(r.label for r in rows)
     axis = _log_axis(values, x0, x0 + _PLOT_W)
     judged = [r.figures.get(f"{r.stat}_ms", r.figures["p99_ms"]) if r.figures else None for r in rows]
-    shown = [f"{r.stat} {_ms(v)}" if v is not None else "" for r, v in zip(rows, judged)]
+    shown = [r.value_text(v) if v is not None else "" for r, v in zip(rows, judged)]
     # One label per target, over its line: left of it, or right of it where the left has no room.
     labels: dict[float, tuple[str, float, bool]] = {}
     for row in rows:
         if row.target is not None and row.figures and row.target not in labels:
-            text, xt = f"target {row.stat} \u2264 {_ms(row.target)}", axis.x(row.target)
+            per = "/blk" if row.block_size is not None else ""
+            text, xt = f"target {row.stat} \u2264 {_ms(row.target)}{per}", axis.x(row.target)
             labels[row.target] = (text, xt, xt - _text_width(text, _SMALL) >= 2)
     rights = [xt + 4 + _text_width(text, _SMALL) + 4 for text, xt, left in labels.values() if not left]
     width = _chart_width(axis, _tick_ms, shown, rights)
@@ -469,7 +493,8 @@ def latency_chart(model: str, rows: Sequence[_LatencyRow]) -> str:
         if value is None:
             parts.append(_not_run(slot, x0 + 4, row.message or row.status, row.status))
         else:
-            verdict = "pass" if row.target is None or value <= row.target else "fail"
+            # A runtime timed for comparison only is neither passed nor failed: drawn neutral.
+            verdict = "info" if not row.judged else "pass" if row.target is None or value <= row.target else "fail"
             tip = ", ".join(f"{k[:-3]} {_ms(v)}" for k, v in figures.items())
             parts.append(f'<g class="runtime {verdict}" data-check="{_e(row.check)}"><title>{_e(row.label)}: {_e(tip)}</title>')
             for key, css in (("p99_ms", "p99"), ("p95_ms", "p95"), ("p50_ms", "p50")):
@@ -486,7 +511,8 @@ def latency_chart(model: str, rows: Sequence[_LatencyRow]) -> str:
     for text, xt, left in labels.values():
         anchor = f'x="{xt:.1f}" text-anchor="end"' if left else f'x="{xt + 4:.1f}"'
         parts.append(f'<text class="target-label" {anchor} y="{_TOP - 10:.1f}">{_e(text)}</text>')
-    return _svg(width, bottom + 24, f"{model}: latency per runtime (log scale)", parts, "latency")
+    per = " per block" if any(r.block_size is not None for r in rows) else ""
+    return _svg(width, bottom + 24, f"{model}: latency{per} per runtime (log scale)", parts, "latency")
 
 
 def _parity_value(row: _ParityRow, verdict: str) -> str:
@@ -592,10 +618,12 @@ svg text{font:11.5px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;
 svg text.tick{fill:#57606a;font-size:10.5px}svg text.note{fill:#6e7781;font-style:italic}
 svg text.note.fail,svg text.note.error{fill:#cf222e}
 svg text.value.pass{fill:#1a7f37;font-weight:600}svg text.value.fail{fill:#cf222e;font-weight:600}
+svg text.value.info{fill:#57606a;font-weight:600}
 svg text.target-label{fill:#cf222e;font-size:10.5px}
 svg line.grid{stroke:#eaeef2}svg line.axis{stroke:#8c959f}
 svg line.target{stroke:#cf222e;stroke-width:2;stroke-dasharray:4 3}
 svg .pass rect.p50{fill:#0969da}svg .pass rect.p95{fill:#54aeff}svg .pass rect.p99{fill:#b6e3ff}
+svg .info rect.p50{fill:#57606a}svg .info rect.p95{fill:#8c959f}svg .info rect.p99{fill:#d0d7de}
 svg .fail rect.p50{fill:#a40e26}svg .fail rect.p95{fill:#fa4549}svg .fail rect.p99{fill:#ffaba8}
 svg path.max{fill:#1f2328}
 svg .pass rect.err{fill:#2da44e}svg .fail rect.err{fill:#cf222e}svg circle.case{fill:#fff;stroke:#57606a;stroke-width:1.3}
@@ -626,6 +654,11 @@ def _overview(models: Mapping[str, Any], registry: Registry | None) -> str:
             if row.figures:
                 value = row.figures.get(f"{row.stat}_ms", row.figures["p99_ms"])
                 target = f" / {_ms(row.target)}" if row.target is not None else ""
+                if row.block_size is not None:  # per block, with the real-time factor
+                    from .latency import rtf_text
+
+                    factor = f", {rtf_text(row.rtf)} real time" if row.rtf is not None else ""
+                    target = f"{target} per block{factor}" + ("" if row.judged else " (not judged)")
                 shown.append(f"{_e(row.label)}: {_e(row.stat)} {_e(_ms(value))}{_e(target)}")
         par = [r for r in _parity_rows(checks) if r.error is not None]
         worst = max(par, key=lambda r: (r.error or 0.0, r.abs_error or 0.0), default=None)
@@ -640,6 +673,30 @@ def _overview(models: Mapping[str, Any], registry: Registry | None) -> str:
         rows.append(f'<tr class="{status}"><td><a href="#model-{_e(name)}">{_e(name)}</a></td><td>{_badge(status)}</td>'
                     f"<td>{passed}/{len(checks)}</td><td>{'<br>'.join(shown) or '-'}</td><td>{worst_text}</td></tr>")
     return f'<table class="overview">{"".join(rows)}</table>'
+
+
+def _audio_note(rows: Sequence[_LatencyRow]) -> str:
+    """What a block timing means, under an audio-rate model's latency chart ("" for other models)."""
+    block = next((r for r in rows if r.block_size is not None and r.sample_rate is not None), None)
+    if block is None or block.block_size is None or block.sample_rate is None:
+        return ""
+    from .latency import ms_text
+    from .spec import audio_rate_text, block_duration_ms
+
+    duration = block_duration_ms(block.block_size, block.sample_rate)
+    text = (f"Audio rate, {audio_rate_text(block.sample_rate, block.block_size)}: each bar is the time of one block "
+            f"({block.block_size} calls of one sample, as a host's audio callback makes them), which lasts "
+            f"{ms_text(duration)}; RT is the real-time factor, the block's duration over its {block.stat} time "
+            "(above 1x: faster than real time).")
+    compared = [r.label for r in rows if r.block_size is not None and not r.judged]
+    if compared:
+        text += (f" Not judged, for comparison only: {', '.join(compared)} (called from Python once per sample); "
+                 "the C++ runtimes are what a host runs.")
+    if any(r.block_size is not None and r.judged and r.status == "fail" for r in rows):
+        text += (" A block slower than its target makes the host's callback miss its deadline: a dropout. A larger "
+                 "block does not help (a per-sample model's block time grows with it); a smaller model, or RTNeural's "
+                 "compile-time API (the rtneural-cpp header) instead of parseJson's dynamic model, does.")
+    return f'<p class="note">{_e(text)}</p>'
 
 
 def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, registry_note: str | None) -> str:
@@ -678,6 +735,7 @@ def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, 
         out.append('<p class="legend"><span class="sw" style="background:#0969da"></span>p50'
                    '<span class="sw" style="background:#54aeff"></span>p95<span class="sw" style="background:#b6e3ff"></span>p99'
                    ' &nbsp;\u25c6 max &nbsp;<span style="color:#cf222e">\u2506 target</span> &nbsp;(log scale, single thread, batch 1)</p>')
+        out.append(_audio_note(lat))
     else:
         out.append('<p class="note">No latency was measured.</p>')
     out.append("</div>")

@@ -411,3 +411,120 @@ def test_show_says_the_audio_rate_and_the_target_per_block(tmp_path, capsys):
     code, out, _ = run_cli(["show", "strict", "--registry", str(path)], capsys)
     assert "  audio rate   96 kHz, 256-sample blocks (2.67 ms each), one frame per sample\n" in out
     assert "  latency      p99 <= 0.5 ms per block (the entry's latency_ms; a block lasts 2.67 ms)\n" in out
+
+
+# ---------------------------------------------------------------- the HTML report
+
+
+def block_check(name: str, status: str, p99: float, *, judged: bool, target: float = 64 / 48, message: str = "",
+                **extra) -> dict:
+    figures = {"mean_ms": p99 * 0.8, "p50_ms": p99 * 0.7, "p95_ms": p99 * 0.9, "p99_ms": p99, "max_ms": p99 * 1.5,
+               "iterations": 100, "warmup": 5, "stat": "p99", "target_ms": target, "threads": 1, "block_size": 64,
+               "sample_rate": 48000.0, "block_ms": 1.333333, "rtf": float(f"{1.333333 / p99:.4g}"),
+               "target_rtf": float(f"{1.333333 / target:.4g}"), "judged": judged, **extra}
+    return {"name": name, "status": status, "message": message or f"{name} timed", "figures": figures}
+
+
+CPP_FIGURES = {"clock_overhead_ns": 20.0, "rtneural": "/opt/RTNeural", "backend": "eigen", "compiler": "g++ 12"}
+
+
+def audio_document(registry: str) -> dict:
+    """Two audio-rate models: one in real time in C++ (torch and onnxruntime far from it, not judged),
+    one whose C++ block misses its target."""
+    fast = [{"name": "entry", "status": "pass", "message": "registry entry is valid", "figures": {"params": 16}},
+            block_check("latency", "pass", 76.6, judged=False),
+            block_check("rtneural.dynamic_latency", "pass", 0.00875, judged=True, **CPP_FIGURES),
+            block_check("onnx.latency", "pass", 13.3, judged=False)]
+    slow = [{"name": "entry", "status": "pass", "message": "registry entry is valid", "figures": {"params": 16}},
+            block_check("latency", "pass", 150.0, judged=False),
+            block_check("rtneural.dynamic_latency", "fail", 2.1, judged=True, **CPP_FIGURES)]
+    return {"format": 1, "ok": False, "registry": registry,
+            "environment": {"python": "3.11.7", "torch": "2.13.0", "platform": "Linux", "modelreg": "0.1.0",
+                            "time": "2026-11-30T12:00:00+00:00"},
+            "problems": [], "warnings": [],
+            "models": {"shaper": {"ok": True, "seconds": 1.0, "checks": fast},
+                       "heavy": {"ok": False, "seconds": 1.0, "checks": slow}}}
+
+
+@pytest.fixture
+def audio_page(tmp_path: Path) -> tuple[Path, str]:
+    from modelreg.html_report import render_report
+    from modelreg.schemas import schema_problems
+
+    registry = write(tmp_path / "project", audio_entry(), audio_entry("heavy"))
+    document = audio_document(str(registry))
+    assert schema_problems(document, "validation_results") == []
+    return registry, render_report(document, load_registry(registry))
+
+
+def chart(page: str, model: str) -> str:
+    import re
+
+    section = page[page.index(f'id="model-{model}"'):]
+    section = section[: section.index("</section>")]
+    match = re.search(r'<svg class="chart latency".*?</svg>', section, re.S)
+    assert match
+    return match[0]
+
+
+def test_report_draws_blocks_with_the_real_time_factor(audio_page):
+    _, page = audio_page
+    svg = chart(page, "shaper")
+    assert "latency per block per runtime" in svg
+    # The C++ block is judged: passing, green value, its real-time factor in the label.
+    assert '<text class="value pass"' in svg and "p99 0.00875 ms/blk, 152x RT</text>" in svg
+    # torch and onnxruntime are timed for comparison: neutral, said so.
+    assert "p99 76.6 ms/blk, 0.0174x RT (not judged)</text>" in svg
+    assert "p99 13.3 ms/blk, 0.1x RT (not judged)</text>" in svg
+    assert svg.count('class="runtime info"') == 2 and svg.count('class="runtime pass"') == 1
+    assert "target p99 \u2264 1.33 ms/blk" in svg
+    # Under the chart: what a block is, what RT means, who is not judged.
+    assert ("Audio rate, 48 kHz, 64-sample blocks: each bar is the time of one block (64 calls of one sample, as a "
+            "host&#x27;s audio callback makes them), which lasts 1.33 ms; RT is the real-time factor") in page
+    assert "Not judged, for comparison only: torch, onnx (onnxruntime) (called from Python once per sample)" in page
+    # The overview: per block, with the factor.
+    assert "rtneural (C++ parseJson): p99 0.00875 ms / 1.33 ms per block, 152x real time" in page
+    assert "torch: p99 76.6 ms / 1.33 ms per block, 0.0174x real time (not judged)" in page
+
+
+def test_report_says_what_to_do_when_a_block_misses_its_target(audio_page):
+    _, page = audio_page
+    svg = chart(page, "heavy")
+    assert '<text class="value fail"' in svg and "p99 2.10 ms/blk, 0.635x RT</text>" in svg
+    heavy = page[page.index('id="model-heavy"'):]
+    assert "A block slower than its target makes the host&#x27;s callback miss its deadline: a dropout." in heavy
+    shaper = page[page.index('id="model-shaper"'):page.index('id="model-heavy"')]
+    assert "dropout" not in shaper
+
+
+def test_report_of_other_models_has_no_audio_note(tmp_path):
+    from modelreg.html_report import render_report
+
+    registry = write(tmp_path / "project", audio_entry(keys="latency_ms = 1.0"))
+    check = {"name": "latency", "status": "pass", "message": "p99 0.01 ms", "figures": {
+        "mean_ms": 0.01, "p50_ms": 0.01, "p95_ms": 0.01, "p99_ms": 0.01, "max_ms": 0.02, "iterations": 200,
+        "warmup": 20, "stat": "p99", "target_ms": 1.0, "threads": 1}}
+    document = audio_document(str(registry))
+    document["models"] = {"shaper": {"ok": True, "seconds": 1.0, "checks": [check]}}
+    page = render_report(document, load_registry(registry))
+    assert "Audio rate" not in page and "/blk" not in page and "p99 0.01 ms</text>" in chart(page, "shaper")
+
+
+def test_report_of_audio_blocks_fits_in_the_browser(audio_page, tmp_path):
+    """No label of an audio-rate latency chart is clipped in Chromium (skips where it is not installed)."""
+    import html
+    import json
+    import re
+
+    from test_report_browser import MEASURE, run_chromium
+
+    registry, page = audio_page
+    for window in ("1200,2400", "700,2400"):
+        measured = tmp_path / "measured.html"
+        measured.write_text(page.replace("</body>", MEASURE % "not measured" + "</body>"), encoding="utf-8")
+        dom = run_chromium([f"--window-size={window}", "--dump-dom", measured.as_uri()], tmp_path / "profile").stdout
+        found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+        assert found and found[1] != "not measured"
+        result = json.loads(html.unescape(found[1]))
+        assert result["charts"] == 4  # layers and latency of each model
+        assert result["overflows"] == [], [(o["chart"], o["text"]) for o in result["overflows"]]
