@@ -19,6 +19,8 @@ from modelreg import ModelSpec, load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["pytester"]
+
 #: A per-sample model: one sample in, one out (dense 1 -> 5 -> 1, tanh then linear).
 AUDIO_ENTRY = """\
 [models.{name}]
@@ -528,3 +530,24 @@ def test_report_of_audio_blocks_fits_in_the_browser(audio_page, tmp_path):
         result = json.loads(html.unescape(found[1]))
         assert result["charts"] == 4  # layers and latency of each model
         assert result["overflows"] == [], [(o["chart"], o["text"]) for o in result["overflows"]]
+
+
+# ---------------------------------------------------------------- the pytest plugin
+
+
+def test_pytest_plugin_items_carry_the_block_figures(pytester, onnx_project):
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    shutil.copytree(onnx_project.parent, pytester.path, dirs_exist_ok=True)
+    result = pytester.runpytest_subprocess("--modelreg", "registry.toml", "-k", "voice and latency",
+                                           "--modelreg-latency-seconds", "0.02", "--junitxml=out.xml")
+    assert result.ret == 0, result.stdout.str()
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "out.xml").iter("testcase")}
+    assert set(cases) == {"latency", "onnx.latency"}
+    for name, case in cases.items():
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert {"p99_ms", "block_size", "sample_rate", "block_ms", "rtf", "target_rtf", "judged"} <= set(properties), name
+        assert properties["block_size"] == "16" and properties["judged"] == "False"
+        assert float(properties["rtf"]) == pytest.approx(float(properties["block_ms"]) / float(properties["p99_ms"]),
+                                                         rel=2e-3)
