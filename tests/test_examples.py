@@ -48,6 +48,10 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     assert "tcn: 881 params, stateful=True" in result.stdout
     for exporter in ("rtneural", "onnx"):
         assert re.search(rf"{exporter}\.parity: max abs error \S+", result.stdout)
+    # An audio-rate entry: torch and onnxruntime time 64-sample blocks and say how many times real time.
+    for check in ("latency", "onnx.latency"):
+        assert re.search(rf"^  {re.escape(check)}: [\d.,e+-]+x real time at 48 kHz, 64-sample blocks \(p99 \S+ ms per "
+                         r"block, for comparison, not judged\)$", result.stdout, re.M), result.stdout
     if with_cpp:
         assert "(0 skipped)" in result.stdout, result.stdout
         assert re.search(r"rtneural.dynamic_parity: max abs error \S+", result.stdout)

@@ -8,6 +8,9 @@ every model, then streams an impulse through the exported RTNeural file with
 modelreg's reference runtime: the response lasts as long as the receptive
 field plus the GRU's memory, exactly as RTNeural runs it sample by sample.
 RTNeural C++ checks run when MODELREG_RTNEURAL is set (else they are skipped).
+
+The entry is an audio-rate model (48 kHz, 64-sample blocks): each latency check
+times whole blocks, and this prints its real-time factor per runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import modelreg
+from modelreg.latency import ms_text, rtf_text
+from modelreg.spec import audio_rate_text
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,6 +49,11 @@ def main(folder: Path) -> int:
         for check in model.checks:
             if "parity" in check.name and check.status == "pass":
                 print(f"  {check.name}: max abs error {check.figures['max_abs_error']:.2g}")
+            if check.figures.get("rtf") is not None:  # a block timing: how many times real time
+                print(f"  {check.name}: {rtf_text(check.figures['rtf'])} real time at "
+                      f"{audio_rate_text(check.figures['sample_rate'], check.figures['block_size'])} "
+                      f"({check.figures['stat']} {ms_text(check.figures[check.figures['stat'] + '_ms'])} per block"
+                      + ("" if check.figures["judged"] else ", for comparison, not judged") + ")")
         for failure in model.failures:
             print(f"  FAIL {failure.name}: {failure.message}")
 
