@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TOLERANCE",
     "check_batch_consistency",
+    "check_block_latency",
     "check_determinism",
     "check_edge_cases",
     "check_finite_weights",
-    "check_block_latency",
     "check_latency",
     "check_output_range",
     "check_output_shape",

@@ -10,14 +10,14 @@ Graph interface (``batch`` is a dynamic axis everywhere):
   (every state comes from the layer kinds' ``state()``).
 
 A host feeds zeros as the first state and each call's ``*_out`` as the next
-call's state.
+call's state. Exported with PyTorch's TorchScript-based exporter
+(``dynamo=False``): for these small fixed graphs it is ~20x faster than the
+torch.export-based one and needs no onnxscript; see docs/decisions.md.
 
 For an audio-rate entry (``sample_rate`` and ``block_size``) the check
 ``onnx.latency`` times whole blocks in onnxruntime (one thread, one call per
 sample, state carried), with the real-time factor: reported for comparison with
-torch and RTNeural C++, not judged (see :data:`ONNX_COMPARISON`). Exported with PyTorch's TorchScript-based exporter
-(``dynamo=False``): for these small fixed graphs it is ~20x faster than the
-torch.export-based one and needs no onnxscript; see docs/decisions.md.
+torch and RTNeural C++, not judged (see :data:`ONNX_COMPARISON`).
 """
 
 from __future__ import annotations
