@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import modelreg
+from conftest import needs_rtneural
 from modelreg import ModelSpec, load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -551,3 +552,38 @@ def test_pytest_plugin_items_carry_the_block_figures(pytester, onnx_project):
         assert properties["block_size"] == "16" and properties["judged"] == "False"
         assert float(properties["rtf"]) == pytest.approx(float(properties["block_ms"]) / float(properties["p99_ms"]),
                                                          rel=2e-3)
+
+
+# ---------------------------------------------------------------- RTNeural C++ (the judged runtime)
+
+
+def _runner_times_blocks() -> bool:
+    import inspect
+
+    from modelreg.rtneural.cpp import Runner
+
+    return "block" in inspect.signature(Runner.time).parameters
+
+
+@needs_rtneural
+@pytest.mark.skipif(not _runner_times_blocks(), reason="Runner.time(..., block=N) is not there yet (the C++ side)")
+@pytest.mark.parametrize(("keys", "status"), [
+    ("sample_rate = 48000\nblock_size = 64", "pass"),  # a 16-parameter model: far faster than real time
+    ("latency_ms = 1e-9\nsample_rate = 48000\nblock_size = 64", "fail"),  # no block is that fast
+])
+def test_cpp_latency_times_blocks_and_judges_them(tmp_path, cpp, keys, status):
+    import re
+
+    path = write(tmp_path / "project", audio_entry(keys=keys, exports='["rtneural"]'))
+    registry = load_registry(path)
+    modelreg.init_checkpoint(registry["shaper"], seed=1)
+    assert modelreg.export_all(registry).ok
+    check = modelreg.validate_all(path, latency_seconds=0.05, write=False)["shaper"]["rtneural.dynamic_latency"]
+    assert check.status == status, check.message
+    figures = check.figures
+    assert figures["block_size"] == 64 and figures["sample_rate"] == 48000.0 and figures["judged"] is True
+    assert figures["rtf"] == pytest.approx(figures["block_ms"] / figures["p99_ms"], rel=2e-3)
+    assert {"clock_overhead_ns", "rtneural", "backend", "compiler"} <= set(figures)  # what the results schema requires
+    target = r"1\.33 ms \(the block's duration\)" if status == "pass" else "1e-09 ms"
+    assert re.fullmatch(rf"RTNeural C\+\+ dynamic model \(parseJson, stl\): p99 \S+ ms per block vs target {target}: "
+                        r"\S+x real time at 48 kHz, 64-sample blocks \(\d+ blocks\)", check.message), check.message
