@@ -211,11 +211,14 @@ def _report_invalid(registry: Registry) -> int:
 
 def _spec_json(registry: Registry, name: str) -> dict[str, Any]:
     spec = registry[name]
+    # An audio-rate entry's target may be derived (no latency_ms in the entry): said here, per block.
+    audio = {"block_ms": spec.block_ms, "latency_target_ms": spec.latency_ms} if spec.is_audio_rate else {}
     return {
         **spec.entry,
         "checkpoint_path": str(spec.checkpoint),
         "checkpoint_exists": spec.checkpoint.is_file(),
         "stateful": spec.is_stateful,
+        **audio,
     }
 
 

@@ -414,6 +414,15 @@ def test_show_says_the_audio_rate_and_the_target_per_block(tmp_path, capsys):
     code, out, _ = run_cli(["show", "strict", "--registry", str(path)], capsys)
     assert "  audio rate   96 kHz, 256-sample blocks (2.67 ms each), one frame per sample\n" in out
     assert "  latency      p99 <= 0.5 ms per block (the entry's latency_ms; a block lasts 2.67 ms)\n" in out
+    # --json: the entry as written, plus the block's duration and the target it derives.
+    import json
+
+    code, out, _ = run_cli(["show", "shaper", "--registry", str(path), "--json"], capsys)
+    shown = json.loads(out)
+    assert (shown["sample_rate"], shown["block_size"]) == (48000, 64) and "latency_ms" not in shown
+    assert shown["block_ms"] == shown["latency_target_ms"] == pytest.approx(4 / 3)
+    code, out, _ = run_cli(["list", "--registry", str(path), "--json"], capsys)
+    assert json.loads(out)["models"]["strict"]["latency_target_ms"] == 0.5
 
 
 # ---------------------------------------------------------------- the HTML report
