@@ -96,6 +96,9 @@ class ModelSpec:
     tolerance: float | None = None
     # (min, max) the host feeds; None: any value (the edge cases include +-1e6).
     input_range: tuple[float, float] | None = None
+    #: Where the rtneural-cpp header's weights come from: "json" (the model's RTNeural file, read
+    #: at run time) or "embedded" (compiled into the header).
+    cpp_weights: Literal["json", "embedded"] = "json"
     tags: tuple[str, ...] = ()
     # The entry exactly as written (parsed TOML), kept for hashing and display.
     entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
