@@ -139,15 +139,21 @@ def test_the_weights_form_is_a_validated_registry_key(tmp_path: Path) -> None:
 @needs_rtneural
 @pytest.mark.parametrize("weights", ["embedded", "json"])
 def test_both_header_forms_match_torch_allocate_nothing_and_time_their_silent_tail(tmp_path: Path, cpp: Path,
-                                                                                  weights: str) -> None:
+                                                                                  weights: str, capsys) -> None:
     from modelreg.checkpoint import init_checkpoint
 
     path = write_registry(tmp_path / "project", text=_entry("every", weights))
     init_checkpoint(modelreg.load_registry(path)["every"], seed=3)
     assert modelreg.export_all(path).ok
-    report = modelreg.validate_all(path, latency_seconds=0.02, write=False)
-    model = report["every"]
-    assert model.ok, [(c.name, c.message) for c in model.failures]
+    code, out, err = run_cli(["validate", "--registry", str(path), "--latency-seconds", "0.02"], capsys)
+    assert code == 0, out + err
+    # The host's table: load time of the header form, heap calls, the silent tail.
+    table = out.split("C++ on the audio thread (RTNeural)\n")[1]
+    assert re.search(rf"^every\s+[\d.e-]+ ms \({weights}\)\s+0 / 0\s+not run\s+x[\d.]+, 0 subnormal$", table, re.M), table
+    saved = json.loads((path.parent / "models" / "validation_results.json").read_text())["models"]["every"]
+    model = {c["name"]: modelreg.CheckResult(c["name"], c["status"], c["message"], c["figures"])
+             for c in saved["checks"]}
+    assert saved["ok"]
     parity = model["rtneural-cpp.parity"]
     assert parity.figures["weights"] == weights and parity.figures["load_ms"] > 0
     assert parity.figures["max_abs_error"] < 1e-5
