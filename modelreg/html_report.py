@@ -539,13 +539,14 @@ def parity_chart(model: str, rows: Sequence[_ParityRow]) -> str:
 
 def layer_chart(spec: Any) -> str:
     """One SVG: the layer stack from input to output, bar widths by units."""
-    from .spec import layer_params
+    from .spec import layer_keys, layer_params
 
     rows: list[tuple[str, int, str]] = [("input", spec.in_features, "")]
     size = spec.in_features
     for index, layer in enumerate(spec.layers):
-        act = f" {layer.activation}" if layer.type == "dense" and layer.activation else ""
-        rows.append((f"[{index}] {layer.type}{act}", layer.units, f"{layer_params(layer, size):,} params"))
+        keys = layer_keys(layer)  # every key that changes what the layer computes (issue 23)
+        rows.append((f"[{index}] {layer.type}" + (f" {keys}" if keys else ""), layer.units,
+                     f"{layer_params(layer, size):,} params"))
         size = layer.units
     widest = max(units for _, units, _ in rows)
     bar_x = max(122.0, _LABEL_X + max(_text_width(label) for label, _, _ in rows) + 10)

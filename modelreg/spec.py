@@ -29,6 +29,7 @@ __all__ = [
     "LayerSpec",
     "ModelSpec",
     "count_params",
+    "layer_keys",
     "layer_label",
     "layer_params",
 ]
@@ -41,16 +42,22 @@ ACTIVATIONS: tuple[str, ...] = _activations.NAMES
 LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p95", "p99")
 
 
-def layer_label(layer: LayerSpec, in_features: int) -> str:
-    """One layer for people, with every key that changes what it computes, defaults included:
-    ``conv1d 8 -> 8 tanh, kernel_size=3, dilation=2, groups=1`` (a TCN's dilations must show)."""
+def layer_keys(layer: LayerSpec) -> str:
+    """Every key that changes what a layer computes, defaults included: ``tanh, kernel_size=3,
+    dilation=2, groups=1`` (a TCN's dilations must show); "" for a layer that has none."""
     keys = layer.kind.registry_keys
     parts = [layer.activation] if "activation" in keys else []
     for key in keys:
         value = layer.option(key)
         if key not in ("units", "activation") and value is not None:
             parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
-    return f"{layer.type} {in_features} -> {layer.units}" + (f" {', '.join(parts)}" if parts else "")
+    return ", ".join(parts)
+
+
+def layer_label(layer: LayerSpec, in_features: int) -> str:
+    """One layer for people: ``conv1d 8 -> 8 tanh, kernel_size=3, dilation=2, groups=1``."""
+    keys = layer_keys(layer)
+    return f"{layer.type} {in_features} -> {layer.units}" + (f" {keys}" if keys else "")
 
 
 def layer_params(layer: LayerSpec, in_features: int) -> int:

@@ -494,3 +494,14 @@ def test_the_real_time_section_shows_what_was_measured_and_what_to_do_on_failure
     assert "construct and set the weights (embedded): 0.42 ms" in section
     assert section.count("What to do") == 1  # passing checks get no advice
     assert "On the audio thread" not in page[page.index('id="model-beta"'):]  # beta ran no such check
+
+
+def test_the_layer_drawing_names_every_key_that_changes_a_layer():
+    # Issue 23: a conv1d was drawn as "[2] conv1d": a TCN's dilations were invisible.
+    from modelreg.html_report import layer_chart
+
+    tcn = modelreg.load_registry(Path(__file__).resolve().parents[1] / "examples" / "tcn" / "registry.toml")
+    svg = layer_chart(next(iter(tcn.values())))
+    labels = re.findall(r'class="label"[^>]*>([^<]+)<', svg)
+    assert "[2] conv1d linear, kernel_size=3, dilation=2, groups=2" in labels
+    assert "[3] batchnorm epsilon=1e-05, affine=true" in labels
