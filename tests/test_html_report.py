@@ -500,7 +500,9 @@ def test_the_layer_drawing_names_every_key_that_changes_a_layer():
     # Issue 23: a conv1d was drawn as "[2] conv1d": a TCN's dilations were invisible.
     from modelreg.html_report import layer_chart
 
-    tcn = modelreg.load_registry(Path(__file__).resolve().parents[1] / "examples" / "tcn" / "registry.toml")
+    from modelreg import load_registry
+
+    tcn = load_registry(Path(__file__).resolve().parents[1] / "examples" / "tcn" / "registry.toml")
     svg = layer_chart(next(iter(tcn.values())))
     labels = re.findall(r'class="label"[^>]*>([^<]+)<', svg)
     assert "[2] conv1d linear, kernel_size=3, dilation=2, groups=2" in labels
