@@ -739,8 +739,10 @@ def _cpp_calls(spec: Any, root: Path, cpp: Any) -> dict[str, Any]:
     toolchain, runner = cpp
     frame = edge_cases(spec.in_features)["normal"][0]
     dynamic = rc.load_checked(runner, root / "models" / f"{spec.name}.json")
-    header = rc.header_runner(toolchain, root / "models" / "cpp" / f"{spec.name}.h", cpp_namespace(spec), spec.name)
-    compiled = rc.load_checked(header, root / "models" / f"{spec.name}.json")
+    embedded = spec.cpp_weights == "embedded"
+    header = rc.header_runner(toolchain, root / "models" / "cpp" / f"{spec.name}.h", cpp_namespace(spec), spec.name,
+                              embedded=embedded)
+    compiled = rc.load_checked(header, None if embedded else root / "models" / f"{spec.name}.json")
     built = [b for b in rc.builds() if b.kind == f"header:{spec.name}"]
     results.setdefault("rtneural_cpp", {}).setdefault("header_compile_s", {})[spec.name] = (
         round(built[-1].seconds, 2) if built else None)
@@ -820,6 +822,100 @@ def bench_latency(seconds: float) -> None:
            "all stable", not unstable)
 
 
+# ---------------------------------------------------------------- rtneural-cpp headers: JSON vs embedded weights
+
+
+def _chunk_bytes(binary: Path) -> int:
+    """Bytes of the embedded weight literals in a compiled program (its kChunkN symbols, from nm)."""
+    listing = subprocess.run(["nm", "-S", "-C", str(binary)], capture_output=True, text=True).stdout
+    total = 0
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and "::kChunk" in line and not line.rstrip().endswith("kChunks"):
+            total += int(parts[1], 16)
+    return total
+
+
+def _median_load_ms(runner: Any, path: Path | None, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        loaded = runner.load(path)
+        times.append(loaded.load_ns / 1e6)
+        runner.free(loaded)
+    return statistics.median(times)
+
+
+#: A model of ~5 million parameters: its embedded header must compile (issue 22).
+BIG = {"name": "big5m", "in": 512, "layers": [("dense", 2048, "tanh"), ("dense", 2048, "tanh"), ("dense", 64, "linear")]}
+
+
+def bench_headers(repeats: int) -> None:
+    print("\n6. rtneural-cpp headers: weights read from JSON at run time vs compiled in (eigen)", flush=True)
+    import attrs
+
+    import modelreg
+    import modelreg.rtneural.cpp as rc
+    from modelreg.rtneural.exporter import RTNeuralExporter
+    from modelreg.rtneural.header import cpp_namespace, render_header, weight_arrays
+    from modelreg.spec import LayerSpec, count_params
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cpp = _cpp_setup(Path(tmp))
+        if cpp is None:
+            record("headers", "skipped: RTNeural C++ is not configured")
+            return
+        toolchain, runner = cpp
+        copy = copy_bundled(Path(tmp))
+        registry = modelreg.load_registry(copy / "registry.toml")
+        specs = dict(registry.items())
+        big_layers = tuple(LayerSpec(t, u, a) for t, u, a in BIG["layers"])
+        big_spec = attrs.evolve(specs["dynamicsengine"], name=BIG["name"], layers=big_layers,
+                                input_shape=(1, BIG["in"]), output_shape=(1, big_layers[-1].units),
+                                params=count_params(big_layers, BIG["in"]), checkpoint=Path(tmp) / "big5m.pt")
+        specs[BIG["name"]] = big_spec
+        figures: dict[str, Any] = {}
+        for name, spec in specs.items():
+            module = spec.load() if name != BIG["name"] else spec.build()
+            json_file = Path(tmp) / f"{name}.json"
+            RTNeuralExporter().export(spec, module, json_file)
+            row: dict[str, Any] = {"params": spec.params, "json_mb": round(json_file.stat().st_size / 1e6, 2)}
+            row["parsejson_load_ms"] = _median_load_ms(runner, json_file, repeats)
+            for form in ("json", "embedded"):
+                form_spec = attrs.evolve(spec, cpp_weights=form)
+                header = Path(tmp) / form / f"{name}.h"
+                header.parent.mkdir(exist_ok=True)
+                arrays = weight_arrays(form_spec, module) if form == "embedded" else None
+                header.write_text(render_header(form_spec, arrays))
+                before = len(rc.builds())
+                with rc.header_runner(toolchain, header, cpp_namespace(form_spec), f"{name}-{form}",
+                                      embedded=form == "embedded") as program:
+                    built = rc.builds()[before:]
+                    row[f"{form}_compile_s"] = round(built[-1].seconds, 2) if built else None
+                    row[f"{form}_header_mb"] = round(header.stat().st_size / 1e6, 2)
+                    row[f"{form}_load_ms"] = _median_load_ms(program, json_file if form == "json" else None, repeats)
+                    if form == "embedded":
+                        floats = sum(int(a.size) for layer in arrays or [] for a in layer)
+                        row["embedded_data_ratio"] = _chunk_bytes(program.binary) / (4 * floats)
+            figures[name] = row
+            print(f"    {name:18} {spec.params:>9,} params  load: parseJson {row['parsejson_load_ms']:8.2f} ms, "
+                  f"JSON header {row['json_load_ms']:8.2f} ms, embedded {row['embedded_load_ms']:7.3f} ms  "
+                  f"compile: JSON {row['json_compile_s']} s, embedded {row['embedded_compile_s']} s  "
+                  f"weights in binary {row['embedded_data_ratio']:.5f}x", flush=True)
+    results["headers"] = figures
+    melody = figures["melodytransformer"]
+    record("headers", f"melodytransformer load (construct + set weights), median of {repeats}: embedded "
+                      f"{melody['embedded_load_ms']:.3f} ms vs parseJson {melody['parsejson_load_ms']:.1f} ms "
+                      f"(JSON header {melody['json_load_ms']:.1f} ms)", "<= 1 ms", melody["embedded_load_ms"] <= 1.0)
+    worst = max(row["embedded_data_ratio"] for row in figures.values())
+    record("headers", f"weight data in the compiled program: at most {worst:.5f}x the float32 bytes", "<= 1.05x",
+           worst <= 1.05)
+    record("headers", "embedded header compile time (eigen, -O3): " + ", ".join(
+        f"{n} {row['embedded_compile_s']} s" for n, row in figures.items() if n != BIG["name"]))
+    big = figures[BIG["name"]]
+    record("headers", f"{big['params']:,}-parameter model: embedded header compiles in {big['embedded_compile_s']} s "
+                      f"({big['embedded_header_mb']} MB), loads in {big['embedded_load_ms']:.2f} ms", "compiles", True)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -841,13 +937,14 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="sizes 5/20/50 and shorter latency windows")
-    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency"], action="append")
+    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency", "headers"],
+                        action="append")
     parser.add_argument("--output", type=Path, default=None,
                         help="default benchmarks/results.json (--quick: benchmarks/results.quick.json)")
     args = parser.parse_args()
     if args.output is None:
         args.output = ROOT / "benchmarks" / ("results.quick.json" if args.quick else "results.json")
-    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency"])
+    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency", "headers"])
     results["machine"] = machine()
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, python {results['machine']['python']}, "
           f"torch {results['machine']['torch']}")
@@ -863,6 +960,8 @@ def main() -> int:
         bench_scale([5, 20, 50] if args.quick else [5, 50, 200], latency_seconds=0.02)
     if "latency" in sections:
         bench_latency(seconds=0.5 if args.quick else 1.5)
+    if "headers" in sections:
+        bench_headers(repeats=5 if args.quick else 15)
 
     results["table"] = [{"section": s, "figure": f, "target": t, "verdict": v} for s, f, t, v in rows]
     from modelreg.atomic import atomic_write_text

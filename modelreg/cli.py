@@ -308,6 +308,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             ])
         print(file=out)
         _table(rows, out)
+        _print_realtime_table(report, out)
         _print_skips(report, out)
         if write:
             from .validation import results_path
@@ -371,6 +372,37 @@ def _cpp_cells(model: Any, spec: Any) -> list[str]:
         parity_cell = (f"{error:.2g}" + ("" if parity.ok else " FAIL") if isinstance(error, (int, float))
                        else parity.status)
     return [_latency_cell(model.get("rtneural.dynamic_latency"), spec, digits=4), parity_cell]
+
+
+def _print_realtime_table(report: Any, out: TextIO) -> None:
+    """What a C++ host needs to know, per model, when RTNeural C++ ran: load time of the header,
+    heap calls on the audio thread, RealtimeSanitizer's verdict, the silent tail."""
+    rows = [["model", "header load", "allocations (dynamic / header)", "RealtimeSanitizer", "silent tail"]]
+    for name, model in report.models.items():
+        parity, header = model.get("rtneural-cpp.parity"), model.get("rtneural-cpp.realtime")
+        dynamic, tail = model.get("rtneural.dynamic_realtime"), model.get("rtneural-cpp.denormals")
+        ran = [c for c in (parity, header, dynamic, tail) if c is not None and c.status != "skip"]
+        if not ran:
+            continue
+        load = parity.figures.get("load_ms") if parity is not None else None
+        weights = parity.figures.get("weights", "") if parity is not None else ""
+        load_cell = f"{load:.3g} ms ({weights})" if isinstance(load, (int, float)) else "-"
+
+        def count(check: Any) -> str:
+            value = check.figures.get("allocations") if check is not None else None
+            return str(value) if isinstance(value, int) else (check.status if check is not None else "-")
+
+        sanitizer = sorted({c.figures.get("rtsan") for c in (dynamic, header) if c is not None and c.figures.get("rtsan")})
+        tail_cell = "-"
+        if tail is not None and isinstance(tail.figures.get("tail_slowdown"), (int, float)):
+            tail_cell = (f"x{tail.figures['tail_slowdown']:.2f}, {tail.figures.get('subnormal_outputs', 0)} subnormal"
+                         + ("" if tail.ok else " FAIL"))
+        elif tail is not None:
+            tail_cell = tail.status
+        rows.append([name, load_cell, f"{count(dynamic)} / {count(header)}", ", ".join(sanitizer) or "-", tail_cell])
+    if len(rows) > 1:
+        print("\nC++ on the audio thread (RTNeural)", file=out)
+        _table(rows, out)
 
 
 def _skipped_note(model: Any, *, short: bool = False) -> str:

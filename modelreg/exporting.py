@@ -58,6 +58,9 @@ LOCK_FORMAT = 1
 # The entry fields an artifact depends on. A new description or latency target
 # does not make an export stale; a changed layer or shape does.
 ARTIFACT_FIELDS = ("input_shape", "output_shape", "dtype", "layers")
+#: Fields that shape some artifacts, hashed only when an entry sets them: an entry without them
+#: hashes as it did before they existed (its records in registry.lock stay fresh).
+OPTIONAL_ARTIFACT_FIELDS = ("cpp_weights",)
 
 
 def artifact_entry_sha256(spec: ModelSpec) -> str:
@@ -66,6 +69,7 @@ def artifact_entry_sha256(spec: ModelSpec) -> str:
     import json
 
     relevant = {key: spec.entry.get(key) for key in ARTIFACT_FIELDS}
+    relevant.update({key: spec.entry[key] for key in OPTIONAL_ARTIFACT_FIELDS if key in spec.entry})
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -628,9 +632,15 @@ def export(
 DEFERRED = "deferred: measured after the parallel checks, one model at a time"
 
 
+#: Check name endings that measure time: they run after a model's other checks, alone (with
+#: ``--jobs``: after the worker pool), like torch's latency.
+TIMED_SUFFIXES = ("latency", "denormals")
+
+
 def is_latency_check(name: str) -> bool:
-    """Whether check ``name`` measures latency (``latency``, or an exporter's ``FORMAT.*latency``)."""
-    return name.endswith("latency")
+    """Whether check ``name`` measures time: ``latency``, or an exporter's ``FORMAT.*latency`` /
+    ``FORMAT.*denormals`` (see :data:`TIMED_SUFFIXES`)."""
+    return name.endswith(TIMED_SUFFIXES)
 
 
 def artifact_checks(

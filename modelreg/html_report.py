@@ -565,13 +565,14 @@ def parity_chart(model: str, rows: Sequence[_ParityRow]) -> str:
 
 def layer_chart(spec: Any) -> str:
     """One SVG: the layer stack from input to output, bar widths by units."""
-    from .spec import layer_params
+    from .spec import layer_keys, layer_params
 
     rows: list[tuple[str, int, str]] = [("input", spec.in_features, "")]
     size = spec.in_features
     for index, layer in enumerate(spec.layers):
-        act = f" {layer.activation}" if layer.type == "dense" and layer.activation else ""
-        rows.append((f"[{index}] {layer.type}{act}", layer.units, f"{layer_params(layer, size):,} params"))
+        keys = layer_keys(layer)  # every key that changes what the layer computes (issue 23)
+        rows.append((f"[{index}] {layer.type}" + (f" {keys}" if keys else ""), layer.units,
+                     f"{layer_params(layer, size):,} params"))
         size = layer.units
     widest = max(units for _, units, _ in rows)
     bar_x = max(122.0, _LABEL_X + max(_text_width(label) for label, _, _ in rows) + 10)
@@ -699,6 +700,44 @@ def _audio_note(rows: Sequence[_LatencyRow]) -> str:
     return f'<p class="note">{_e(text)}</p>'
 
 
+#: What a host developer does about each real-time finding, by the check name's last word.
+_REALTIME_ADVICE = {
+    "realtime": "reset() and forward() run on the audio thread: an allocation, lock or system call there can "
+                "block for milliseconds. The first offending call is named above (RealtimeSanitizer's report adds "
+                "its stack); build with your plugin's flags ($MODELREG_CXXFLAGS) to see what your build does.",
+    "denormals": "Flush denormals on the audio thread: put modelreg_rt::ScopedFlushDenormals (in every header) or "
+                 "JUCE's ScopedNoDenormals at the top of the audio callback.",
+    "rest": "After reset() the first frames jump from the zero state to where the model rests (a click). "
+            "Declare reset = \"rest\" in the registry entry: reset() then restores the resting state.",
+}
+
+
+def _realtime_section(checks: Sequence[Mapping[str, Any]]) -> str:
+    """The checks a C++ host cares about on its audio thread (allocations, denormals, resting state,
+    load time), each with what was measured and, when it failed, what to do."""
+    rows = []
+    for check in checks:
+        last = str(check["name"]).rsplit(".", 1)[-1]
+        kind = next((k for k in _REALTIME_ADVICE if last.endswith(k)), None)
+        if kind is None:
+            continue
+        status = str(check["status"])
+        advice = _REALTIME_ADVICE[kind] if status in ("fail", "error") else ""
+        rows.append(f'<tr class="{_e(status)}"><td class="mono">{_e(check["name"])}</td><td>{_badge(status)}</td>'
+                    f'<td class="msg">{_e(check["message"])}' + (f'<br><b>What to do:</b> {_e(advice)}' if advice else "")
+                    + "</td></tr>")
+    for check in checks:
+        load_ms = _num(_figures(check).get("load_ms"))
+        if load_ms is not None:
+            weights = _figures(check).get("weights") or ""
+            rows.append(f'<tr class="pass"><td class="mono">{_e(check["name"])}</td><td>load</td><td class="msg">'
+                        f"construct and set the weights ({_e(str(weights))}): {_e(_ms(load_ms))}</td></tr>")
+    if not rows:
+        return ""
+    return ('<div class="realtime"><h3>On the audio thread (C++)</h3><table class="checks">'
+            "<tr><th>check</th><th>status</th><th>measured</th></tr>" + "".join(rows) + "</table></div>")
+
+
 def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, registry_note: str | None) -> str:
     checks = model["checks"]
     spec = registry.get(name) if registry is not None else None
@@ -749,6 +788,7 @@ def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, 
     else:
         out.append('<p class="note">The entry declares no exports.</p>')
     out.append("</div></div>")
+    out.append(_realtime_section(checks))
     # Every check
     failing = [c for c in checks if c["status"] in ("fail", "error")]
     rows = ["<tr><th>check</th><th>status</th><th>message</th></tr>"]

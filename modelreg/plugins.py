@@ -78,6 +78,9 @@ class Parity:
     #: e.g. no RTNeural checkout configured); "" when it was run. A skipped parity
     #: is reported as skipped, never as passed.
     skipped: str = ""
+    #: Further figures of the run, recorded with the parity's (e.g. ``load_ms``: how long the
+    #: artifact took to load in its runtime).
+    details: Mapping[str, Any] = attrs.field(factory=dict)
 
     @classmethod
     def skip(cls, reason: str, tolerance: float) -> Parity:
@@ -127,7 +130,7 @@ class Parity:
         if self.skipped:
             return {"skipped": self.skipped, "tolerance": self.tolerance}
         return {"max_error": self.max_error, "max_abs_error": self.max_abs_error,
-                "tolerance": self.tolerance, "cases": dict(self.cases)}
+                "tolerance": self.tolerance, "cases": dict(self.cases), **self.details}
 
 
 class Exporter(abc.ABC):
@@ -251,8 +254,8 @@ class Exporter(abc.ABC):
 
         Each is ``(suffix, check)``: reported as ``FORMAT.SUFFIX``; ``check(path)``
         returns a :class:`~modelreg.report.CheckResult` of that name. None by default.
-        A check whose suffix ends in ``latency`` measures time: it runs after the
-        model's other checks (with ``--jobs``: after the worker pool), one at a
+        A check whose suffix ends in ``latency`` or ``denormals`` measures time: it runs after
+        the model's other checks (with ``--jobs``: after the worker pool), one at a
         time with nothing else running, like torch's latency.
         """
         return []

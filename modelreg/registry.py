@@ -489,6 +489,7 @@ def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
         tolerance=entry.get("tolerance"),
         input_range=(float(entry["input_range"][0]), float(entry["input_range"][1])) if "input_range" in entry else None,
         tags=tuple(entry.get("tags", ())),
+        cpp_weights=entry.get("cpp_weights", "json"),
         entry=dict(entry),
         settings=dict(settings or {}),
     )

@@ -31,6 +31,7 @@ __all__ = [
     "audio_rate_text",
     "block_duration_ms",
     "count_params",
+    "layer_keys",
     "layer_label",
     "layer_params",
     "sample_rate_text",
@@ -61,16 +62,22 @@ def audio_rate_text(sample_rate: float, block_size: int) -> str:
     return f"{sample_rate_text(sample_rate)}, {block_size}-sample blocks"
 
 
-def layer_label(layer: LayerSpec, in_features: int) -> str:
-    """One layer for people, with every key that changes what it computes, defaults included:
-    ``conv1d 8 -> 8 tanh, kernel_size=3, dilation=2, groups=1`` (a TCN's dilations must show)."""
+def layer_keys(layer: LayerSpec) -> str:
+    """Every key that changes what a layer computes, defaults included: ``tanh, kernel_size=3,
+    dilation=2, groups=1`` (a TCN's dilations must show); "" for a layer that has none."""
     keys = layer.kind.registry_keys
     parts = [layer.activation] if "activation" in keys else []
     for key in keys:
         value = layer.option(key)
         if key not in ("units", "activation") and value is not None:
             parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
-    return f"{layer.type} {in_features} -> {layer.units}" + (f" {', '.join(parts)}" if parts else "")
+    return ", ".join(parts)
+
+
+def layer_label(layer: LayerSpec, in_features: int) -> str:
+    """One layer for people: ``conv1d 8 -> 8 tanh, kernel_size=3, dilation=2, groups=1``."""
+    keys = layer_keys(layer)
+    return f"{layer.type} {in_features} -> {layer.units}" + (f" {keys}" if keys else "")
 
 
 def layer_params(layer: LayerSpec, in_features: int) -> int:
@@ -124,6 +131,9 @@ class ModelSpec:
     tolerance: float | None = None
     # (min, max) the host feeds; None: any value (the edge cases include +-1e6).
     input_range: tuple[float, float] | None = None
+    #: Where the rtneural-cpp header's weights come from: "json" (the model's RTNeural file, read
+    #: at run time) or "embedded" (compiled into the header).
+    cpp_weights: Literal["json", "embedded"] = "json"
     tags: tuple[str, ...] = ()
     # The entry exactly as written (parsed TOML), kept for hashing and display.
     entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)

@@ -103,6 +103,9 @@ def cpp(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MODELREG_RTNEURAL", str(RTNEURAL))
     monkeypatch.setenv("MODELREG_RTNEURAL_BACKEND", "stl")
     monkeypatch.delenv("CXX", raising=False)
+    # RealtimeSanitizer builds cost a clang compile per header: the tests that prove them ask for it
+    # (the `rtsan` fixture); everywhere else the real-time checks rely on the allocation counter.
+    monkeypatch.setenv("MODELREG_RTSAN_CXX", "off")
     return RTNEURAL
 
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from conftest import RTNEURAL, needs_rtneural
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +62,19 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
         assert re.search(r"rtneural-cpp.parity: max abs error \S+", result.stdout)
     else:
         assert "(3 skipped)" in result.stdout
+
+
+@needs_rtneural
+def test_the_cpp_host_builds_with_cmake_and_runs_every_bundled_model_in_both_forms(tmp_path):
+    # Issue 22: add_subdirectory(models/cpp) + target_link_libraries(app PRIVATE modelreg_models) is all a
+    # host's CMake needs (plus where RTNeural is); the host compares each stream with torch's outputs.
+    import shutil as _shutil
+
+    if _shutil.which("cmake", path=str(Path(sys.executable).parent)) is None and _shutil.which("cmake") is None:
+        pytest.skip("cmake not installed: install the dev set-up (pip install cmake ninja)")
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "cpp-host" / "run.py"), "--build", str(tmp_path),
+                             "--rtneural", str(RTNEURAL)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for form in ("json", "embedded"):
+        block = result.stdout.split(f"[{form} weights]\n")[1].split("[")[0]
+        assert len(re.findall(r"^ok   \w+: 64 frames, max abs error [\d.e+-]+, load [\d.]+ ms$", block, re.M)) == 5, block

@@ -474,3 +474,36 @@ def test_a_parity_within_rounding_is_said_in_words_not_as_a_second_figure():
     assert "within float32 rounding (max abs 1e-07, rtneural (numpy reference))" in overview
     assert ">within float32 rounding<" in _svg(page, "parity", "alpha")
     assert ">0 \u2264 1e-05<" not in page
+
+
+def test_the_real_time_section_shows_what_was_measured_and_what_to_do_on_failure():
+    # Issue 22 section 6: a host developer reading the report learns what to do for each failure.
+    document = results_document()
+    alpha = document["models"]["alpha"]["checks"]
+    alpha.append(_check("rtneural-cpp.parity", "pass", "RTNeural C++ compiled header (ModelT): within float32 rounding",
+                        max_error=0.0, max_abs_error=1e-7, tolerance=1e-5, cases={"zeros": 1e-7}, load_ms=0.42,
+                        weights="embedded"))
+    alpha.append(_check("rtneural-cpp.realtime", "fail", "the compiled header: 256 heap calls (6144 bytes); the first: "
+                        "operator new(24) in forward() of frame 0", allocations=256))
+    alpha.append(_check("rtneural-cpp.denormals", "pass", "silent tail x0.99, 0 subnormal outputs", tail_slowdown=0.99))
+    page = render_report(document, None)
+    card = page[page.index('id="model-alpha"'):page.index('id="model-beta"')]
+    section = card[card.index("On the audio thread (C++)"):card.index("</table>", card.index("On the audio thread"))]
+    assert "operator new(24) in forward() of frame 0" in section
+    assert "<b>What to do:</b> reset() and forward() run on the audio thread" in section
+    assert "construct and set the weights (embedded): 0.42 ms" in section
+    assert section.count("What to do") == 1  # passing checks get no advice
+    assert "On the audio thread" not in page[page.index('id="model-beta"'):]  # beta ran no such check
+
+
+def test_the_layer_drawing_names_every_key_that_changes_a_layer():
+    # Issue 23: a conv1d was drawn as "[2] conv1d": a TCN's dilations were invisible.
+    from modelreg.html_report import layer_chart
+
+    from modelreg import load_registry
+
+    tcn = load_registry(Path(__file__).resolve().parents[1] / "examples" / "tcn" / "registry.toml")
+    svg = layer_chart(next(iter(tcn.values())))
+    labels = re.findall(r'class="label"[^>]*>([^<]+)<', svg)
+    assert "[2] conv1d linear, kernel_size=3, dilation=2, groups=2" in labels
+    assert "[3] batchnorm epsilon=1e-05, affine=true" in labels

@@ -32,7 +32,8 @@ from modelreg.spec import ACTIVATIONS, count_params
 from conftest import GOLDEN, ROOT, write_registry, RTNEURAL, needs_rtneural
 from kind_tools import run_in_rtneural_cpp, spec_of, widened
 
-CPP_CHECKS = ("rtneural.dynamic_parity", "rtneural.dynamic_latency", "rtneural-cpp.parity")
+CPP_CHECKS = ("rtneural.dynamic_parity", "rtneural.dynamic_realtime", "rtneural.dynamic_latency", "rtneural-cpp.parity",
+              "rtneural-cpp.realtime", "rtneural-cpp.denormals")
 
 
 
@@ -74,7 +75,7 @@ def test_cli_prints_the_skip_reason_once(tiny_registry: Path, unconfigured: None
     assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02"]) == 0
     out = capsys.readouterr().out
     assert "C++ dynamic latency" in out and "C++ dynamic parity" in out
-    assert out.count("checks skipped (3 models: rtneural.dynamic_parity, rtneural.dynamic_latency): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
+    assert out.count("checks skipped (3 models: rtneural.dynamic_parity, rtneural.dynamic_realtime, rtneural.dynamic_latency): RTNeural C++ is not configured: set MODELREG_RTNEURAL") == 1
     assert main(["validate", "--registry", str(tiny_registry), "--latency-seconds", "0.02", "tinygru"]) == 0
     assert "checks skipped (1 model: " in capsys.readouterr().out
 
@@ -460,7 +461,8 @@ def test_a_misconfigured_toolchain_is_one_message_and_the_table_report_and_json_
     assert code == 1, out + err
     assert "Traceback" not in out + err
     # The reason once, for the three checks it fails.
-    assert re.search(r"rtneural.dynamic_parity, rtneural.dynamic_latency, rtneural-cpp.parity: " + message, out), out
+    assert re.search(r"rtneural.dynamic_parity, rtneural.dynamic_realtime, rtneural.dynamic_latency, rtneural-cpp.parity, "
+                     r"rtneural-cpp.realtime, rtneural-cpp.denormals: " + message, out), out
     assert len(re.findall(message, out)) == 1, out
     row = next(line for line in out.splitlines() if line.startswith("tinydense "))
     assert re.search(r"p99 \d+\.\d+ ms\s+fail\s+fail\s+50 ms\s+\d+/\d+ FAIL", row), row
@@ -619,7 +621,8 @@ def test_the_first_compile_says_so_once(tmp_path: Path, cpp: Path, monkeypatch: 
     assert code == 0, out + err
     notice = re.findall(r"modelreg: compiling RTNeural's C\+\+ runner \(stl backend, .*\) into .*empty-cache.*: "
                         r"once per RTNeural checkout, compiler and flags", err)
+    assert "RealtimeSanitizer" not in err  # off in the tests' set-up (the `cpp` fixture)
     code, out, err2 = run_cli(["validate", "--registry", str(path), "--latency-seconds", "0.02"], capsys)
     assert code == 0, out + err2
-    notice += re.findall(r"modelreg: compiling RTNeural's C\+\+ runner", err2)
+    notice += re.findall(r"modelreg: compiling RTNeural's C\+\+ runner \(", err2)
     assert len(notice) == 1, err + err2  # once, by whichever command compiled it; the second finds it cached

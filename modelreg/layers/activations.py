@@ -13,7 +13,7 @@ stays light); the functions that compute import them when called.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
@@ -252,6 +252,10 @@ class Activation(LayerKind):
         cpp = cpp_type(layer.activation, layer.units)
         assert cpp is not None, "linear activation layers are refused by the registry"
         return [cpp]
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        return []  # no weights
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ need them, never at module level.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
@@ -35,6 +35,7 @@ __all__ = [
     "SizeCheck",
     "StateReader",
     "StateSpec",
+    "cpp_float",
     "generation",
     "get_kind",
     "install_builtin",
@@ -295,6 +296,27 @@ class LayerKind(RTNeuralLayerType):
         assumes when the key is absent (0: the loader throws). Read as RTNeural does: an array's last
         entry. The ``rtneural-cpp`` header checks files against them. None by default."""
         return ()
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        """C++ statements that set the weights of ``target`` (this layer's RTNeural compile-time object)
+        through RTNeural's own setters, reading them from ``weights`` (a ``modelreg_rt::Weights``:
+        its ``vec``, ``rows``, ``transposed``, ``conv1d_kernel``... each take the next values, in
+        the order and row-major layout :meth:`to_rtneural` writes them). ``shapes``: the arrays
+        this layer's export holds (as :meth:`rtneural_shapes`, without the ones it leaves out).
+        What the ``rtneural-cpp`` exporter's embedded-weights header runs instead of parseJson:
+        the setters must receive exactly what RTNeural's JSON loader hands them."""
+        raise UsageError.at(f"layer type {self.name!r} cannot be loaded from embedded weights in modelreg yet",
+                            expected="a kind that defines cpp_set_weights()")
+
+
+def cpp_float(value: float) -> str:
+    """A C++ float literal of exactly the float32 RTNeural's JSON loader makes of ``value`` (decimal ->
+    double -> float), written in hex so no compiler rounds it again (``0x1.4f8b58p-17f``)."""
+    import struct
+
+    rounded = struct.unpack("<f", struct.pack("<f", float(value)))[0]  # double -> float, round to nearest
+    return f"{rounded.hex()}f"
 
 
 # ---------------------------------------------------------------- the table of kinds

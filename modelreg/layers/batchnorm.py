@@ -27,10 +27,10 @@ The loader sizes the layer from the previous layer and ignores ``shape`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import cpp_float, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -175,6 +175,14 @@ class BatchNorm(LayerKind):
     def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
         affine = "true" if layer.option("affine") else "false"
         return [f"RTNeural::BatchNorm1DT<float, {in_features}, {affine}>"]
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        size = shapes[0][0]
+        setters = (("setGamma", "setBeta") if layer.option("affine") else ()) + ("setRunningMean", "setRunningVariance")
+        lines = [f"{target}.{setter}({weights}.vec({size}));" for setter in setters]
+        # The value RTNeural's loader reads (JSON decimal -> double -> float), as an exact hex float.
+        return lines + [f"{target}.setEpsilon({cpp_float(layer.option('epsilon'))});"]
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

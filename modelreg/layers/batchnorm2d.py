@@ -22,11 +22,11 @@ runtime reads it; the writer accepts and ignores one in a state dict).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import batchnorm
-from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import cpp_float, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,6 +193,14 @@ class BatchNorm2D(LayerKind):
         features = layer.option("num_features_in")
         return [f"RTNeural::BatchNorm2DT<float, {in_features // features}, {features}, "
                 f"{'true' if layer.option('affine') else 'false'}>"]
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        size = shapes[0][0]
+        setters = (("setGamma", "setBeta") if layer.option("affine") else ()) + ("setRunningMean", "setRunningVariance")
+        lines = [f"{target}.{setter}({weights}.vec({size}));" for setter in setters]
+        # The value RTNeural's loader reads (JSON decimal -> double -> float), as an exact hex float.
+        return lines + [f"{target}.setEpsilon({cpp_float(layer.option('epsilon'))});"]
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

@@ -27,7 +27,7 @@ after the layer, as for dense.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import activations
@@ -237,6 +237,12 @@ class Conv1D(LayerKind):
         types = [f"RTNeural::Conv1DT<float, {in_features}, {layer.units}, {kernel_size}, {dilation}, {groups}>"]
         activation = activations.cpp_type(layer.activation, layer.units)
         return types + ([activation] if activation else [])
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        kernel_size, _, groups = self.sizes(layer)
+        return [f"{target}.setWeights({weights}.conv1d_kernel({kernel_size}, {in_features // groups}, {layer.units}));",
+                f"{target}.setBias({weights}.vec({layer.units}));"]
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

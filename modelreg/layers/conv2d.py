@@ -36,7 +36,7 @@ output features x ``filters``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import activations
@@ -344,6 +344,12 @@ class Conv2D(LayerKind):
                  f"{o['strides']}, {'true' if o['padding'] == 'valid' else 'false'}>"]
         activation = activations.cpp_type(layer.activation, layer.units)
         return types + ([activation] if activation else [])
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        time, feature, ins, outs = shapes[0]
+        return [f"{target}.setWeights({weights}.conv2d_kernel({time}, {feature}, {ins}, {outs}));",
+                f"{target}.setBias({weights}.vec({outs}));"]
 
     def rtneural_schema(self) -> dict[str, Any]:
         size_key = {"anyOf": [{"$ref": "#/$defs/units"},

@@ -9,7 +9,7 @@ activation after the layer, as the loader does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import activations
@@ -108,6 +108,12 @@ class Dense(LayerKind):
         types = [f"RTNeural::DenseT<float, {in_features}, {layer.units}>"]
         activation = activations.cpp_type(layer.activation, layer.units)
         return types + ([activation] if activation else [])
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        # The file's kernel is [in][out]; DenseT::setWeights takes [out][in].
+        lines = [f"{target}.setWeights({weights}.transposed({in_features}, {layer.units}));"]
+        return lines + ([f"{target}.setBias({weights}.vec({layer.units}).data());"] if len(shapes) > 1 else [])
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

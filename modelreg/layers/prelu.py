@@ -24,7 +24,7 @@ requires the shape to match and refuses an activation.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .base import LayerKind, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
@@ -125,6 +125,10 @@ class PReLU(LayerKind):
 
     def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
         return [f"RTNeural::PReLUActivationT<float, {in_features}>"]
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        return [f"{target}.setAlphaVals({weights}.vec({in_features}));"]  # row 0 of [1][units]
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,7 @@ internal activations are fixed (tanh/sigmoid), so it takes no ``activation``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import LayerKind, LayerSpec, SizeCheck, StateReader, StateSpec
@@ -86,6 +86,17 @@ class Recurrent(LayerKind):
 
     def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
         return [f"RTNeural::{self.cpp_template}<float, {in_features}, {layer.units}>"]
+
+    def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
+                        shapes: Sequence[tuple[int, ...]]) -> list[str]:
+        # Kernel [in][G*units] and recurrent kernel [units][G*units] as stored; the bias is one
+        # summed row (LSTM) or two rows (GRU), see rtneural_shapes().
+        wide = self.gates * layer.units
+        bias_shape = shapes[2]
+        bias = f"{weights}.vec({wide})" if len(bias_shape) == 1 else f"{weights}.rows({bias_shape[0]}, {wide})"
+        return [f"{target}.setWVals({weights}.rows({in_features}, {wide}));",
+                f"{target}.setUVals({weights}.rows({layer.units}, {wide}));",
+                f"{target}.setBVals({bias});"]
 
     def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
         units = check.units

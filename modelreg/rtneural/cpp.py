@@ -76,12 +76,17 @@ ENV_RTNEURAL = "MODELREG_RTNEURAL"
 ENV_BACKEND = "MODELREG_RTNEURAL_BACKEND"
 ENV_CACHE = "MODELREG_CACHE_DIR"
 BACKENDS = ("eigen", "stl")
-PROTOCOL = 1
+PROTOCOL = 2
 #: What to set, in every "not configured" message.
 HOW_TO_CONFIGURE = (f"set {ENV_RTNEURAL} to an RTNeural checkout (the folder holding RTNeural/ and modules/), "
                     "or [settings] rtneural in the registry")
 _COMPILERS = ("c++", "g++", "clang++")
 _RUNNER_SOURCE = Path(__file__).with_name("runner.cpp")
+_RT_HELPERS = Path(__file__).with_name("modelreg_rt.h")  # included by the runner: part of every build key
+ENV_CXXFLAGS = "MODELREG_CXXFLAGS"
+ENV_RTSAN_CXX = "MODELREG_RTSAN_CXX"
+#: clang's RealtimeSanitizer (-fsanitize=realtime) came with clang 20.
+_RTSAN_MIN_CLANG = 20
 # Lines RTNeural's loaders print in debug mode when all is well; any other line is a warning.
 _INFO_LINE = re.compile(r"# dimensions: \d+|Layer: \S+|  Dims: \d+|  activation: \S*")
 
@@ -104,6 +109,9 @@ class Toolchain:
     compiler_version: str  # first line of `--version`
     compiler_identity: str  # the whole `--version` output (part of the cache key)
     backend: str
+    #: The user's own flags ([settings] rtneural_cxxflags or $MODELREG_CXXFLAGS), after modelreg's:
+    #: build the runner as the plugin is built (-march, RTNEURAL_DEFAULT_ALIGNMENT...).
+    extra_flags: tuple[str, ...] = ()
 
     def flags(self, *, header: bool = False) -> list[str]:
         """Compiler flags (without the source and output)."""
@@ -118,7 +126,7 @@ class Toolchain:
                 # Pitfall 1 of RTNeural's compile-time API with Eigen: fixed-size layers above
                 # Eigen's stack limit do not compile; the model lives on the heap (make()).
                 flags.append("-DEIGEN_STACK_ALLOCATION_LIMIT=0")
-        return flags
+        return flags + list(self.extra_flags)
 
     def figures(self) -> dict[str, str]:
         """What a C++ check ran on, for its figures."""
@@ -216,7 +224,58 @@ def find_toolchain(settings: Mapping[str, Any] | None = None, registry_file: Pat
                                 found=str(root / "modules" / "Eigen"))
     argv, path = _compiler()
     identity = _compiler_version(argv, path)
-    return Toolchain(root, origin, argv, path, identity.splitlines()[0].strip(), identity, backend)
+    configured_flags = settings.get("rtneural_cxxflags") or os.environ.get(ENV_CXXFLAGS, "")
+    return Toolchain(root, origin, argv, path, identity.splitlines()[0].strip(), identity, backend,
+                     tuple(shlex.split(str(configured_flags))))
+
+
+@attrs.frozen
+class Sanitizer:
+    """A clang that has RealtimeSanitizer (``-fsanitize=realtime``, clang >= 20), or why there is none."""
+
+    compiler: tuple[str, ...] = ()
+    path: str = ""
+    version: str = ""
+    identity: str = ""
+    missing: str = ""  # why there is none ("" when there is one)
+
+
+_sanitizers: dict[str, Sanitizer] = {}
+
+
+def find_sanitizer() -> Sanitizer:
+    """``$MODELREG_RTSAN_CXX``, else the newest ``clang++-N`` (N >= 20) on PATH, else ``clang++`` when it is
+    new enough; ``$MODELREG_RTSAN_CXX=off`` turns RealtimeSanitizer off. Looked up once per process
+    and setting."""
+    configured = os.environ.get(ENV_RTSAN_CXX, "").strip()
+    if configured in _sanitizers:
+        return _sanitizers[configured]
+    if configured == "off":
+        _sanitizers[configured] = Sanitizer(missing=f"turned off (${ENV_RTSAN_CXX}=off)")
+        return _sanitizers[configured]
+    candidates = [configured] if configured else [f"clang++-{n}" for n in range(30, _RTSAN_MIN_CLANG - 1, -1)] + ["clang++"]
+    found = Sanitizer(missing=f"no clang >= {_RTSAN_MIN_CLANG} with RealtimeSanitizer found (Debian/Ubuntu: apt-get "
+                              f"install clang-22 libclang-rt-22-dev; or set {ENV_RTSAN_CXX})")
+    for candidate in candidates:
+        argv = tuple(shlex.split(candidate))
+        path = shutil.which(argv[0]) if argv else None
+        if path is None:
+            if configured:
+                found = Sanitizer(missing=f"${ENV_RTSAN_CXX} names {candidate!r}, which is not on PATH")
+            continue
+        try:
+            identity = _compiler_version(argv, path)
+        except ToolchainError:
+            continue
+        match = re.search(r"clang version (\d+)", identity)
+        if match is None or int(match[1]) < _RTSAN_MIN_CLANG:
+            if configured:
+                found = Sanitizer(missing=f"${ENV_RTSAN_CXX} names {candidate!r}, which is not clang >= {_RTSAN_MIN_CLANG}")
+            continue
+        found = Sanitizer(argv, path, identity.splitlines()[0].strip(), identity)
+        break
+    _sanitizers[configured] = found
+    return found
 
 
 def _checkout_problem(root: Path, missing: list[str]) -> str:
@@ -333,24 +392,35 @@ def _first_error_lines(text: str, limit: int = 12) -> str:
     return "\n".join(lines[first:first + limit]).strip()
 
 
-def _selftest(binary: Path, backend: str, mode: str) -> bool:
+def _selftest(binary: Path, backend: str, mode: str) -> tuple[bool, str]:
+    """Whether ``binary`` passes its self-test, and what it said when it did not."""
     try:
         done = subprocess.run([str(binary), "--selftest"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
     expected = f"modelreg-rtneural-runner {PROTOCOL} {backend} {mode}"
-    return done.returncode == 0 and done.stdout.splitlines()[:2] == [expected, "selftest ok"]
+    if done.returncode == 0 and done.stdout.splitlines()[:2] == [expected, "selftest ok"]:
+        return True, ""
+    said = [line.removeprefix("selftest failed: ") for line in done.stdout.splitlines() if line.startswith("selftest failed")]
+    return False, said[0] if said else (done.stderr or done.stdout).strip()[-300:]
 
 
-def _build(toolchain: Toolchain, kind: str, extra_flags: list[str], key_parts: list[str], mode: str) -> Path:
-    """The cached binary for ``kind``; compiled (under a file lock, installed atomically) when missing or broken."""
+def _build(toolchain: Toolchain, kind: str, extra_flags: list[str], key_parts: list[str], mode: str,
+           sanitizer: Sanitizer | None = None) -> Path:
+    """The cached binary for ``kind``; compiled (under a file lock, installed atomically) when missing or broken.
+    With ``sanitizer``: built by that clang with RealtimeSanitizer instead of the toolchain's compiler."""
     from filelock import FileLock
 
-    source = _RUNNER_SOURCE.read_bytes()
+    source = _RUNNER_SOURCE.read_bytes() + _RT_HELPERS.read_bytes()
     flags = toolchain.flags(header=mode == "header") + extra_flags
+    compiler = [toolchain.compiler_path, *toolchain.compiler, toolchain.compiler_identity]
+    if sanitizer is not None:
+        flags = [*flags, "-fsanitize=realtime", "-DMODELREG_RTSAN=1", "-g"]
+        compiler = [sanitizer.path, *sanitizer.compiler, sanitizer.identity]
+        kind = f"rtsan-{kind}"
     key = hashlib.sha256(json.dumps({
         "protocol": PROTOCOL, "source": hashlib.sha256(source).hexdigest(), "tree": _tree_digest(toolchain),
-        "compiler": [toolchain.compiler_path, *toolchain.compiler, toolchain.compiler_identity],
+        "compiler": compiler,
         "flags": flags, "backend": toolchain.backend, "cpu": _cpu_identity(), "extra": key_parts,
     }, sort_keys=True).encode()).hexdigest()[:24]
     if key in _build_failures:  # one attempt per process: 200 models do not compile 200 times
@@ -364,10 +434,10 @@ def _build(toolchain: Toolchain, kind: str, extra_flags: list[str], key_parts: l
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(binary) + ".lock", timeout=900):
-            if binary.is_file() and _selftest(binary, toolchain.backend, mode):
+            if binary.is_file() and _selftest(binary, toolchain.backend, mode)[0]:
                 verified[key] = binary
                 return binary
-            _compile(toolchain, kind, flags, binary, mode)
+            _compile(toolchain, kind, flags, binary, mode, sanitizer)
             verified[key] = binary
     except OSError as exc:
         raise ToolchainError.at(f"cannot use the cache folder {folder}: {exc.strerror or exc}",
@@ -378,14 +448,20 @@ def _build(toolchain: Toolchain, kind: str, extra_flags: list[str], key_parts: l
     return binary
 
 
-def _compile(toolchain: Toolchain, kind: str, flags: list[str], binary: Path, mode: str) -> None:
+def _compile(toolchain: Toolchain, kind: str, flags: list[str], binary: Path, mode: str,
+             sanitizer: Sanitizer | None = None) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{binary.name}.", suffix=".partial", dir=binary.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    command = [*toolchain.compiler, *flags, str(_RUNNER_SOURCE), "-o", str(tmp)]
-    what = "RTNeural's C++ runner" if kind == "runner" else f"the C++ test program of {kind.split(':', 1)[-1]}'s header"
-    again = "RTNeural checkout, compiler and flags" if kind == "runner" else "header"
-    notice(f"compiling {what} ({toolchain.backend} backend, {toolchain.compiler_version}) into {binary.parent}: "
+    compiler = sanitizer.compiler if sanitizer is not None else toolchain.compiler
+    version = sanitizer.version if sanitizer is not None else toolchain.compiler_version
+    command = [*compiler, *flags, str(_RUNNER_SOURCE), "-o", str(tmp)]
+    plain = kind.removeprefix("rtsan-")
+    what = "RTNeural's C++ runner" if plain == "runner" else f"the C++ test program of {plain.split(':', 1)[-1]}'s header"
+    if sanitizer is not None:
+        what += " with RealtimeSanitizer"
+    again = "RTNeural checkout, compiler and flags" if plain == "runner" else "header"
+    notice(f"compiling {what} ({toolchain.backend} backend, {version}) into {binary.parent}: "
            f"once per {again}, it takes a while (about half a minute with Eigen)")
     started = time.perf_counter()
     try:
@@ -396,14 +472,18 @@ def _compile(toolchain: Toolchain, kind: str, flags: list[str], binary: Path, mo
                                     key="CXX", found=toolchain.compiler_path) from None
         seconds = time.perf_counter() - started
         if done.returncode != 0:
-            what = "modelreg's RTNeural runner" if kind == "runner" else f"the test program of {kind.split(':', 1)[-1]}"
+            what = "modelreg's RTNeural runner" if plain == "runner" else f"the test program of {plain.split(':', 1)[-1]}"
+            if sanitizer is not None:
+                what += " with RealtimeSanitizer"
             raise ToolchainError.at(
-                f"compiling {what} against {toolchain.root} ({toolchain.compiler_version}, "
+                f"compiling {what} against {toolchain.root} ({version}, "
                 f"{toolchain.backend} backend) failed:\n{_first_error_lines(done.stderr or done.stdout)}",
                 key=toolchain.origin)
-        if not _selftest(tmp, toolchain.backend, mode):
-            raise ToolchainError.at(f"the freshly compiled {kind} fails its self-test ({toolchain.compiler_version}, "
-                                    f"{toolchain.backend} backend, RTNeural at {toolchain.root})", key=toolchain.origin)
+        passed, said = _selftest(tmp, toolchain.backend, mode)
+        if not passed:
+            raise ToolchainError.at(f"the freshly compiled {kind} fails its self-test ({version}, "
+                                    f"{toolchain.backend} backend, RTNeural at {toolchain.root}): {said}",
+                                    key=toolchain.origin)
         os.chmod(tmp, 0o755)
         os.replace(tmp, binary)  # atomic: readers see the old entry or the complete new one
         _builds.append(Build(binary, kind, seconds))
@@ -424,11 +504,33 @@ class Loaded:
     out_size: int
     layers: tuple[tuple[str, int, int], ...]  # (name, in, out) as the loaded model holds them
     log: str  # the loader's debug output
+    #: How long the load took in C++: construct the model and set its weights (plus, for a file,
+    #: reading and parsing it), in nanoseconds.
+    load_ns: int = 0
 
     @property
     def warnings(self) -> list[str]:
         """Lines of the loader's debug output that are not its usual layer/shape lines."""
         return [line for line in self.log.splitlines() if line.strip() and not _INFO_LINE.fullmatch(line)]
+
+
+@attrs.frozen
+class Allocations:
+    """Heap calls made by ``reset()`` and ``forward()`` (see :meth:`Runner.alloc`)."""
+
+    calls: int
+    bytes: int
+    first: str = ""  # "operator new", "malloc", "free"...
+    first_size: int = 0
+    first_where: str = ""  # "reset" or "forward:FRAME"
+    counted: bool = True  # False: a RealtimeSanitizer build (it stops at the first call instead)
+
+    def describe(self) -> str:
+        if not self.calls:
+            return "no heap allocation or free"
+        where = self.first_where.replace("forward:", "forward() of frame ") if self.first_where != "reset" else "reset()"
+        return (f"{self.calls} heap call{'s' if self.calls != 1 else ''} ({self.bytes} bytes); the first: "
+                f"{self.first}({self.first_size}) in {where}")
 
 
 class RunnerError(Exception):
@@ -461,7 +563,10 @@ class Runner:
             with contextlib.suppress(ValueError):
                 how = signal.Signals(-code).name
         self._stderr.seek(0)
-        detail = self._stderr.read().decode(errors="replace").strip()[-500:]
+        said = self._stderr.read().decode(errors="replace").strip()
+        report = said.find("RealtimeSanitizer")
+        # A sanitizer's report says what and where first; anything else, its last words.
+        detail = "\n".join(said[report:].splitlines()[:14]) if report >= 0 else said[-500:]
         return RunnerDied(f"the RTNeural runner died ({how}) while {doing}" + (f": {detail}" if detail else ""))
 
     def _request(self, line: str, payload: bytes, doing: str) -> str:
@@ -490,13 +595,14 @@ class Runner:
         with self._lock:
             return self._request("hello", b"", "starting")
 
-    def load(self, path: Path) -> Loaded:
-        """Load an RTNeural JSON file (RunnerError: the loader refused it; RunnerDied: it crashed)."""
+    def load(self, path: Path | None) -> Loaded:
+        """Load an RTNeural JSON file, or (``None``) the embedded weights of the header the runner was
+        built with (RunnerError: the loader refused it; RunnerDied: it crashed)."""
         if "\n" in str(path):
             raise RunnerError(f"a path with a line break cannot be passed to the runner: {str(path)!r}")
-        doing = f"loading {path}"
+        doing = f"loading {path}" if path is not None else "loading the embedded weights"
         with self._lock:
-            head = self._request(f"load {Path(path).absolute()}", b"", doing).split()
+            head = self._request(f"load {Path(path).absolute() if path is not None else '-'}", b"", doing).split()
             count = int(head[4])
             layers = []
             assert self._proc.stdout is not None
@@ -505,31 +611,68 @@ class Runner:
                 layers.append((name, int(size_in), int(size_out)))
             log_head = self._proc.stdout.readline().decode().split()
             log = self._read(int(log_head[1]), doing).decode(errors="replace")
-        return Loaded(int(head[1]), int(head[2]), int(head[3]), tuple(layers), log)
+        return Loaded(int(head[1]), int(head[2]), int(head[3]), tuple(layers), log,
+                      int(head[5]) if len(head) > 5 else 0)
 
-    def run(self, model: Loaded, frames: np.ndarray) -> np.ndarray:
-        """``frames [time, in]`` from a reset, one frame per call; ``[time, out]`` float32."""
+    def run(self, model: Loaded, frames: np.ndarray, *, reset: str = "default") -> np.ndarray:
+        """``frames [time, in]`` from a reset, one frame per call; ``[time, out]`` float32.
+
+        ``reset``: ``"default"`` (what the model's own reset does: a header's reset(), which restores
+        the resting state when the entry asks) or ``"zero"`` (RTNeural's reset(): state zeroed)."""
         import numpy as np
 
         data = np.ascontiguousarray(frames, dtype=np.float32)
         steps = data.shape[0]
         with self._lock:
-            self._request(f"run {model.id} {steps} {data.shape[1]}", data.tobytes(), f"running {steps} frames")
+            self._request(f"run {model.id} {steps} {data.shape[1]} {reset}", data.tobytes(), f"running {steps} frames")
             raw = self._read(4 * steps * model.out_size, "reading outputs")
         return np.frombuffer(raw, dtype=np.float32).reshape(steps, model.out_size).copy()
 
     def time(self, model: Loaded, frame: np.ndarray, *, seconds: float = 0.4, min_iterations: int = 200,
-             max_iterations: int = 100_000, warmup_seconds: float = 0.05, min_warmup: int = 20) -> tuple[np.ndarray, int, int]:
-        """Per-call nanoseconds of ``forward(frame)`` timed in C++: (samples, warm-up calls, clock overhead ns)."""
+             max_iterations: int = 100_000, warmup_seconds: float = 0.05, min_warmup: int = 20,
+             block: int = 1) -> tuple[np.ndarray, int, int]:
+        """Nanoseconds per ``forward(frame)`` (per ``block`` calls when ``block > 1``: an audio
+        callback's block) timed in C++: (samples, warm-up calls, clock overhead ns)."""
         import numpy as np
 
         data = np.ascontiguousarray(frame, dtype=np.float32).reshape(-1)
         with self._lock:
             head = self._request(f"time {model.id} {data.size} {min_warmup} {warmup_seconds} {min_iterations} "
-                                 f"{max_iterations} {seconds}", data.tobytes(), "timing").split()
+                                 f"{max_iterations} {seconds} {block}", data.tobytes(), "timing").split()
             warmup, count, overhead = int(head[1]), int(head[2]), int(head[3])
             raw = self._read(8 * count, "reading timings")
         return np.frombuffer(raw, dtype=np.int64).copy(), warmup, overhead
+
+    def alloc(self, model: Loaded, frames: np.ndarray) -> Allocations:
+        """The heap calls ``reset()`` and then ``forward()`` over ``frames [time, in]`` make (counted in
+        the runner; a RealtimeSanitizer build stops, RunnerDied, at the first unsafe call instead)."""
+        import numpy as np
+
+        data = np.ascontiguousarray(frames, dtype=np.float32)
+        with self._lock:
+            head = self._request(f"alloc {model.id} {data.shape[0]} {data.shape[1]}", data.tobytes(),
+                                 "running reset() and forward() with the allocation counter armed").split()
+            assert self._proc.stdout is not None
+            first = self._proc.stdout.readline().decode(errors="replace").split()
+        calls, size = int(head[1]), int(head[2])
+        if len(first) >= 4:
+            return Allocations(calls, size, first[1].replace("_", " "), int(first[2]), first[3])
+        return Allocations(calls, size, counted=first[1:] != ["uncounted"])
+
+    def subnormal(self, model: Loaded, signal: np.ndarray, rest: np.ndarray, tail: int) -> tuple[int, np.ndarray]:
+        """``forward()`` timed per call over ``signal [time, in]`` then ``tail`` frames of ``rest [in]``,
+        once with the FPU as it is and once with denormals flushed: (subnormal outputs seen in the first
+        run's tail, ns ``[2, time + tail]``)."""
+        import numpy as np
+
+        data = np.ascontiguousarray(signal, dtype=np.float32)
+        rest_frame = np.ascontiguousarray(rest, dtype=np.float32).reshape(-1)
+        steps = data.shape[0] + tail
+        with self._lock:
+            head = self._request(f"subnormal {model.id} {data.shape[1]} {data.shape[0]} {tail}",
+                                 data.tobytes() + rest_frame.tobytes(), "timing a signal and its silent tail").split()
+            raw = self._read(8 * 2 * steps, "reading timings")
+        return int(head[1]), np.frombuffer(raw, dtype=np.int64).reshape(2, steps).copy()
 
     def free(self, model: Loaded) -> None:
         with self._lock, contextlib.suppress(RunnerDied):
@@ -574,11 +717,13 @@ def runner_for(toolchain: Toolchain) -> Runner:
         return runner
 
 
-def header_runner(toolchain: Toolchain, header: Path, namespace: str, name: str) -> Runner:
+def header_runner(toolchain: Toolchain, header: Path, namespace: str, name: str, *, embedded: bool = False,
+                  sanitizer: Sanitizer | None = None) -> Runner:
     """A runner compiled with the rtneural-cpp header ``header`` (its compile-time ModelT); the caller closes it.
 
-    Cached by the header's content: weights come from the JSON file at run time,
-    so a new checkpoint never needs a new build.
+    Cached by the header's content: with weights from the JSON file at run time, a new
+    checkpoint never needs a new build (an ``embedded`` header holds them: its runner
+    loads with ``load(None)``). ``sanitizer``: built with RealtimeSanitizer.
     """
     digest = hashlib.sha256(header.read_bytes()).hexdigest()
     # The header is copied into the cache, so that the build does not depend on where it came from.
@@ -591,8 +736,16 @@ def header_runner(toolchain: Toolchain, header: Path, namespace: str, name: str)
             handle.write(header.read_bytes())
         os.replace(tmp, copy)
     flags = [f'-DMODELREG_HEADER="{copy}"', f"-DMODELREG_HEADER_NS={namespace}"]
-    binary = _build(toolchain, f"header:{name}", flags, [digest], "header")
+    if embedded:
+        flags.append("-DMODELREG_HEADER_EMBEDDED=1")
+    binary = _build(toolchain, f"header:{name}", flags, [digest], "header", sanitizer)
     return Runner(binary, toolchain, "header")
+
+
+def sanitizer_runner(toolchain: Toolchain, sanitizer: Sanitizer) -> Runner:
+    """The dynamic-API runner built with RealtimeSanitizer (one process per use: the first unsafe
+    call stops it); the caller closes it."""
+    return Runner(_build(toolchain, "runner", [], [], "dynamic", sanitizer), toolchain)
 
 
 @atexit.register
@@ -626,7 +779,7 @@ def expected_layers(document: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     return layers
 
 
-def load_checked(runner: Runner, path: Path, *, model: str | None = None,
+def load_checked(runner: Runner, path: Path | None, *, model: str | None = None,
                  sizes: tuple[int, int] | None = None,
                  declared: list[tuple[str, int, int]] | None = None) -> Loaded:
     """Load ``path`` in RTNeural's C++ loader; ArtifactError if it refuses the file, crashes on it,
@@ -637,7 +790,7 @@ def load_checked(runner: Runner, path: Path, *, model: str | None = None,
     read for them."""
     from ..paths import display_path
 
-    shown = display_path(path)
+    shown = display_path(path) if path is not None else "the header's embedded weights"
 
     def problem(reason: str, **extra: Any) -> ArtifactError:
         return ArtifactError(Problem(reason, file=shown, model=model, **extra))
@@ -651,7 +804,7 @@ def load_checked(runner: Runner, path: Path, *, model: str | None = None,
     try:
         if loaded.warnings:
             raise problem("RTNeural's C++ loader warns (debug mode): " + " | ".join(loaded.warnings[:5]))
-        if runner.mode == "dynamic":
+        if runner.mode == "dynamic" and path is not None:
             if declared is None:
                 document = _read_document(path)
                 declared = expected_layers(document) if isinstance(document, dict) else []
@@ -775,5 +928,179 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
                    f"vs target {spec.latency_ms:g} ms ({stats.iterations} calls)")
         return CheckResult(name, "pass" if value <= spec.latency_ms else "fail", summary, figures)
 
-    return [("dynamic_parity", dynamic_parity), ("dynamic_latency", dynamic_latency)]
+    def dynamic_realtime(path: Path) -> CheckResult:
+        name = "rtneural.dynamic_realtime"
+        skipped = setup(name)
+        if skipped is not None:
+            return skipped
+        toolchain = shared["toolchain"]
+        if shared.get("load_failed"):
+            return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see rtneural.dynamic_parity)")
+        return realtime_check(name, spec, toolchain, "the dynamic model (parseJson)",
+                              lambda: runner_for(toolchain), path,
+                              lambda sanitizer: sanitizer_runner(toolchain, sanitizer), shared_runner=True)
+
+    return [("dynamic_parity", dynamic_parity), ("dynamic_realtime", dynamic_realtime),
+            ("dynamic_latency", dynamic_latency)]
+
+
+# ---------------------------------------------------------------- real-time safety and denormals
+
+
+def _rt_frames(spec: ModelSpec) -> np.ndarray:
+    """What the real-time checks feed: the parity stream, one frame per call ``[time, in]``."""
+    from ..inputs import stream
+
+    return stream(spec.in_features, input_range=spec.input_range)[0]
+
+
+def realtime_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str, open_runner: Callable[[], Runner],
+                   path: Path | None, open_sanitized: Callable[[Sanitizer], Runner], *,
+                   shared_runner: bool = False) -> CheckResult:
+    """``reset()`` and ``forward()`` over the parity stream, with the runner's allocation counter armed
+    around them, then (where a clang has it) under RealtimeSanitizer, which also catches locks and
+    blocking system calls. Fails on any heap call or sanitizer report, naming it."""
+    from ..report import CheckResult
+
+    frames = _rt_frames(spec)
+    runner = open_runner()
+    try:
+        loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
+        try:
+            counted = runner.alloc(loaded, frames)
+        finally:
+            runner.free(loaded)
+    finally:
+        if not shared_runner:
+            runner.close()
+    figures: dict[str, Any] = {"engine": engine, "frames": int(frames.shape[0]), "allocations": counted.calls,
+                               "allocated_bytes": counted.bytes, **toolchain.figures()}
+    if counted.calls:
+        figures["first_allocation"] = f"{counted.first}({counted.first_size}) in {counted.first_where}"
+    problems = [] if not counted.calls else [f"{engine}: {counted.describe()}"]
+    sanitizer = find_sanitizer()
+    if sanitizer.missing:
+        figures["rtsan"] = "not run"
+        rtsan_text = f"RealtimeSanitizer not run ({sanitizer.missing}): the counter alone"
+    else:
+        figures["rtsan_compiler"] = sanitizer.version
+        sanitized = open_sanitized(sanitizer)
+        try:
+            loaded = load_checked(sanitized, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
+            sanitized.alloc(loaded, frames)
+            figures["rtsan"] = "clean"
+            rtsan_text = "RealtimeSanitizer: clean"
+        except RunnerDied as exc:
+            figures["rtsan"] = "violation"
+            report = str(exc).split(": ", 1)[-1]
+            problems.append(f"RealtimeSanitizer stopped {engine}: {report}")
+            rtsan_text = "RealtimeSanitizer: violation"
+        finally:
+            sanitized.close()
+    if problems:
+        return CheckResult(name, "fail", "\n".join(problems) + "\n(reset() and forward() run on the audio thread: "
+                           "they must not allocate, lock or block)", figures)
+    return CheckResult(name, "pass", f"{engine}: no heap call in reset() and {frames.shape[0]} forward() calls; "
+                       f"{rtsan_text}", figures)
+
+
+#: The silent tail may be this many times slower than the signal before subnormals fail the check.
+DENORMAL_SLOWDOWN = 2.0
+#: Frames of rest input after the signal (long enough for recurrent state and buffers to decay).
+DENORMAL_TAIL = 4096
+
+
+def denormal_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str, runner: Runner,
+                   path: Path | None) -> CheckResult:
+    """The parity stream, then a long silent tail (the rest input), timed per forward() in C++ with
+    and without flushing denormals. Fails when subnormal outputs appear and the tail is more than
+    :data:`DENORMAL_SLOWDOWN` times slower than the signal unflushed; else passes with the figures."""
+    import numpy as np
+
+    from ..report import CheckResult
+
+    signal = _rt_frames(spec)
+    rest = np.zeros(spec.in_features, np.float32)
+    loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
+    try:
+        subnormal, ns = runner.subnormal(loaded, signal, rest, DENORMAL_TAIL)
+    finally:
+        runner.free(loaded)
+    n = signal.shape[0]
+    # The first frames of the tail still carry the signal's state: judge the tail's second half.
+    tail_from = n + DENORMAL_TAIL // 2
+    medians = {key: float(np.median(values)) / 1000.0 for key, values in (
+        ("signal_us", ns[0, :n]), ("tail_us", ns[0, tail_from:]),
+        ("signal_flushed_us", ns[1, :n]), ("tail_flushed_us", ns[1, tail_from:]))}
+    slowdown = medians["tail_us"] / max(medians["signal_us"], 1e-9)
+    figures: dict[str, Any] = {"engine": engine, "subnormal_outputs": subnormal, "tail_frames": DENORMAL_TAIL,
+                               **{k: round(v, 4) for k, v in medians.items()},
+                               "tail_slowdown": round(slowdown, 3), "threshold": DENORMAL_SLOWDOWN, **toolchain.figures()}
+    summary = (f"{engine}: silent tail {medians['tail_us']:.3g} us/frame vs signal {medians['signal_us']:.3g} us "
+               f"(x{slowdown:.2f}; flushed: x{medians['tail_flushed_us'] / max(medians['signal_flushed_us'], 1e-9):.2f}), "
+               f"{subnormal} subnormal outputs in {DENORMAL_TAIL} silent frames")
+    if subnormal and slowdown > DENORMAL_SLOWDOWN:
+        return CheckResult(name, "fail", summary + f": subnormals slow the silent tail more than {DENORMAL_SLOWDOWN:g}x; "
+                           "flush denormals on the audio thread (modelreg_rt::ScopedFlushDenormals in the header, "
+                           "or JUCE's ScopedNoDenormals)", figures)
+    if subnormal:
+        summary += (f"; warning: subnormals appear, {slowdown:.2f}x is within {DENORMAL_SLOWDOWN:g}x here; "
+                    "flushing denormals (modelreg_rt::ScopedFlushDenormals) is safer")
+    return CheckResult(name, "pass", summary, figures)
+
+
+def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
+                         ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+    """``realtime`` and ``denormals`` of an rtneural-cpp header's model (its declared weights form)."""
+    from ..report import CheckResult
+    from .header import cpp_namespace
+
+    embedded = spec.cpp_weights == "embedded"
+    engine = f"the compiled header ({'embedded' if embedded else 'JSON'} weights)"
+
+    def prepare(name: str, path: Path) -> tuple[Toolchain, Path | None, Any] | CheckResult:
+        try:
+            toolchain = toolchain_for(spec)
+        except NotConfigured as exc:
+            return CheckResult(name, "skip", str(exc))
+        if embedded:
+            return toolchain, None, None
+        # The header's JSON form loads the RTNeural file of this very module.
+        from .exporter import RTNeuralExporter
+
+        folder = tempfile.TemporaryDirectory(prefix="modelreg-cpp-")
+        weights = Path(folder.name) / f"{spec.name}.json"
+        RTNeuralExporter().export(spec, module, weights)
+        return toolchain, weights, folder
+
+    def realtime(path: Path) -> CheckResult:
+        name = "rtneural-cpp.realtime"
+        ready = prepare(name, path)
+        if isinstance(ready, CheckResult):
+            return ready
+        toolchain, weights, folder = ready
+        try:
+            return realtime_check(name, spec, toolchain, engine,
+                                  lambda: header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded),
+                                  weights,
+                                  lambda sanitizer: header_runner(toolchain, path, cpp_namespace(spec), spec.name,
+                                                                  embedded=embedded, sanitizer=sanitizer))
+        finally:
+            if folder is not None:
+                folder.cleanup()
+
+    def denormals(path: Path) -> CheckResult:
+        name = "rtneural-cpp.denormals"
+        ready = prepare(name, path)
+        if isinstance(ready, CheckResult):
+            return ready
+        toolchain, weights, folder = ready
+        try:
+            with header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
+                return denormal_check(name, spec, toolchain, engine, runner, weights)
+        finally:
+            if folder is not None:
+                folder.cleanup()
+
+    return [("realtime", realtime), ("denormals", denormals)]
 

@@ -23,7 +23,10 @@ import math
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from ..atomic import atomic_write_text
 from ..errors import Problem
@@ -31,6 +34,7 @@ from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
     from ..builder import RealtimeModel
+    from ..report import CheckResult
     from ..spec import ModelSpec
 
 __all__ = ["RTNeuralCppExporter", "cpp_namespace", "model_type", "render_header"]
@@ -221,17 +225,21 @@ inline void check(const nlohmann::json& doc, int in_size, const LayerInfo* expec
 '''
 
 
-def render_header(spec: ModelSpec) -> str:
-    """The text of ``models/cpp/NAME.h`` for ``spec``."""
-    ident = cpp_identifier(spec.name)
+#: The shared real-time helpers (no JSON): copied into every header, included by the C++ runner.
+RT_HELPERS = Path(__file__).with_name("modelreg_rt.h")
+# Embedded weights are written as string literals of this many bytes at most: every compiler takes
+# them (MSVC refuses longer ones) and they compile ~10x faster than float initializer lists.
+_CHUNK_BYTES = 32768
+# Markers around the embedded data, so that a header's weights can be told from its code.
+_DATA_BEGIN = "// ---- embedded weights begin"
+_DATA_END = "// ---- embedded weights end"
+
+
+def _eigen_guard(spec: ModelSpec) -> str:
     matrix_bytes, matrix_layer = largest_matrix(spec)
-    layers = ",\n".join(_layer_info(spec))
-    summary = ", ".join(
-        f"{layer.type} {layer.units}" + (f" {layer.activation}" if layer.type == "dense" else "") for layer in spec.layers
-    )
-    eigen_guard = ""
-    if matrix_bytes > _EIGEN_STACK_LIMIT:
-        eigen_guard = f'''
+    if matrix_bytes <= _EIGEN_STACK_LIMIT:
+        return ""
+    return f'''
 // Pitfall 1 (Eigen backend): {matrix_layer} holds a fixed-size matrix of {matrix_bytes} bytes, above
 // Eigen's default stack allocation limit ({_EIGEN_STACK_LIMIT}), which fails to compile with
 // OBJECT_ALLOCATED_ON_STACK_IS_TOO_BIG. Build every file that includes this header with
@@ -241,59 +249,110 @@ def render_header(spec: ModelSpec) -> str:
 #error "modelreg: {spec.name}: {matrix_layer} needs {matrix_bytes} bytes, above EIGEN_STACK_ALLOCATION_LIMIT: build with -DEIGEN_STACK_ALLOCATION_LIMIT=0"
 #endif
 '''
-    return f'''{_MARKER} (version {RTNeuralCppExporter.version}) for the
-// registry entry "{spec.name}". Do not edit: `modelreg export` rewrites it.
-//
-// {spec.name}: {spec.in_features} inputs -> {summary} -> {spec.out_features} outputs.
-// The type below is RTNeural's compile-time API for exactly this entry; the weights come
-// from the model's RTNeural JSON file (models/{spec.name}.json) at run time:
-//
-//     auto model = modelreg_models::{ident}::load("{spec.name}.json");   // throws on any mismatch
-//     model->reset();
-//     alignas(RTNEURAL_DEFAULT_ALIGNMENT) float in[modelreg_models::{ident}::kInputSize] = {{}};
-//     model->forward(in);                       // one frame per call; state is kept between calls
-//     const float* out = model->getOutputs();   // kOutputSize values
-//
-// Build: C++17, -I<RTNeural checkout>; Eigen backend: -DRTNEURAL_USE_EIGEN=1 -I<checkout>/modules/Eigen
-// and define RTNEURAL_DEFAULT_ALIGNMENT the same way in every file (as RTNeural's CMake does).
-//
-// Pitfall 2: the pointer handed to forward() must be aligned to RTNEURAL_DEFAULT_ALIGNMENT
-// (the Eigen backend maps it as aligned; an unaligned pointer aborts in an assertion).
-// Use an alignas() buffer as above, or Frame below.
-#pragma once
 
-#include <RTNeural/RTNeural.h>
 
-#include <fstream>
-#include <memory>
-#include <stdexcept>
-#include <string>
-{eigen_guard}{_DETAIL}
-namespace modelreg_models
-{{
-namespace {ident}
-{{
-    constexpr int kInputSize = {spec.in_features};
-    constexpr int kOutputSize = {spec.out_features};
+def weight_arrays(spec: ModelSpec, module: RealtimeModel) -> list[list[Any]]:
+    """Per layer, its weight arrays exactly as the RTNeural JSON export writes them (float32, RTNeural layout)."""
+    from .format import to_rtneural
 
-    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};
+    state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
+    return [list(layer["weights"]) for layer in to_rtneural(list(spec.layers), spec.in_features, state)["layers"]]
 
-    /** One input frame, aligned as forward() requires. */
-    struct alignas(RTNEURAL_DEFAULT_ALIGNMENT) Frame
+
+def _embedded(spec: ModelSpec, arrays: list[list[Any]]) -> tuple[str, str]:
+    """The weights as chunks of little-endian float32 bytes, and the statements that set them."""
+    import numpy as np
+
+    data = [np.ascontiguousarray(a, dtype="<f4") for layer in arrays for a in layer]
+    blob = b"".join(a.tobytes() for a in data)
+    chunks = [blob[i:i + _CHUNK_BYTES] for i in range(0, len(blob), _CHUNK_BYTES)]
+    lines = [_DATA_BEGIN, f"    // {len(blob) // 4} float32 values in {len(chunks)} chunks (RTNeural JSON order and layout)"]
+    for index, chunk in enumerate(chunks):
+        lines.append(f"    inline constexpr char kChunk{index}[] =")
+        for row in range(0, len(chunk), 48):  # 48 bytes a line: ~200 columns
+            lines.append('        "' + "".join(f"\\x{byte:02x}" for byte in chunk[row:row + 48]) + '"')
+        lines[-1] += ";"
+    table = ", ".join(f"{{kChunk{i}, {len(c)}}}" for i, c in enumerate(chunks))
+    if chunks:
+        # inline: one copy however many files include the header (C++17).
+        lines.append(f"    inline constexpr modelreg_rt::Chunk kChunks[] = {{{table}}};")
+    lines.append(_DATA_END)
+    # The setters of each layer, as RTNeural's own JSON loader would call them.
+    setters: list[str] = []
+    index, size = 0, spec.in_features
+    for position, (layer, layer_arrays) in enumerate(zip(spec.layers, arrays)):
+        shapes = [tuple(np.asarray(array).shape) for array in layer_arrays]
+        statements = layer.kind.cpp_set_weights(layer, size, f"model.template get<{index}>()", "w", shapes)
+        if statements:
+            setters.append(f"        // layers[{position}] {layer.type} {size} -> {layer.units}")
+            setters += [f"        {statement}" for statement in statements]
+        index += len(layer.kind.cpp_types(layer, size))
+        size = layer.units
+    total = len(blob) // 4
+    body = "\n".join([f"        modelreg_rt::Weights w({'kChunks' if chunks else 'nullptr'}, {len(chunks)});", *setters,
+                      f"        if(w.values_read() != {total})",
+                      f'            throw std::logic_error("modelreg: {spec.name}: the loader read " + std::to_string(w.values_read())',
+                      f'                                   + " of the {total} embedded weights");'])
+    return "\n".join(lines), body
+
+
+def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None) -> str:
+    """The text of ``models/cpp/NAME.h`` for ``spec``.
+
+    ``arrays`` (:func:`weight_arrays`): the weights, needed by entries with ``cpp_weights = "embedded"``;
+    the JSON form depends on the architecture alone.
+    """
+    ident = cpp_identifier(spec.name)
+    embedded = spec.cpp_weights == "embedded"
+    if embedded and arrays is None:
+        raise ValueError(f"{spec.name}: an embedded-weights header needs the model's weight arrays")
+    summary = ", ".join(
+        f"{layer.type} {layer.units}" + (f" {layer.activation}" if layer.type == "dense" else "") for layer in spec.layers
+    )
+    helpers = RT_HELPERS.read_text(encoding="utf-8")
+    if embedded:
+        assert arrays is not None
+        source = "are compiled into this header (no file, no JSON parser)"
+        usage = f'''//     auto model = modelreg_models::{ident}::load();     // allocates: call it off the audio thread
+//     modelreg_models::{ident}::reset(*model);           // before the stream, and whenever it restarts'''
+        includes = "#include <memory>\n#include <stdexcept>\n#include <string>\n#include <vector>"
+        data, setters = _embedded(spec, arrays)
+        loading = f'''
+    namespace weights
     {{
-        float values[kInputSize];
-    }};
+{data}
+    }} // namespace weights
 
+    /** Sets the embedded weights through RTNeural's own setters, as its JSON loader would (allocates:
+     *  call it off the audio thread). */
+    inline void load(Model& model)
+    {{
+        using namespace weights;
+{setters}
+        model.reset();
+    }}
+
+    /** make() + load(): a ready model. */
+    inline std::unique_ptr<Model> load()
+    {{
+        auto model = make();
+        load(*model);
+        return model;
+    }}
+'''
+        detail = ""
+    else:
+        source = f"come from the model's RTNeural JSON file (models/{spec.name}.json) at run time"
+        usage = f'''//     auto model = modelreg_models::{ident}::load("{spec.name}.json");   // throws on any mismatch
+//     modelreg_models::{ident}::reset(*model);           // before the stream, and whenever it restarts'''
+        includes = "#include <fstream>\n#include <memory>\n#include <stdexcept>\n#include <string>"
+        layers = ",\n".join(_layer_info(spec))
+        detail = _DETAIL
+        loading = f'''
     /** What the RTNeural JSON file must declare, layer by layer. */
     inline constexpr modelreg_rtneural_detail::LayerInfo kLayers[] = {{
     {layers.replace(chr(10), chr(10) + "    ")}
     }};
-
-    /** A zeroed model on the heap (it is large, and over-aligned: never put it on an audio thread's stack). */
-    inline std::unique_ptr<Model> make()
-    {{
-        return std::make_unique<Model>();
-    }}
 
     /** Checks `doc` against Model (throws std::runtime_error naming the layer), then loads it. */
     inline void load(Model& model, const nlohmann::json& doc, const std::string& file = "<json>", bool debug = false)
@@ -328,7 +387,64 @@ namespace {ident}
         load(*model, path);
         return model;
     }}
-}} // namespace {ident}
+'''
+    return f'''{_MARKER} (version {RTNeuralCppExporter.version}) for the
+// registry entry "{spec.name}". Do not edit: `modelreg export` rewrites it.
+//
+// {spec.name}: {spec.in_features} inputs -> {summary} -> {spec.out_features} outputs.
+// The type below is RTNeural's compile-time API for exactly this entry; the weights
+// {source}:
+//
+{usage}
+//     alignas(RTNEURAL_DEFAULT_ALIGNMENT) float in[modelreg_models::{ident}::kInputSize] = {{}};
+//     model->forward(in);                       // one frame per call; state is kept between calls
+//     const float* out = model->getOutputs();   // kOutputSize values
+//
+// reset() and forward() allocate nothing, lock nothing and make no system call (modelreg's
+// rtneural.cpp_realtime check proves it in your toolchain). Flush denormals on the audio thread:
+// modelreg_rt::ScopedFlushDenormals (below), or JUCE's ScopedNoDenormals.
+//
+// Build: C++17, -I<RTNeural checkout>; Eigen backend: -DRTNEURAL_USE_EIGEN=1 -I<checkout>/modules/Eigen
+// and define RTNEURAL_DEFAULT_ALIGNMENT the same way in every file (as RTNeural's CMake does);
+// models/cpp/CMakeLists.txt (target modelreg_models) sets all of it.
+//
+// Pitfall 2: the pointer handed to forward() must be aligned to RTNEURAL_DEFAULT_ALIGNMENT
+// (the Eigen backend maps it as aligned; an unaligned pointer aborts in an assertion).
+// Use an alignas() buffer as above, or Frame below.
+#pragma once
+
+#include <RTNeural/RTNeural.h>
+
+{includes}
+{_eigen_guard(spec)}
+{helpers}{detail}
+namespace modelreg_models
+{{
+namespace {ident}
+{{
+    constexpr int kInputSize = {spec.in_features};
+    constexpr int kOutputSize = {spec.out_features};
+
+    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};
+
+    /** One input frame, aligned as forward() requires. */
+    struct alignas(RTNEURAL_DEFAULT_ALIGNMENT) Frame
+    {{
+        float values[kInputSize];
+    }};
+
+    /** A zeroed model on the heap (it is large, and over-aligned: never put it on an audio thread's stack). */
+    inline std::unique_ptr<Model> make()
+    {{
+        return std::make_unique<Model>();
+    }}
+
+    /** Puts the model's state back to what a new stream starts from (real-time safe). */
+    inline void reset(Model& model)
+    {{
+        model.reset();
+    }}
+{loading}}} // namespace {ident}
 }} // namespace modelreg_models
 '''
 
@@ -340,11 +456,14 @@ def _header_facts(text: str) -> dict[str, str]:
 
 
 class RTNeuralCppExporter(Exporter):
-    """Writes ``models/cpp/NAME.h``: the entry's ``RTNeural::ModelT`` type and a checked loader."""
+    """Writes ``models/cpp/NAME.h``: the entry's ``RTNeural::ModelT`` type and its loader (weights from
+    the RTNeural JSON file at run time, or compiled in: the entry's ``cpp_weights``), plus
+    ``models/cpp/CMakeLists.txt`` (the ``modelreg_models`` target hosts link)."""
 
     name = "rtneural-cpp"
     runtime = "RTNeural C++ compiled header (ModelT)"
-    version = "3"
+    # 4: reset(), the real-time helpers (ScopedFlushDenormals, the alignment guard), embedded weights.
+    version = "4"
     thread_safe = True
     suffix = ".h"
 
@@ -358,7 +477,10 @@ class RTNeuralCppExporter(Exporter):
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"
 
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
-        atomic_write_text(path, render_header(spec))
+        arrays = weight_arrays(spec, module) if spec.cpp_weights == "embedded" else None
+        # Written in place: ``path`` is the pipeline's temporary file (renamed once checked).
+        path.write_text(render_header(spec, arrays), encoding="utf-8")
+        write_cmake(path.parent)
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
         from ..paths import display_path
@@ -370,10 +492,11 @@ class RTNeuralCppExporter(Exporter):
         if not text.startswith(_MARKER):
             return [Problem("not a header written by modelreg's rtneural-cpp exporter", file=display_path(path),
                             model=spec.name, expected=f"a file starting with {_MARKER!r}")]
-        if text != render_header(spec):
+        # The code must be what this entry makes; embedded weights are compared with the checkpoint by verify().
+        if _without_data(text) != _without_data(render_header(spec, _placeholder_arrays(spec))):
             wanted = model_type(spec).replace("\n", "").replace("    ", " ")
             return [Problem("header does not declare this entry's architecture", file=display_path(path),
-                            model=spec.name, expected=wanted)]
+                            model=spec.name, expected=f"{wanted}, weights {spec.cpp_weights}")]
         return []
 
     def check_file(self, path: Path) -> list[Problem]:
@@ -397,23 +520,125 @@ class RTNeuralCppExporter(Exporter):
         return []
 
     def describe_file(self, path: Path) -> str:
-        facts = _header_facts(path.read_text(encoding="utf-8"))
-        return (f"rtneural-cpp header (version {facts['version']}) of the registry entry {facts['model']!r}; "
+        text = path.read_text(encoding="utf-8")
+        facts = _header_facts(text)
+        weights = "embedded weights" if _DATA_BEGIN in text else "weights from its RTNeural JSON file"
+        return (f"rtneural-cpp header (version {facts['version']}, {weights}) of the registry entry {facts['model']!r}; "
                 "what it declares is proven against the entry and in RTNeural C++ by `modelreg validate`")
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
+        from ..errors import ArtifactError
+        from ..paths import display_path
         from .cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for
         from .exporter import RTNeuralExporter
 
+        if spec.cpp_weights == "embedded":
+            # Bit for bit the float32 values of the RTNeural export of this very module.
+            expected = _data_section(render_header(spec, weight_arrays(spec, module)))
+            if _data_section(path.read_text(encoding="utf-8")) != expected:
+                raise ArtifactError(Problem("the embedded weights are not the checkpoint's float32 values",
+                                            file=display_path(path), model=spec.name,
+                                            expected="the bytes of the RTNeural export of the checkpoint"))
         try:
             toolchain = toolchain_for(spec)
         except NotConfigured as exc:
             return Parity.skip(str(exc), tolerance)
-        with tempfile.TemporaryDirectory(prefix="modelreg-cpp-") as folder:
-            # The RTNeural file of this very module (byte-identical to models/NAME.json when that is
-            # fresh), so the result does not depend on export order or on --format.
-            weights = Path(folder) / f"{spec.name}.json"
-            RTNeuralExporter().export(spec, module, weights)
-            with header_runner(toolchain, path, cpp_namespace(spec), spec.name) as runner:
-                loaded = load_checked(runner, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
-                return parity(runner, loaded, module, tolerance)
+        embedded = spec.cpp_weights == "embedded"
+        with tempfile.TemporaryDirectory(prefix="modelreg-cpp-") as folder, \
+                header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
+            if embedded:
+                weights = None
+            else:
+                # The RTNeural file of this very module (byte-identical to models/NAME.json when that is
+                # fresh), so the result does not depend on export order or on --format.
+                weights = Path(folder) / f"{spec.name}.json"
+                RTNeuralExporter().export(spec, module, weights)
+            loaded = load_checked(runner, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
+            result = parity(runner, loaded, module, tolerance)
+            return attrs.evolve(result, details={"load_ms": loaded.load_ns / 1e6, "weights": spec.cpp_weights})
+
+    def extra_checks(self, spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+        """``realtime`` (reset() and forward() of the header's model allocate nothing; RealtimeSanitizer
+        where a clang has it) and ``denormals`` (the silent tail timed with and without flushing)."""
+        from .cpp import header_engine_checks
+
+        return header_engine_checks(spec, module, tolerance)
+
+
+def _placeholder_arrays(spec: ModelSpec) -> list[list[Any]] | None:
+    """Zeros of the shapes the entry's layers write: renders every line of an embedded header but its data."""
+    if spec.cpp_weights != "embedded":
+        return None
+    import numpy as np
+
+    arrays, size = [], spec.in_features
+    for layer in spec.layers:
+        arrays.append([np.zeros(shape, np.float32) for shape in layer.kind.rtneural_shapes(layer, size)])
+        size = layer.units
+    return arrays
+
+
+def _data_section(text: str) -> str:
+    """The embedded weights of a header (its lines between the data markers; "" for the JSON form)."""
+    begin, end = text.find(_DATA_BEGIN), text.find(_DATA_END)
+    return text[begin:end] if begin >= 0 and end > begin else ""
+
+
+def _without_data(text: str) -> str:
+    section = _data_section(text)
+    return text.replace(section, "") if section else text
+
+
+# ---------------------------------------------------------------- CMake
+
+CMAKE_FILENAME = "CMakeLists.txt"
+_CMAKE = """# Written by modelreg's rtneural-cpp exporter. Do not edit: `modelreg export` rewrites it.
+#
+# The generated model headers as one INTERFACE library. In your host's CMakeLists.txt:
+#
+#     set(MODELREG_RTNEURAL_DIR /path/to/RTNeural)   # the checkout (holding RTNeural/ and modules/)
+#     add_subdirectory(models/cpp)
+#     target_link_libraries(your_app PRIVATE modelreg_models)
+#
+# or, when the host builds RTNeural's own CMake target `RTNeural`, that target is used instead.
+cmake_minimum_required(VERSION 3.16)
+project(modelreg_models LANGUAGES CXX)
+
+set(MODELREG_RTNEURAL_DIR "" CACHE PATH "The RTNeural checkout (the folder holding RTNeural/ and modules/)")
+set(MODELREG_RTNEURAL_BACKEND "eigen" CACHE STRING "RTNeural backend: eigen or stl")
+set_property(CACHE MODELREG_RTNEURAL_BACKEND PROPERTY STRINGS eigen stl)
+set(MODELREG_RTNEURAL_ALIGNMENT "16" CACHE STRING "RTNEURAL_DEFAULT_ALIGNMENT: 16, or 32 with AVX enabled")
+
+add_library(modelreg_models INTERFACE)
+target_include_directories(modelreg_models INTERFACE ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_features(modelreg_models INTERFACE cxx_std_17)
+
+if(TARGET RTNeural)
+    target_link_libraries(modelreg_models INTERFACE RTNeural)
+else()
+    if(NOT EXISTS "${MODELREG_RTNEURAL_DIR}/RTNeural/RTNeural.h")
+        message(FATAL_ERROR "modelreg_models: set MODELREG_RTNEURAL_DIR to an RTNeural checkout (found: '${MODELREG_RTNEURAL_DIR}')")
+    endif()
+    target_include_directories(modelreg_models INTERFACE "${MODELREG_RTNEURAL_DIR}")
+    target_compile_definitions(modelreg_models INTERFACE RTNEURAL_DEFAULT_ALIGNMENT=${MODELREG_RTNEURAL_ALIGNMENT})
+    if(MODELREG_RTNEURAL_BACKEND STREQUAL "eigen")
+        target_include_directories(modelreg_models INTERFACE "${MODELREG_RTNEURAL_DIR}/modules/Eigen")
+        target_compile_definitions(modelreg_models INTERFACE RTNEURAL_USE_EIGEN=1)
+    endif()
+endif()
+# Large fixed-size layers exceed Eigen's stack limit (OBJECT_ALLOCATED_ON_STACK_IS_TOO_BIG); the
+# models live on the heap (make()), so the limit is lifted. Each header says which of its layers needs it.
+target_compile_definitions(modelreg_models INTERFACE EIGEN_STACK_ALLOCATION_LIMIT=0)
+"""
+
+
+def write_cmake(folder: Path) -> Path:
+    """``models/cpp/CMakeLists.txt`` (the same for every registry), rewritten only when it differs."""
+    path = folder / CMAKE_FILENAME
+    try:
+        if path.read_text(encoding="utf-8") == _CMAKE:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, _CMAKE)
+    return path
