@@ -694,10 +694,14 @@ def _audio_note(rows: Sequence[_LatencyRow]) -> str:
         text += (f" Not judged, for comparison only: {', '.join(compared)} (called from Python once per sample); "
                  "the C++ runtimes are what a host runs.")
     if any(r.block_size is not None and r.judged and r.status == "fail" for r in rows):
-        text += (" A block slower than its target makes the host's callback miss its deadline: a dropout. A larger "
+        text += " " + _BLOCK_ADVICE
+    return f'<p class="note">{_e(text)}</p>'
+
+
+#: What a host developer does about a block slower than its target (an audio-rate model).
+_BLOCK_ADVICE = ("A block slower than its target makes the host's callback miss its deadline: a dropout. A larger "
                  "block does not help (a per-sample model's block time grows with it); a smaller model, or RTNeural's "
                  "compile-time API (the rtneural-cpp header) instead of parseJson's dynamic model, does.")
-    return f'<p class="note">{_e(text)}</p>'
 
 
 #: What a host developer does about each real-time finding, by the check name's last word.
@@ -726,6 +730,14 @@ def _realtime_section(checks: Sequence[Mapping[str, Any]]) -> str:
         rows.append(f'<tr class="{_e(status)}"><td class="mono">{_e(check["name"])}</td><td>{_badge(status)}</td>'
                     f'<td class="msg">{_e(check["message"])}' + (f'<br><b>What to do:</b> {_e(advice)}' if advice else "")
                     + "</td></tr>")
+    for check in checks:  # an audio-rate model's judged block timing: its real-time factor
+        figures = _figures(check)
+        if "block_size" in figures and figures.get("judged") is True:
+            status = str(check["status"])
+            advice = _BLOCK_ADVICE if status in ("fail", "error") else ""
+            rows.append(f'<tr class="{_e(status)}"><td class="mono">{_e(check["name"])}</td><td>{_badge(status)}</td>'
+                        f'<td class="msg">{_e(check["message"])}' + (f'<br><b>What to do:</b> {_e(advice)}' if advice else "")
+                        + "</td></tr>")
     for check in checks:
         load_ms = _num(_figures(check).get("load_ms"))
         if load_ms is not None:

@@ -509,6 +509,21 @@ def test_report_says_what_to_do_when_a_block_misses_its_target(audio_page):
     assert "dropout" not in shaper
 
 
+def test_report_real_time_section_lists_the_judged_block_timing(audio_page):
+    """The 'On the audio thread (C++)' section: the C++ block timing with its real-time factor (torch and
+    onnxruntime, not judged, stay in the chart only); what to do when it failed."""
+    _, page = audio_page
+    shaper = page[page.index('id="model-shaper"'):page.index('id="model-heavy"')]
+    section = shaper[shaper.index("On the audio thread (C++)"):]
+    section = section[:section.index("</table></div>")]
+    assert "rtneural.dynamic_latency" in section and "onnx.latency" not in section
+    assert "What to do" not in section
+    heavy = page[page.index('id="model-heavy"'):]
+    section = heavy[heavy.index("On the audio thread (C++)"):]
+    section = section[:section.index("</table></div>")]
+    assert "<b>What to do:</b> A block slower than its target" in section
+
+
 def test_report_of_other_models_has_no_audio_note(tmp_path):
     from modelreg.html_report import render_report
 
@@ -566,16 +581,7 @@ def test_pytest_plugin_items_carry_the_block_figures(pytester, onnx_project):
 # ---------------------------------------------------------------- RTNeural C++ (the judged runtime)
 
 
-def _runner_times_blocks() -> bool:
-    import inspect
-
-    from modelreg.rtneural.cpp import Runner
-
-    return "block" in inspect.signature(Runner.time).parameters
-
-
 @needs_rtneural
-@pytest.mark.skipif(not _runner_times_blocks(), reason="Runner.time(..., block=N) is not there yet (the C++ side)")
 @pytest.mark.parametrize(("keys", "status"), [
     ("sample_rate = 48000\nblock_size = 64", "pass"),  # a 16-parameter model: far faster than real time
     ("latency_ms = 1e-9\nsample_rate = 48000\nblock_size = 64", "fail"),  # no block is that fast
