@@ -1,4 +1,4 @@
-"""The README's .gitignore snippet ignores exactly the machine-local files a run writes (issue 23)."""
+"""The .gitignore snippet of docs/project.md ("What to commit") ignores exactly the machine-local files a run writes (issue 23)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINYDENSE, run_cli, write_registry
+from conftest import DOCS, TINYDENSE, run_cli, write_registry
 
 
 def _snippet() -> str:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```gitignore\n(.*?)```", readme, re.S)
-    assert block, "README has no ```gitignore snippet"
+    page = (DOCS / "project.md").read_text()
+    block = re.search(r"```gitignore\n(.*?)```", page, re.S)
+    assert block, "docs/project.md has no ```gitignore snippet"
     return block[1]
 
 
