@@ -150,10 +150,11 @@ def _tree() -> dict[str, str]:
     block = page.split("## The tree", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
     folders = {}
     for line in block.splitlines():
-        if line and not line.startswith(" "):
-            name, _, what = line.partition(" ")
-            if name.endswith("/"):
-                folders[name.rstrip("/")] = what.strip()
+        assert line and not line.startswith(" "), f"one line per folder: {line!r}"
+        name, _, what = line.partition(" ")
+        if name.endswith("/"):
+            assert name.rstrip("/") not in folders, f"listed twice: {name}"
+            folders[name.rstrip("/")] = what.strip()
     return folders
 
 
