@@ -34,7 +34,7 @@ def test_the_gitignore_snippet_leaves_what_to_commit_and_ignores_the_rest(tmp_pa
                             capture_output=True, text=True, check=True).stdout.splitlines()
     untracked = sorted(line[3:] for line in status if line.startswith("?? "))
     ignored = sorted(line[3:] for line in status if line.startswith("!! "))
-    assert untracked == [".gitignore", "models/cpp/tinydense.h", "models/onnx/tinydense.onnx", "models/tinydense.json",
+    assert untracked == [".gitignore", "models/cpp/CMakeLists.txt", "models/cpp/tinydense.h", "models/onnx/tinydense.onnx", "models/tinydense.json",
                          "models/tinydense.pt", "registry.lock", "registry.toml"]
     assert ignored == sorted(["models/.tinydense.json.123-abcdefgh.partial", "models/validation_report.html",
                               "models/validation_results.json", "registry.lock.flock", *(f"models/{b}" for b in backups)])
