@@ -168,7 +168,7 @@ def _unpickler_detail(message: str) -> str:
     return lines[0] if lines else "unreadable pickle"
 
 
-# batchnorm's training counter: inference and export never read it (README "The registry").
+# batchnorm's training counter: inference and export never read it (docs/registry.md).
 _COUNTER = "num_batches_tracked"
 
 

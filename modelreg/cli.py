@@ -4,7 +4,7 @@
 both are given). Every command reads the registry except ``check``, which
 reads only the files it is given and refuses ``--registry``.
 
-Exit codes, the same for every command (README "Command line" states the same rule):
+Exit codes, the same for every command (docs/cli.md states the same rule):
 
 - 0: everything asked for was done and passed.
 - 1: a check failed: a model, checkpoint or file was examined and found
@@ -681,7 +681,7 @@ def _export_names(text: str) -> list[str]:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     """Exit 1 when the file is no valid RTNeural model or the import does not reproduce it
-    (a file examined and found wrong); 2 for everything that stops the command (README rule)."""
+    (a file examined and found wrong); 2 for everything that stops the command (docs/cli.md)."""
     from .rtneural.importing import DEFAULT_EXPORTS, DEFAULT_LATENCY_MS, import_rtneural
 
     _require_readable(Path(args.file), args.file)
