@@ -1,0 +1,274 @@
+"""Issue 22, section 2: the resting state, reset = "rest", and the state.rest / onnx.rest checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import modelreg
+from modelreg.errors import UsageError
+from modelreg.exporting import ARTIFACT_FIELDS, artifact_entry_sha256
+from modelreg.parity import reference_outputs
+from modelreg.rest import MAX_FRAMES, THRESHOLD, compute_resting_state
+
+from conftest import TINY_REGISTRY, write_registry
+from rest_models import (GRU_LAYERS, GRU_PARAMS, LSTM_LAYERS, LSTM_PARAMS, entry, growing_lstm, make_registry,
+                         nan_lstm, oscillating_gru, slow_gru)
+
+LSTM_REST = TINY_REGISTRY.replace('checkpoint = "models/tinylstm.pt"',
+                                  'reset = "rest"\nrest_input = [0.1, 0.0, -0.2]\ncheckpoint = "models/tinylstm.pt"')
+
+
+@pytest.fixture
+def rest_registry(tmp_path):
+    """The tiny registry, its LSTM asking for reset = "rest" on a rest input of its own."""
+    from modelreg.checkpoint import init_checkpoint
+
+    path = write_registry(tmp_path / "rest", text=LSTM_REST)
+    for spec in modelreg.load_registry(path).values():
+        init_checkpoint(spec, seed=0)
+    return path
+
+
+def first_output(module, rest, **reset):
+    module.reset(**reset)
+    with torch.inference_mode():
+        y = module(torch.tensor([rest], dtype=torch.float32)).numpy()[0]
+    module.reset()
+    return y
+
+
+# ---------------------------------------------------------------- registry keys
+
+
+def test_reset_defaults_to_zeros_and_the_rest_input_to_zeros(tiny_registry):
+    spec = modelreg.load_registry(tiny_registry)["tinylstm"]
+    assert spec.reset == "zeros" and spec.rest_input is None and spec.rest_frame == (0.0, 0.0, 0.0)
+    module = spec.load()
+    assert module.reset_mode == "zeros" and module.rest_input == (0.0, 0.0, 0.0)
+
+
+def test_a_rest_input_number_is_every_feature_and_a_list_is_kept(tmp_path):
+    text = LSTM_REST.replace("rest_input = [0.1, 0.0, -0.2]", "rest_input = 0.25")
+    spec = modelreg.load_registry(write_registry(tmp_path, text=text))["tinylstm"]
+    assert spec.reset == "rest" and spec.rest_frame == (0.25, 0.25, 0.25)
+    spec = modelreg.load_registry(write_registry(tmp_path / "b", text=LSTM_REST))["tinylstm"]
+    assert spec.rest_frame == (0.1, 0.0, -0.2)
+
+
+def test_the_default_rest_input_is_the_bound_nearest_zero_when_the_range_excludes_zero(tmp_path):
+    text = TINY_REGISTRY.replace('checkpoint = "models/tinylstm.pt"',
+                                 'input_range = [0.5, 2.0]\ncheckpoint = "models/tinylstm.pt"')
+    spec = modelreg.load_registry(write_registry(tmp_path, text=text))["tinylstm"]
+    assert spec.rest_frame == (0.5, 0.5, 0.5)
+
+
+def test_artifacts_of_entries_without_the_keys_keep_their_hash_and_the_keys_make_them_stale(tiny_registry, tmp_path):
+    import hashlib
+
+    spec = modelreg.load_registry(tiny_registry)["tinylstm"]
+    canonical = json.dumps({key: spec.entry.get(key) for key in ARTIFACT_FIELDS}, sort_keys=True, separators=(",", ":"))
+    assert artifact_entry_sha256(spec) == hashlib.sha256(canonical.encode()).hexdigest()  # as before the keys existed
+    rest = modelreg.load_registry(write_registry(tmp_path / "r", text=LSTM_REST))["tinylstm"]
+    other = modelreg.load_registry(write_registry(tmp_path / "o", text=LSTM_REST.replace("-0.2]", "-0.3]")))["tinylstm"]
+    assert len({artifact_entry_sha256(s) for s in (spec, rest, other)}) == 3
+
+
+def test_an_artifact_is_stale_after_reset_changes(tmp_path):
+    from modelreg.exporting import export_all
+
+    path = make_registry(tmp_path / "p", {"tinylstm": (entry("tinylstm", LSTM_LAYERS, outputs=1, params=LSTM_PARAMS)
+                                                       .replace("exports = []", 'exports = ["onnx"]'), None)})
+    assert export_all(path).ok
+    path.write_text(path.read_text().replace('checkpoint =', 'reset = "rest"\ncheckpoint ='))
+    report = modelreg.validate("tinylstm", path, latency_seconds=0.02)
+    assert report["tinylstm"]["onnx.fresh"].status == "fail"
+    assert "the registry entry's reset or architecture changed" in report["tinylstm"]["onnx.fresh"].message
+
+
+def test_show_says_what_reset_restores(rest_registry, tiny_registry, capsys):
+    from conftest import run_cli
+
+    code, out, _ = run_cli(["show", "tinylstm", "--registry", str(rest_registry)], capsys)
+    assert code == 0
+    assert "  stateful     yes (one frame per call, reset() to the resting state)\n  rest input   0.1, 0, -0.2\n" in out
+    code, out, _ = run_cli(["show", "tinylstm", "--registry", str(tiny_registry)], capsys)
+    assert "reset() to zeros)\n  latency" in out  # no rest input line when the entry declares none
+
+
+# ---------------------------------------------------------------- computing it
+
+
+def test_an_lstm_settles_and_its_resting_state_is_where_a_long_run_ends(rest_registry):
+    module = modelreg.load_registry(rest_registry)["tinylstm"].load()
+    resting = compute_resting_state(module)
+    assert resting.behaviour == "converged" and resting.converged and resting.verdict is None
+    assert list(resting.state) == [name for name, _ in module.state_layout()] == ["h1", "c1"]
+    assert all(v.dtype == np.float32 and v.shape == (2,) for v in resting.state.values())
+    assert 0 < resting.frames <= resting.frames_run < MAX_FRAMES and resting.float32_frames is not None
+    assert resting.threshold == THRESHOLD and resting.rest_input == (0.1, 0.0, -0.2)
+    # A long float64 run from zeros ends there, and gives the resting output.
+    exact = module.double()
+    state = exact.initial_state(1)
+    x = torch.tensor([[[0.1, 0.0, -0.2]]], dtype=torch.float64)
+    with torch.inference_mode():
+        for _ in range(2000):
+            y, state = exact.step(x, state)
+    ends = np.concatenate([t.reshape(-1).numpy() for layer in state for t in layer])
+    assert np.max(np.abs(ends - np.concatenate(list(resting.state.values())))) < 1e-7
+    assert np.max(np.abs(y.reshape(-1).numpy() - resting.output)) < 1e-9
+
+
+def test_frames_count_until_the_state_is_at_rest(rest_registry):
+    module = modelreg.load_registry(rest_registry)["tinylstm"].load()
+    resting = compute_resting_state(module)
+    rest = np.concatenate(list(resting.state.values())).astype(np.float64)
+    x = torch.tensor([[[0.1, 0.0, -0.2]]])
+    state = module.initial_state(1)
+    distances = []
+    with torch.inference_mode():
+        for _ in range(resting.float32_frames + 5):
+            _, state = module.step(x, state)
+            distances.append(np.max(np.abs(np.concatenate([t.reshape(-1).numpy() for l in state for t in l]) - rest)))
+    # float32: within 1e-6 from float32_frames on, not one frame before.
+    assert all(d <= 1e-6 for d in distances[resting.float32_frames - 1:])
+    assert distances[resting.float32_frames - 2] > 1e-6
+
+
+def test_a_causal_conv_settles_when_its_buffer_holds_the_rest_input(tmp_path):
+    layers = '    { type = "conv1d", units = 2, kernel_size = 3, dilation = 2 },\n'
+    path = make_registry(tmp_path, {"conv": (entry("conv", layers, params=14, extra="rest_input = [0.5, -1.0]\n"), None)})
+    module = modelreg.load_registry(path)["conv"].load()
+    resting = compute_resting_state(module)
+    assert resting.behaviour == "converged" and resting.frames == 4  # (kernel_size - 1) * dilation past frames
+    assert resting.state["buf0"].tolist() == [0.5, -1.0] * 4
+
+
+def test_a_stateless_model_has_no_resting_state(tiny_registry):
+    module = modelreg.load_registry(tiny_registry)["tinydense"].load()
+    resting = compute_resting_state(module)
+    assert resting.behaviour == "stateless" and resting.converged and not resting.stateful
+    assert dict(resting.state) == {} and resting.output.shape == (3,)
+
+
+def test_a_zero_rest_on_a_zero_state_is_rest_at_once(tmp_path):
+    from rest_models import decaying_gru
+
+    path = make_registry(tmp_path, {"gru": (entry("gru", GRU_LAYERS, params=GRU_PARAMS),
+                                            lambda s: decaying_gru(s, 0.9))})
+    resting = compute_resting_state(modelreg.load_registry(path)["gru"].load())
+    assert resting.behaviour == "converged" and resting.frames == 0 and resting.float32_frames == 0
+    assert resting.state["h0"].tolist() == [0.0] * 4
+
+
+@pytest.mark.parametrize(("shape", "layers", "params", "behaviour", "words"), [
+    (oscillating_gru, GRU_LAYERS, GRU_PARAMS, "oscillates", "it oscillates with a period of 2 frames"),
+    (growing_lstm, LSTM_LAYERS, LSTM_PARAMS, "diverges", "it diverges: the largest state value grows from "),
+    (nan_lstm, LSTM_LAYERS, LSTM_PARAMS, "diverges", "it diverges: state h0, c0 is no longer finite at frame 1"),
+    (slow_gru, GRU_LAYERS, GRU_PARAMS, "moving", "it is still moving after 3000 frames (a state value still changes by "),
+])
+def test_a_state_that_never_settles_is_named_with_what_it_did(tmp_path, shape, layers, params, behaviour, words):
+    outputs = 1 if layers == LSTM_LAYERS else 2
+    path = make_registry(tmp_path, {"restless": (entry("restless", layers, outputs=outputs, params=params), shape)})
+    module = modelreg.load_registry(path)["restless"].load()
+    resting = compute_resting_state(module, max_frames=3000)
+    assert resting.behaviour == behaviour and not resting.converged
+    assert dict(resting.state) == {} and resting.output is None and resting.frames is None
+    assert resting.verdict.startswith("restless: the state never settles on the rest input (0 on all 2 features): ")
+    assert words in resting.verdict
+    if behaviour == "oscillates":
+        assert resting.period == 2 and resting.frames_run < 3000  # found early, not after the bound
+
+
+def test_computing_it_leaves_the_module_as_it_was(rest_registry):
+    module = modelreg.load_registry(rest_registry)["tinylstm"].load()
+    module(torch.ones(1, 3))
+    state = [tuple(t.clone() for t in layer) for layer in module._state]
+    compute_resting_state(module)
+    assert next(module.parameters()).dtype == torch.float32 and not module.training
+    assert all(torch.equal(a, b) for la, lb in zip(state, module._state) for a, b in zip(la, lb))
+
+
+# ---------------------------------------------------------------- the torch module's reset()
+
+
+def test_reset_restores_the_resting_state_when_the_entry_asks(rest_registry):
+    module = modelreg.load_registry(rest_registry)["tinylstm"].load()
+    resting = module.resting_state()
+    rest = [0.1, 0.0, -0.2]
+    assert np.max(np.abs(first_output(module, rest) - resting.output)) < 1e-6
+    zero = first_output(module, rest, to="zeros")
+    assert np.max(np.abs(zero - resting.output)) > 1e-3  # the click a zero reset makes
+    # reset(to=...) holds until the next reset: the entry's choice comes back.
+    assert np.max(np.abs(first_output(module, rest) - resting.output)) < 1e-6
+    # A batch starts every row from the resting state.
+    module.reset()
+    with torch.inference_mode():
+        rows = module(torch.tensor([rest, rest, rest], dtype=torch.float32)).numpy()
+    assert np.max(np.abs(rows - resting.output)) < 1e-6
+
+
+def test_reset_zeroes_by_default_and_rests_on_request(tiny_registry):
+    module = modelreg.load_registry(tiny_registry)["tinylstm"].load()
+    rest = [0.0, 0.0, 0.0]
+    with torch.inference_mode():
+        from_zero = module.step(torch.zeros(1, 1, 3), module.initial_state(1))[0].reshape(-1).numpy()
+    assert np.array_equal(first_output(module, rest), from_zero)
+    assert np.max(np.abs(first_output(module, rest, to="rest") - module.resting_state().output)) < 1e-6
+
+
+def test_reset_rejects_an_unknown_mode(tiny_registry):
+    module = modelreg.load_registry(tiny_registry)["tinylstm"].load()
+    with pytest.raises(UsageError, match="unknown reset mode"):
+        module.reset(to="silence")
+
+
+def test_the_resting_state_is_computed_once_per_set_of_weights(rest_registry, monkeypatch):
+    import modelreg.rest
+
+    spec = modelreg.load_registry(rest_registry)["tinylstm"]
+    calls = []
+    real = modelreg.rest.compute_resting_state
+    monkeypatch.setattr(modelreg.rest, "compute_resting_state", lambda m: calls.append(1) or real(m))
+    module = spec.load()
+    assert len(calls) == 1  # at load time, for an entry that resets to rest
+    first = module.resting_state()
+    for _ in range(5):
+        module.reset()
+        module(torch.zeros(1, 3))
+    assert module.resting_state() is first and len(calls) == 1
+    with torch.no_grad():
+        module.layers[1].bias_ih_l0.add_(0.5)  # new weights: a new resting state
+    assert module.resting_state() is not first and len(calls) == 2
+    assert not np.allclose(module.resting_state().state["h1"], first.state["h1"])
+
+
+def test_a_model_built_without_a_checkpoint_computes_it_on_first_use(tiny_registry):
+    spec = modelreg.load_registry(tiny_registry)["tinygru"]
+    module = spec.build()
+    assert module._rest_cache is None
+    assert module.resting_state().behaviour == "converged" and module._rest_cache is not None
+
+
+def test_parity_references_start_from_zeros_whatever_the_entry_says(rest_registry):
+    module = modelreg.load_registry(rest_registry)["tinylstm"].load()
+    frames = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    expected = reference_outputs(module, frames)
+    state = module.initial_state(2)
+    with torch.inference_mode():
+        from_zero, _ = module.step(torch.from_numpy(frames), state)
+    assert np.allclose(expected, from_zero.numpy(), atol=1e-6)
+    assert module._reset_to == "rest"  # and the module resets as its entry says afterwards
+
+
+def test_a_state_that_never_settles_resets_to_zeros(tmp_path):
+    text = entry("restless", GRU_LAYERS, params=GRU_PARAMS, extra='reset = "rest"\n')
+    path = make_registry(tmp_path, {"restless": (text, oscillating_gru)})
+    module = modelreg.load_registry(path)["restless"].load()
+    assert module.resting_state().behaviour == "oscillates"
+    with torch.inference_mode():
+        from_zero = module.step(torch.zeros(1, 1, 2), module.initial_state(1))[0].reshape(-1).numpy()
+    assert np.array_equal(first_output(module, [0.0, 0.0]), from_zero)
