@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import modelreg
+from modelreg.checks import check_rest_state, tolerance_for
 from modelreg.errors import UsageError
 from modelreg.exporting import ARTIFACT_FIELDS, artifact_entry_sha256
 from modelreg.parity import reference_outputs
-from modelreg.rest import MAX_FRAMES, THRESHOLD, compute_resting_state
+from modelreg.rest import MAX_FRAMES, THRESHOLD, compute_resting_state, rest_check
 
 from conftest import TINY_REGISTRY, write_registry
 from rest_models import (GRU_LAYERS, GRU_PARAMS, LSTM_LAYERS, LSTM_PARAMS, entry, growing_lstm, make_registry,
@@ -272,3 +273,95 @@ def test_a_state_that_never_settles_resets_to_zeros(tmp_path):
     with torch.inference_mode():
         from_zero = module.step(torch.zeros(1, 1, 2), module.initial_state(1))[0].reshape(-1).numpy()
     assert np.array_equal(first_output(module, [0.0, 0.0]), from_zero)
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def test_state_rest_measures_both_clicks(rest_registry, tiny_registry):
+    spec = modelreg.load_registry(rest_registry)["tinylstm"]
+    result = check_rest_state(spec, spec.load(), tolerance_for(spec))
+    figures = result.figures
+    assert result.name == "state.rest" and result.status == "pass", result.message
+    assert figures["reset"] == "rest" and figures["behaviour"] == "converged" and figures["threshold"] == THRESHOLD
+    assert figures["click_rest"] < 1e-6 < 1e-3 < figures["click_zero"]
+    assert figures["frames_to_rest"] > 0 and figures["float32_frames"] > 0 and figures["tolerance"] == 1e-5
+    assert result.message.startswith('torch: reset() restores the resting state (reset = "rest"): click ')
+    spec = modelreg.load_registry(tiny_registry)["tinylstm"]
+    result = check_rest_state(spec, spec.load(), tolerance_for(spec))
+    assert result.ok and result.figures["reset"] == "zeros" and result.figures["click_rest"] < 1e-6
+    assert result.message.startswith('torch: reset() zeroes the state (reset = "zeros"): click ')
+
+
+def test_state_rest_fails_when_reset_does_not_honour_the_entry(rest_registry):
+    spec = modelreg.load_registry(rest_registry)["tinylstm"]
+    module = spec.load()
+    module.reset_mode = "zeros"  # as a module that ignores the entry would
+    result = check_rest_state(spec, module, tolerance_for(spec))
+    assert result.status == "fail"
+    assert result.message.startswith('torch: reset = "rest" is not honoured: the first output after reset() differs '
+                                     "from the resting output by ")
+    assert result.figures["click_rest"] == result.figures["click_zero"] > 1e-3
+
+
+def test_state_rest_fails_with_the_verdict_when_the_state_never_settles(tmp_path):
+    path = make_registry(tmp_path, {"restless": (entry("restless", GRU_LAYERS, params=GRU_PARAMS), oscillating_gru)})
+    spec = modelreg.load_registry(path)["restless"]
+    result = check_rest_state(spec, spec.load(), tolerance_for(spec))
+    assert result.status == "fail"
+    assert result.message.startswith("restless: the state never settles on the rest input (0 on all 2 features): "
+                                     "it oscillates with a period of 2 frames")
+    assert result.figures["period"] == 2 and result.figures["click_zero"] is None
+
+
+def test_state_rest_of_a_stateless_model_passes_with_no_click(tiny_registry):
+    spec = modelreg.load_registry(tiny_registry)["tinydense"]
+    result = check_rest_state(spec, spec.load(), tolerance_for(spec))
+    assert result.ok and result.message == "torch: no state, so a reset changes nothing"
+    assert result.figures["click_zero"] == result.figures["click_rest"] == 0.0
+
+
+def test_rest_check_takes_any_runtime(rest_registry):
+    """The function the C++ side calls: run(frames, mode) -> outputs, or None when a reset is not available."""
+    module = modelreg.load_registry(rest_registry)["tinylstm"].load()
+    resting = module.resting_state()
+    seen = []
+
+    def run(frames, mode):
+        seen.append((frames.shape, frames.dtype, mode))
+        if mode == "rest":
+            return None
+        state = module.initial_state(1)
+        with torch.inference_mode():
+            return module.step(torch.from_numpy(frames), state)[0].numpy()
+
+    result = rest_check("x.rest", run, resting, reset="zeros", runtime="C++")
+    assert seen == [((1, 1, 3), np.float32, "zeros"), ((1, 1, 3), np.float32, "rest")]
+    assert result.ok and result.name == "x.rest" and result.figures["click_rest"] is None
+    assert "click_zero" in result.figures and "not measured" in result.message
+    result = rest_check("x.rest", run, resting, reset="rest", runtime="C++")
+    assert result.status == "fail" and "the resting reset could not be measured" in result.message
+    # A runtime whose output has another shape, or NaN, never passes.
+    wrong = rest_check("x.rest", lambda f, m: np.zeros((1, 1, 5), np.float32), resting, reset="rest")
+    assert wrong.status == "fail" and wrong.figures["click_rest"] == float("inf")
+    nan = rest_check("x.rest", lambda f, m: np.full((1, 1, 2), np.nan, np.float32), resting, reset="rest")
+    assert nan.status == "fail" and np.isnan(nan.figures["click_rest"])
+
+
+def test_the_results_schema_holds_the_new_checks_figures(rest_registry):
+    import jsonschema
+
+    from modelreg.schemas import load_schema
+
+    report = modelreg.validate("tinylstm", rest_registry, latency_seconds=0.02)
+    document = report.to_json()
+    jsonschema.validate(document, load_schema("validation_results"))
+    checks = document["models"]["tinylstm"]["checks"]
+    rest = next(c for c in checks if c["name"] == "state.rest")
+    denormals = next(c for c in checks if c["name"] == "denormals")
+    assert rest["status"] == denormals["status"] == "pass"
+    for check, key in ((rest, "click_zero"), (rest, "frames_to_rest"), (denormals, "counts"), (denormals, "warn")):
+        del check["figures"][key]
+        with pytest.raises(jsonschema.ValidationError, match=repr(key)):
+            jsonschema.validate(document, load_schema("validation_results"))
+        check["figures"][key] = None if key != "counts" else {}
