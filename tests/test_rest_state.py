@@ -365,3 +365,144 @@ def test_the_results_schema_holds_the_new_checks_figures(rest_registry):
         with pytest.raises(jsonschema.ValidationError, match=repr(key)):
             jsonschema.validate(document, load_schema("validation_results"))
         check["figures"][key] = None if key != "counts" else {}
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+@pytest.fixture
+def onnx_registry(tmp_path):
+    """An LSTM with reset = "rest" and a conv1d + GRU with the default reset, both exported to ONNX."""
+    from modelreg.exporting import export_all
+
+    conv_gru = ('    { type = "conv1d", units = 4, kernel_size = 3, dilation = 2, activation = "tanh" },\n'
+                '    { type = "gru", units = 2 },\n')
+    path = make_registry(tmp_path / "onnx", {
+        "resting": (entry("resting", '    { type = "dense", units = 4, activation = "tanh" },\n'
+                                     '    { type = "lstm", units = 2 },\n', inputs=3, params=80,
+                          extra='reset = "rest"\nrest_input = [0.1, 0.0, -0.2]\n'), None),
+        "zeroing": (entry("zeroing", conv_gru, inputs=3, params=88), None),
+    })
+    path.write_text(path.read_text().replace("exports = []", 'exports = ["onnx"]'))
+    assert export_all(path).ok
+    return path
+
+
+def onnx_metadata(path):
+    import onnx
+
+    return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+
+
+def test_onnx_carries_the_resting_state_when_the_entry_asks_and_nothing_otherwise(onnx_registry):
+    root = onnx_registry.parent / "models" / "onnx"
+    registry = modelreg.load_registry(onnx_registry)
+    metadata = onnx_metadata(root / "resting.onnx")
+    assert set(metadata) == {"modelreg.reset", "modelreg.rest_state"} and metadata["modelreg.reset"] == "rest"
+    carried = json.loads(metadata["modelreg.rest_state"])
+    resting = registry["resting"].load().resting_state()
+    assert list(carried) == ["h1", "c1"]
+    for name, values in carried.items():
+        assert np.asarray(values).shape == (1, 1, 2)
+        assert np.array_equal(np.asarray(values, np.float32)[0, 0], resting.state[name])  # float32 values, exactly
+    assert onnx_metadata(root / "zeroing.onnx") == {}  # the default reset: the file is as it always was
+
+
+def test_onnx_rest_proves_onnxruntime_fed_the_resting_state_does_not_click(onnx_registry):
+    report = modelreg.validate(["resting", "zeroing"], onnx_registry, latency_seconds=0.02)
+    resting, zeroing = report["resting"]["onnx.rest"], report["zeroing"]["onnx.rest"]
+    assert resting.ok and resting.figures["rest_state"] == "metadata", resting.message
+    assert resting.message.startswith('onnxruntime: reset() restores the resting state (reset = "rest"): click ')
+    assert resting.figures["click_rest"] < 1e-6 < 1e-3 < resting.figures["click_zero"]
+    assert zeroing.ok and zeroing.figures["rest_state"] == "computed" and zeroing.figures["click_rest"] < 1e-6
+    assert report["resting"]["onnx.parity"].ok  # parity still runs every artifact from zeros
+    assert report.ok, [(m.name, c.name, c.message) for m in report.models.values() for c in m.failures]
+
+
+def test_onnx_rest_fails_when_the_file_carries_another_state(onnx_registry, tmp_path):
+    import onnx
+
+    from modelreg.onnx.exporter import ONNXExporter
+
+    source = onnx_registry.parent / "models" / "onnx" / "resting.onnx"
+    model = onnx.load(str(source))
+    for prop in model.metadata_props:
+        if prop.key == "modelreg.rest_state":
+            prop.value = json.dumps({"h1": [[[0.0, 0.0]]], "c1": [[[0.0, 0.0]]]})
+    changed = tmp_path / "resting.onnx"
+    onnx.save(model, str(changed))
+    spec = modelreg.load_registry(onnx_registry)["resting"]
+    exporter = ONNXExporter()
+    assert exporter.check_artifact(spec, changed) == []  # a well-formed state: only running it tells
+    (name, check), = exporter.extra_checks(spec, spec.load(), 1e-5)
+    result = check(changed)
+    assert name == "rest" and result.name == "onnx.rest" and result.status == "fail"
+    assert result.message.startswith('onnxruntime: reset = "rest" is not honoured: the first output after reset() differs')
+
+
+def test_onnx_rest_is_only_for_stateful_models(tiny_registry):
+    from modelreg.onnx.exporter import ONNXExporter
+
+    registry = modelreg.load_registry(tiny_registry)
+    assert ONNXExporter().extra_checks(registry["tinydense"], registry["tinydense"].load(), 1e-5) == []
+
+
+@pytest.mark.parametrize(("props", "message"), [
+    ({"modelreg.reset": "resting"}, "modelreg.reset: unknown reset in the metadata (expected 'rest' or 'zeros', found 'resting')"),
+    ({"modelreg.reset": "rest", "modelreg.rest_state": "{"}, "modelreg.rest_state: the resting state is not JSON"),
+    ({"modelreg.reset": "rest", "modelreg.rest_state": '{"h1": [[[0, 0]]]}'},
+     "modelreg.rest_state: the resting state does not name the graph's state inputs (expected h1 [1, 1, 2], "
+     "c1 [1, 1, 2], found ['h1'])"),
+    ({"modelreg.reset": "rest", "modelreg.rest_state": '{"h1": [[[0, 0, 0]]], "c1": [[[0, 0]]]}'},
+     "modelreg.rest_state.h1: a resting state tensor has the wrong shape or values (expected [1, 1, 2] finite numbers)"),
+    ({"modelreg.reset": "rest", "modelreg.rest_state": '{"h1": [[[0, NaN]]], "c1": [[[0, 0]]]}'},
+     "modelreg.rest_state.h1: a resting state tensor has the wrong shape or values"),
+    ({"modelreg.reset": "zeros", "modelreg.rest_state": '{"h1": [[[0, 0]]], "c1": [[[0, 0]]]}'},
+     "modelreg.rest_state: a resting state in the metadata of a file that resets to zeros"),
+])
+def test_check_file_reads_the_metadata(onnx_registry, tmp_path, props, message):
+    import onnx
+
+    from modelreg.onnx.exporter import ONNXExporter
+
+    model = onnx.load(str(onnx_registry.parent / "models" / "onnx" / "resting.onnx"))
+    del model.metadata_props[:]
+    for key, value in props.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    problems = ONNXExporter().check_file(path)
+    assert len(problems) == 1 and message in str(problems[0]), problems
+
+
+def test_the_schema_check_says_when_the_file_and_the_entry_reset_differently(onnx_registry):
+    from modelreg.onnx.exporter import ONNXExporter
+
+    root = onnx_registry.parent / "models" / "onnx"
+    text = onnx_registry.read_text()
+    onnx_registry.write_text(text.replace('reset = "rest"\n', "").replace(
+        'description = "zeroing"', 'description = "zeroing"\nreset = "rest"'))
+    registry = modelreg.load_registry(onnx_registry)
+    exporter = ONNXExporter()
+    (problem,) = exporter.check_artifact(registry["resting"], root / "resting.onnx")
+    assert str(problem).endswith("models.resting.reset: the file's reset does not match the entry; run `modelreg "
+                                 "export --force resting` (expected no resting state, as the entry does not say "
+                                 "reset = \"rest\", found modelreg.reset = 'rest')")
+    (problem,) = exporter.check_artifact(registry["zeroing"], root / "zeroing.onnx")
+    assert "(expected modelreg.reset = \"rest\" and modelreg.rest_state, as the entry says reset = \"rest\", " \
+           "found no resting state)" in str(problem)
+
+
+def test_export_refuses_a_resting_reset_for_a_state_that_never_settles(tmp_path):
+    from modelreg.exporting import export_all
+
+    text = entry("restless", GRU_LAYERS, params=GRU_PARAMS, extra='reset = "rest"\n').replace(
+        "exports = []", 'exports = ["onnx"]')
+    path = make_registry(tmp_path, {"restless": (text, oscillating_gru)})
+    report = export_all(path)
+    (artifact,) = report.artifacts
+    assert artifact.status == "failed" and not (tmp_path / "models" / "onnx" / "restless.onnx").exists()
+    assert ("registry.toml: models.restless.reset: reset = \"rest\" needs a resting state, but the state never "
+            "settles on the rest input (0 on all 2 features): it oscillates with a period of 2 frames") in artifact.message
+    assert artifact.message.endswith('(expected a state that settles on the rest input, or reset = "zeros")')
