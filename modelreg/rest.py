@@ -12,7 +12,8 @@ Convergence, precisely (a float64 copy of the model is the reference):
 - a frame *settles* the state when it changes no state value by more than
   :data:`THRESHOLD` (1e-9) and the geometric tail still to come, estimated from
   the last frames' rate of change, is below it too (a slow decay whose steps are
-  already small is not taken for rest);
+  already small is not taken for rest), or when its steps are float64 rounding
+  (64 epsilons, relative beyond magnitude 1: a state at rest may wobble by an ulp);
 - :data:`MAX_FRAMES` (20000) frames at most;
 - ``frames``: how many frames from the zero state until every state value is
   within :data:`SETTLED` (1e-6, relative beyond magnitude 1) of the resting
@@ -72,6 +73,8 @@ MAX_PERIOD = 128
 _PERIOD_EVERY = 256
 #: Frames over which the rate of decay is estimated.
 _RATE_WINDOW = 8
+#: Steps below this many float64 epsilons (relative beyond magnitude 1) are rounding, not motion.
+_ROUNDING = 64 * 2.0**-52
 #: Default tolerance of a click after a resting reset when the caller gives none (the parity default).
 FLOAT32_TOLERANCE = 1e-5
 
@@ -206,7 +209,6 @@ def compute_resting_state(module: RestModule, rest_input: tuple[float, ...] | No
     """
     import copy
 
-    import numpy as np
     import torch
 
     values = tuple(float(v) for v in (module.rest_input if rest_input is None else rest_input))
@@ -234,7 +236,7 @@ def _settle(name: str, values: tuple[float, ...], exact: Any, single: Any, x64: 
 
     state = exact.initial_state(1)
     previous = _flat(state)
-    # The last states, for finding an oscillation's period (a few MB at most, whatever the state size).
+    # The last states, for finding an oscillation's period (32 MB at most, whatever the state size).
     ring_length = int(max(8, min(2 * MAX_PERIOD + 2, 32_000_000 // (8 * max(1, previous.size)))))
     ring: list[np.ndarray] = [previous]
     deltas: list[float] = []
@@ -252,7 +254,9 @@ def _settle(name: str, values: tuple[float, ...], exact: Any, single: Any, x64: 
                                 detail=f"it diverges: state {', '.join(bad)} is no longer finite at frame {t}")
         delta = float(np.max(np.abs(current - previous))) if current.size else 0.0
         deltas.append(delta)
-        if _settled(deltas, threshold):
+        # float64 rounding can keep a state at rest wobbling by an ulp: steps that small are rest.
+        noise = _ROUNDING * max(1.0, float(np.max(np.abs(current)))) if current.size else 0.0
+        if delta <= noise or _settled(deltas, threshold):
             return _at_rest(name, values, exact, single, x64, state, t, delta, threshold, max_frames)
         if t == max_frames // 2:
             half_magnitude, half_delta = float(np.max(np.abs(current))), delta

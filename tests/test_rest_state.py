@@ -184,6 +184,36 @@ def test_a_state_that_never_settles_is_named_with_what_it_did(tmp_path, shape, l
         assert resting.period == 2 and resting.frames_run < 3000  # found early, not after the bound
 
 
+class Wobble(torch.nn.Module):
+    """A state at rest that float64 rounding keeps flipping by one ulp (0.5 <-> 0.5 + 2**-53)."""
+
+    spec_name = "wobble"
+    rest_input = (0.0,)
+    is_stateful = True
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Identity()])
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives .double() / .float() a dtype to follow
+
+    def state_layout(self):
+        return [("h0", 1)]
+
+    def initial_state(self, batch):
+        return [(torch.full((1, batch, 1), 0.5, dtype=self.anchor.dtype),)]
+
+    def step(self, x, state):
+        h = state[0][0]
+        flipped = torch.where(h == 0.5, h + 2.0**-53, torch.full_like(h, 0.5))
+        return flipped, [(flipped,)]
+
+
+def test_a_state_wobbling_by_an_ulp_is_at_rest():
+    resting = compute_resting_state(Wobble(), max_frames=600)
+    assert resting.behaviour == "converged" and resting.frames_run == 1, resting.detail
+    assert resting.state["h0"].tolist() == [0.5]
+
+
 def test_computing_it_leaves_the_module_as_it_was(rest_registry):
     module = modelreg.load_registry(rest_registry)["tinylstm"].load()
     module(torch.ones(1, 3))
