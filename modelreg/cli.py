@@ -230,7 +230,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
           + (f", values in [{spec.input_range[0]:g}, {spec.input_range[1]:g}]" if spec.input_range else ""))
     print(f"  output       {list(spec.output_shape)}")
     print(f"  params       {spec.params:,}")
-    print(f"  stateful     {'yes (one frame per call, reset() to zeros)' if spec.is_stateful else 'no'}")
+    resets = "reset() to the resting state" if spec.reset == "rest" else "reset() to zeros"
+    print(f"  stateful     {f'yes (one frame per call, {resets})' if spec.is_stateful else 'no'}")
+    if spec.rest_input is not None:
+        rest = spec.rest_frame
+        same = all(value == rest[0] for value in rest)
+        print(f"  rest input   {f'{rest[0]:g} on every feature' if same else ', '.join(f'{v:g}' for v in rest)}")
     print(f"  latency      {spec.latency_stat} <= {spec.latency_ms:g} ms")
     exists = "" if spec.checkpoint.is_file() else "  (missing: run `modelreg init`)"
     print(f"  checkpoint   {display_path(spec.checkpoint)}{exists}")

@@ -127,7 +127,7 @@ def test_validate_passes_a_good_registry_without_writing_results(project):
     before = results.read_bytes()
     result = run_hook("modelreg-validate", ["registry.toml"], project)
     assert result is not None and result.returncode == 0, result.stdout + result.stderr
-    assert "ok   tinydense: 14/17 checks passed, 3 skipped" in result.stdout
+    assert "ok   tinydense: 16/20 checks passed, 4 skipped" in result.stdout
     assert "checks skipped (1 model: latency, rtneural.dynamic_latency): latency not measured" in result.stdout
     assert results.read_bytes() == before  # --no-write: a commit does not rewrite the results
 
