@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run   set up .venv, create missing checkpoints, export and validate every model
 #   make test  set up .venv, run the test-suite
+# and the documentation site (docs/, mkdocs.yml): make docs
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.stamp-install
 # 2.13.0 is the CPU build this machine installs from local disk.
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test test-min typecheck checkpoints schemas clean
+.PHONY: setup run test docs test-min typecheck checkpoints schemas clean
 
 # The example plugin is installed as a copy (as a user would): its source is a prerequisite too.
 $(STAMP): pyproject.toml Makefile examples/modelreg-torchscript/pyproject.toml $(wildcard examples/modelreg-torchscript/src/*/*.py)
@@ -34,6 +35,12 @@ run: checkpoints
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The documentation site, into site/ (git-ignored). --strict: a broken link or anchor, or a
+# page missing from mkdocs.yml's nav, fails the build (CI runs it). The environment variable
+# silences mkdocs-material's banner about its successor (docs/decisions.md, "Documentation site").
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # The layer parts of schemas/registry.schema.json and rtneural.schema.json come from
 # the layer kinds (modelreg/layers/); rewrite them after adding or changing a kind
@@ -66,4 +73,4 @@ test-min: $(MIN_VENV)/.stamp-install
 		tests/test_fast_check.py
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) dist build .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MIN_VENV) dist build site .pytest_cache .hypothesis

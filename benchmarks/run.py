@@ -5,7 +5,7 @@
 
 Prints a table (figure, target, met?) and writes benchmarks/results.json
 (--quick: benchmarks/results.quick.json, so a smoke test never replaces the
-figures the README quotes).
+figures docs/benchmarks.md quotes).
 Speed targets are checked here, not in the test-suite: this machine is noisy.
 """
 
@@ -463,8 +463,8 @@ def _random_layer(rng: random.Random, size: int) -> dict[str, Any]:
     """One registry layer table of a random kind (every kind of modelreg.layers) that fits ``size`` inputs.
 
     No softmax: RTNeural's softmax is exp(x) / sum, unshifted, so at the +-1e6 parity inputs most
-    random stacks would overflow it to NaN, which RTNeural parity rightly fails (README, "The
-    RTNeural reference runtime"); these registries measure speed, and every model must pass."""
+    random stacks would overflow it to NaN, which RTNeural parity rightly fails (docs/exporters.md,
+    "The RTNeural reference runtime"); these registries measure speed, and every model must pass."""
     from modelreg.layers import kinds
     from modelreg.spec import ACTIVATIONS
 

@@ -3,7 +3,8 @@
 Recurrent layers run the way a real-time host runs them: one frame per call,
 hidden state kept between calls. ``forward`` accepts one frame
 ``[batch, features]`` (advances the state by one step) or a sequence
-``[batch, time, features]``; ``reset()`` puts the state back to zeros.
+``[batch, time, features]``; ``reset()`` puts the state back to zeros, or, when the
+entry says ``reset = "rest"``, to the resting state (:mod:`modelreg.rest`).
 Underneath, :meth:`RealtimeModel.step` is a pure function of
 ``(input, state) -> (output, new state)`` that exporters can trace.
 
@@ -14,9 +15,10 @@ Each layer's torch module, per-frame step and state come from its kind
 from __future__ import annotations
 
 import contextlib
+import threading
 import zlib
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import torch
@@ -24,6 +26,9 @@ from torch import Tensor, nn
 
 from .errors import UsageError
 from .layers.base import LayerKind, LayerSpec
+
+if TYPE_CHECKING:
+    from .rest import ResetMode, RestingState
 
 __all__ = ["BuildSpec", "RealtimeModel", "State", "build_module", "seeded", "seed_for"]
 
@@ -50,6 +55,9 @@ class BuildSpec(Protocol):
     @property
     def layers(self) -> tuple[LayerSpec, ...]: ...
 
+    # Also read when present (a ModelSpec has them): ``reset`` ("zeros" or "rest", default
+    # "zeros") and ``rest_frame`` (the rest input, one value per feature; default zeros).
+
 # Per layer: its state tensors in the order its kind's state() lists them, each
 # [1, batch, size]: (h, c) for an LSTM, (h,) for a GRU, () for a dense layer.
 LayerState = tuple[Tensor, ...]
@@ -62,9 +70,11 @@ class RealtimeModel(nn.Module):
     What ``spec.build()`` and ``spec.load()`` return, and what exporters are
     handed. Attributes: ``in_features``, ``out_features``, ``is_stateful``,
     ``input_range`` (the entry's ``(min, max)``, or None), ``checkpoint_sha256``
-    (of the checkpoint bytes ``spec.load()`` loaded; None for ``spec.build()``);
-    methods: ``reset()``, ``state_layout()``, ``streaming()`` (the explicit-state
-    form exporters trace) and torch's own ``state_dict()``.
+    (of the checkpoint bytes ``spec.load()`` loaded; None for ``spec.build()``),
+    ``reset_mode`` (the entry's ``reset``: ``"zeros"`` or ``"rest"``) and
+    ``rest_input`` (the entry's rest input, one value per feature);
+    methods: ``reset()``, ``resting_state()``, ``state_layout()``, ``streaming()``
+    (the explicit-state form exporters trace) and torch's own ``state_dict()``.
 
     State-dict keys, with ``i`` the layer's index in the entry's ``layers`` and
     ``in`` its input size (the previous layer's units, or ``in_features``):
@@ -96,15 +106,35 @@ class RealtimeModel(nn.Module):
         self._state: State | None = None
         # Fixed by the layers; asked on every call, so computed once.
         self._stateful = any(layer.kind.state(layer) for layer in self.layer_specs)
+        # What reset() restores (the entry's reset key), and the input of a silent host.
+        self.reset_mode: ResetMode = getattr(spec, "reset", "zeros")
+        rest = getattr(spec, "rest_frame", None)
+        self.rest_input: tuple[float, ...] = (tuple(float(v) for v in rest) if rest is not None
+                                              else (0.0,) * spec.in_features)
+        # What the next call starts from after reset(): the entry's mode unless reset(to=...) said otherwise.
+        self._reset_to: ResetMode = self.reset_mode
+        # (what the weights were when it was computed, the resting state): see resting_state().
+        self._rest_cache: tuple[tuple[Any, ...], RestingState] | None = None
 
     @property
     def is_stateful(self) -> bool:
         """True when a layer is recurrent: each call advances the state kept between calls."""
         return self._stateful
 
-    def reset(self) -> None:
-        """Forget the recurrent state; the next call starts from zeros."""
+    def reset(self, to: ResetMode | None = None) -> None:
+        """Forget the recurrent state. The next call starts from zeros, or, when the entry says
+        ``reset = "rest"``, from the resting state (see :meth:`resting_state`).
+
+        ``to`` (``"zeros"`` or ``"rest"``) overrides the entry's choice until the next reset:
+        parity references start from zeros, as every artifact's step does. Cheap: the
+        resting state is computed once per set of weights. A model whose state never
+        settles has no resting state and starts from zeros (the ``state.rest`` check fails).
+        """
+        if to is not None and to not in ("zeros", "rest"):
+            raise UsageError.at("unknown reset mode", model=self.spec_name, key="to",
+                                expected="'zeros' or 'rest'", found=repr(to))
         self._state = None
+        self._reset_to = to or self.reset_mode
 
     def initial_state(self, batch: int) -> State:
         """Zero state for ``batch`` parallel streams."""
@@ -112,16 +142,55 @@ class RealtimeModel(nn.Module):
         return [tuple(torch.zeros(1, batch, size, dtype=dtype) for _, size in layer.kind.state(layer))
                 for layer in self.layer_specs]
 
+    def resting_state(self) -> RestingState:
+        """Where the state settles on :attr:`rest_input`, from a float64 copy (see :mod:`modelreg.rest`).
+
+        Computed on first use and kept while the weights, buffers and activations stay as
+        they were (a loaded checkpoint computes it at load time when the entry asks for
+        ``reset = "rest"``, so that no call of a host's stream pays for it).
+        """
+        key = self._rest_key()
+        with _rest_lock:  # validate's threads ask for it at once: the first computes, the others wait
+            if self._rest_cache is None or self._rest_cache[0] != key:
+                from .rest import compute_resting_state
+
+                self._rest_cache = (key, compute_resting_state(self))
+            return self._rest_cache[1]
+
+    def _rest_key(self) -> tuple[Any, ...]:
+        """What the resting state depends on: each tensor's identity, version (bumped by every
+        in-place change, load_state_dict included) and dtype; activations; the rest input."""
+        tensors = tuple((id(t), t._version, t.dtype) for t in (*self.parameters(), *self.buffers()))
+        return tensors, tuple(self.activation_names), self.rest_input
+
+    def _start_state(self, batch: int) -> State:
+        """The state the first call after a reset starts from (see :meth:`reset`)."""
+        if self._reset_to == "rest":
+            resting = self.resting_state()
+            if resting.behaviour == "converged":
+                dtype = next(self.parameters()).dtype
+                flat = iter(resting.tensors(batch, dtype))
+                return [tuple(next(flat) for _ in layer.kind.state(layer)) for layer in self.layer_specs]
+        return self.initial_state(batch)
+
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """Run a sequence ``[batch, time, features]`` from ``state``; pure (no side effects)."""
+        outputs, new_state = self.step_layers(x, state)
+        return outputs[-1], new_state
+
+    def step_layers(self, x: Tensor, state: State) -> tuple[list[Tensor], State]:
+        """:meth:`step`, keeping every layer's output (``[batch, time, units]`` each, the last being
+        the model's); pure. For checks that look inside the stack (subnormal values, say)."""
+        outputs: list[Tensor] = []
         new_state: State = []
         for kind, layer, activation, module, layer_state in zip(self.layer_kinds, self.layer_specs,
                                                                  self.activation_names, self.layers, state):
             if activation != layer.activation:  # activation_names belongs to the module and may be edited
                 layer = attrs.evolve(layer, activation=activation)
             x, out_state = kind.forward(module, layer, x, layer_state)
+            outputs.append(x)
             new_state.append(out_state)
-        return x, new_state
+        return outputs, new_state
 
     def state_layout(self) -> list[tuple[str, int]]:
         """(name, size) of every state tensor in the order :meth:`streaming` takes them:
@@ -153,7 +222,7 @@ class RealtimeModel(nn.Module):
             y, _ = self.step(sequence, [()] * len(self.layers))
             return y.squeeze(1) if frame else y
         if self._state is None:
-            self._state = self.initial_state(batch)
+            self._state = self._start_state(batch)
         else:
             current = _batch_of(self._state)
             if current != batch:
@@ -188,6 +257,10 @@ class _Streaming(nn.Module):
         # squeeze as an If whose branch keeps the traced batch size, so onnxruntime
         # fails on any other batch.
         return (y[:, 0], *flat_out)
+
+
+# One resting-state computation at a time (a module-level lock: modules are deep-copied, a lock cannot be).
+_rest_lock = threading.RLock()
 
 
 def _batch_of(state: State) -> int:

@@ -168,7 +168,7 @@ def _unpickler_detail(message: str) -> str:
     return lines[0] if lines else "unreadable pickle"
 
 
-# batchnorm's training counter: inference and export never read it (README "The registry").
+# batchnorm's training counter: inference and export never read it (docs/registry.md).
 _COUNTER = "num_batches_tracked"
 
 
@@ -396,7 +396,11 @@ def load_checkpoint(spec: CheckpointSpec) -> RealtimeModel:
     module.load_state_dict(fit.state, strict=True)
     # What the module's weights came from: the lock records it with every artifact made from them.
     module.checkpoint_sha256 = digest
-    return module.eval()
+    module.eval()
+    if module.reset_mode == "rest" and module.is_stateful:
+        # Computed now, once: a host's first call after reset() must not pay for it.
+        module.resting_state()
+    return module
 
 
 def _state_bytes(module: RealtimeModel) -> bytes:

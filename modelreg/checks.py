@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "check_batch_consistency",
     "check_block_latency",
+    "check_denormals",
     "check_determinism",
     "check_edge_cases",
     "check_finite_weights",
@@ -29,6 +30,7 @@ __all__ = [
     "check_output_range",
     "check_output_shape",
     "check_params",
+    "check_rest_state",
     "run_frames",
     "tolerance_for",
 ]
@@ -146,6 +148,61 @@ def check_output_range(spec: ModelSpec, module: RealtimeModel, softmax_tolerance
     if problems:
         return CheckResult("output_range", "fail", f"{rule}: " + "; ".join(problems), figures)
     return CheckResult("output_range", "pass", f"{rule}: within [{low:g}, {high:g}]", figures)
+
+
+def check_rest_state(spec: ModelSpec, module: RealtimeModel, tolerance: float) -> CheckResult:
+    """``state.rest``: the click a reset makes on the rest input, zero reset and resting reset.
+
+    The first output after each reset is compared with the resting output (see
+    :func:`modelreg.rest.rest_check`). With ``reset = "rest"`` the module's own
+    ``reset()`` must restore the resting state; otherwise the resting reset is
+    ``reset(to="rest")``, for comparison. Fails when the state never settles.
+    """
+    import torch
+
+    from .parity import _reference_lock
+    from .rest import ResetMode, rest_check
+
+    resting = module.resting_state()
+
+    def run(frames: np.ndarray, mode: ResetMode) -> np.ndarray:
+        # The entry's own reset() is what is proven when it asks for the resting state.
+        to: ResetMode | None = None if mode == spec.reset else mode
+        with _reference_lock, torch.inference_mode():  # the module's state is stepped here
+            module.reset(to=to)
+            try:
+                return np.stack([module(torch.from_numpy(np.ascontiguousarray(frames[:, t, :]))).numpy()
+                                 for t in range(frames.shape[1])], axis=1)
+            finally:
+                module.reset()
+
+    return rest_check("state.rest", run, resting, reset=spec.reset, tolerance=tolerance)
+
+
+def check_denormals(spec: ModelSpec, module: RealtimeModel) -> CheckResult:
+    """``denormals``, reference side: subnormal float32 values in state and outputs on silence.
+
+    The parity stream, then a silent tail (see :mod:`modelreg.denormals`). A warning only
+    (status pass, the message and ``warn`` saying so) when there are any: what they cost is
+    a runtime's matter (timed in C++).
+    """
+    from .denormals import count_subnormals
+
+    counts = count_subnormals(module)
+    figures = {**counts.figures(), "warn": counts.total > 0}
+    silence = (f"{counts.tail_frames:,} frames of silence after the {counts.stream_frames}-frame stream"
+               if module.is_stateful else "silence (no state: one frame)")
+    if not counts.total:
+        return CheckResult("denormals", "pass", f"no subnormal float32 values in state or outputs over {silence}",
+                           figures)
+    where = ", ".join(f"{name} {count:,}" for name, count in counts.counts.items() if count)
+    staying = ", ".join(f"{name} {count:,}" for name, count in counts.at_end.items() if count)
+    still = f"still there at the end: {staying}" if staying else "none left at the end"
+    return CheckResult("denormals", "pass",
+                       f"warning: {counts.total:,} subnormal float32 values over {silence} ({where}; first at "
+                       f"silent frame {counts.first_frame}; {still}): each operation on one costs 10-100x on "
+                       "most CPUs; have the host flush denormals to zero (FTZ/DAZ) around the model's calls",
+                       figures)
 
 
 def check_determinism(spec: ModelSpec, module: RealtimeModel) -> CheckResult:

@@ -4,7 +4,7 @@
 both are given). Every command reads the registry except ``check``, which
 reads only the files it is given and refuses ``--registry``.
 
-Exit codes, the same for every command (README "Command line" states the same rule):
+Exit codes, the same for every command (docs/cli.md states the same rule):
 
 - 0: everything asked for was done and passed.
 - 1: a check failed: a model, checkpoint or file was examined and found
@@ -233,7 +233,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
           + (f", values in [{spec.input_range[0]:g}, {spec.input_range[1]:g}]" if spec.input_range else ""))
     print(f"  output       {list(spec.output_shape)}")
     print(f"  params       {spec.params:,}")
-    print(f"  stateful     {'yes (one frame per call, reset() to zeros)' if spec.is_stateful else 'no'}")
+    resets = "reset() to the resting state" if spec.reset == "rest" else "reset() to zeros"
+    print(f"  stateful     {f'yes (one frame per call, {resets})' if spec.is_stateful else 'no'}")
+    if spec.rest_input is not None:
+        rest = spec.rest_frame
+        same = all(value == rest[0] for value in rest)
+        print(f"  rest input   {f'{rest[0]:g} on every feature' if same else ', '.join(f'{v:g}' for v in rest)}")
     if spec.sample_rate is not None and spec.block_size is not None and spec.block_ms is not None:
         from .latency import ms_text
         from .spec import audio_rate_text
@@ -713,7 +718,7 @@ def _export_names(text: str) -> list[str]:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     """Exit 1 when the file is no valid RTNeural model or the import does not reproduce it
-    (a file examined and found wrong); 2 for everything that stops the command (README rule)."""
+    (a file examined and found wrong); 2 for everything that stops the command (docs/cli.md)."""
     from .rtneural.importing import DEFAULT_EXPORTS, DEFAULT_LATENCY_MS, import_rtneural
 
     _require_readable(Path(args.file), args.file)

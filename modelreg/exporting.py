@@ -59,8 +59,9 @@ LOCK_FORMAT = 1
 # does not make an export stale; a changed layer or shape does.
 ARTIFACT_FIELDS = ("input_shape", "output_shape", "dtype", "layers")
 #: Fields that shape some artifacts, hashed only when an entry sets them: an entry without them
-#: hashes as it did before they existed (its records in registry.lock stay fresh).
-OPTIONAL_ARTIFACT_FIELDS = ("cpp_weights",)
+#: hashes as it did before they existed (its records in registry.lock stay fresh). cpp_weights:
+#: the rtneural-cpp header's form; reset, rest_input: the resting state an ONNX file carries.
+OPTIONAL_ARTIFACT_FIELDS = ("cpp_weights", "reset", "rest_input")
 
 
 def artifact_entry_sha256(spec: ModelSpec) -> str:
@@ -287,7 +288,7 @@ def freshness(spec: ModelSpec, exporter: Exporter, lock: dict[str, Any], checkpo
         return Freshness("tampered", f"{display_path(artifact)} {tampered_reason(spec.name)}")
     reasons = []
     if record.get("entry_sha256") != artifact_entry_sha256(spec):
-        reasons.append("the registry entry's architecture changed")
+        reasons.append("the registry entry's reset or architecture changed")
     current_checkpoint = checkpoint_sha256 or sha256_file(spec.checkpoint)
     if record.get("checkpoint_sha256") != current_checkpoint:
         reasons.append("the checkpoint changed")

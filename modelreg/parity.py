@@ -66,7 +66,9 @@ def scaled_error(actual: np.ndarray, expected: np.ndarray, exact: np.ndarray | N
 
 
 def reference_outputs(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:
-    """``module`` on ``frames [batch, time, in]`` from a zero state, as one sequence: ``[batch, time, out]``.
+    """``module`` on ``frames [batch, time, in]`` from a zero state, as one sequence: ``[batch, time, out]``
+    (from zeros whatever the entry's ``reset``: an artifact's step is proven from the zero state;
+    the resting reset has its own check, ``state.rest``).
 
     The dtype of ``frames`` must be the module's (float32, or float64 for an
     exact copy). Every layer kind computes a sequence exactly as it computes
@@ -77,7 +79,7 @@ def reference_outputs(module: RealtimeModel, frames: np.ndarray) -> np.ndarray:
     import torch
 
     with _reference_lock:
-        module.reset()
+        module.reset(to="zeros")
         try:
             with torch.inference_mode():
                 return module(torch.from_numpy(np.ascontiguousarray(frames))).numpy()

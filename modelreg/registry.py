@@ -365,6 +365,8 @@ def _semantic_problems(
         elif not bounds[0] < bounds[1]:
             add("input range is empty or reversed", "input_range", expected, bounds)
 
+    _rest_problems(entry, layers, layers_ok, add)
+
     root = registry_file.parent
     checkpoint = entry["checkpoint"]
     inside = "a relative path inside the registry's folder"
@@ -413,6 +415,38 @@ def _audio_rate_problems(entry: Mapping[str, Any], add: Callable[..., None]) -> 
         add("latency target longer than one audio block: a block computed slower than it lasts is not real time",
             "latency_ms", f"at most {duration:.4g} ms, one {block}-sample block at {sample_rate_text(rate)}; "
             "or no latency_ms, which makes the block's duration the target", target)
+
+
+def _rest_problems(entry: Mapping[str, Any], layers: list[LayerSpec], layers_ok: bool,
+                   add: Callable[..., None]) -> None:
+    """``reset`` and ``rest_input``: what the schema cannot say (sizes, finiteness, the declared range),
+    each problem passed to ``add`` (see :func:`_semantic_problems`)."""
+    in_features = entry["input_shape"][-1]
+    if entry.get("reset") == "rest" and layers_ok and not any(layer.kind.state(layer) for layer in layers):
+        add('reset = "rest" restores a resting state, but this model keeps no state between frames '
+            "(no recurrent layer, no causal conv1d/conv2d with history)", "reset",
+            'no reset key (or reset = "zeros") for a stateless model', "rest")
+    rest = entry.get("rest_input")
+    if rest is None:
+        return
+    values = list(rest) if isinstance(rest, list) else [rest]
+    one_each = f"one number for all features, or {in_features} numbers: one per input feature (input_shape {list(entry['input_shape'])})"
+    if isinstance(rest, list) and len(values) != in_features:
+        add(f"rest_input has {len(values)} values, the model takes {in_features} input features", "rest_input",
+            one_each, text=f"{len(values)} values")
+        return
+    where = (lambda i: f"rest_input[{i}]") if isinstance(rest, list) else (lambda i: "rest_input")
+    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+    if bad:
+        add("rest input must be finite", where(bad[0]), "a finite number", values[bad[0]])
+        return
+    bounds = entry.get("input_range")
+    if bounds is not None and all(math.isfinite(v) for v in bounds) and bounds[0] < bounds[1]:
+        outside = [i for i, v in enumerate(values) if not bounds[0] <= v <= bounds[1]]
+        if outside:
+            also = ", ".join(where(i) for i in outside[1:4]) + (", ..." if len(outside) > 4 else "")
+            add("rest input lies outside input_range: the host never feeds it" + (f" (nor {also})" if also else ""),
+                where(outside[0]), f"a value within input_range [{bounds[0]:g}, {bounds[1]:g}]", values[outside[0]])
 
 
 #: Input sizes tried when the declared params do not fit the declared input size.
@@ -490,6 +524,18 @@ def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
         input_range=(float(entry["input_range"][0]), float(entry["input_range"][1])) if "input_range" in entry else None,
         tags=tuple(entry.get("tags", ())),
         cpp_weights=entry.get("cpp_weights", "json"),
+        reset=entry.get("reset", "zeros"),
+        rest_input=_rest_values(entry),
         entry=dict(entry),
         settings=dict(settings or {}),
     )
+
+
+def _rest_values(entry: Mapping[str, Any]) -> tuple[float, ...] | None:
+    """The (valid) entry's rest_input as one float per input feature; None when not given."""
+    rest = entry.get("rest_input")
+    if rest is None:
+        return None
+    if isinstance(rest, list):
+        return tuple(float(v) for v in rest)
+    return (float(rest),) * entry["input_shape"][-1]

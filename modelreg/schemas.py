@@ -251,6 +251,19 @@ def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, A
     if validator == "maxLength" or validator == "minLength":
         expected = schema.get("description") or f"{validator} {error.validator_value}"
         return [problem("empty" if value == "" else "invalid length", path, expected, found(value))]
+    if validator == "anyOf":
+        # The branches whose type the value has say what is wrong with it (an array holding
+        # a string: that entry); when it has none of their types, it is the wrong type.
+        branches: dict[Any, list[Any]] = {}
+        for sub in error.context or ():
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        fitting = [subs for subs in branches.values()
+                   if not any(sub.validator == "type" and list(sub.absolute_path) == path for sub in subs)]
+        if len(fitting) == 1:
+            return [item for sub in fitting[0] for item in _problems_for(sub, file, model_of, root)]
+        expected = schema.get("description") or " or ".join(
+            filter(None, (_expected_of(_resolve(branch, root)) for branch in error.validator_value)))
+        return [problem("wrong type", path, expected or None, f"{found(value)} ({_kind(value)})")]
     if validator == "not":
         return [problem(f"not allowed here: {schema.get('description', 'this key must not be set')}", path, None, found(value))]
     return [problem(error.message, path)]

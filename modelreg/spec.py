@@ -18,6 +18,7 @@ import attrs
 from .layers import names
 from .layers import activations as _activations
 from .layers.base import LayerSpec
+from .rest import RESET_MODES, ResetMode
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
@@ -28,6 +29,7 @@ __all__ = [
     "LAYER_TYPES",
     "LayerSpec",
     "ModelSpec",
+    "RESET_MODES",
     "audio_rate_text",
     "block_duration_ms",
     "count_params",
@@ -103,8 +105,9 @@ class ModelSpec:
     ``checkpoint``, ``tolerance``...). What an exporter plugin typically uses:
     ``name``, ``registry_dir`` (the folder artifacts go in), ``in_features``,
     ``out_features``, ``is_stateful``, ``layers``, ``tolerance`` (None: the
-    default 1e-5 applies) and ``input_range`` (``(min, max)`` the host feeds;
-    None: any value).
+    default 1e-5 applies), ``input_range`` (``(min, max)`` the host feeds;
+    None: any value), ``reset`` (``"zeros"`` or ``"rest"``: what ``reset()``
+    restores) and ``rest_frame`` (the input of a silent host, one value per feature).
 
     An audio-rate model (one frame per sample) has ``sample_rate`` (Hz) and
     ``block_size`` (samples per block the host processes); its ``latency_ms`` is
@@ -135,6 +138,11 @@ class ModelSpec:
     #: at run time) or "embedded" (compiled into the header).
     cpp_weights: Literal["json", "embedded"] = "json"
     tags: tuple[str, ...] = ()
+    # What reset() restores on a stateful model: "zeros" (the default, as before) or "rest".
+    reset: ResetMode = "zeros"
+    # The entry's rest_input, one value per feature (a single number is spread by the
+    # registry); None: the default (see rest_frame).
+    rest_input: tuple[float, ...] | None = None
     # The entry exactly as written (parsed TOML), kept for hashing and display.
     entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
     # The registry's [settings] table (e.g. where RTNeural's C++ headers are), shared by every entry.
@@ -173,6 +181,22 @@ class ModelSpec:
         """True when the latency target is the block's duration (an audio-rate entry without a
         stricter ``latency_ms``)."""
         return self.block_ms is not None and self.latency_ms == self.block_ms
+
+    @property
+    def rest_frame(self) -> tuple[float, ...]:
+        """The rest input: what a silent host feeds, one value per input feature.
+
+        The entry's ``rest_input``; by default 0.0 for every feature, or, when a
+        declared ``input_range`` excludes 0, the bound nearest to 0 (the quietest
+        value the host feeds).
+        """
+        if self.rest_input is not None:
+            values = self.rest_input
+            return values * self.in_features if len(values) == 1 else values
+        quiet = 0.0
+        if self.input_range is not None:
+            quiet = min(max(quiet, self.input_range[0]), self.input_range[1])
+        return (quiet,) * self.in_features
 
     @property
     def computed_params(self) -> int:

@@ -63,7 +63,7 @@ def _skip_rest(report: ModelReport, names: Iterable[str], because: str) -> None:
 
 MODEL_CHECKS = (
     "entry", "build", "params", "checkpoint", "weights_finite", "output_shape",
-    "batch_consistency", "edge_cases", "output_range", "determinism", "latency",
+    "batch_consistency", "edge_cases", "output_range", "state.rest", "denormals", "determinism", "latency",
 )
 
 
@@ -162,6 +162,8 @@ def _validate_model(spec: ModelSpec, *, latency_seconds: float, exports: bool, l
                 ("batch_consistency", lambda: checks.check_batch_consistency(spec, module, tolerance)),
                 ("edge_cases", lambda: checks.check_edge_cases(spec, module)),
                 ("output_range", lambda: checks.check_output_range(spec, module)),
+                ("state.rest", lambda: checks.check_rest_state(spec, module, tolerance)),
+                ("denormals", lambda: checks.check_denormals(spec, module)),
                 ("determinism", lambda: checks.check_determinism(spec, module)),
             ):
                 _run(report, name, check)

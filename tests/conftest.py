@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The reference, one page per topic (README.md is the landing page that links to them).
+DOCS = ROOT / "docs"
 # Beside the checkout only on CI machines (RTNeural's C++ headers): tests that need it
 # go through shared_dir(), which skips with a message when it is absent.
 SHARED = ROOT.parent / "shared"
@@ -38,7 +40,7 @@ def shared_dir(*parts: str, what: str, setting: str) -> Path:
 
 # The tiny registry: three models, every test's default. TINYDENSE alone serves tests that
 # write their own registry around it (tanh keeps its softmax inputs small: RTNeural's
-# softmax overflows above ~88, see the README).
+# softmax overflows above ~88, see docs/exporters.md).
 TINYDENSE = """\
 [models.tinydense]
 description = "two dense layers"

@@ -15,6 +15,7 @@ from modelreg.checkpoint import init_checkpoint
 from modelreg.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 
 
 def _spec(path, name="tinylstm"):
@@ -179,7 +180,7 @@ def test_cli_init_reports_pin_mismatch(tiny_registry, capsys):
 
 
 def test_state_dict_layout_is_as_documented(tmp_path):
-    """README "Checkpoints": key names and shapes per layer type (PyTorch's own, under layers.{i})."""
+    """docs/checkpoints.md: key names and shapes per layer type (PyTorch's own, under layers.{i})."""
     from conftest import write_registry
 
     registry = write_registry(tmp_path, text="""
@@ -208,14 +209,14 @@ def test_state_dict_layout_is_as_documented(tmp_path):
         "layers.2.bias_ih_l0": [6], "layers.2.bias_hh_l0": [6],
     }
     assert all(tensor.dtype == torch.float32 for tensor in state.values())
-    readme = (ROOT / "README.md").read_text()
+    page = (DOCS / "checkpoints.md").read_text()
     for key in ("layers.{i}.weight", "layers.{i}.bias", "layers.{i}.weight_ih_l0", "layers.{i}.weight_hh_l0",
                 "layers.{i}.bias_ih_l0", "layers.{i}.bias_hh_l0"):
-        assert f"`{key}`" in readme, key
+        assert f"`{key}`" in page, key
 
 
 def test_weights_trained_elsewhere_load_after_the_documented_renaming(tiny_registry):
-    """README recipe: fill spec.build()'s state_dict() layout, torch.save it, and the model loads."""
+    """docs/checkpoints.md recipe: fill spec.build()'s state_dict() layout, torch.save it, and the model loads."""
     torch.manual_seed(3)
     trained = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3), torch.nn.Softmax(-1))
     spec = load_registry(tiny_registry)["tinydense"]
@@ -437,7 +438,7 @@ def test_a_float64_checkpoint_that_would_round_is_refused_with_the_float_hint(ti
 
 
 def test_a_batchnorm_checkpoint_without_num_batches_tracked_loads(tmp_path):
-    # README: inference never reads the counter; a file without it is the same model.
+    # docs/registry.md: inference never reads the counter; a file without it is the same model.
     _, spec = _bnnet(tmp_path)
     saved = torch.load(spec.checkpoint, weights_only=True)
     torch.save({key: value for key, value in saved.items() if not key.endswith("num_batches_tracked")},

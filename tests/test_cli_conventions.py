@@ -1,4 +1,4 @@
-"""Command-line conventions: where ``--registry`` goes, and the exit-code rule of README "Command line".
+"""Command-line conventions: where ``--registry`` goes, and the exit-code rule of docs/cli.md.
 
 0: everything passed. 1: a check failed (a model, checkpoint or file was
 examined and found wrong; the others are still checked). 2: the command could
@@ -217,12 +217,14 @@ def test_exit_code(setup, argv, code, expected, project, capsys):
         assert "error:" not in err, err
 
 
-def test_the_readme_states_the_rule_the_cli_docstring_states():
-    """One rule, written twice (README for users, the module docstring for readers of the code)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
-    assert "Every command takes `--registry PATH`" not in readme
-    assert "`check`, which reads only the files it is given" in section
+def test_the_docs_state_the_rule_the_cli_docstring_states():
+    """One rule, written twice (docs/cli.md for users, the module docstring for readers of the code)."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = page.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        assert "Every command takes `--registry PATH`" not in path.read_text(encoding="utf-8"), path.name
+    assert "`check`, which reads only the files it is given" in page
     docstring = cli.__doc__ or ""
     for code in ("0", "1", "2", "130"):
         assert f"\n| {code} | " in section, code

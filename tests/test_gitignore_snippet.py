@@ -1,4 +1,4 @@
-"""The README's .gitignore snippet ignores exactly the machine-local files a run writes (issue 23)."""
+"""The .gitignore snippet of docs/project.md ("What to commit") ignores exactly the machine-local files a run writes (issue 23)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINYDENSE, run_cli, write_registry
+from conftest import DOCS, TINYDENSE, run_cli, write_registry
 
 
 def _snippet() -> str:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```gitignore\n(.*?)```", readme, re.S)
-    assert block, "README has no ```gitignore snippet"
+    page = (DOCS / "project.md").read_text()
+    block = re.search(r"```gitignore\n(.*?)```", page, re.S)
+    assert block, "docs/project.md has no ```gitignore snippet"
     return block[1]
 
 
@@ -34,7 +34,7 @@ def test_the_gitignore_snippet_leaves_what_to_commit_and_ignores_the_rest(tmp_pa
                             capture_output=True, text=True, check=True).stdout.splitlines()
     untracked = sorted(line[3:] for line in status if line.startswith("?? "))
     ignored = sorted(line[3:] for line in status if line.startswith("!! "))
-    assert untracked == [".gitignore", "models/cpp/tinydense.h", "models/onnx/tinydense.onnx", "models/tinydense.json",
+    assert untracked == [".gitignore", "models/cpp/CMakeLists.txt", "models/cpp/tinydense.h", "models/onnx/tinydense.onnx", "models/tinydense.json",
                          "models/tinydense.pt", "registry.lock", "registry.toml"]
     assert ignored == sorted(["models/.tinydense.json.123-abcdefgh.partial", "models/validation_report.html",
                               "models/validation_results.json", "registry.lock.flock", *(f"models/{b}" for b in backups)])

@@ -13,6 +13,8 @@ from conftest import ROOT
 
 
 def _lower_bounds() -> dict[str, str]:
+    """The ">=" bounds of what users install: the dependencies and the onnx extra. The dev extra
+    (pytest, mypy, mkdocs...) holds the repository's own tools, not a promise to users: unpinned."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     bounds = {}
     for line in project["dependencies"] + project["optional-dependencies"]["onnx"]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINYDENSE, write_registry
+from conftest import DOCS, ROOT, TINYDENSE, write_registry
 
 HOOKS = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
 
@@ -127,7 +127,7 @@ def test_validate_passes_a_good_registry_without_writing_results(project):
     before = results.read_bytes()
     result = run_hook("modelreg-validate", ["registry.toml"], project)
     assert result is not None and result.returncode == 0, result.stdout + result.stderr
-    assert "ok   tinydense: 14/17 checks passed, 3 skipped" in result.stdout
+    assert "ok   tinydense: 16/20 checks passed, 4 skipped" in result.stdout
     assert "checks skipped (1 model: latency, rtneural.dynamic_latency): latency not measured" in result.stdout
     assert results.read_bytes() == before  # --no-write: a commit does not rewrite the results
 
@@ -158,10 +158,10 @@ def test_validate_takes_a_registry_elsewhere_through_args(project, tmp_path):
     assert result is not None and result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_readme_snippet_uses_these_hooks():
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```yaml\n(# \.pre-commit-config\.yaml.*?)```", readme, re.S)
-    assert block, "README has no .pre-commit-config.yaml snippet"
+def test_the_documented_snippet_uses_these_hooks():
+    page = (DOCS / "project.md").read_text()
+    block = re.search(r"```yaml\n(# \.pre-commit-config\.yaml.*?)```", page, re.S)
+    assert block, "docs/project.md has no .pre-commit-config.yaml snippet"
     config = yaml.safe_load(block[1])
     hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
     assert {hook["id"] for hook in hooks} == set(HOOKS)
@@ -170,4 +170,4 @@ def test_the_readme_snippet_uses_these_hooks():
         if hook["id"] == "modelreg-check":
             assert _selected(merged, ["models/groovepredictor.json", "models/validation_results.json", "src/x.json"]) == [
                 "models/groovepredictor.json"]
-    assert "--no-latency" in readme  # documented
+    assert "--no-latency" in page  # documented

@@ -44,7 +44,7 @@ layers = [
 """
 
 MODEL_CHECKS = ["entry", "build", "params", "checkpoint", "weights_finite", "output_shape", "batch_consistency",
-                "edge_cases", "output_range", "determinism", "latency"]
+                "edge_cases", "output_range", "state.rest", "denormals", "determinism", "latency"]
 FAST = ["--modelreg-latency-seconds", "0.02"]
 
 
@@ -68,7 +68,8 @@ def test_one_item_per_model_and_check(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--collect-only", "-q")
     expected = ([f"registry.toml::tinydense::{c}" for c in MODEL_CHECKS]
                 + [f"registry.toml::tinydense::rtneural.{c}"
-                   for c in ("exists", "fresh", "schema", "parity", "dynamic_parity", "dynamic_latency")]
+                   for c in ("exists", "fresh", "schema", "parity", "dynamic_parity", "dynamic_realtime",
+                             "dynamic_latency")]
                 + [f"registry.toml::slowgru::{c}" for c in MODEL_CHECKS])
     assert _ids(result) == expected
     assert result.ret == 0
@@ -76,15 +77,15 @@ def test_one_item_per_model_and_check(pytester, project):
 
 def test_failures_carry_the_checks_message_and_skips_the_reason(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-rs", *FAST)
-    result.assert_outcomes(passed=21, failed=2, skipped=5)
+    result.assert_outcomes(passed=25, failed=2, skipped=6)
     text = result.stdout.str()
     assert "slowgru: latency failed: p99 " in text and "vs target 1e-09 ms" in text
     assert ("tinydense: rtneural.exists failed: models/tinydense.json does not exist; "
             "run `modelreg export tinydense`") in text
     # Skipped checks say why, pointing at the model's entry in the registry (line 1), not at the plugin.
     assert "SKIPPED [2] registry.toml:1: not run: no artifact" in text
-    # parity, cpp_parity and cpp_latency need a valid artifact
-    assert "SKIPPED [3] registry.toml:1: not run: no valid artifact" in text
+    # parity and the dynamic C++ checks need a valid artifact
+    assert "SKIPPED [4] registry.toml:1: not run: no valid artifact" in text
     assert "Traceback" not in text and "pytest_plugin.py" not in text
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
@@ -92,7 +93,7 @@ def test_failures_carry_the_checks_message_and_skips_the_reason(pytester, projec
 def test_export_refreshes_artifacts_first(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--modelreg-export", "-k", "tinydense", *FAST)
     # rtneural.dynamic_parity and cpp_latency skip: RTNeural C++ is not configured in the tests
-    result.assert_outcomes(passed=15, skipped=2, deselected=11)
+    result.assert_outcomes(passed=17, skipped=3, deselected=13)
     assert (project.parent / "models" / "tinydense.json").is_file()
     assert result.ret == 0
 
@@ -109,15 +110,21 @@ def test_items_of_a_model_share_one_run_covering_only_the_selected_checks(pytest
 
     monkeypatch.setattr(modelreg.validation, "validate_model", counting)
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", *FAST)
-    result.assert_outcomes(passed=21, failed=2, skipped=5)
-    assert [name for name, _ in calls] == ["tinydense", "slowgru"]  # 17 and 11 items, one run each
+    result.assert_outcomes(passed=25, failed=2, skipped=6)
+    assert [name for name, _ in calls] == ["tinydense", "slowgru"]  # 20 and 13 items, one run each
     assert all(kwargs["latency"] for _, kwargs in calls)
 
     calls.clear()
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-k", "params", *FAST)
-    result.assert_outcomes(passed=2, deselected=26)
+    result.assert_outcomes(passed=2, deselected=31)
     assert calls == [("tinydense", {"latency_seconds": 0.02, "exports": False, "latency": False}),
                      ("slowgru", {"latency_seconds": 0.02, "exports": False, "latency": False})]
+
+    # state.rest has a dot, but is the model's own check: selecting it checks no artifact.
+    calls.clear()
+    result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-k", "state", *FAST)
+    result.assert_outcomes(passed=2, deselected=31)
+    assert [kwargs["exports"] for _, kwargs in calls] == [False, False]
 
 
 @pytest.mark.parametrize(("expression", "selected"), [
@@ -135,16 +142,16 @@ def test_k_selects_models_and_checks(pytester, project, expression, selected):
 
 def test_x_stops_at_the_first_failing_check(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-x", *FAST)
-    # tinydense runs first: its 11 model checks pass, rtneural.exists fails, nothing after it runs.
-    result.assert_outcomes(passed=11, failed=1)
+    # tinydense runs first: its 13 model checks pass, rtneural.exists fails, nothing after it runs.
+    result.assert_outcomes(passed=13, failed=1)
     assert "stopping after 1 failures" in result.stdout.str()
 
 
 def test_last_failed_reruns_only_the_failed_checks(pytester, project):
     first = pytester.runpytest_subprocess("--modelreg", "registry.toml", *FAST)
-    first.assert_outcomes(passed=21, failed=2, skipped=5)
+    first.assert_outcomes(passed=25, failed=2, skipped=6)
     again = pytester.runpytest_subprocess("--modelreg", "registry.toml", "--lf", "-v", *FAST)
-    again.assert_outcomes(failed=2, deselected=26)
+    again.assert_outcomes(failed=2, deselected=31)
     again.stdout.fnmatch_lines(["*registry.toml::tinydense::rtneural.exists FAILED*",
                                 "*registry.toml::slowgru::latency FAILED*"])
 
@@ -153,7 +160,7 @@ def test_junitxml_reports_each_check_with_its_figures(pytester, project):
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "--junitxml=out.xml", *FAST)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     cases = {(c.get("classname"), c.get("name")): c for c in ET.parse(pytester.path / "out.xml").iter("testcase")}
-    assert len(cases) == 28
+    assert len(cases) == 33
     latency = cases[("registry.toml.slowgru", "latency")]
     failure = latency.find("failure")
     assert failure is not None and "slowgru: latency failed: p99" in failure.get("message", "")
@@ -170,7 +177,7 @@ def test_junitxml_reports_each_check_with_its_figures(pytester, project):
 def test_invalid_entry_fails_its_entry_check_and_skips_the_rest(pytester, project):
     project.write_text(REGISTRY.replace("params = 118", "params = 7"))
     result = pytester.runpytest_inprocess("--modelreg", "registry.toml", "-k", "slowgru", "-rs", *FAST)
-    result.assert_outcomes(failed=1, skipped=10, deselected=17)
+    result.assert_outcomes(failed=1, skipped=12, deselected=20)
     text = result.stdout.str()
     assert "slowgru: entry failed: registry.toml: models.slowgru.params: declared parameter count" in text
     assert "not run: entry failed" in text
@@ -182,7 +189,7 @@ def test_the_ini_option_turns_it_on_and_no_modelreg_turns_it_off(pytester, proje
     (pytester.path / "models").rename(pytester.path / "sub" / "models")
     pytester.makeini("[pytest]\nmodelreg_registry = sub/registry.toml\n")
     result = pytester.runpytest_inprocess("--collect-only", "-q")
-    assert _ids(result)[0] == "sub/registry.toml::tinydense::entry" and len(_ids(result)) == 28
+    assert _ids(result)[0] == "sub/registry.toml::tinydense::entry" and len(_ids(result)) == 33
     off = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:modelreg")
     assert _ids(off) == []
 
@@ -195,7 +202,7 @@ def test_without_the_option_it_is_inert(pytester, project):
 
         def test_nothing_heavy_was_imported():
             loaded = {m for m in sys.modules if m.split(".")[0] in ("torch", "numpy", "jsonschema", "modelreg")}
-            assert loaded <= {"modelreg", "modelreg.pytest_plugin"}, sorted(loaded)
+            assert loaded <= {"modelreg", "modelreg._version", "modelreg.pytest_plugin"}, sorted(loaded)
             assert "modelreg.pytest_plugin" in sys.modules  # loaded through its pytest11 entry point
         """))
     result = pytester.runpytest_subprocess("-v", ".")
@@ -206,9 +213,9 @@ def test_without_the_option_it_is_inert(pytester, project):
 
 def test_a_registry_given_as_a_test_path_is_collected_once(pytester, project):
     result = pytester.runpytest_inprocess("registry.toml", "--modelreg", "--collect-only", "-q")
-    assert len(_ids(result)) == 28
+    assert len(_ids(result)) == 33
     result = pytester.runpytest_inprocess(".", "--modelreg=registry.toml", "--collect-only", "-q")
-    assert len(_ids(result)) == 28
+    assert len(_ids(result)) == 33
 
 
 def test_bad_registry_is_one_collection_error_without_traceback(pytester, project):
@@ -234,4 +241,4 @@ def test_usage_errors(pytester, project, args, message):
 def test_modelreg_without_a_path_finds_the_nearest_registry(pytester, project, monkeypatch):
     monkeypatch.delenv("MODELREG_REGISTRY", raising=False)
     result = pytester.runpytest_inprocess("--modelreg", "--collect-only", "-q")
-    assert len(_ids(result)) == 28
+    assert len(_ids(result)) == 33

@@ -266,7 +266,9 @@ def test_eigen_with_its_stack_limit_at_0_does_not_allocate_in_forward(tmp_path: 
     header = tmp_path / "big.h"
     RTNeuralCppExporter().export(spec, module, header)
     assert re.search(r"EIGEN_STACK_ALLOCATION_LIMIT < \d+", header.read_text())  # above the default limit
-    checks = dict(rc.header_engine_checks(spec, module, 1e-5))
+    from modelreg.rtneural.header import header_engine_checks
+
+    checks = dict(header_engine_checks(spec, module, 1e-5))
     realtime = checks["realtime"](header)
     assert realtime.status == "pass" and realtime.figures["allocations"] == 0, realtime
     assert realtime.figures["backend"] == "eigen"

@@ -10,7 +10,12 @@ Graph interface (``batch`` is a dynamic axis everywhere):
   (every state comes from the layer kinds' ``state()``).
 
 A host feeds zeros as the first state and each call's ``*_out`` as the next
-call's state. Exported with PyTorch's TorchScript-based exporter
+call's state. When the entry says ``reset = "rest"``, the file's
+``metadata_props`` carry the resting state to feed instead (after a reset too):
+``modelreg.reset`` = ``"rest"`` and ``modelreg.rest_state`` = JSON
+``{"h1": [[[v, ...]]], "c1": [[[...]]]}``, each ``[1, 1, size]`` (tile it along
+axis 1 for a batch), in input order. Entries without it get no metadata: their
+files are byte for byte what they were. Exported with PyTorch's TorchScript-based exporter
 (``dynamo=False``): for these small fixed graphs it is ~20x faster than the
 torch.export-based one and needs no onnxscript; see docs/decisions.md.
 
@@ -30,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..atomic import atomic_write_bytes
-from ..errors import MissingDependencyError, Problem
+from ..errors import ExportError, MissingDependencyError, Problem
 from ..plugins import Exporter, Parity
+from ..rest import METADATA_RESET, METADATA_REST_STATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,11 +107,28 @@ class ONNXExporter(Exporter):
                 do_constant_folding=True,
             )
         data = buffer.getvalue()
+        if spec.reset == "rest" and module.is_stateful:
+            data = _with_resting_state(onnx, spec, module, data)
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
         atomic_write_bytes(path, data)
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
-        return [attrs.evolve(problem, model=spec.name) for problem in self.check_file(path)]
+        problems = [attrs.evolve(problem, model=spec.name) for problem in self.check_file(path)]
+        if problems:
+            return problems
+        from ..paths import display_path
+
+        onnx = _require("onnx")
+        carried = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+        wanted = "rest" if spec.reset == "rest" and spec.is_stateful else None
+        if carried.get(METADATA_RESET) != wanted:
+            found_ = f"{METADATA_RESET} = {carried[METADATA_RESET]!r}" if METADATA_RESET in carried else "no resting state"
+            expected = (f'{METADATA_RESET} = "rest" and {METADATA_REST_STATE}, as the entry says reset = "rest"'
+                        if wanted else "no resting state, as the entry does not say reset = \"rest\"")
+            return [Problem(f"the file's reset does not match the entry; run `modelreg export --force {spec.name}`",
+                            file=display_path(path), model=spec.name, key=f"models.{spec.name}.reset",
+                            expected=expected, found=found_)]
+        return []
 
     def check_file(self, path: Path) -> list[Problem]:
         onnx = _require("onnx")
@@ -121,7 +144,7 @@ class ONNXExporter(Exporter):
         inputs = [i.name for i in model.graph.input]
         if not inputs or inputs[0] != "x":
             return [Problem("unexpected graph inputs", file=shown, expected="'x' first", found=str(inputs))]
-        return []
+        return _metadata_problems(model, shown)
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         import numpy as np
@@ -144,13 +167,126 @@ class ONNXExporter(Exporter):
 
         return compare_parity(module, run, tolerance)
 
-    def extra_checks(
-        self, spec: ModelSpec, module: RealtimeModel, tolerance: float
-    ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
-        """``latency`` for an audio-rate entry (whole blocks in onnxruntime); none for other entries."""
-        if not spec.is_audio_rate:
-            return []
-        return [("latency", lambda path: block_latency(spec, module, path))]
+    def extra_checks(self, spec: ModelSpec, module: RealtimeModel,
+                     tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+        """``rest`` (stateful models): onnxruntime, fed the zero state and the resting state (the
+        file's metadata; with ``reset = "zeros"``, the one modelreg computes), makes the clicks
+        the ``state.rest`` check measures in torch. ``latency`` (audio-rate models): whole blocks
+        timed in onnxruntime, for comparison."""
+        checks: list[tuple[str, Callable[[Path], CheckResult]]] = []
+        if spec.is_stateful:
+
+            def rest(path: Path) -> CheckResult:
+                return _rest_check(spec, module, path, tolerance)
+
+            checks.append(("rest", rest))
+        if spec.is_audio_rate:
+            checks.append(("latency", lambda path: block_latency(spec, module, path)))
+        return checks
+
+
+def _with_resting_state(onnx: Any, spec: ModelSpec, module: RealtimeModel, data: bytes) -> bytes:
+    """``data`` (a serialised model) with the resting state in its metadata_props; refused (ExportError)
+    when the state never settles."""
+    from ..paths import display_path
+
+    resting = module.resting_state()
+    if resting.behaviour != "converged":
+        raise ExportError.at(f'reset = "rest" needs a resting state, but {resting.unsettled}',
+                             file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.reset",
+                             expected='a state that settles on the rest input, or reset = "zeros"')
+    model = onnx.load_from_string(data)
+    for key, value in ((METADATA_RESET, "rest"), (METADATA_REST_STATE, resting.metadata())):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return bytes(model.SerializeToString())
+
+
+def read_resting_state(metadata: dict[str, str]) -> dict[str, Any] | None:
+    """The resting state a file's ``metadata_props`` carry (name -> float32 ``[1, 1, size]`` array), or None."""
+    import json
+
+    import numpy as np
+
+    text = metadata.get(METADATA_REST_STATE)
+    if text is None:
+        return None
+    return {name: np.asarray(values, np.float32) for name, values in json.loads(text).items()}
+
+
+def _metadata_problems(model: Any, shown: str) -> list[Problem]:
+    """modelreg's metadata_props, when present: a known reset, and a resting state that fits the state inputs."""
+    import json
+    import math
+
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    reset = props.get(METADATA_RESET)
+    text = props.get(METADATA_REST_STATE)
+    if reset is None and text is None:
+        return []
+    if reset not in ("rest", "zeros"):
+        return [Problem("unknown reset in the metadata", file=shown, key=METADATA_RESET,
+                        expected="'rest' or 'zeros'", found=repr(reset))]
+    if reset == "zeros":
+        return [] if text is None else [Problem("a resting state in the metadata of a file that resets to zeros",
+                                                file=shown, key=METADATA_REST_STATE, expected="no resting state",
+                                                found="one")]
+    states = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input[1:]}
+    expected = ", ".join(f"{name} [1, 1, {dims[2] if len(dims) == 3 else '?'}]" for name, dims in states.items())
+    try:
+        carried = json.loads(text) if text is not None else None
+    except ValueError as exc:
+        return [Problem(f"the resting state is not JSON: {exc}", file=shown, key=METADATA_REST_STATE,
+                        expected=f"{{name: [[[values]]]}} for {expected}")]
+    if not isinstance(carried, dict) or list(carried) != list(states):
+        return [Problem("the resting state does not name the graph's state inputs", file=shown, key=METADATA_REST_STATE,
+                        expected=expected, found=str(list(carried) if isinstance(carried, dict) else carried)[:200])]
+    for name, values in carried.items():
+        size = states[name][2] if len(states[name]) == 3 else None
+        row = values[0][0] if (isinstance(values, list) and len(values) == 1 and isinstance(values[0], list)
+                               and len(values[0]) == 1 and isinstance(values[0][0], list)) else None
+        if row is None or len(row) != size or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in row):
+            return [Problem("a resting state tensor has the wrong shape or values", file=shown,
+                            key=f"{METADATA_REST_STATE}.{name}", expected=f"[1, 1, {size}] finite numbers")]
+    return []
+
+
+def _rest_check(spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> CheckResult:
+    """``onnx.rest``: onnxruntime's first output after each kind of reset, against the resting output."""
+    import numpy as np
+
+    from ..rest import ResetMode, rest_check
+
+    ort = _require("onnxruntime")
+    resting = module.resting_state()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    carried = read_resting_state(dict(session.get_modelmeta().custom_metadata_map))
+    states = module.state_layout()
+    output_names = ["y"] + [f"{name}_out" for name, _ in states]
+    source = "metadata" if carried is not None else "computed" if resting.behaviour == "converged" else None
+
+    def run(frames: Any, mode: ResetMode) -> Any:
+        if mode == "zeros":
+            state = {name: np.zeros((1, 1, units), np.float32) for name, units in states}
+        elif carried is not None:
+            state = dict(carried)
+        elif spec.reset != "rest" and resting.behaviour == "converged":
+            # The file resets to zeros; the resting state a host could feed it is modelreg's.
+            state = {name: values.reshape(1, 1, -1) for name, values in resting.state.items()}
+        else:
+            return None
+        outputs = []
+        for t in range(frames.shape[1]):
+            results = session.run(output_names, {"x": np.ascontiguousarray(frames[:, t, :]), **state})
+            outputs.append(results[0])
+            state = {name: value for (name, _), value in zip(states, results[1:])}
+        return np.stack(outputs, axis=1)
+
+    result = rest_check("onnx.rest", run, resting, reset=spec.reset, tolerance=tolerance, runtime="onnxruntime")
+    return attrs.evolve(result, figures={**result.figures, "rest_state": source})
 
 
 def _session(path: Path) -> Any:

@@ -401,7 +401,7 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None) -> str
 //     const float* out = model->getOutputs();   // kOutputSize values
 //
 // reset() and forward() allocate nothing, lock nothing and make no system call (modelreg's
-// rtneural.cpp_realtime check proves it in your toolchain). Flush denormals on the audio thread:
+// rtneural-cpp.realtime check proves it in your toolchain). Flush denormals on the audio thread:
 // modelreg_rt::ScopedFlushDenormals (below), or JUCE's ScopedNoDenormals.
 //
 // Build: C++17, -I<RTNeural checkout>; Eigen backend: -DRTNEURAL_USE_EIGEN=1 -I<checkout>/modules/Eigen
@@ -560,9 +560,63 @@ class RTNeuralCppExporter(Exporter):
     def extra_checks(self, spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
         """``realtime`` (reset() and forward() of the header's model allocate nothing; RealtimeSanitizer
         where a clang has it) and ``denormals`` (the silent tail timed with and without flushing)."""
-        from .cpp import header_engine_checks
-
         return header_engine_checks(spec, module, tolerance)
+
+
+def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
+                         ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+    """``realtime`` and ``denormals`` of an rtneural-cpp header's model (its declared weights form)."""
+    from ..report import CheckResult
+    from .cpp import NotConfigured, Toolchain, denormal_check, header_runner, realtime_check, toolchain_for
+
+    embedded = spec.cpp_weights == "embedded"
+    engine = f"the compiled header ({'embedded' if embedded else 'JSON'} weights)"
+
+    def prepare(name: str, path: Path) -> tuple[Toolchain, Path | None, Any] | CheckResult:
+        try:
+            toolchain = toolchain_for(spec)
+        except NotConfigured as exc:
+            return CheckResult(name, "skip", str(exc))
+        if embedded:
+            return toolchain, None, None
+        # The header's JSON form loads the RTNeural file of this very module.
+        from .exporter import RTNeuralExporter
+
+        folder = tempfile.TemporaryDirectory(prefix="modelreg-cpp-")
+        weights = Path(folder.name) / f"{spec.name}.json"
+        RTNeuralExporter().export(spec, module, weights)
+        return toolchain, weights, folder
+
+    def realtime(path: Path) -> CheckResult:
+        name = "rtneural-cpp.realtime"
+        ready = prepare(name, path)
+        if isinstance(ready, CheckResult):
+            return ready
+        toolchain, weights, folder = ready
+        try:
+            return realtime_check(name, spec, toolchain, engine,
+                                  lambda: header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded),
+                                  weights,
+                                  lambda sanitizer: header_runner(toolchain, path, cpp_namespace(spec), spec.name,
+                                                                  embedded=embedded, sanitizer=sanitizer))
+        finally:
+            if folder is not None:
+                folder.cleanup()
+
+    def denormals(path: Path) -> CheckResult:
+        name = "rtneural-cpp.denormals"
+        ready = prepare(name, path)
+        if isinstance(ready, CheckResult):
+            return ready
+        toolchain, weights, folder = ready
+        try:
+            with header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
+                return denormal_check(name, spec, toolchain, engine, runner, weights)
+        finally:
+            if folder is not None:
+                folder.cleanup()
+
+    return [("realtime", realtime), ("denormals", denormals)]
 
 
 def _placeholder_arrays(spec: ModelSpec) -> list[list[Any]] | None:

@@ -3,7 +3,7 @@
 The artifact takes one frame and the recurrent state explicitly, like the
 ONNX export, and is verified by running it with ``torch.jit.load``: its own
 runtime, independent of how modelreg builds the module. It uses modelreg's
-public API only (README, "Writing an exporter").
+public API only (docs/plugins.md, "Writing an exporter").
 """
 
 from __future__ import annotations
