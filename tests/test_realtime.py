@@ -272,3 +272,57 @@ def test_eigen_with_its_stack_limit_at_0_does_not_allocate_in_forward(tmp_path: 
     realtime = checks["realtime"](header)
     assert realtime.status == "pass" and realtime.figures["allocations"] == 0, realtime
     assert realtime.figures["backend"] == "eigen"
+
+
+# ---------------------------------------------------------------- resting state in the headers
+
+REST_ENTRY = """\
+[models.rester]
+description = "a GRU whose resting state on 0.5 is far from zero"
+input_shape = [1, 3]
+output_shape = [1, 2]
+dtype = "float32"
+params = 118
+latency_ms = 50.0
+exports = ["rtneural", "rtneural-cpp"]
+checkpoint = "models/rester.pt"
+cpp_weights = "{weights}"
+reset = "rest"
+rest_input = 0.5
+layers = [
+    {{ type = "gru", units = 4 }},
+    {{ type = "dense", units = 2, activation = "sigmoid" }},
+]
+"""
+
+
+@needs_rtneural
+@pytest.mark.parametrize("weights", ["embedded", "json"])
+def test_the_headers_reset_restores_the_resting_state_and_a_short_warm_up_is_caught(tmp_path: Path, cpp: Path,
+                                                                                    weights: str) -> None:
+    from modelreg.checkpoint import init_checkpoint
+    from modelreg.rtneural.header import header_engine_checks, rest_warmup
+
+    path = write_registry(tmp_path / "project", text=REST_ENTRY.format(weights=weights))
+    init_checkpoint(modelreg.load_registry(path)["rester"], seed=5)
+    assert modelreg.export_all(path).ok
+    model = modelreg.validate_all(path, latency_seconds=0.02, write=False)["rester"]
+    check = model["rtneural-cpp.rest"]
+    assert check.status == "pass", check
+    assert check.figures["click_rest"] <= check.figures["allowed"] < check.figures["click_zero"]
+    assert check.figures["reset_frames"] >= check.figures["float32_frames"]
+    assert model["rtneural-cpp.realtime"].figures["allocations"] == 0  # the warm-up allocates nothing either
+    assert model["rtneural-cpp.parity"].status == "pass"  # parity starts from zeros, as torch's reference
+    # A header whose reset() stops short of rest clicks: the check says reset = "rest" is not honoured.
+    spec = modelreg.load_registry(path)["rester"]
+    module = spec.load()
+    resting = module.resting_state()
+    header = tmp_path / "short.h"
+    arrays = weight_arrays(spec, module) if weights == "embedded" else None
+    text = render_header(spec, arrays, resting)
+    assert f"inline constexpr int kRestFrames = {rest_warmup(resting)};" in text
+    header.write_text(text.replace(f"kRestFrames = {rest_warmup(resting)};", "kRestFrames = 1;"))
+    with pytest.raises(ArtifactError, match="are not the checkpoint's"):
+        RTNeuralCppExporter().verify(spec, module, header, 1e-5)
+    failed = dict(header_engine_checks(spec, module, 1e-5))["rest"](header)
+    assert failed.status == "fail" and 'reset = "rest" is not honoured' in failed.message, failed

@@ -846,7 +846,8 @@ def parity(runner: Runner, loaded: Loaded, module: RealtimeModel, tolerance: flo
 
     def run(frames: np.ndarray) -> np.ndarray:
         # RTNeural runs one stream: each row (an input case) from its own reset.
-        return np.stack([runner.run(loaded, row) for row in frames])
+        # From the zero state, as torch's reference: a header's own reset() may restore the resting state.
+        return np.stack([runner.run(loaded, row, reset="zero") for row in frames])
 
     try:
         return compare_parity(module, run, tolerance, with_stream=with_stream)
@@ -1006,12 +1007,13 @@ def realtime_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str
 
 #: The silent tail may be this many times slower than the signal before subnormals fail the check.
 DENORMAL_SLOWDOWN = 2.0
-#: Frames of rest input after the signal (long enough for recurrent state and buffers to decay).
+#: Frames of rest input after the signal, at least (long enough for recurrent state and buffers to
+#: decay; longer for a model that takes longer to come to rest, see modelreg.denormals.tail_frames).
 DENORMAL_TAIL = 4096
 
 
 def denormal_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str, runner: Runner,
-                   path: Path | None) -> CheckResult:
+                   path: Path | None, tail: int = 0) -> CheckResult:
     """The parity stream, then a long silent tail (the rest input), timed per forward() in C++ with
     and without flushing denormals. Fails when subnormal outputs appear and the tail is more than
     :data:`DENORMAL_SLOWDOWN` times slower than the signal unflushed; else passes with the figures."""
@@ -1020,25 +1022,26 @@ def denormal_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str
     from ..report import CheckResult
 
     signal = _rt_frames(spec)
-    rest = np.zeros(spec.in_features, np.float32)
+    rest = np.asarray(spec.rest_frame, np.float32)  # what a silent host feeds
+    tail = max(tail, DENORMAL_TAIL)
     loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
     try:
-        subnormal, ns = runner.subnormal(loaded, signal, rest, DENORMAL_TAIL)
+        subnormal, ns = runner.subnormal(loaded, signal, rest, tail)
     finally:
         runner.free(loaded)
     n = signal.shape[0]
     # The first frames of the tail still carry the signal's state: judge the tail's second half.
-    tail_from = n + DENORMAL_TAIL // 2
+    tail_from = n + tail // 2
     medians = {key: float(np.median(values)) / 1000.0 for key, values in (
         ("signal_us", ns[0, :n]), ("tail_us", ns[0, tail_from:]),
         ("signal_flushed_us", ns[1, :n]), ("tail_flushed_us", ns[1, tail_from:]))}
     slowdown = medians["tail_us"] / max(medians["signal_us"], 1e-9)
-    figures: dict[str, Any] = {"engine": engine, "subnormal_outputs": subnormal, "tail_frames": DENORMAL_TAIL,
+    figures: dict[str, Any] = {"engine": engine, "subnormal_outputs": subnormal, "tail_frames": tail,
                                **{k: round(v, 4) for k, v in medians.items()},
                                "tail_slowdown": round(slowdown, 3), "threshold": DENORMAL_SLOWDOWN, **toolchain.figures()}
     summary = (f"{engine}: silent tail {medians['tail_us']:.3g} us/frame vs signal {medians['signal_us']:.3g} us "
                f"(x{slowdown:.2f}; flushed: x{medians['tail_flushed_us'] / max(medians['signal_flushed_us'], 1e-9):.2f}), "
-               f"{subnormal} subnormal outputs in {DENORMAL_TAIL} silent frames")
+               f"{subnormal} subnormal outputs in {tail} silent frames")
     if subnormal and slowdown > DENORMAL_SLOWDOWN:
         return CheckResult(name, "fail", summary + f": subnormals slow the silent tail more than {DENORMAL_SLOWDOWN:g}x; "
                            "flush denormals on the audio thread (modelreg_rt::ScopedFlushDenormals in the header, "

@@ -30,11 +30,13 @@ import attrs
 
 from ..atomic import atomic_write_text
 from ..errors import Problem
+from ..layers.base import cpp_float
 from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
     from ..builder import RealtimeModel
     from ..report import CheckResult
+    from ..rest import RestingState
     from ..spec import ModelSpec
 
 __all__ = ["RTNeuralCppExporter", "cpp_namespace", "model_type", "render_header"]
@@ -296,16 +298,45 @@ def _embedded(spec: ModelSpec, arrays: list[list[Any]]) -> tuple[str, str]:
     return "\n".join(lines), body
 
 
-def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None) -> str:
+def rest_warmup(resting: RestingState) -> int:
+    """Frames of rest input the header's reset() runs to bring a zeroed model to its resting state:
+    what float32 took in torch, plus a margin (past rest, more frames change nothing)."""
+    frames = resting.float32_frames or resting.frames or 0
+    return frames + max(16, frames // 4)
+
+
+def _rest_section(spec: ModelSpec, resting: RestingState) -> str:
+    values = ", ".join(cpp_float(v) for v in spec.rest_frame)
+    return (f"    // reset = \"rest\": reset() zeroes the state, then runs this many frames of the rest input: the\n"
+            f"    // state comes to where it rests ({resting.frames} frames to rest, {resting.float32_frames} in float32).\n"
+            f"    inline constexpr int kRestFrames = {rest_warmup(resting)};\n"
+            f"    inline constexpr Frame kRestInput = {{{{{values}}}}};")
+
+
+def needs_rest(spec: ModelSpec) -> bool:
+    """Whether the header's reset() restores a resting state (a stateful entry with ``reset = "rest"``)."""
+    return spec.reset == "rest" and spec.is_stateful
+
+
+def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, resting: RestingState | None = None) -> str:
     """The text of ``models/cpp/NAME.h`` for ``spec``.
 
     ``arrays`` (:func:`weight_arrays`): the weights, needed by entries with ``cpp_weights = "embedded"``;
-    the JSON form depends on the architecture alone.
+    ``resting`` (the module's ``resting_state()``): needed by stateful entries with ``reset = "rest"``.
+    Without both, the JSON form depends on the architecture alone.
     """
     ident = cpp_identifier(spec.name)
     embedded = spec.cpp_weights == "embedded"
     if embedded and arrays is None:
         raise ValueError(f"{spec.name}: an embedded-weights header needs the model's weight arrays")
+    rests = needs_rest(spec)
+    if rests and resting is None:
+        raise ValueError(f"{spec.name}: a header that resets to the resting state needs the resting state")
+    rest_data = ""
+    if resting is not None and rests:
+        section = _rest_section(spec, resting)
+        # Numbers of the checkpoint: inside the data markers, which check_artifact leaves to verify().
+        rest_data = section + "\n" if embedded else f"{_DATA_BEGIN}\n{section}\n{_DATA_END}\n"
     summary = ", ".join(
         f"{layer.type} {layer.units}" + (f" {layer.activation}" if layer.type == "dense" else "") for layer in spec.layers
     )
@@ -317,6 +348,8 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None) -> str
 //     modelreg_models::{ident}::reset(*model);           // before the stream, and whenever it restarts'''
         includes = "#include <memory>\n#include <stdexcept>\n#include <string>\n#include <vector>"
         data, setters = _embedded(spec, arrays)
+        if rests:
+            data = data.replace(_DATA_END, rest_data + _DATA_END)
         loading = f'''
     namespace weights
     {{
@@ -388,6 +421,12 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None) -> str
         return model;
     }}
 '''
+    where = "weights::" if embedded else ""
+    warmup = (f"\n        for(int frame = 0; frame < {where}kRestFrames; ++frame) // to the resting state: no click"
+              f"\n            model.forward({where}kRestInput.values);") if rests else ""
+    reset_words = (": the resting state, reached by running kRestFrames frames of the rest input "
+                   "(a bounded cost, paid at reset)") if rests else ": zeros"
+    rest_data_outside = rest_data if rests and not embedded else ""
     return f'''{_MARKER} (version {RTNeuralCppExporter.version}) for the
 // registry entry "{spec.name}". Do not edit: `modelreg export` rewrites it.
 //
@@ -439,12 +478,13 @@ namespace {ident}
         return std::make_unique<Model>();
     }}
 
-    /** Puts the model's state back to what a new stream starts from (real-time safe). */
+{rest_data_outside}{loading}
+    /** Puts the model's state back to what a new stream starts from (real-time safe){reset_words}. */
     inline void reset(Model& model)
     {{
-        model.reset();
+        model.reset();{warmup}
     }}
-{loading}}} // namespace {ident}
+}} // namespace {ident}
 }} // namespace modelreg_models
 '''
 
@@ -477,9 +517,8 @@ class RTNeuralCppExporter(Exporter):
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"
 
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
-        arrays = weight_arrays(spec, module) if spec.cpp_weights == "embedded" else None
         # Written in place: ``path`` is the pipeline's temporary file (renamed once checked).
-        path.write_text(render_header(spec, arrays), encoding="utf-8")
+        path.write_text(_render_for(spec, module), encoding="utf-8")
         write_cmake(path.parent)
 
     def check_artifact(self, spec: ModelSpec, path: Path) -> list[Problem]:
@@ -493,7 +532,7 @@ class RTNeuralCppExporter(Exporter):
             return [Problem("not a header written by modelreg's rtneural-cpp exporter", file=display_path(path),
                             model=spec.name, expected=f"a file starting with {_MARKER!r}")]
         # The code must be what this entry makes; embedded weights are compared with the checkpoint by verify().
-        if _without_data(text) != _without_data(render_header(spec, _placeholder_arrays(spec))):
+        if _without_data(text) != _without_data(render_header(spec, _placeholder_arrays(spec), _placeholder_rest(spec))):
             wanted = model_type(spec).replace("\n", "").replace("    ", " ")
             return [Problem("header does not declare this entry's architecture", file=display_path(path),
                             model=spec.name, expected=f"{wanted}, weights {spec.cpp_weights}")]
@@ -532,13 +571,14 @@ class RTNeuralCppExporter(Exporter):
         from .cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for
         from .exporter import RTNeuralExporter
 
-        if spec.cpp_weights == "embedded":
-            # Bit for bit the float32 values of the RTNeural export of this very module.
-            expected = _data_section(render_header(spec, weight_arrays(spec, module)))
+        if spec.cpp_weights == "embedded" or needs_rest(spec):
+            # Bit for bit the float32 values of the RTNeural export of this very module (and its resting state).
+            expected = _data_section(_render_for(spec, module))
             if _data_section(path.read_text(encoding="utf-8")) != expected:
-                raise ArtifactError(Problem("the embedded weights are not the checkpoint's float32 values",
+                what = "embedded weights" if spec.cpp_weights == "embedded" else "resting-state constants"
+                raise ArtifactError(Problem(f"the header's {what} are not the checkpoint's",
                                             file=display_path(path), model=spec.name,
-                                            expected="the bytes of the RTNeural export of the checkpoint"))
+                                            expected="what the checkpoint's RTNeural export and resting state give"))
         try:
             toolchain = toolchain_for(spec)
         except NotConfigured as exc:
@@ -567,7 +607,7 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
                          ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
     """``realtime`` and ``denormals`` of an rtneural-cpp header's model (its declared weights form)."""
     from ..report import CheckResult
-    from .cpp import NotConfigured, Toolchain, denormal_check, header_runner, realtime_check, toolchain_for
+    from .cpp import NotConfigured, Toolchain, denormal_check, header_runner, load_checked, realtime_check, toolchain_for
 
     embedded = spec.cpp_weights == "embedded"
     engine = f"the compiled header ({'embedded' if embedded else 'JSON'} weights)"
@@ -610,13 +650,71 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
             return ready
         toolchain, weights, folder = ready
         try:
+            from ..denormals import tail_frames
+
+            tail = tail_frames(module.resting_state() if module.is_stateful else None)
             with header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
-                return denormal_check(name, spec, toolchain, engine, runner, weights)
+                return denormal_check(name, spec, toolchain, engine, runner, weights, tail)
         finally:
             if folder is not None:
                 folder.cleanup()
 
-    return [("realtime", realtime), ("denormals", denormals)]
+    def rest(path: Path) -> CheckResult:
+        """The click after reset() on the rest input, in the header's model: RTNeural's zero reset and
+        the header's own reset() (the resting state when the entry asks for it)."""
+        from ..rest import rest_check
+
+        name = "rtneural-cpp.rest"
+        ready = prepare(name, path)
+        if isinstance(ready, CheckResult):
+            return ready
+        toolchain, weights, folder = ready
+        try:
+            with header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
+                loaded = load_checked(runner, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
+
+                def run(frames: Any, mode: str) -> Any:
+                    if mode == "rest" and not needs_rest(spec):
+                        return None  # this header's reset() zeroes: no resting reset to measure
+                    return runner.run(loaded, frames[0], reset="zero" if mode == "zeros" else "default")[None]
+
+                result = rest_check(name, run, module.resting_state(), reset=spec.reset, runtime=engine)
+                if needs_rest(spec):
+                    resting = module.resting_state()
+                    if resting.converged:
+                        result = attrs.evolve(result, figures={**result.figures, "reset_frames": rest_warmup(resting)})
+                return result
+        finally:
+            if folder is not None:
+                folder.cleanup()
+
+    checks: list[tuple[str, Callable[[Path], CheckResult]]] = [("realtime", realtime)]
+    if spec.is_stateful:
+        checks.append(("rest", rest))
+    return checks + [("denormals", denormals)]
+
+
+def _render_for(spec: ModelSpec, module: RealtimeModel) -> str:
+    """The header of ``module``'s weights (embedded when the entry asks) and resting state (when it resets to it)."""
+    from ..errors import ExportError
+
+    arrays = weight_arrays(spec, module) if spec.cpp_weights == "embedded" else None
+    resting = None
+    if needs_rest(spec):
+        resting = module.resting_state()
+        if not resting.converged:
+            raise ExportError.at(f"reset = \"rest\" cannot be honoured: {resting.verdict}", model=spec.name,
+                                 key=f"models.{spec.name}.reset")
+    return render_header(spec, arrays, resting)
+
+
+def _placeholder_rest(spec: ModelSpec) -> RestingState | None:
+    """A resting state for the lines outside the data section (its numbers sit inside it)."""
+    if not needs_rest(spec):
+        return None
+    from ..rest import RestingState
+
+    return RestingState(spec.name, spec.rest_frame, "converged", frames=0, float32_frames=0)
 
 
 def _placeholder_arrays(spec: ModelSpec) -> list[list[Any]] | None:
