@@ -247,7 +247,8 @@ def check_block_latency(spec: ModelSpec, module: RealtimeModel, seconds: float =
     real-time factor. Reported for comparison, not judged (:data:`TORCH_COMPARISON`)."""
     import torch
 
-    from .latency import MIN_BLOCKS, block_input, block_result, measure_samples
+    from .audio import MIN_BLOCKS, block_input, block_result
+    from .latency import measure_samples
 
     frames = [torch.from_numpy(np.ascontiguousarray(frame[None, :])) for frame in block_input(spec)]
 

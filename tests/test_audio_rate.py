@@ -216,7 +216,7 @@ def samples_ms(*values: float) -> np.ndarray:
 
 def test_block_figures_judge_the_entry_statistic_against_the_block(tmp_path):
     """What the C++ latency check calls with the runner's per-block nanoseconds."""
-    from modelreg.latency import block_figures, block_result
+    from modelreg.audio import block_figures, block_result
 
     spec = spec_of(tmp_path)
     figures, summary = block_figures(samples_ms(*[0.01] * 99, 0.02), spec, warmup=5)
@@ -238,7 +238,7 @@ def test_block_figures_judge_the_entry_statistic_against_the_block(tmp_path):
 
 
 def test_a_stricter_latency_ms_is_judged_and_said(tmp_path):
-    from modelreg.latency import block_result
+    from modelreg.audio import block_result
 
     spec = spec_of(tmp_path, keys='latency_ms = 0.5\nlatency_stat = "p50"\nsample_rate = 48000\nblock_size = 64')
     result = block_result("x.latency", samples_ms(0.6, 0.6, 0.6), spec, warmup=0)
@@ -259,7 +259,7 @@ def test_rtf_text(rtf, text):
 
 
 def test_block_figures_refuse_a_model_that_is_not_audio_rate(tmp_path):
-    from modelreg.latency import block_figures
+    from modelreg.audio import block_figures
 
     with pytest.raises(ValueError, match="shaper is not an audio-rate model"):
         block_figures(samples_ms(1.0), spec_of(tmp_path, keys="latency_ms = 2.0"), warmup=0)

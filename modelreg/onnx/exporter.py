@@ -304,7 +304,8 @@ def block_latency(spec: ModelSpec, module: RealtimeModel, path: Path) -> CheckRe
     host's callback runs), timed for :func:`~modelreg.latency.latency_window`."""
     import numpy as np
 
-    from ..latency import MIN_BLOCKS, block_input, block_result, latency_window, measure_samples
+    from ..audio import MIN_BLOCKS, block_input, block_result
+    from ..latency import latency_window, measure_samples
 
     session = _session(path)
     states = module.state_layout()
