@@ -222,7 +222,7 @@ def test_validate_all_checks_every_other_model_and_reports_all_three_problems(pr
     assert names[-4:] == ["raising.exists", "raising.fresh", "raising.schema", "raising.parity"]
     after = names[names.index(failing) + 1:]
     assert all(plugged[name].status == "skip" for name in after)
-    cpp = ("rtneural.dynamic_parity", "rtneural.dynamic_latency")  # RTNeural C++ is not configured in the tests
+    cpp = ("rtneural.dynamic_parity", "rtneural.dynamic_realtime", "rtneural.dynamic_latency")  # not configured here
     assert all(plugged[name].status == "skip" for name in cpp)
     assert all(c.status == "pass" for c in plugged.checks if c.name not in (failing, *cpp) and c.name not in after)
     assert plugged["rtneural.parity"].ok and plugged["latency"].ok
