@@ -24,7 +24,7 @@ def test_own_registry_example_runs_from_another_folder(tmp_path):
     assert result.returncode == (1 if failed else 0), result.stderr
     assert re.search(r"validation: \d+/\d+ checks passed", result.stdout)
     assert re.search(r"parity (within float32 rounding|error beyond float32 rounding \S+ <= tolerance 1e-05)", result.stdout)
-    assert "(2 skipped)" in result.stdout  # rtneural.cpp_*: RTNeural C++ not configured
+    assert "(3 skipped)" in result.stdout  # rtneural.dynamic_*: RTNeural C++ not configured
     assert (tmp_path / "proj" / "models" / "envelope.json").is_file()
     assert (tmp_path / "proj" / "weights" / "envelope.pt").is_file()
 

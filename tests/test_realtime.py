@@ -111,7 +111,7 @@ def test_export_refuses_an_embedded_header_whose_weights_are_not_the_checkpoints
     header.write_text(render_header(spec, weight_arrays(spec, other)))
     exporter = RTNeuralCppExporter()
     assert exporter.check_artifact(spec, header) == []  # the code is this entry's...
-    with pytest.raises(ArtifactError, match="the embedded weights are not the checkpoint's float32 values"):
+    with pytest.raises(ArtifactError, match="the header's embedded weights are not the checkpoint's"):
         exporter.verify(spec, module, header, 1e-5)  # ...the weights are not
 
 

@@ -39,10 +39,12 @@ def test_bundled_registry_exports_and_passes_end_to_end(bundled_copy):
         # Skipped: RTNeural C++ is not configured.
         export_checks[4:4] = ["rtneural.dynamic_parity", "rtneural.dynamic_realtime", "rtneural.dynamic_latency"]
         export_checks += ["rtneural-cpp.realtime", "rtneural-cpp.denormals"]
-        if model.name in ("emotionrecognizer", "melodytransformer"):  # stateful: onnxruntime's resets too
+        stateful = model.name in ("emotionrecognizer", "melodytransformer")
+        if stateful:  # onnxruntime's and the header's resets too
             export_checks.insert(export_checks.index("onnx.parity") + 1, "onnx.rest")
+            export_checks.insert(export_checks.index("rtneural-cpp.denormals"), "rtneural-cpp.rest")
         assert [c.name for c in model.checks] == list(MODEL_CHECKS) + export_checks
-        assert [c.status for c in model.checks if c.status != "pass"] == ["skip"] * 6
+        assert [c.status for c in model.checks if c.status != "pass"] == ["skip"] * (7 if stateful else 6)
         for fmt in ("rtneural", "onnx"):
             assert model[f"{fmt}.parity"].figures["max_abs_error"] <= 1e-5
         latency = model["latency"].figures

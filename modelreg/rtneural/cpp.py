@@ -937,9 +937,12 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
         toolchain = shared["toolchain"]
         if shared.get("load_failed"):
             return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see rtneural.dynamic_parity)")
-        return realtime_check(name, spec, toolchain, "the dynamic model (parseJson)",
-                              lambda: runner_for(toolchain), path,
-                              lambda sanitizer: sanitizer_runner(toolchain, sanitizer), shared_runner=True)
+        runner = runner_for(toolchain)
+        # The model dynamic_parity loaded, when its runner still lives: the file is not read again.
+        loaded = shared.get("loaded") if runner.alive else None
+        return realtime_check(name, spec, toolchain, "the dynamic model (parseJson)", lambda: runner, path,
+                              lambda sanitizer: sanitizer_runner(toolchain, sanitizer), shared_runner=True,
+                              loaded=loaded)
 
     return [("dynamic_parity", dynamic_parity), ("dynamic_realtime", dynamic_realtime),
             ("dynamic_latency", dynamic_latency)]
@@ -957,7 +960,7 @@ def _rt_frames(spec: ModelSpec) -> np.ndarray:
 
 def realtime_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str, open_runner: Callable[[], Runner],
                    path: Path | None, open_sanitized: Callable[[Sanitizer], Runner], *,
-                   shared_runner: bool = False) -> CheckResult:
+                   shared_runner: bool = False, loaded: Loaded | None = None) -> CheckResult:
     """``reset()`` and ``forward()`` over the parity stream, with the runner's allocation counter armed
     around them, then (where a clang has it) under RealtimeSanitizer, which also catches locks and
     blocking system calls. Fails on any heap call or sanitizer report, naming it."""
@@ -966,11 +969,14 @@ def realtime_check(name: str, spec: ModelSpec, toolchain: Toolchain, engine: str
     frames = _rt_frames(spec)
     runner = open_runner()
     try:
-        loaded = load_checked(runner, path, model=spec.name, sizes=(spec.in_features, spec.out_features))
+        # ``loaded``: a model the caller loaded in this runner already (kept loaded: not freed here).
+        model = loaded if loaded is not None else load_checked(runner, path, model=spec.name,
+                                                               sizes=(spec.in_features, spec.out_features))
         try:
-            counted = runner.alloc(loaded, frames)
+            counted = runner.alloc(model, frames)
         finally:
-            runner.free(loaded)
+            if loaded is None:
+                runner.free(model)
     finally:
         if not shared_runner:
             runner.close()
