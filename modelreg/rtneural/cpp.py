@@ -917,9 +917,17 @@ def cpp_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
                 return CheckResult(name, "skip", "not run: the file did not load in RTNeural C++ (see rtneural.dynamic_parity)")
         try:
             frame = edge_cases(spec.in_features, input_range=spec.input_range)["normal"][0]
-            samples, warmup, overhead = runner.time(loaded, frame, seconds=latency_window())
+            samples, warmup, overhead = runner.time(loaded, frame, seconds=latency_window(),
+                                                    block=spec.block_size or 1)
         finally:
             runner.free(loaded)
+        if spec.is_audio_rate:
+            from ..audio import block_result
+
+            return block_result(name, samples, spec, warmup=warmup,
+                                prefix=f"RTNeural C++ dynamic model (parseJson, {toolchain.backend}): ",
+                                extra={"clock_overhead_ns": overhead, **toolchain.figures(),
+                                       "api": "RTNeural::json_parser::parseJson<float>"})
         stats = LatencyStats.from_samples(np.asarray(samples), warmup)
         value = stats.stat(spec.latency_stat)
         figures: dict[str, Any] = {**stats.to_figures(), "stat": spec.latency_stat, "target_ms": spec.latency_ms,
