@@ -33,8 +33,9 @@ run: checkpoints
 	$(BIN)/modelreg export
 	$(BIN)/modelreg validate
 
+# Two workers (pytest-xdist): the C++ compiles and torch runs of one test overlap another's.
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal
 
 # The documentation site, into site/ (git-ignored). --strict: a broken link or anchor, or a
 # page missing from mkdocs.yml's nav, fails the build (CI runs it). The environment variable

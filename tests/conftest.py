@@ -95,7 +95,11 @@ def _no_rtneural_cpp_unless_asked(monkeypatch: pytest.MonkeyPatch, tmp_path_fact
     compiled into the user's cache."""
     monkeypatch.delenv("MODELREG_RTNEURAL", raising=False)
     monkeypatch.delenv("MODELREG_RTNEURAL_BACKEND", raising=False)
-    monkeypatch.setenv("MODELREG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "modelreg-cache"))
+    base = tmp_path_factory.getbasetemp()
+    # One cache for the whole session: with pytest-xdist (make test runs -n 2) each worker has a
+    # basetemp of its own under the session's, and the cache's file locks serialise the builds.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    monkeypatch.setenv("MODELREG_CACHE_DIR", str(shared / "modelreg-cache"))
 
 
 @pytest.fixture
