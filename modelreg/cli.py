@@ -382,7 +382,8 @@ def _cpp_cells(model: Any, spec: Any) -> list[str]:
 def _print_realtime_table(report: Any, out: TextIO) -> None:
     """What a C++ host needs to know, per model, when RTNeural C++ ran: load time of the header,
     heap calls on the audio thread, RealtimeSanitizer's verdict, the silent tail."""
-    rows = [["model", "header load", "allocations (dynamic / header)", "RealtimeSanitizer", "silent tail"]]
+    rows = [["model", "header load", "allocations (dynamic / header)", "RealtimeSanitizer", "silent tail",
+             "click after reset (zeros / rest)"]]
     for name, model in report.models.items():
         parity, header = model.get("rtneural-cpp.parity"), model.get("rtneural-cpp.realtime")
         dynamic, tail = model.get("rtneural.dynamic_realtime"), model.get("rtneural-cpp.denormals")
@@ -404,10 +405,23 @@ def _print_realtime_table(report: Any, out: TextIO) -> None:
                          + ("" if tail.ok else " FAIL"))
         elif tail is not None:
             tail_cell = tail.status
-        rows.append([name, load_cell, f"{count(dynamic)} / {count(header)}", ", ".join(sanitizer) or "-", tail_cell])
+        rows.append([name, load_cell, f"{count(dynamic)} / {count(header)}", ", ".join(sanitizer) or "-", tail_cell,
+                     _click_cell(model)])
     if len(rows) > 1:
         print("\nC++ on the audio thread (RTNeural)", file=out)
         _table(rows, out)
+
+
+def _click_cell(model: Any) -> str:
+    """The jump of the first output after a reset, on the rest input: after zeroing the state, and
+    after restoring the resting state (the header's, else torch's figure); "-" for stateless models."""
+    header, torch = model.get("rtneural-cpp.rest"), model.get("state.rest")
+    figures = [c.figures for c in (header, torch) if c is not None and c.status != "skip"]
+    if not figures or not isinstance(figures[0].get("click_zero"), (int, float)) or figures[0].get("behaviour") == "stateless":
+        return "-"
+    rest = next((f["click_rest"] for f in figures if isinstance(f.get("click_rest"), (int, float))), None)
+    verdict = "" if all(c is None or c.status != "fail" for c in (header, torch)) else " FAIL"
+    return f"{figures[0]['click_zero']:.2g} / " + (f"{rest:.2g}" if rest is not None else "-") + verdict
 
 
 def _skipped_note(model: Any, *, short: bool = False) -> str:

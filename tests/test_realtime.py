@@ -149,7 +149,8 @@ def test_both_header_forms_match_torch_allocate_nothing_and_time_their_silent_ta
     assert code == 0, out + err
     # The host's table: load time of the header form, heap calls, the silent tail.
     table = out.split("C++ on the audio thread (RTNeural)\n")[1]
-    assert re.search(rf"^every\s+[\d.e-]+ ms \({weights}\)\s+0 / 0\s+not run\s+x[\d.]+, 0 subnormal$", table, re.M), table
+    assert re.search(rf"^every\s+[\d.e-]+ ms \({weights}\)\s+0 / 0\s+not run\s+x[\d.]+, 0 subnormal\s+"
+                     r"[\d.e-]+ / [\d.e-]+$", table, re.M), table
     saved = json.loads((path.parent / "models" / "validation_results.json").read_text())["models"]["every"]
     model = {c["name"]: modelreg.CheckResult(c["name"], c["status"], c["message"], c["figures"])
              for c in saved["checks"]}

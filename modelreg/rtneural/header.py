@@ -605,59 +605,50 @@ class RTNeuralCppExporter(Exporter):
 
 def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
                          ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
-    """``realtime`` and ``denormals`` of an rtneural-cpp header's model (its declared weights form)."""
+    """``realtime``, ``rest`` (stateful models) and ``denormals`` of an rtneural-cpp header's model
+    (its declared weights form)."""
     from ..report import CheckResult
-    from .cpp import NotConfigured, Toolchain, denormal_check, header_runner, load_checked, realtime_check, toolchain_for
+    from .cpp import (NotConfigured, Runner, Toolchain, denormal_check, header_runner, load_checked, realtime_check,
+                      toolchain_for)
 
     embedded = spec.cpp_weights == "embedded"
     engine = f"the compiled header ({'embedded' if embedded else 'JSON'} weights)"
 
-    def prepare(name: str, path: Path) -> tuple[Toolchain, Path | None, Any] | CheckResult:
+    def in_cpp(name: str, body: Callable[[Toolchain, Path | None], CheckResult]) -> CheckResult:
+        """``body(toolchain, weights)``: ``weights`` is the RTNeural file of this very module, which the
+        header's JSON form loads (None for embedded weights). Skipped when C++ is not configured."""
         try:
             toolchain = toolchain_for(spec)
         except NotConfigured as exc:
             return CheckResult(name, "skip", str(exc))
         if embedded:
-            return toolchain, None, None
-        # The header's JSON form loads the RTNeural file of this very module.
+            return body(toolchain, None)
         from .exporter import RTNeuralExporter
 
-        folder = tempfile.TemporaryDirectory(prefix="modelreg-cpp-")
-        weights = Path(folder.name) / f"{spec.name}.json"
-        RTNeuralExporter().export(spec, module, weights)
-        return toolchain, weights, folder
+        with tempfile.TemporaryDirectory(prefix="modelreg-cpp-") as folder:
+            weights = Path(folder) / f"{spec.name}.json"
+            RTNeuralExporter().export(spec, module, weights)
+            return body(toolchain, weights)
+
+    def runner(toolchain: Toolchain, path: Path, sanitizer: Any = None) -> Runner:
+        return header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded, sanitizer=sanitizer)
 
     def realtime(path: Path) -> CheckResult:
         name = "rtneural-cpp.realtime"
-        ready = prepare(name, path)
-        if isinstance(ready, CheckResult):
-            return ready
-        toolchain, weights, folder = ready
-        try:
-            return realtime_check(name, spec, toolchain, engine,
-                                  lambda: header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded),
-                                  weights,
-                                  lambda sanitizer: header_runner(toolchain, path, cpp_namespace(spec), spec.name,
-                                                                  embedded=embedded, sanitizer=sanitizer))
-        finally:
-            if folder is not None:
-                folder.cleanup()
+        return in_cpp(name, lambda toolchain, weights: realtime_check(
+            name, spec, toolchain, engine, lambda: runner(toolchain, path), weights,
+            lambda sanitizer: runner(toolchain, path, sanitizer)))
 
     def denormals(path: Path) -> CheckResult:
-        name = "rtneural-cpp.denormals"
-        ready = prepare(name, path)
-        if isinstance(ready, CheckResult):
-            return ready
-        toolchain, weights, folder = ready
-        try:
-            from ..denormals import tail_frames
+        from ..denormals import tail_frames
 
-            tail = tail_frames(module.resting_state() if module.is_stateful else None)
-            with header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
-                return denormal_check(name, spec, toolchain, engine, runner, weights, tail)
-        finally:
-            if folder is not None:
-                folder.cleanup()
+        tail = tail_frames(module.resting_state() if module.is_stateful else None)
+
+        def body(toolchain: Toolchain, weights: Path | None) -> CheckResult:
+            with runner(toolchain, path) as program:
+                return denormal_check("rtneural-cpp.denormals", spec, toolchain, engine, program, weights, tail)
+
+        return in_cpp("rtneural-cpp.denormals", body)
 
     def rest(path: Path) -> CheckResult:
         """The click after reset() on the rest input, in the header's model: RTNeural's zero reset and
@@ -665,28 +656,23 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
         from ..rest import rest_check
 
         name = "rtneural-cpp.rest"
-        ready = prepare(name, path)
-        if isinstance(ready, CheckResult):
-            return ready
-        toolchain, weights, folder = ready
-        try:
-            with header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
-                loaded = load_checked(runner, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
+        resting = module.resting_state()
+
+        def body(toolchain: Toolchain, weights: Path | None) -> CheckResult:
+            with runner(toolchain, path) as program:
+                loaded = load_checked(program, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
 
                 def run(frames: Any, mode: str) -> Any:
                     if mode == "rest" and not needs_rest(spec):
                         return None  # this header's reset() zeroes: no resting reset to measure
-                    return runner.run(loaded, frames[0], reset="zero" if mode == "zeros" else "default")[None]
+                    return program.run(loaded, frames[0], reset="zero" if mode == "zeros" else "default")[None]
 
-                result = rest_check(name, run, module.resting_state(), reset=spec.reset, runtime=engine)
-                if needs_rest(spec):
-                    resting = module.resting_state()
-                    if resting.converged:
-                        result = attrs.evolve(result, figures={**result.figures, "reset_frames": rest_warmup(resting)})
-                return result
-        finally:
-            if folder is not None:
-                folder.cleanup()
+                result = rest_check(name, run, resting, reset=spec.reset, runtime=engine)
+            if needs_rest(spec) and resting.converged:
+                result = attrs.evolve(result, figures={**result.figures, "reset_frames": rest_warmup(resting)})
+            return result
+
+        return in_cpp(name, body)
 
     checks: list[tuple[str, Callable[[Path], CheckResult]]] = [("realtime", realtime)]
     if spec.is_stateful:
