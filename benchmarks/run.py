@@ -966,7 +966,14 @@ def main() -> int:
     results["table"] = [{"section": s, "figure": f, "target": t, "verdict": v} for s, f, t, v in rows]
     from modelreg.atomic import atomic_write_text
 
-    atomic_write_text(args.output, json.dumps(results, indent=2, default=str) + "\n")
+    document = dict(results)
+    if args.only and args.output.is_file():
+        # A partial run updates its sections in the results file and keeps the others' figures.
+        document = {**json.loads(args.output.read_text()), **results}
+        ran = {s for s, *_ in rows}
+        kept = [r for r in json.loads(args.output.read_text()).get("table", []) if r["section"] not in ran]
+        document["table"] = kept + results["table"]
+    atomic_write_text(args.output, json.dumps(document, indent=2, default=str) + "\n")
     print("\n| section | figure | target | verdict |\n|---|---|---|---|")
     for section, figure, target, verdict in rows:
         print(f"| {section} | {figure} | {target} | {verdict} |")
