@@ -769,8 +769,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
     cpp = result.cpp_parity
     print(f"  C++ parity  {'skipped: ' + cpp.skipped if cpp.skipped else 'RTNeural C++ loader: ' + cpp.summary}")
     zero = f"; {len(weights.zero_filled)} arrays not in the file written as zeros" if weights.zero_filled else ""
-    if weights.zero_dropped:
-        zero += f"; {len(weights.zero_dropped)} all-zero arrays of the file left out (RTNeural reads zeros)"
     print(f"  weights     re-export: {weights.arrays} arrays, {weights.values:,} float32 values bit-identical "
           f"to the file{zero}")
     for note in result.notes:

@@ -112,12 +112,11 @@ def test_every_export_of_bias_free_layers_matches_torch(project: Path) -> None:
     models = project.parent / "models"
     document = json.loads((models / "nobias.json").read_text())
     layers = document["layers"]
-    # RTNeural's loader reads a bias of conv1d, conv2d, gru and lstm: zeros are written there; a
-    # bias-free dense layer is [kernel] only (the loader keeps its bias at zero), as Keras writes it.
-    for index in (0, 1, 2, 4):
+    # RTNeural's loader reads a bias (older ones for dense too): zeros are written there.
+    for index in (0, 1, 2, 4, 5):
         assert not np.any(np.asarray(layers[index]["weights"][-1])), index
-    assert len(layers[3]["weights"]) == 2 and np.any(np.asarray(layers[3]["weights"][1]))
-    assert len(layers[5]["weights"]) == 1
+    assert len(layers[5]["weights"]) == 2
+    assert np.any(np.asarray(layers[3]["weights"][1]))  # the dense layer with a bias keeps it
     assert modelreg.validate("nobias", project, write=False, latency_seconds=0.01).ok
 
 
@@ -179,23 +178,22 @@ def test_import_reads_zero_biases_as_bias_free_only_when_asked(project: Path, tm
     spec = modelreg.load_registry(target)["back"]
     original = modelreg.load_registry(project)["nobias"]
     has_bias = [layer.has_bias for layer in spec.layers]
-    # The bias-free dense layer (weights [kernel]) is bias-free either way: its file says so.
-    assert has_bias == ([False, False, False, True, False, False] if drop else [True, True, True, True, True, False])
+    assert has_bias == ([False, False, False, True, False, False] if drop else [True] * 6)
     if drop:
         assert spec.layers == original.layers and spec.params == PARAMS
         assert "layers[2]: its bias is all zeros: imported as bias = false (as asked)" in out
     else:
-        assert spec.params == PARAMS + 4 + 3 + 2 * 15 + 2 * 16  # conv1d, conv2d, both GRU and both LSTM biases
+        # conv1d, conv2d, both GRU and both LSTM biases, the last dense layer's
+        assert spec.params == PARAMS + 4 + 3 + 2 * 15 + 2 * 16 + 3
         assert ("note        layers[2]: its bias is all zeros, imported as a bias of zeros; --drop-zero-biases "
                 "(drop_zero_biases=True) imports it as bias = false") in out
-        assert target.read_text().count("bias = false") == 1  # the dense layer's
+        assert "bias = false" not in target.read_text()
     # Either way the import re-exports the file's weights bit for bit.
     assert "float32 values bit-identical to the file" in out
-    loaded = spec.load()
-    assert not any(key.endswith("bias") and key.startswith("layers.5.") for key in loaded.state_dict())
+    assert ("layers.5.bias" in spec.load().state_dict()) is not drop
 
 
-def test_import_api_drops_a_dense_layers_explicit_zero_bias_only_when_asked(tmp_path: Path) -> None:
+def test_import_api_drops_zero_biases_only_when_asked(tmp_path: Path) -> None:
     source = tmp_path / "dense.json"
     source.write_text(json.dumps({"in_shape": [None, 2], "layers": [
         {"type": "dense", "activation": "tanh", "shape": [None, 2], "weights": [[[0.5, 1.0], [-2.0, 0.25]], [0.0, 0.0]]},
@@ -206,9 +204,8 @@ def test_import_api_drops_a_dense_layers_explicit_zero_bias_only_when_asked(tmp_
     assert [layer.has_bias for layer in kept.spec.layers] == [True, True] and kept.spec.params == 6 + 15
     dropped = modelreg.import_rtneural(source, registry, name="dropped", drop_zero_biases=True)
     assert [layer.has_bias for layer in dropped.spec.layers] == [False, False] and dropped.spec.params == 4 + 9
-    # The dense layer's zeros are left out of the re-export ([kernel] reads as zeros): accepted, said.
-    assert dropped.weights.zero_dropped == ("layers[0].weights[1]",) and dropped.weights.ok
-    assert kept.weights.zero_dropped == ()
+    assert dropped.weights.ok and dropped.weights.zero_filled == ()  # the re-export writes the same zeros
+    assert "dense.json" in dropped.source.name and "bias = false" in dropped.entry_text
 
 
 # ---------------------------------------------------------------- RTNeural's C++ engine (Eigen)

@@ -7,10 +7,11 @@ dense layer without a bias (zeros). A non-empty ``activation`` adds an
 activation after the layer, as the loader does.
 
 ``bias = false`` is torch's ``nn.Linear(bias=False)``: no ``bias`` entry in the
-checkpoint, and ``weights = [kernel]`` in RTNeural JSON (what RTNeural's Keras
-exporter writes for ``use_bias=False``; the loader then keeps its zero bias).
-Read back, a file's ``[kernel]`` is a bias-free layer: unlike the other kinds,
-the file says so.
+checkpoint; the RTNeural file still holds ``[kernel, zeros]``, since older
+RTNeural loaders read ``weights[1]`` unconditionally (current ones accept
+``[kernel]``, what RTNeural's Keras exporter writes for ``use_bias=False``).
+Read back, a file's ``[kernel]`` is a bias-free layer (the file says so); a
+bias of zeros is a bias unless ``drop_zero_biases`` is asked for.
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ class Dense(LayerKind):
 
         kernel = weights.take(prefix + "weight", (layer.units, in_features)).T
         arrays = [np.ascontiguousarray(kernel)]
-        # A bias-free layer, or a state dict without its bias: RTNeural reads [kernel] as bias zeros.
-        # A bias-free layer never reads one (a state dict that has it is refused as left over).
-        if layer.has_bias and weights.has(prefix + "bias"):
+        if not layer.has_bias:
+            # Zeros, not [kernel] alone: older RTNeural loaders read weights[1] unconditionally.
+            # A bias-free layer never reads a bias (a state dict that has one is refused as left over).
+            arrays.append(np.zeros(layer.units, np.float32))
+        elif weights.has(prefix + "bias"):  # a state dict without its bias: RTNeural reads [kernel] as zeros
             arrays.append(np.ascontiguousarray(weights.take(prefix + "bias", (layer.units,))))
         return {"type": "dense", "activation": activations.to_rtneural_name(layer.activation),
                 "shape": [None, None, layer.units], "weights": arrays}
@@ -111,7 +114,7 @@ class Dense(LayerKind):
         return spec, {"weight": np.ascontiguousarray(kernel.T), "bias": np.ascontiguousarray(bias)}
 
     def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
-        return ((in_features, layer.units), (layer.units,)) if layer.has_bias else ((in_features, layer.units),)
+        return ((in_features, layer.units), (layer.units,))  # a bias-free layer's bias: zeros
 
     def rtneural_activation(self, layer: LayerSpec) -> str | None:
         return activations.to_rtneural_name(layer.activation)

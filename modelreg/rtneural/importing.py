@@ -12,17 +12,15 @@ PyTorch's layout), and nothing is written until the import is proven:
 - writing that checkpoint back to RTNeural JSON gives float32 weights
   bit-identical to the file's (each number of the file as RTNeural reads it:
   parsed as a double, then rounded to float32); weights the file leaves out
-  (none for the built-in kinds) are written as zeros, which is what
-  RTNeural's loader uses for them; all-zero arrays the re-export leaves out
-  (a dense bias dropped by ``drop_zero_biases``) are what the loader assumes
-  without them.
+  (a dense layer without bias, imported as ``bias = false``) are written as
+  zeros, which is what RTNeural's loader uses for them.
 
 Biases: a dense layer without a bias array is imported as ``bias = false``
-(the file says so). For the other kinds RTNeural's loader always reads a bias,
-so a bias-free layer's file holds zeros there, and a file cannot tell it from
-a layer whose bias happens to be zero: those are imported with their (zero)
-bias unless ``drop_zero_biases`` (``--drop-zero-biases``) asks to read an
-all-zero bias as ``bias = false``; without it, the import notes each such layer.
+(the file says so). Otherwise a file holds a bias even for a bias-free layer
+(zeros: RTNeural's loader reads one), so it cannot tell a bias-free layer from
+one whose bias happens to be zero: those are imported with their (zero) bias
+unless ``drop_zero_biases`` (``--drop-zero-biases``) asks to read an all-zero
+bias as ``bias = false``; without it, the import notes each such layer.
 
 Then the checkpoint (``models/NAME.pt``) and the registry are written
 atomically; the entry is appended as text, so every byte of the existing
@@ -89,10 +87,8 @@ class WeightsMatch:
     values: int
     #: Arrays whose float32 bits differ (empty when the import is accepted).
     differing: tuple[str, ...]
-    #: Arrays the file leaves out that the re-export writes, all zeros.
+    #: Arrays the file leaves out (e.g. a bias-free dense layer's bias) that the re-export writes, all zeros.
     zero_filled: tuple[str, ...]
-    #: All-zero arrays of the file the re-export leaves out (a dense bias read as ``bias = false``).
-    zero_dropped: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -320,7 +316,6 @@ def _compare_weights(original: Mapping[str, Any], rewritten: Mapping[str, Any], 
     arrays = values = 0
     differing: list[str] = []
     zero_filled: list[str] = []
-    zero_dropped: list[str] = []
     file_layers = original["layers"]
     for new_index, layer in enumerate(rewritten["layers"]):
         i = origin[new_index]
@@ -338,12 +333,8 @@ def _compare_weights(original: Mapping[str, Any], rewritten: Mapping[str, Any], 
             if a.shape != b.shape or not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
                 differing.append(key)
         for j in range(len(new_weights), len(old_weights)):
-            key = f"layers[{i}].weights[{j}]"
-            if f32(old_weights[j]).view(np.uint32).any():
-                differing.append(f"{key} (not written back)")
-            else:  # all +0.0: what RTNeural's loader assumes for an array it is not given
-                zero_dropped.append(key)
-    return WeightsMatch(arrays, values, tuple(differing), tuple(zero_filled), tuple(zero_dropped))
+            differing.append(f"layers[{i}].weights[{j}] (not written back)")
+    return WeightsMatch(arrays, values, tuple(differing), tuple(zero_filled))
 
 
 def _cpp_parity(spec: ModelSpec, module: RealtimeModel, source: Path, tolerance: float) -> Parity:
@@ -538,7 +529,8 @@ def import_rtneural(
         raise ArtifactError.at(f"the imported torch model does not match the file in RTNeural's C++ loader: "
                                f"{cpp.summary}", file=shown, model=name)
     for key in weights.zero_filled:
-        notes.append(f"{key}: not in the file (RTNeural uses zeros); the checkpoint holds zeros")
+        notes.append(f"{key}: not in the file (RTNeural uses zeros); the layer is imported without it, "
+                     "and its export writes those zeros")
 
     # The registry entry, appended as text; checked by loading the result before anything is installed.
     entry = _entry_text(name, spec.description, in_size, specs, latency_ms=latency_ms, exports=exports,
