@@ -258,6 +258,10 @@ def _fit(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any], 
         return _Fit(state, problems, _float_hint(needs_float) if needs_float else None,
                     needs_float=tuple(needs_float))
 
+    bias_fit = _bias_misfit(spec, state, problems)
+    if bias_fit is not None:
+        return bias_fit
+
     prefix = _common_prefix(expected, as_saved)
     if prefix is not None:
         # A module saved from inside a wrapper (self.model = ...): the names are right
@@ -276,6 +280,45 @@ def _fit(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any], 
         f"the checkpoint was saved for other layers than models.{spec.name} declares: train and save "
         f"it again, or run `modelreg init --force {spec.name}` for seeded (untrained) weights "
         f"(it keeps this file as a timestamped backup)"), misfit=True)
+
+
+def _bias_misfit(spec: CheckpointSpec, state: dict[str, Any], problems: list[Problem]) -> _Fit | None:
+    """When every misfit is a layer's bias (present for a ``bias = false`` layer, or missing for a
+    layer with a bias): the problems, each saying which way the layer and the file disagree, and the
+    hint. None when anything else misfits (the general messages apply)."""
+    shown = display_path(spec.checkpoint)
+    explained: dict[str, tuple[int, bool]] = {}  # tensor name -> (layer index, whether the layer has a bias)
+    for index, layer in enumerate(spec.layers):
+        for entry in layer.kind.bias_entries(layer):
+            explained[f"layers.{index}.{entry}"] = (index, layer.has_bias)
+    if not problems or any(p.key not in explained for p in problems):
+        return None
+    out: list[Problem] = []
+    layers_without: set[int] = set()
+    layers_with: set[int] = set()
+    for problem in problems:
+        index, has_bias = explained[problem.key or ""]
+        if has_bias and problem.reason == "missing tensor":
+            layers_with.add(index)
+            reason = (f"missing tensor: models.{spec.name}.layers[{index}] has a bias (bias = true, the default), "
+                      "the checkpoint's layer has none")
+        elif not has_bias and problem.reason.startswith("unexpected tensor"):
+            layers_without.add(index)
+            reason = (f"unexpected tensor: models.{spec.name}.layers[{index}] declares bias = false, "
+                      "the checkpoint's layer has a bias")
+        else:
+            return None  # a wrong shape or dtype of a bias: the general messages say it
+        out.append(attrs.evolve(problem, reason=reason))
+    parts = []
+    if layers_with:
+        listed = ", ".join(f"layers[{i}]" for i in sorted(layers_with))
+        parts.append(f"declare bias = false on {listed} if the trained layers have no bias")
+    if layers_without:
+        listed = ", ".join(f"layers[{i}]" for i in sorted(layers_without))
+        parts.append(f"remove bias = false from {listed} if the trained layers have a bias")
+    hint = ("; ".join(parts) + f" (and the entry's params with it), or save the checkpoint of a model built as "
+            f"models.{spec.name} declares")
+    return _Fit(state, out, hint, misfit=True)
 
 
 def _convert_exactly(tensor: Any, dtype: Any) -> Any:

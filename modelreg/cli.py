@@ -695,6 +695,9 @@ def _add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="the entry's exports (default rtneural,onnx)")
     p.add_argument("--input-range", type=_finite, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="the values the host feeds the model (the entry's input_range); the proof stays within them")
+    p.add_argument("--drop-zero-biases", action="store_true",
+                   help="import a layer whose bias is all zeros as bias = false (the file cannot tell a bias-free "
+                        "layer from a zero bias; default: keep the zeros as a bias)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint file models/NAME.pt")
 
 
@@ -740,7 +743,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         result = import_rtneural(args.file, args.registry, name=args.name, force=args.force,
                                  latency_ms=DEFAULT_LATENCY_MS if args.latency_ms is None else args.latency_ms,
                                  exports=DEFAULT_EXPORTS if args.exports is None else args.exports,
-                                 input_range=None if args.input_range is None else tuple(args.input_range))
+                                 input_range=None if args.input_range is None else tuple(args.input_range),
+                                 drop_zero_biases=args.drop_zero_biases)
     except ArtifactError as exc:
         print(f"FAIL {args.file}: not imported, nothing written", file=sys.stdout)
         for problem in exc.problems:

@@ -337,8 +337,20 @@ def _semantic_problems(
             text=f"{computed:,} parameters, {per_layer[biggest]:,} of them in layers[{biggest}]")
     elif entry["params"] != computed and layers_ok:
         declared = entry["params"]
-        sizes_fitting = _input_sizes_with_params(entry, declared, in_features)
-        if sizes_fitting:
+        pytorch_count = f"{computed:,}, PyTorch's count for these layers on {in_features} input features"
+        # A bias-free layer counted with its bias (the usual slip after adding bias = false) first:
+        # a first dense layer's bias also fits one more input feature, which would mislead.
+        flipped = _bias_flip_with_params(layers, in_features, declared, to_bias=True)
+        sizes_fitting = [] if flipped is not None else _input_sizes_with_params(entry, declared, in_features)
+        # A forgotten bias = false after that: a first dense layer without its bias also fits one
+        # input feature more, and an input_shape slip is the more common one (its message stays).
+        missing_bias_free = (_bias_flip_with_params(layers, in_features, declared, to_bias=False)
+                             if flipped is None and not sizes_fitting else None)
+        if flipped is not None:
+            add(f"params {declared:,} counts the bias of layers[{flipped}], which declares bias = false "
+                "(no bias, so no bias parameters)", "params",
+                f"{pytorch_count}; or no bias = false on layers[{flipped}], if it has a bias", text=f"{declared:,}")
+        elif sizes_fitting:
             # The count fits the layers fed another input size: the usual slip is input_shape
             # (a first layer trained on 16 features declared as [1, 12]), not params.
             shape = list(entry["input_shape"])
@@ -347,9 +359,12 @@ def _semantic_problems(
             add(f"params {declared:,} is what these layers have with {features} input features: "
                 f"is input_shape {likely}?", "input_shape",
                 f"{likely}, or params = {computed:,} for {shape}", text=str(shape))
+        elif missing_bias_free is not None:
+            add(f"params {declared:,} is what these layers have when layers[{missing_bias_free}] has no bias: "
+                "is bias = false missing there?", "params",
+                f"{pytorch_count}; or bias = false on layers[{missing_bias_free}]", text=f"{declared:,}")
         else:
-            add("declared parameter count does not match the layers", "params",
-                f"{computed:,}, PyTorch's count for these layers on {in_features} input features",
+            add("declared parameter count does not match the layers", "params", pytorch_count,
                 text=f"{declared:,}")
 
     for field in ("latency_ms", "tolerance", "sample_rate"):
@@ -478,6 +493,23 @@ def _input_sizes_with_params(entry: Mapping[str, Any], params: int, in_features:
             if len(fitting) == 3:
                 break
     return fitting
+
+
+def _bias_flip_with_params(layers: list[LayerSpec], in_features: int, params: int, *, to_bias: bool) -> int | None:
+    """The first layer whose ``bias`` key, set the other way, makes the layers count ``params``:
+    with ``to_bias``, a ``bias = false`` layer given its bias back (params counted the bias);
+    else a layer with a bias made bias-free (``bias = false`` forgotten). None when no single
+    flip does. Arithmetic only, one count per layer that takes ``bias``."""
+    from .layers.base import with_bias
+
+    for index, layer in enumerate(layers):
+        if "bias" not in layer.kind.registry_keys or layer.has_bias == to_bias:
+            continue
+        trial = list(layers)
+        trial[index] = with_bias(layer, not layer.has_bias)
+        if count_params(trial, in_features) == params:
+            return index
+    return None
 
 
 def _layer_specs(entry: Mapping[str, Any], in_features: int | None = None) -> list[LayerSpec]:

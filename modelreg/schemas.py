@@ -265,7 +265,9 @@ def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, A
             filter(None, (_expected_of(_resolve(branch, root)) for branch in error.validator_value)))
         return [problem("wrong type", path, expected or None, f"{found(value)} ({_kind(value)})")]
     if validator == "not":
-        return [problem(f"not allowed here: {schema.get('description', 'this key must not be set')}", path, None, found(value))]
+        # A TOML / JSON boolean as the file spells it (bias = false), not Python's False.
+        shown = ("true" if value else "false") if isinstance(value, bool) else found(value)
+        return [problem(f"not allowed here: {schema.get('description', 'this key must not be set')}", path, None, shown)]
     return [problem(error.message, path)]
 
 

@@ -98,20 +98,27 @@ def test_golden_file_imports_reproduces_rtneural_and_re_exports_its_weights(stem
         assert kinds.rtneural_handler(old_type) is kinds.rtneural_handler(new_type)
         for j, array in enumerate(old):
             np.testing.assert_array_equal(_f32(array).view(np.uint32), _f32(new[j]).view(np.uint32))
-        for extra in new[len(old):]:  # a dense layer without bias: zeros, as RTNeural uses
+        for extra in new[len(old):]:  # a dense layer without bias (bias = false): zeros, as RTNeural uses
             assert not _f32(extra).view(np.uint32).any()
 
 
-def test_golden_dense_folds_activation_layers_and_fills_missing_biases(project: Path) -> None:
+def test_golden_dense_folds_activation_layers_and_reads_dense_layers_without_bias_as_bias_free(project: Path) -> None:
     result = modelreg.import_rtneural(GOLDEN / "dense.json", project, name="keras-dense")
     assert result.name == "keras-dense"
-    assert [(l.type, l.units, l.activation) for l in result.spec.layers] == [
-        ("dense", 8, "tanh"), ("dense", 8, "relu"), ("dense", 8, "elu"), ("dense", 8, "softmax"),
-        ("dense", 1, "linear"), ("dense", 8, "linear"), ("dense", 8, "linear"), ("dense", 1, "linear")]
+    assert [(l.type, l.units, l.activation, l.has_bias) for l in result.spec.layers] == [
+        ("dense", 8, "tanh", True), ("dense", 8, "relu", True), ("dense", 8, "elu", True),
+        ("dense", 8, "softmax", True), ("dense", 1, "linear", True),
+        # Keras's use_bias=False layers: weights [kernel] in the file, bias = false in the entry.
+        ("dense", 8, "linear", False), ("dense", 8, "linear", False), ("dense", 1, "linear", False)]
+    assert result.spec.params == 338 - 17  # no invented zero biases (8 + 8 + 1)
+    # Their export writes zeros there (RTNeural's older loaders read a bias unconditionally).
     assert result.weights.zero_filled == ("layers[9].weights[1]", "layers[10].weights[1]", "layers[11].weights[1]")
+    assert "layers[9].weights[1]: not in the file (RTNeural uses zeros); the layer is imported without it" in \
+        "\n".join(result.notes)
     assert sum("stand-alone" in note for note in result.notes) == 4
+    assert "bias = false" in result.entry_text
     state = torch.load(result.checkpoint, weights_only=True)
-    assert not state["layers.5.bias"].any() and state["layers.0.bias"].any()
+    assert "layers.5.bias" not in state and state["layers.0.bias"].any()
 
 
 def test_time_distributed_dense_is_read_as_dense(project: Path) -> None:

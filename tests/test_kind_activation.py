@@ -109,9 +109,10 @@ def test_import_reads_a_keras_activation_layer() -> None:
         {"type": "activation", "activation": "softmax", "shape": [None, 3], "weights": []},
     ]}
     in_size, specs, state = from_rtneural(model)
-    assert (in_size, specs) == (2, [LayerSpec("dense", 3, "linear"), LayerSpec("activation", 3, "softmax")])
-    assert sorted(state) == ["layers.0.bias", "layers.0.weight"]
-    np.testing.assert_array_equal(state["layers.0.bias"], [0.0, 0.0, 0.0])
+    # The dense layer's file has no bias array: a bias-free layer (bias = false).
+    assert (in_size, specs) == (2, [LayerSpec("dense", 3, "linear", (("bias", False),)),
+                                    LayerSpec("activation", 3, "softmax")])
+    assert sorted(state) == ["layers.0.weight"]
 
 
 def test_compile_time_type_is_rtneurals_activation_layer() -> None:

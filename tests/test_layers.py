@@ -20,7 +20,7 @@ import torch
 import modelreg
 from modelreg import layers
 from modelreg.layers import compose
-from modelreg.layers.base import LayerKind, RTNeuralLayerType, SizeCheck, StateReader, StateSpec
+from modelreg.layers.base import LayerKind, RTNeuralLayerType, SizeCheck, StateReader, StateSpec, with_bias
 from modelreg.rtneural.format import dumps_rtneural, from_rtneural, to_rtneural
 from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 from modelreg.spec import LayerSpec
@@ -139,8 +139,16 @@ def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table:
     layer, module = _built(kind, table, seed=3)
     state = _numpy_state(module)
     written = to_rtneural([layer], IN_FEATURES, state)
+    document = json.loads(dumps_rtneural(written))
+    if not layer.has_bias and len(written["layers"][0]["weights"]) == len(kind.rtneural_shapes(
+            with_bias(layer, True), IN_FEATURES)):
+        # A bias-free layer whose file still holds a bias (of zeros: RTNeural's loader reads one)
+        # reads back as a zero bias: the file cannot tell. Only drop_zero_biases reads it as bias = false.
+        _, plain, plain_state = from_rtneural(document)
+        assert plain == [with_bias(layer, True)]
+        assert all(not plain_state["layers.0." + name].any() for name in kind.bias_entries(layer))
     # Through the bytes a file holds, as `modelreg import` will read them.
-    in_size, read_layers, read_state = from_rtneural(json.loads(dumps_rtneural(written)))
+    in_size, read_layers, read_state = from_rtneural(document, drop_zero_biases=not layer.has_bias)
     assert in_size == IN_FEATURES and read_layers == [layer]
     assert sorted(read_state) == sorted(state)
     for key, value in read_state.items():
@@ -154,7 +162,7 @@ def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table:
     rewritten = to_rtneural(read_layers, in_size, read_state)
     for j, (a, b) in enumerate(zip(written["layers"][0]["weights"], rewritten["layers"][0]["weights"])):
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=f"weights[{j}]")
-    if kind.name == "lstm":
+    if kind.name == "lstm" and layer.has_bias:
         np.testing.assert_array_equal(read_state["layers.0.bias_ih_l0"],
                                       state["layers.0.bias_ih_l0"] + state["layers.0.bias_hh_l0"])
         assert not read_state["layers.0.bias_hh_l0"].any()
@@ -221,13 +229,43 @@ def test_from_rtneural_refuses_what_no_registry_kind_represents() -> None:
     assert info.value.key == "layers[0].type" and "no registry layer kind" in str(info.value)
 
 
-def test_from_rtneural_reads_keras_style_dense_without_bias() -> None:
+def test_from_rtneural_reads_keras_style_dense_without_bias_as_bias_free() -> None:
+    # RTNeural's Keras exporter writes [kernel] for use_bias=False: the file says the layer has no bias.
     model = {"in_shape": [None, 2], "layers": [{"type": "time-distributed-dense", "activation": "relu",
                                                "shape": [None, 1], "weights": [[[0.5], [-2.0]]]}]}
     in_size, specs, state = from_rtneural(model)
-    assert (in_size, specs) == (2, [LayerSpec("dense", 1, "relu")])
+    assert (in_size, specs) == (2, [LayerSpec("dense", 1, "relu", (("bias", False),))])
+    assert sorted(state) == ["layers.0.weight"]
     np.testing.assert_array_equal(state["layers.0.weight"], [[0.5, -2.0]])
-    np.testing.assert_array_equal(state["layers.0.bias"], [0.0])
+
+
+def _gru_file(bias_rows: list[list[float]]) -> dict[str, Any]:
+    return {"in_shape": [None, 1], "layers": [{"type": "gru", "activation": "tanh", "shape": [None, 1],
+                                               "weights": [[[0.1, 0.2, 0.3]], [[0.4, 0.5, 0.6]], bias_rows]}]}
+
+
+@pytest.mark.parametrize(("bias", "dropped"), [
+    ([[0.0] * 3, [0.0] * 3], True),
+    ([[0.0] * 3, [0.0, 0.0, 1e-30]], False),  # a tiny bias is a bias
+    ([[0.0] * 3, [0.0, -0.0, 0.0]], False),  # -0.0: the bias-free layer writes +0.0, not these bits
+])
+def test_drop_zero_biases_reads_a_bias_free_layer_only_when_asked(bias: list[list[float]], dropped: bool) -> None:
+    from modelreg.rtneural.format import zero_bias_layers
+
+    _, kept, kept_state = from_rtneural(_gru_file(bias))
+    assert kept == [LayerSpec("gru", 1)] and "layers.0.bias_hh_l0" in kept_state  # the default keeps it
+    _, specs, state = from_rtneural(_gru_file(bias), drop_zero_biases=True)
+    assert specs == [LayerSpec("gru", 1, options=(("bias", False),)) if dropped else LayerSpec("gru", 1)]
+    assert ("layers.0.bias_ih_l0" in state) is not dropped
+    assert zero_bias_layers(_gru_file(bias)) == ([0] if dropped else [])
+
+
+def test_drop_zero_biases_reads_a_dense_zero_bias_as_bias_free() -> None:
+    model = {"in_shape": [None, 2], "layers": [{"type": "dense", "activation": "", "shape": [None, 1],
+                                               "weights": [[[0.5], [-2.0]], [0.0]]}]}
+    assert from_rtneural(model)[1] == [LayerSpec("dense", 1)]
+    _, specs, state = from_rtneural(model, drop_zero_biases=True)
+    assert specs == [LayerSpec("dense", 1, options=(("bias", False),))] and sorted(state) == ["layers.0.weight"]
 
 
 # --------------------------------------------------------------------------- committed schemas

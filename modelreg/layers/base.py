@@ -35,6 +35,8 @@ __all__ = [
     "SizeCheck",
     "StateReader",
     "StateSpec",
+    "BIAS_KEY",
+    "bias_option",
     "cpp_float",
     "generation",
     "get_kind",
@@ -45,6 +47,7 @@ __all__ = [
     "rtneural_handler",
     "rtneural_handlers",
     "unregister_kind",
+    "with_bias",
 ]
 
 #: (name, size) of each state tensor of one layer, e.g. ``(("h", 64), ("c", 64))``;
@@ -78,6 +81,12 @@ class LayerSpec:
     def is_recurrent(self) -> bool:
         """True when the layer carries state from one frame to the next."""
         return bool(self.kind.state(self))
+
+    @property
+    def has_bias(self) -> bool:
+        """False for a layer declared ``bias = false`` (torch's ``bias=False``); True otherwise,
+        also for kinds that have no bias at all (ask ``kind.bias_entries()`` what a bias is)."""
+        return self.option("bias", True) is not False
 
 
 class RuntimeLayer(Protocol):
@@ -239,6 +248,12 @@ class LayerKind(RTNeuralLayerType):
         """What the schema cannot say about one layer (e.g. sizes that must divide); none by default."""
         return []
 
+    def bias_entries(self, layer: LayerSpec) -> tuple[str, ...]:
+        """The torch state-dict names (without the ``layers.{i}.`` prefix) that hold the layer's bias
+        when it has one, whatever its ``bias`` key says; ``()`` for a kind without the ``bias`` key.
+        What checkpoint messages and ``modelreg import --drop-zero-biases`` go by."""
+        return ("bias",) if "bias" in self.registry_keys else ()
+
     @abc.abstractmethod
     def params(self, layer: LayerSpec, in_features: int) -> int:
         """PyTorch's parameter count, computed without building anything."""
@@ -308,6 +323,32 @@ class LayerKind(RTNeuralLayerType):
         the setters must receive exactly what RTNeural's JSON loader hands them."""
         raise UsageError.at(f"layer type {self.name!r} cannot be loaded from embedded weights in modelreg yet",
                             expected="a kind that defines cpp_set_weights()")
+
+
+#: The registry key of the kinds that have a bias (dense, conv1d, conv2d, lstm, gru), as torch's
+#: ``bias`` argument: true (the default) or false. One schema for every kind that takes it.
+BIAS_KEY: Mapping[str, Any] = {
+    "type": "boolean",
+    "description": "true (a learned bias, the default) or false (no bias, as torch's bias=False)",
+}
+
+
+def bias_option(table: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The ``options`` entry of a (schema-valid) layer table's ``bias``: ``(("bias", False),)`` for
+    ``bias = false``, nothing otherwise.
+
+    Only ``false`` is recorded: a layer with a bias stays the ``LayerSpec`` it always was (equal to
+    ``LayerSpec("dense", 5, "relu")``, labelled without ``bias=true``), and a bias-free one shows
+    ``bias=false`` wherever its keys are listed."""
+    return (("bias", False),) if table.get("bias", True) is False else ()
+
+
+def with_bias(layer: LayerSpec, bias: bool) -> LayerSpec:
+    """``layer`` with ``bias`` set (options kept sorted, as the kinds write them)."""
+    options = [(key, value) for key, value in layer.options if key != "bias"]
+    if not bias:
+        options.append(("bias", False))
+    return attrs.evolve(layer, options=tuple(sorted(options, key=lambda item: item[0])))
 
 
 def cpp_float(value: float) -> str:

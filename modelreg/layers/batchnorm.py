@@ -80,7 +80,9 @@ class BatchNorm(LayerKind):
     required_keys = ()
     refused_keys = {"units": "batchnorm layers keep the size of their input; they take no units",
                     "activation": "batchnorm layers take no activation (RTNeural's loader ignores one there); "
-                                  "add an activation layer after it"}
+                                  "add an activation layer after it",
+                    "bias": "batchnorm layers take no bias key: their beta is the bias (affine = false drops "
+                            "gamma and beta)"}
     examples = ({}, {"affine": False}, {"epsilon": 0.01}, {"affine": False, "epsilon": 1e-3})
     rtneural_types = ("batchnorm",)
     weight_depths = (1, 1, 1, 1)

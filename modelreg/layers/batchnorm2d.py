@@ -85,7 +85,9 @@ class BatchNorm2D(LayerKind):
         "num_features_in": "how many features an input frame holds (the frame is features x filters, feature-major)",
     }
     refused_keys = {"units": "a batchnorm2d layer keeps its input's size",
-                    "activation": "batchnorm2d layers take no activation (RTNeural's loader ignores it)"}
+                    "activation": "batchnorm2d layers take no activation (RTNeural's loader ignores it)",
+                    "bias": "batchnorm2d layers take no bias key: their beta is the bias (affine = false drops "
+                            "gamma and beta)"}
     examples = (
         {"num_features_in": 3},
         {"num_features_in": 1, "epsilon": 0.001, "affine": False},

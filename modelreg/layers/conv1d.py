@@ -23,6 +23,11 @@ kernel_size]`` transposed to ``(2, 1, 0)``, not reversed. The bias is required
 RTNeural's Keras exporter does; a plain integer reads the same), ``groups``
 with ``value("groups", 1)``. A non-empty ``activation`` adds an activation
 after the layer, as for dense.
+
+``bias = false`` is torch's ``nn.Conv1d(bias=False)``: no ``bias`` entry in the
+checkpoint; the RTNeural file still holds a bias of zeros, since the loader
+reads ``weights[1]`` unconditionally (so a file cannot tell a bias-free layer
+from one whose bias is zero: see ``modelreg import --drop-zero-biases``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import (BIAS_KEY, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec,
+                   bias_option)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,6 +113,7 @@ class Conv1D(LayerKind):
         "dilation": {"$ref": "#/$defs/positive_int"},
         "groups": {"$ref": "#/$defs/positive_int"},
         "activation": {"enum": list(activations.NAMES)},
+        "bias": BIAS_KEY,
     }
     required_keys = ("units", "kernel_size")
     missing_key_hints = {"kernel_size": "a kernel size: conv1d layers need kernel_size, a positive integer"}
@@ -115,6 +122,7 @@ class Conv1D(LayerKind):
         {"units": 2, "kernel_size": 1, "activation": "relu"},
         {"units": 4, "kernel_size": 3, "dilation": 2, "activation": "sigmoid"},
         {"units": 5, "kernel_size": 3},
+        {"units": 4, "kernel_size": 2, "dilation": 2, "activation": "tanh", "bias": False},
     )
     rtneural_types = ("conv1d",)
     loader_adds_activation = True
@@ -126,8 +134,9 @@ class Conv1D(LayerKind):
         # Defaults are filled in, so a layer read back from RTNeural equals the one declared.
         # in_channels is not a registry key: it is the size the layer is fed, recorded because
         # the state (the past input frames) is sized by it and state() sees only the LayerSpec.
-        options = (("dilation", int(table.get("dilation", 1))), ("groups", int(table.get("groups", 1))),
-                   ("in_channels", int(in_features)), ("kernel_size", int(table["kernel_size"])))
+        options = (*bias_option(table), ("dilation", int(table.get("dilation", 1))),
+                   ("groups", int(table.get("groups", 1))), ("in_channels", int(in_features)),
+                   ("kernel_size", int(table["kernel_size"])))  # sorted by key, "bias" first
         return LayerSpec("conv1d", int(table["units"]), table.get("activation", "linear"), options)
 
     @staticmethod
@@ -154,8 +163,8 @@ class Conv1D(LayerKind):
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
         kernel_size, _, groups = self.sizes(layer)
-        # Integer arithmetic only (no building): kernel [units, in/groups, K] + bias [units].
-        return layer.units * (in_features // groups) * kernel_size + layer.units
+        # Integer arithmetic only (no building): kernel [units, in/groups, K] + bias [units] (if any).
+        return layer.units * (in_features // groups) * kernel_size + (layer.units if layer.has_bias else 0)
 
     def state(self, layer: LayerSpec) -> StateSpec:
         kernel_size, dilation, _ = self.sizes(layer)
@@ -173,7 +182,8 @@ class Conv1D(LayerKind):
 
         kernel_size, dilation, groups = self.sizes(layer)
         # No padding: the past frames come from the state, which starts at zeros.
-        return nn.Conv1d(in_features, layer.units, kernel_size, dilation=dilation, groups=groups)
+        return nn.Conv1d(in_features, layer.units, kernel_size, dilation=dilation, groups=groups,
+                         bias=layer.has_bias)
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -198,7 +208,7 @@ class Conv1D(LayerKind):
 
         kernel_size, dilation, groups = self.sizes(layer)
         weight = weights.take(prefix + "weight", (layer.units, in_features // groups, kernel_size))
-        if not weights.has(prefix + "bias"):
+        if not (layer.has_bias and weights.has(prefix + "bias")):
             # RTNeural's loader reads weights[1] unconditionally: write the zeros a bias-free conv adds.
             bias = np.zeros(layer.units, np.float32)
         else:
@@ -212,6 +222,8 @@ class Conv1D(LayerKind):
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         import numpy as np
 
+        # Always with a bias: zeros in a file are zeros of a bias or no bias at all (format.from_rtneural
+        # decides, when asked to drop zero biases).
         table = {"units": units, "kernel_size": _last(layer["kernel_size"]), "dilation": _last(layer["dilation"]),
                  "groups": int(layer.get("groups", 1)),
                  "activation": activations.from_rtneural_name(layer.get("activation", ""))}

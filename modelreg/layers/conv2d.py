@@ -29,9 +29,10 @@ against its C++ loader, STL and Eigen backends, in tests/test_conv2d.py):
 
 Registry: ``filters``, ``num_features_in``, ``kernel_size_time``,
 ``kernel_size_feature``, ``dilation`` (1), ``strides`` (1), ``padding``
-("valid"), ``activation`` (linear). ``num_filters_in`` is the input size
+("valid"), ``activation`` (linear), ``bias`` (true). ``num_filters_in`` is the input size
 divided by ``num_features_in``; the layer's size (``units``) is computed:
-output features x ``filters``.
+output features x ``filters``. ``bias = false`` is torch's ``bias=False``: no
+checkpoint entry, a bias of zeros in the RTNeural file (the loader reads one).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import (BIAS_KEY, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec,
+                   bias_option)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -171,6 +173,7 @@ class Conv2D(LayerKind):
         "strides": {"$ref": "#/$defs/positive_int"},
         "padding": {"enum": list(PADDINGS)},
         "activation": {"enum": list(activations.NAMES)},
+        "bias": BIAS_KEY,
     }
     required_keys = ("filters", "num_features_in", "kernel_size_time", "kernel_size_feature")
     missing_key_hints = {
@@ -188,6 +191,8 @@ class Conv2D(LayerKind):
         # One frame of time: a stateless conv2d.
         {"filters": 2, "num_features_in": 3, "kernel_size_time": 1, "kernel_size_feature": 2, "padding": "same"},
         {"filters": 3, "num_features_in": 1, "kernel_size_time": 2, "kernel_size_feature": 1, "activation": "relu"},
+        {"filters": 2, "num_features_in": 3, "kernel_size_time": 2, "kernel_size_feature": 2, "padding": "same",
+         "activation": "tanh", "bias": False},
     )
     rtneural_types = ("conv2d",)
     loader_adds_activation = True
@@ -206,6 +211,7 @@ class Conv2D(LayerKind):
             "dilation": int(table.get("dilation", 1)),
             "strides": int(table.get("strides", 1)),
             "padding": str(table.get("padding", "valid")),
+            **dict(bias_option(table)),
         }
         out = features_out(features, options["kernel_size_feature"], options["strides"], options["padding"])
         return LayerSpec("conv2d", max(out, 0) * options["filters"], table.get("activation", "linear"),
@@ -233,7 +239,8 @@ class Conv2D(LayerKind):
     def params(self, layer: LayerSpec, in_features: int) -> int:
         o = dict(layer.options)
         filters_in = in_features // o["num_features_in"]
-        return o["filters"] * filters_in * o["kernel_size_time"] * o["kernel_size_feature"] + o["filters"]
+        bias = o["filters"] if layer.has_bias else 0
+        return o["filters"] * filters_in * o["kernel_size_time"] * o["kernel_size_feature"] + bias
 
     def history(self, layer: LayerSpec) -> int:
         """Past input frames the layer keeps: ``(kernel_size_time - 1) * dilation``."""
@@ -256,7 +263,7 @@ class Conv2D(LayerKind):
         # Padding is applied in forward(): time causally from the state, features as TensorFlow's "same".
         return nn.Conv2d(in_features // o["num_features_in"], o["filters"],
                          (o["kernel_size_time"], o["kernel_size_feature"]),
-                         stride=(1, o["strides"]), dilation=(o["dilation"], 1))
+                         stride=(1, o["strides"]), dilation=(o["dilation"], 1), bias=layer.has_bias)
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -292,8 +299,8 @@ class Conv2D(LayerKind):
         filters_in = in_features // o["num_features_in"]
         weight = weights.take(prefix + "weight", (o["filters"], filters_in, o["kernel_size_time"],
                                                   o["kernel_size_feature"]))
-        bias = (weights.take(prefix + "bias", (o["filters"],)) if weights.has(prefix + "bias")
-                else np.zeros(o["filters"], np.float32))  # RTNeural always reads a bias
+        bias = (weights.take(prefix + "bias", (o["filters"],)) if layer.has_bias and weights.has(prefix + "bias")
+                else np.zeros(o["filters"], np.float32))  # RTNeural always reads a bias: zeros for none
         return {
             "type": "conv2d",
             "activation": activations.to_rtneural_name(layer.activation),

@@ -5,6 +5,13 @@ so the kernel is torch's ``weight.T``; the bias is copied. RTNeural's loader
 also reads ``time-distributed-dense`` (the same layer applied per frame) and a
 dense layer without a bias (zeros). A non-empty ``activation`` adds an
 activation after the layer, as the loader does.
+
+``bias = false`` is torch's ``nn.Linear(bias=False)``: no ``bias`` entry in the
+checkpoint; the RTNeural file still holds ``[kernel, zeros]``, since older
+RTNeural loaders read ``weights[1]`` unconditionally (current ones accept
+``[kernel]``, what RTNeural's Keras exporter writes for ``use_bias=False``).
+Read back, a file's ``[kernel]`` is a bias-free layer (the file says so); a
+bias of zeros is a bias unless ``drop_zero_biases`` is asked for.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import activations
-from .base import LayerKind, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import BIAS_KEY, LayerKind, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec, bias_option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,20 +56,22 @@ class Dense(LayerKind):
     registry_keys = {
         "units": {"$ref": "#/$defs/positive_int"},
         "activation": {"enum": list(activations.NAMES)},
+        "bias": BIAS_KEY,
     }
     required_keys = ("units", "activation")
     missing_key_hints = {"activation": "an activation: dense layers need one of "
                                        + ", ".join(repr(name) for name in activations.NAMES)}
-    examples = tuple({"units": 5, "activation": name} for name in activations.NAMES)
+    examples = (*({"units": 5, "activation": name} for name in activations.NAMES),
+                {"units": 4, "activation": "tanh", "bias": False})
     rtneural_types = ("dense", "time-distributed-dense")
     loader_adds_activation = True
     weight_depths = (2, 1)
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        return LayerSpec("dense", table["units"], table.get("activation", "linear"))
+        return LayerSpec("dense", table["units"], table.get("activation", "linear"), bias_option(table))
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
-        return in_features * layer.units + layer.units
+        return in_features * layer.units + (layer.units if layer.has_bias else 0)
 
     def state(self, layer: LayerSpec) -> StateSpec:
         return ()
@@ -73,7 +82,7 @@ class Dense(LayerKind):
     def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
         from torch import nn
 
-        return nn.Linear(in_features, layer.units)
+        return nn.Linear(in_features, layer.units, bias=layer.has_bias)
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -84,7 +93,11 @@ class Dense(LayerKind):
 
         kernel = weights.take(prefix + "weight", (layer.units, in_features)).T
         arrays = [np.ascontiguousarray(kernel)]
-        if weights.has(prefix + "bias"):  # a torch Linear without bias: RTNeural reads [kernel] as bias zeros
+        if not layer.has_bias:
+            # Zeros, not [kernel] alone: older RTNeural loaders read weights[1] unconditionally.
+            # A bias-free layer never reads a bias (a state dict that has one is refused as left over).
+            arrays.append(np.zeros(layer.units, np.float32))
+        elif weights.has(prefix + "bias"):  # a state dict without its bias: RTNeural reads [kernel] as zeros
             arrays.append(np.ascontiguousarray(weights.take(prefix + "bias", (layer.units,))))
         return {"type": "dense", "activation": activations.to_rtneural_name(layer.activation),
                 "shape": [None, None, layer.units], "weights": arrays}
@@ -93,13 +106,15 @@ class Dense(LayerKind):
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         import numpy as np
         kernel = np.asarray(weight(0), dtype=np.float32)
-        bias = (np.asarray(weight(1), dtype=np.float32) if len(layer["weights"]) > 1
-                else np.zeros(units, np.float32))
-        spec = LayerSpec("dense", units, activations.from_rtneural_name(layer.get("activation", "")))
+        activation = activations.from_rtneural_name(layer.get("activation", ""))
+        if len(layer["weights"]) == 1:  # [kernel]: the file says the layer has no bias
+            return LayerSpec("dense", units, activation, (("bias", False),)), {"weight": np.ascontiguousarray(kernel.T)}
+        bias = np.asarray(weight(1), dtype=np.float32)
+        spec = LayerSpec("dense", units, activation)
         return spec, {"weight": np.ascontiguousarray(kernel.T), "bias": np.ascontiguousarray(bias)}
 
     def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
-        return ((in_features, layer.units), (layer.units,))
+        return ((in_features, layer.units), (layer.units,))  # a bias-free layer's bias: zeros
 
     def rtneural_activation(self, layer: LayerSpec) -> str | None:
         return activations.to_rtneural_name(layer.activation)

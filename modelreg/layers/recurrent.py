@@ -3,6 +3,9 @@
 Not a kind itself. A recurrent layer has ``gates`` gate blocks, each with an
 input kernel, a recurrent kernel and (in PyTorch) two bias vectors; its
 internal activations are fixed (tanh/sigmoid), so it takes no ``activation``.
+``bias = false`` is torch's ``bias=False``: neither bias vector exists (no
+``bias_ih_l0`` / ``bias_hh_l0`` entries, no parameters); RTNeural's loader
+always reads a bias, so the file holds zeros there.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .base import LayerKind, LayerSpec, SizeCheck, StateReader, StateSpec
+from .base import BIAS_KEY, LayerKind, LayerSpec, SizeCheck, StateReader, StateSpec, bias_option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,19 +31,23 @@ class Recurrent(LayerKind):
     gates: ClassVar[int]
     #: RTNeural's gate order, as messages show it (``"i, f, c, o"``).
     gate_names: ClassVar[str]
-    registry_keys = {"units": {"$ref": "#/$defs/positive_int"}}
+    registry_keys = {"units": {"$ref": "#/$defs/positive_int"}, "bias": BIAS_KEY}
     required_keys = ("units",)
     refused_keys = {"activation": "lstm and gru layers take no activation: they use tanh and sigmoid internally "
                                   "(add an activation layer after them for another one)"}
-    examples = ({"units": 1}, {"units": 6})
+    examples = ({"units": 1}, {"units": 6}, {"units": 5, "bias": False})
 
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
-        return LayerSpec(self.name, table["units"])
+        return LayerSpec(self.name, table["units"], options=bias_option(table))
+
+    def bias_entries(self, layer: LayerSpec) -> tuple[str, ...]:
+        return ("bias_ih_l0", "bias_hh_l0")
 
     def params(self, layer: LayerSpec, in_features: int) -> int:
         hidden = layer.units
-        # kernel (in x gates*h) + recurrent kernel (h x gates*h) + two bias vectors.
-        return self.gates * hidden * (in_features + hidden) + 2 * self.gates * hidden
+        # kernel (in x gates*h) + recurrent kernel (h x gates*h) + two bias vectors (unless bias = false).
+        biases = 2 * self.gates * hidden if layer.has_bias else 0
+        return self.gates * hidden * (in_features + hidden) + biases
 
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         # LSTM: o * tanh(c); GRU: a convex mix of tanh and the previous state, starting at zero.
@@ -50,7 +57,7 @@ class Recurrent(LayerKind):
         raise NotImplementedError
 
     def build(self, layer: LayerSpec, in_features: int) -> nn.Module:
-        return self._module()(in_features, layer.units, batch_first=True)
+        return self._module()(in_features, layer.units, batch_first=True, bias=layer.has_bias)
 
     def take(self, layer: LayerSpec, in_features: int, weights: StateReader,
              prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +67,9 @@ class Recurrent(LayerKind):
         units, wide = layer.units, self.gates * layer.units
         w_ih = weights.take(prefix + "weight_ih_l0", (wide, in_features))
         w_hh = weights.take(prefix + "weight_hh_l0", (wide, units))
-        has_ih, has_hh = weights.has(prefix + "bias_ih_l0"), weights.has(prefix + "bias_hh_l0")
+        # A bias-free layer reads no bias (a state dict that has one is refused as left over).
+        has_ih = layer.has_bias and weights.has(prefix + "bias_ih_l0")
+        has_hh = layer.has_bias and weights.has(prefix + "bias_hh_l0")
         if has_ih != has_hh:
             missing = prefix + ("bias_hh_l0" if has_ih else "bias_ih_l0")
             from ..errors import UsageError

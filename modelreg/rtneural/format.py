@@ -21,11 +21,11 @@ import orjson
 from ..layers import LayerKind, get_kind, kinds, names, rtneural_handler
 from ..errors import ArtifactError, UsageError
 from ..layers.activations import NAMES as _ACTIVATION_NAMES
-from ..layers.base import StateReader
+from ..layers.base import StateReader, with_bias
 from .runtime import _check, _units
 from ..spec import LayerSpec
 
-__all__ = ["dumps_rtneural", "from_rtneural", "to_rtneural"]
+__all__ = ["dumps_rtneural", "from_rtneural", "to_rtneural", "zero_bias_layers"]
 
 
 def _is_count(value: Any) -> bool:
@@ -97,7 +97,8 @@ def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int
     return {"in_shape": [None, None, int(in_size)], "layers": out_layers}
 
 
-def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[int, list[LayerSpec], dict[str, np.ndarray]]:
+def from_rtneural(data: Mapping[str, Any], *, file: str | None = None,
+                  drop_zero_biases: bool = False) -> tuple[int, list[LayerSpec], dict[str, np.ndarray]]:
     """The inverse of :func:`to_rtneural`: an RTNeural model -> (input size, layers, torch state dict).
 
     ``data`` is checked first (:func:`~modelreg.rtneural.runtime.check_rtneural`;
@@ -105,8 +106,15 @@ def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[
     weights back to PyTorch's layout as float32 arrays under ``layers.{i}.``;
     writing the result with :func:`to_rtneural` gives the same float32 weights
     (an LSTM's single bias comes back as ``bias_ih_l0`` with ``bias_hh_l0``
-    zero; a dense layer without bias gets a zero bias). A layer type that is
-    no registry kind (an RTNeuralLayerType that is not a LayerKind; none built in) raises :class:`UsageError`.
+    zero). A dense layer without a bias array (``[kernel]``) is a bias-free
+    layer (``bias = false``): the file says so. Every other bias is kept, zeros
+    included: RTNeural's loader reads a bias for conv1d, conv2d, lstm and gru,
+    so a file cannot tell a bias-free layer from a zero bias. With
+    ``drop_zero_biases``, a layer whose kind takes ``bias`` and whose file
+    arrays are exactly what the bias-free layer writes (its bias +0.0 everywhere)
+    is read as ``bias = false``, without bias entries (see :func:`zero_bias_layers`).
+    A layer type that is no registry kind (an RTNeuralLayerType that is not a
+    LayerKind; none built in) raises :class:`UsageError`.
     """
     problems, arrays = _check(data, file)
     if problems:
@@ -130,10 +138,52 @@ def from_rtneural(data: Mapping[str, Any], *, file: str | None = None) -> tuple[
             return array if array is not None else np.asarray(layer["weights"][j], dtype=np.float64)
 
         spec, entries = handler.from_rtneural(layer, weight, previous, units)
+        if drop_zero_biases:
+            spec, entries = _without_zero_bias(spec, entries, layer, weight, previous)
         layers.append(spec)
         state.update({f"layers.{i}.{key}": value for key, value in entries.items()})
         previous = spec.units
     return in_size, layers, state
+
+
+def _float32_bits(value: Any) -> np.ndarray:
+    """A file's numbers as RTNeural reads them (a double, then float32), as bit patterns."""
+    return np.asarray(value, dtype=np.float64).astype(np.float32).view(np.uint32)
+
+
+def _without_zero_bias(spec: LayerSpec, entries: dict[str, np.ndarray], layer: Mapping[str, Any],
+                       weight: Any, in_features: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
+    """``(spec, entries)`` as a bias-free layer when the file's arrays are exactly what that layer
+    writes; else unchanged. The criterion is the file itself (not a per-kind rule): the bias-free
+    layer is written again and compared bit for bit, so a -0.0 or a tiny bias is kept, and the
+    import's own re-export check holds by construction."""
+    kind = spec.kind
+    names = kind.bias_entries(spec)
+    if not spec.has_bias or not names or any(name not in entries for name in names):
+        return spec, entries
+    if any(np.any(entries[name] != 0) for name in names):  # cheap first: a real bias
+        return spec, entries
+    bare = with_bias(spec, False)
+    kept = {key: value for key, value in entries.items() if key not in names}
+    written = kind.to_rtneural(bare, in_features, StateReader(kept), "")["weights"]
+    file_weights = layer["weights"]
+    if len(written) > len(file_weights):
+        return spec, entries
+    for j, array in enumerate(written):
+        if not np.array_equal(_float32_bits(weight(j)), _float32_bits(array)):
+            return spec, entries
+    for j in range(len(written), len(file_weights)):  # arrays the bias-free layer leaves out: +0.0 only
+        if _float32_bits(weight(j)).any():
+            return spec, entries
+    return bare, kept
+
+
+def zero_bias_layers(data: Mapping[str, Any], *, file: str | None = None) -> list[int]:
+    """Indices of the layers :func:`from_rtneural` reads as ``bias = false`` only with
+    ``drop_zero_biases`` (their bias is all +0.0): what ``modelreg import`` mentions when not asked."""
+    plain = from_rtneural(data, file=file)[1]
+    dropped = from_rtneural(data, file=file, drop_zero_biases=True)[1]
+    return [i for i, (a, b) in enumerate(zip(plain, dropped)) if a != b]
 
 
 def _count(value: Any) -> Any:

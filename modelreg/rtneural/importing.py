@@ -12,8 +12,15 @@ PyTorch's layout), and nothing is written until the import is proven:
 - writing that checkpoint back to RTNeural JSON gives float32 weights
   bit-identical to the file's (each number of the file as RTNeural reads it:
   parsed as a double, then rounded to float32); weights the file leaves out
-  (a dense layer without bias) are written as zeros, which is what
-  RTNeural's loader uses for them.
+  (a dense layer without bias, imported as ``bias = false``) are written as
+  zeros, which is what RTNeural's loader uses for them.
+
+Biases: a dense layer without a bias array is imported as ``bias = false``
+(the file says so). Otherwise a file holds a bias even for a bias-free layer
+(zeros: RTNeural's loader reads one), so it cannot tell a bias-free layer from
+one whose bias happens to be zero: those are imported with their (zero) bias
+unless ``drop_zero_biases`` (``--drop-zero-biases``) asks to read an all-zero
+bias as ``bias = false``; without it, the import notes each such layer.
 
 Then the checkpoint (``models/NAME.pt``) and the registry are written
 atomically; the entry is appended as text, so every byte of the existing
@@ -80,7 +87,7 @@ class WeightsMatch:
     values: int
     #: Arrays whose float32 bits differ (empty when the import is accepted).
     differing: tuple[str, ...]
-    #: Arrays the file leaves out (e.g. a dense layer's bias) that the re-export writes, all zeros.
+    #: Arrays the file leaves out (e.g. a bias-free dense layer's bias) that the re-export writes, all zeros.
     zero_filled: tuple[str, ...]
 
     @property
@@ -177,9 +184,10 @@ def _read_source(path: Path, shown: str) -> tuple[dict[str, Any], Any]:
     return data, load_rtneural(data, file=shown)
 
 
-def _convert(data: dict[str, Any], shown: str) -> tuple[int, list[LayerSpec], dict[str, np.ndarray], list[int], list[str]]:
+def _convert(data: dict[str, Any], shown: str,
+             drop_zero_biases: bool = False) -> tuple[int, list[LayerSpec], dict[str, np.ndarray], list[int], list[str]]:
     """(input size, layers, torch state dict, file index of each layer, notes)."""
-    from .format import from_rtneural
+    from .format import from_rtneural, zero_bias_layers
 
     folded, origin, notes = _fold_activations(data, shown)
     for i, layer in zip(origin, folded["layers"]):
@@ -191,11 +199,17 @@ def _convert(data: dict[str, Any], shown: str) -> tuple[int, list[LayerSpec], di
     if not folded["layers"]:
         raise UsageError.at("nothing to import: the file has no layer a registry entry can hold", file=shown,
                             key="layers", expected="at least one layer with weights")
-    in_size, specs, state = from_rtneural(folded, file=shown)
+    in_size, specs, state = from_rtneural(folded, file=shown, drop_zero_biases=drop_zero_biases)
     for i, spec in zip(origin, specs):
         if data["layers"][i]["type"] != spec.type:  # e.g. time-distributed-dense
             notes.append(f"layers[{i}]: {data['layers'][i]['type']!r} is read as {spec.type!r} "
                          "(RTNeural runs both alike, one frame at a time)")
+    for index in zero_bias_layers(folded, file=shown):  # a file cannot tell: say what was chosen
+        if drop_zero_biases:
+            notes.append(f"layers[{origin[index]}]: its bias is all zeros: imported as bias = false (as asked)")
+        else:
+            notes.append(f"layers[{origin[index]}]: its bias is all zeros, imported as a bias of zeros; "
+                         "--drop-zero-biases (drop_zero_biases=True) imports it as bias = false")
     return in_size, specs, state, origin, notes
 
 
@@ -371,6 +385,7 @@ def import_rtneural(
     exports: Sequence[str] = DEFAULT_EXPORTS,
     force: bool = False,
     input_range: tuple[float, float] | None = None,
+    drop_zero_biases: bool = False,
 ) -> ImportResult:
     """Adopt the RTNeural model file ``path`` as entry ``name`` of ``registry``, with checkpoint ``models/NAME.pt``.
 
@@ -381,7 +396,9 @@ def import_rtneural(
     checkpoint's ``sha256``, and ``input_range`` when given: ``(min, max)`` the
     host feeds, which the proof then stays within (a softmax classifier whose
     logits overflow RTNeural's softmax at +-1e6 imports with the range its host
-    really uses). An existing entry of that name is refused (remove it first or
+    really uses). ``drop_zero_biases``: read a layer whose bias is all zeros (+0.0) as ``bias = false``
+    (a file cannot tell a bias-free conv1d, conv2d, lstm or gru from a zero bias; by default
+    the zeros are kept as a bias, and the result's notes name such layers). An existing entry of that name is refused (remove it first or
     choose another name); an existing checkpoint file is refused unless ``force``.
 
     Raises :class:`ArtifactError` when the file is no valid RTNeural model, or
@@ -457,7 +474,7 @@ def import_rtneural(
 
     # The file, checked, read by the kinds, torch layout.
     data, reference = _read_source(source, shown)
-    in_size, specs, state, origin, notes = _convert(data, shown)
+    in_size, specs, state, origin, notes = _convert(data, shown, drop_zero_biases)
     spec = ModelSpec(
         name=name, description=f"Imported from {source.name} (RTNeural model file) by modelreg import.",
         input_shape=(1, in_size), output_shape=(1, specs[-1].units), dtype="float32",
@@ -512,7 +529,8 @@ def import_rtneural(
         raise ArtifactError.at(f"the imported torch model does not match the file in RTNeural's C++ loader: "
                                f"{cpp.summary}", file=shown, model=name)
     for key in weights.zero_filled:
-        notes.append(f"{key}: not in the file (RTNeural uses zeros); the checkpoint holds zeros")
+        notes.append(f"{key}: not in the file (RTNeural uses zeros); the layer is imported without it, "
+                     "and its export writes those zeros")
 
     # The registry entry, appended as text; checked by loading the result before anything is installed.
     entry = _entry_text(name, spec.description, in_size, specs, latency_ms=latency_ms, exports=exports,
