@@ -96,7 +96,8 @@ class NAMExporter(Exporter):
                 raise ArtifactError(Problem(f"{RUNTIME}: {exc}", file=display_path(path), model=spec.name)) from None
 
         parity = compare_from_rest(spec, module, run, tolerance)
-        details = {**parity.details, **engine.figures(), "sample_rate": sample_rate, "block_size": block}
+        details = {**parity.details, **engine.figures(), "reset_sample_rate": sample_rate,
+                   "reset_block": block}
         return Parity(parity.max_error, parity.max_abs_error, parity.tolerance, parity.cases, details=details)
 
     def extra_checks(self, spec: ModelSpec, module: RealtimeModel,

@@ -58,7 +58,8 @@ ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "sigmoid": "Sigmoid"}
 #: What the refusal of an entry says NAM can hold.
 WHAT_NAM_HOLDS = ("NAM's engine holds an LSTM stack (lstm layers of one size, then one dense layer with "
                   "activation 'linear') or a ConvNet (blocks of conv1d with kernel_size 2 and a dilation, "
-                  "each followed by an activation layer (tanh, relu or sigmoid, the same in every block), "
+                  "with activation tanh, relu or sigmoid (on the layer or an activation layer after it; the same in every "
+                  "block), "
                   "then one dense layer with activation 'linear')")
 
 
@@ -100,32 +101,38 @@ def architecture_of(spec: ModelSpec) -> str:
     raise _refuse(spec, "these layers fit neither NAM's LSTM nor its ConvNet", _layers_text(spec))
 
 
-def _convnet_blocks(spec: ModelSpec) -> tuple[int, list[int], str]:
-    """(channels, dilations, NAM activation) of a ConvNet entry: pairs of conv1d and activation layers."""
+def _convnet_blocks(spec: ModelSpec) -> tuple[int, list[int], str, list[int]]:
+    """(channels, dilations, NAM activation, the conv1d layers' indices) of a ConvNet entry. A
+    block is a conv1d layer with its activation, or a linear conv1d followed by an activation layer."""
     body = list(spec.layers)[:-1]
-    if len(body) % 2:
-        raise _refuse(spec, "a ConvNet block is a conv1d layer followed by an activation layer", _layers_text(spec))
     channels = body[0].units
     dilations: list[int] = []
+    convs: list[int] = []
     names: set[str] = set()
-    for index in range(0, len(body), 2):
-        conv, act = body[index], body[index + 1]
+    index = 0
+    while index < len(body):
+        conv = body[index]
         options = dict(conv.options)
-        if conv.type != "conv1d" or act.type != "activation":
-            raise _refuse(spec, f"layers[{index}] and layers[{index + 1}] are not a conv1d and an activation layer",
+        if conv.type != "conv1d":
+            raise _refuse(spec, f"layers[{index}] ({conv.type}) is where a ConvNet block's conv1d layer belongs",
                           _layers_text(spec))
-        if options.get("kernel_size") != 2 or options.get("groups", 1) != 1 or conv.units != channels \
-                or set(options) - {"kernel_size", "dilation", "groups"}:
+        if options.get("kernel_size") != 2 or options.get("groups", 1) != 1 or conv.units != channels:
             raise _refuse(spec, f"layers[{index}]: NAM's ConvNet blocks are conv1d layers of kernel_size 2, one "
                                 f"channel count ({channels}) and no groups", _layers_text(spec))
-        if act.activation not in ACTIVATIONS:
-            raise _refuse(spec, f"layers[{index + 1}]: activation {act.activation!r} is not one of NAM's "
-                                f"({', '.join(ACTIVATIONS)})", _layers_text(spec))
-        names.add(act.activation)
+        activation = conv.activation
+        if activation == "linear" and index + 1 < len(body) and body[index + 1].type == "activation":
+            index += 1
+            activation = body[index].activation
+        if activation not in ACTIVATIONS:
+            raise _refuse(spec, f"layers[{index}]: a ConvNet block ends in one of NAM's activations "
+                                f"({', '.join(ACTIVATIONS)}), found {activation!r}", _layers_text(spec))
+        names.add(activation)
+        convs.append(index if conv is body[index] else index - 1)
         dilations.append(int(options.get("dilation", 1)))
+        index += 1
     if len(names) != 1:
         raise _refuse(spec, "NAM's ConvNet applies one activation in every block", _layers_text(spec))
-    return channels, dilations, ACTIVATIONS[names.pop()]
+    return channels, dilations, ACTIVATIONS[names.pop()], convs
 
 
 def _rest_state(spec: ModelSpec, module: RealtimeModel) -> Mapping[str, np.ndarray]:
@@ -167,10 +174,13 @@ def build_document(spec: ModelSpec, module: RealtimeModel, *, date: Mapping[str,
             parts += [w.reshape(-1), b, rest[f"h{index}"], rest[f"c{index}"]]
         config = {"input_size": spec.in_features, "hidden_size": hidden, "num_layers": last}
     else:
-        channels, dilations, activation = _convnet_blocks(spec)
-        for index in range(0, last, 2):
+        channels, dilations, activation, convs = _convnet_blocks(spec)
+        for index in convs:
             # nn.Conv1d's weight is [out, in, k]: the order NAM's Conv1D reads (NAM/conv1d.cpp).
-            parts += [state[f"layers.{index}.weight"].reshape(-1), state[f"layers.{index}.bias"]]
+            weight = state[f"layers.{index}.weight"]
+            # Without batchnorm NAM's block conv has a bias: a bias-free conv's is zeros.
+            bias = state.get(f"layers.{index}.bias", np.zeros(weight.shape[0], np.float32))
+            parts += [weight.reshape(-1), bias]
         config = {"channels": channels, "dilations": dilations, "batchnorm": False, "activation": activation}
     parts += [head_w.reshape(-1), head_b]
     if spec.in_features != 1:
@@ -184,7 +194,8 @@ def build_document(spec: ModelSpec, module: RealtimeModel, *, date: Mapping[str,
         "weights": np.concatenate(parts).astype(np.float32),
     }
     if spec.sample_rate is not None:
-        document["sample_rate"] = spec.sample_rate
+        rate = float(spec.sample_rate)
+        document["sample_rate"] = int(rate) if rate.is_integer() else rate
     document["metadata"] = {
         "date": dict(date) if date is not None else _today(),
         "name": spec.name,
