@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import pytest
@@ -31,13 +32,21 @@ from modelreg.plugins import register_exporter, unregister_exporter
 from conftest import SHARED, run_cli, write_registry
 from kind_tools import spec_of
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 #: NAM's engine the tests compile against: $MODELREG_NAM_CORE, else the copy beside CI's checkout.
 NAM_CORE = Path(os.environ.get(engine.ENV_CORE) or SHARED / "nam-core")
-needs_nam = pytest.mark.skipif(
+_has_engine = pytest.mark.skipif(
     not (NAM_CORE / "NAM" / "get_dsp.h").is_file() or (shutil.which("c++") is None and shutil.which("g++") is None),
     reason=f"NAM's C++ engine is not at {NAM_CORE} (or no C++ compiler): set {engine.ENV_CORE} to a "
            "NeuralAmpModelerCore checkout",
 )
+
+
+def needs_nam(test: F) -> F:
+    """Skipped without NAM's engine; allowed the first compile of it (about two minutes on two idle
+    cores, several on a loaded machine) beyond the suite's 300 s hang guard."""
+    return _has_engine(pytest.mark.timeout(1800)(test))
 
 AMP = """\
 [models.amp]
@@ -367,3 +376,23 @@ def test_a_misconfigured_engine_is_an_error_naming_the_variable(tmp_path: Path,
     with pytest.raises(modelreg.ModelRegError) as raised:
         engine.find_engine()
     assert "$MODELREG_NAM_CORE" in str(raised.value) and "does not exist" in str(raised.value)
+
+
+def test_the_nam_schema_is_valid_against_its_metaschema() -> None:
+    import jsonschema
+
+    from modelreg.schemas import load_schema
+
+    schema = load_schema("nam")
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+
+
+def test_importing_modelreg_and_the_nam_target_loads_neither_torch_nor_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, modelreg, modelreg.nam.exporter, modelreg.nam.format, modelreg.nam.engine; "
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                          check=True)
+    assert done.stdout.strip() == "[]"
