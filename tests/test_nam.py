@@ -152,12 +152,7 @@ def test_an_lstm_entry_exports_loads_in_nams_engine_and_matches_torch_over_4096_
     result = _only(export_all(registry))
     assert result.status == "written", result.message
     assert result.message.startswith("parity error beyond float32 rounding"), result.message
-    parity = result.figures
-    assert parity["max_error"] <= 1e-5 and parity["tolerance"] == 1e-5
-    # The standard cases and a 4,096-sample audio stream, block by block after Reset(48000, 64).
-    assert set(parity["cases"]) == {"zeros", "normal", "plus_1e6", "minus_1e6", "mixed_signs", "stream_64",
-                                    "stream_4096"}
-    assert parity["reset_sample_rate"] == 48000.0 and parity["reset_block"] == 64
+    assert result.figures["max_error"] <= 1e-5
     document = json.loads((tmp_path / "project" / "models" / "nam" / "amp.nam").read_text())
     assert document["version"] == FILE_VERSION and document["architecture"] == "LSTM"
     assert document["config"] == {"input_size": 1, "hidden_size": 8, "num_layers": 2}
@@ -170,6 +165,13 @@ def test_an_lstm_entry_exports_loads_in_nams_engine_and_matches_torch_over_4096_
     report = modelreg.validate_all(registry, latency_seconds=0.05)
     checks = report["amp"]
     assert checks["nam.schema"].status == "pass" and checks["nam.parity"].status == "pass"
+    parity = checks["nam.parity"].figures
+    assert parity["max_error"] <= 1e-5 and parity["tolerance"] == 1e-5
+    # The standard cases and a 4,096-sample audio stream, block by block after Reset(48000, 64).
+    assert set(parity["cases"]) == {"zeros", "normal", "plus_1e6", "minus_1e6", "mixed_signs", "stream_64",
+                                    "stream_4096"}
+    assert parity["reset_sample_rate"] == 48000.0 and parity["reset_block"] == 64
+    assert parity["start"] == "the resting state on zeros"
     latency = checks["nam.latency"]
     assert latency.status in ("pass", "fail")  # judged against the block's duration: a loaded machine may miss it
     assert latency.figures["block_size"] == 64 and latency.figures["sample_rate"] == 48000
@@ -188,8 +190,10 @@ def test_weights_shifted_by_one_place_fail_parity_in_nams_engine(tmp_path: Path,
     assert exporter.check_artifact(spec, path) == []  # same count, same schema: only running it tells
     parity = exporter.verify(spec, spec.load(), path, 1e-5)
     assert not parity.ok and parity.max_error > 1e-3, parity.summary
+    assert "max abs error" in parity.summary and parity.cases["stream_4096"] > 1e-3
+    # validate sees the edit first: the file no longer is what registry.lock recorded.
     report = modelreg.validate_all(registry, latency_seconds=0.02)
-    assert report["amp"]["nam.parity"].status == "fail"
+    assert report["amp"]["nam.fresh"].status == "fail"
 
 
 @needs_nam
@@ -198,14 +202,16 @@ def test_a_convnet_entry_matches_torch_in_nams_engine_and_a_shifted_one_does_not
     registry = _project(tmp_path, CONVNET)
     result = _only(export_all(registry))
     assert result.status == "written", result.message
-    assert result.figures["max_error"] <= 1e-5 and "stream_4096" in result.figures["cases"]
+    assert result.figures["max_error"] <= 1e-5
     path = tmp_path / "project" / "models" / "nam" / "fuzz.nam"
+    spec = modelreg.load_registry(registry)["fuzz"]
+    fresh = NAMExporter().verify(spec, spec.load(), path, 1e-5)
+    assert fresh.ok and fresh.cases["stream_4096"] <= 1e-5 and fresh.details["reset_block"] == 32
     document = json.loads(path.read_text())
     assert document["architecture"] == "ConvNet"
     assert document["config"] == {"channels": 4, "dilations": [1, 2, 4], "batchnorm": False, "activation": "Tanh"}
     assert document["sample_rate"] == 44100
     _shifted_by_one(path)
-    spec = modelreg.load_registry(registry)["fuzz"]
     parity = NAMExporter().verify(spec, spec.load(), path, 1e-5)
     assert not parity.ok, parity.summary
 
