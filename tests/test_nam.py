@@ -86,6 +86,28 @@ layers = [
 ]
 """
 
+CONVNET_BN = """\
+[models.crunch]
+description = "NAM's ConvNet with batchnorm: conv1d, batchnorm, relu per block."
+input_shape = [1, 1]
+output_shape = [1, 1]
+dtype = "float32"
+params = 46
+sample_rate = 48000
+block_size = 128
+exports = ["nam"]
+checkpoint = "models/crunch.pt"
+layers = [
+    { type = "conv1d", units = 3, kernel_size = 2, dilation = 1 },
+    { type = "batchnorm" },
+    { type = "activation", activation = "relu" },
+    { type = "conv1d", units = 3, kernel_size = 2, dilation = 3 },
+    { type = "batchnorm", epsilon = 0.001 },
+    { type = "activation", activation = "relu" },
+    { type = "dense", units = 1, activation = "linear" },
+]
+"""
+
 GRU = """\
 [models.gruamp]
 description = "A GRU amp: NAM has no GRU."
@@ -217,6 +239,19 @@ def test_a_convnet_entry_matches_torch_in_nams_engine_and_a_shifted_one_does_not
 
 
 @needs_nam
+def test_a_convnet_with_batchnorm_matches_torch_in_nams_engine(tmp_path: Path, nam_core: Path) -> None:
+    registry = _project(tmp_path, CONVNET_BN)
+    result = _only(export_all(registry))
+    assert result.status == "written", result.message
+    assert result.figures["max_error"] <= 1e-5
+    path = tmp_path / "project" / "models" / "nam" / "crunch.nam"
+    assert json.loads(path.read_text())["config"]["batchnorm"] is True
+    _shifted_by_one(path)
+    spec = modelreg.load_registry(registry)["crunch"]
+    assert not NAMExporter().verify(spec, spec.load(), path, 1e-5).ok
+
+
+@needs_nam
 def test_a_file_nams_loader_refuses_fails_naming_the_engine_and_its_reason(tmp_path: Path, nam_core: Path) -> None:
     registry = _project(tmp_path, AMP)
     assert _only(export_all(registry)).status == "written"
@@ -254,6 +289,24 @@ def test_the_file_holds_the_resting_state_each_layer_starts_from(tmp_path: Path,
     # The head: the dense layer's weight row, then its bias, last.
     np.testing.assert_array_equal(weights[-9:-1], state["layers.2.weight"][0])
     assert weights[-1] == state["layers.2.bias"][0]
+
+
+def test_a_batchnorm_block_folds_the_conv_bias_into_the_running_mean(tmp_path: Path, no_nam: None) -> None:
+    registry = _project(tmp_path, CONVNET_BN)
+    assert _only(export_all(registry)).status == "written"
+    spec = modelreg.load_registry(registry)["crunch"]
+    state = {key: value.numpy() for key, value in spec.load().state_dict().items()}
+    weights = np.asarray(json.loads((tmp_path / "project" / "models" / "nam" / "crunch.nam").read_text())["weights"],
+                         np.float32)
+    # Block 0: the conv's 3 x 1 x 2 weights and no bias (NAM's batchnorm blocks have none), then
+    # NAM's batchnorm: running mean (less the conv's bias), running variance, weight, bias, epsilon.
+    np.testing.assert_array_equal(weights[:6], state["layers.0.weight"].reshape(-1))
+    np.testing.assert_array_equal(weights[6:9], state["layers.1.running_mean"] - state["layers.0.bias"])
+    np.testing.assert_array_equal(weights[9:12], state["layers.1.running_var"])
+    np.testing.assert_array_equal(weights[12:15], state["layers.1.weight"])
+    np.testing.assert_array_equal(weights[15:18], state["layers.1.bias"])
+    assert weights[18] == np.float32(1e-5)
+    assert weights[19 + 18 + 12] == np.float32(1e-3)  # block 1's epsilon, after its 3 x 3 x 2 weights
 
 
 def test_without_the_engine_parity_and_latency_are_skipped_saying_what_to_set(tmp_path: Path, no_nam: None) -> None:
@@ -310,6 +363,11 @@ HEAD = {"type": "dense", "units": 1, "activation": "linear"}
      "a ConvNet block ends in one of NAM's activations (tanh, relu, sigmoid), found 'elu'"),
     (({"type": "conv1d", "units": 3, "kernel_size": 2, "activation": "tanh"}, {"type": "lstm", "units": 3}, HEAD),
      "layers[1] (lstm) is where a ConvNet block's conv1d layer belongs"),
+    (({"type": "conv1d", "units": 3, "kernel_size": 2, "activation": "tanh"}, {"type": "batchnorm"}, HEAD),
+     "layers[1] (batchnorm) is where a ConvNet block's conv1d layer belongs"),
+    (({"type": "conv1d", "units": 3, "kernel_size": 2}, {"type": "batchnorm"}, {"type": "activation", "activation": "tanh"},
+      {"type": "conv1d", "units": 3, "kernel_size": 2, "activation": "tanh"}, HEAD),
+     "NAM's ConvNet has a batchnorm in every block or in none"),
 ])
 def test_near_misses_are_refused_with_the_rule_they_break(tmp_path: Path, tables: tuple[dict[str, object], ...],
                                                           says: str) -> None:

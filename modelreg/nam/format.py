@@ -29,6 +29,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ..errors import ExportError, Problem
 
 if TYPE_CHECKING:
@@ -58,8 +60,8 @@ ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "sigmoid": "Sigmoid"}
 #: What the refusal of an entry says NAM can hold.
 WHAT_NAM_HOLDS = ("NAM's engine holds an LSTM stack (lstm layers of one size, then one dense layer with "
                   "activation 'linear') or a ConvNet (blocks of conv1d with kernel_size 2 and a dilation, "
-                  "with activation tanh, relu or sigmoid (on the layer or an activation layer after it; the same in every "
-                  "block), "
+                  "with activation tanh, relu or sigmoid (on the layer, or in an activation layer after it, optionally "
+                  "after a batchnorm layer: in every block or none; one activation for all blocks), "
                   "then one dense layer with activation 'linear')")
 
 
@@ -101,13 +103,28 @@ def architecture_of(spec: ModelSpec) -> str:
     raise _refuse(spec, "these layers fit neither NAM's LSTM nor its ConvNet", _layers_text(spec))
 
 
-def _convnet_blocks(spec: ModelSpec) -> tuple[int, list[int], str, list[int]]:
-    """(channels, dilations, NAM activation, the conv1d layers' indices) of a ConvNet entry. A
-    block is a conv1d layer with its activation, or a linear conv1d followed by an activation layer."""
+@attrs.frozen
+class _ConvNet:
+    """A ConvNet entry as NAM's config sees it: channels, dilations, one activation, batchnorm or not,
+    and where each block's conv1d (and batchnorm) layer is in the entry."""
+
+    channels: int
+    dilations: list[int]
+    activation: str
+    batchnorm: bool
+    convs: list[int]
+    norms: list[int]
+
+
+def _convnet_blocks(spec: ModelSpec) -> _ConvNet:
+    """The ConvNet of an entry whose blocks are each: a conv1d layer with its activation; or a linear
+    conv1d, then an activation layer; or a linear conv1d, a batchnorm layer, then an activation layer
+    (NAM's block order: conv, batchnorm, activation). Refused otherwise."""
     body = list(spec.layers)[:-1]
     channels = body[0].units
     dilations: list[int] = []
     convs: list[int] = []
+    norms: list[int] = []
     names: set[str] = set()
     index = 0
     while index < len(body):
@@ -119,7 +136,12 @@ def _convnet_blocks(spec: ModelSpec) -> tuple[int, list[int], str, list[int]]:
         if options.get("kernel_size") != 2 or options.get("groups", 1) != 1 or conv.units != channels:
             raise _refuse(spec, f"layers[{index}]: NAM's ConvNet blocks are conv1d layers of kernel_size 2, one "
                                 f"channel count ({channels}) and no groups", _layers_text(spec))
+        convs.append(index)
+        dilations.append(int(options.get("dilation", 1)))
         activation = conv.activation
+        if activation == "linear" and index + 1 < len(body) and body[index + 1].type == "batchnorm":
+            index += 1
+            norms.append(index)
         if activation == "linear" and index + 1 < len(body) and body[index + 1].type == "activation":
             index += 1
             activation = body[index].activation
@@ -127,12 +149,12 @@ def _convnet_blocks(spec: ModelSpec) -> tuple[int, list[int], str, list[int]]:
             raise _refuse(spec, f"layers[{index}]: a ConvNet block ends in one of NAM's activations "
                                 f"({', '.join(ACTIVATIONS)}), found {activation!r}", _layers_text(spec))
         names.add(activation)
-        convs.append(index if conv is body[index] else index - 1)
-        dilations.append(int(options.get("dilation", 1)))
         index += 1
     if len(names) != 1:
         raise _refuse(spec, "NAM's ConvNet applies one activation in every block", _layers_text(spec))
-    return channels, dilations, ACTIVATIONS[names.pop()], convs
+    if norms and len(norms) != len(convs):
+        raise _refuse(spec, "NAM's ConvNet has a batchnorm in every block or in none", _layers_text(spec))
+    return _ConvNet(channels, dilations, ACTIVATIONS[names.pop()], bool(norms), convs, norms)
 
 
 def _rest_state(spec: ModelSpec, module: RealtimeModel) -> Mapping[str, np.ndarray]:
@@ -145,7 +167,8 @@ def _rest_state(spec: ModelSpec, module: RealtimeModel) -> Mapping[str, np.ndarr
     resting = module.resting_state() if tuple(module.rest_input) == zeros else compute_resting_state(module, zeros)
     if resting.behaviour != "converged":
         raise ExportError.at(
-            f"NAM's LSTM file holds the state the model starts from, and its engine prewarms on silence; "
+            f"NAM starts a model at rest on silence (an LSTM file holds its starting state, and the engine "
+            f"prewarms on zeros); "
             f"this model has no resting state: {resting.unsettled}",
             file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.layers",
             expected="a state that settles on zero input")
@@ -174,14 +197,25 @@ def build_document(spec: ModelSpec, module: RealtimeModel, *, date: Mapping[str,
             parts += [w.reshape(-1), b, rest[f"h{index}"], rest[f"c{index}"]]
         config = {"input_size": spec.in_features, "hidden_size": hidden, "num_layers": last}
     else:
-        channels, dilations, activation, convs = _convnet_blocks(spec)
-        for index in convs:
-            # nn.Conv1d's weight is [out, in, k]: the order NAM's Conv1D reads (NAM/conv1d.cpp).
+        net = _convnet_blocks(spec)
+        for block, index in enumerate(net.convs):
             weight = state[f"layers.{index}.weight"]
-            # Without batchnorm NAM's block conv has a bias: a bias-free conv's is zeros.
+            # nn.Conv1d's weight is [out, in, k]: the order NAM's Conv1D reads (NAM/conv1d.cpp).
             bias = state.get(f"layers.{index}.bias", np.zeros(weight.shape[0], np.float32))
-            parts += [weight.reshape(-1), bias]
-        config = {"channels": channels, "dilations": dilations, "batchnorm": False, "activation": activation}
+            if not net.batchnorm:
+                # Without batchnorm NAM's block conv has a bias (a bias-free conv's is zeros).
+                parts += [weight.reshape(-1), bias]
+                continue
+            # With batchnorm NAM's conv has none: BN(conv + b) is BN with its mean moved by -b
+            # (one float32 rounding of mean - b).
+            norm = net.norms[block]
+            ones, zeros = np.ones_like(bias), np.zeros_like(bias)
+            parts += [weight.reshape(-1), state[f"layers.{norm}.running_mean"] - bias,
+                      state[f"layers.{norm}.running_var"], state.get(f"layers.{norm}.weight", ones),
+                      state.get(f"layers.{norm}.bias", zeros),
+                      np.array([spec.layers[norm].option("epsilon")], np.float32)]
+        config = {"channels": net.channels, "dilations": net.dilations, "batchnorm": net.batchnorm,
+                  "activation": net.activation}
     parts += [head_w.reshape(-1), head_b]
     if spec.in_features != 1:
         config["in_channels"] = spec.in_features
