@@ -327,7 +327,7 @@ def test_an_entry_nam_cannot_hold_is_refused_saying_what_nam_holds(tmp_path: Pat
     assert "the 'nam' exporter cannot write this entry: these layers fit neither NAM's LSTM nor its ConvNet" in result.message
     assert "models.gruamp.layers" in result.message and "registry.toml" in result.message
     assert WHAT_NAM_HOLDS in result.message
-    assert "gru" in result.message  # what it found: the layers
+    assert "found 'gru 1 -> 10; dense 10 -> 1 linear'" in result.message  # what it found: the layers
     assert not (tmp_path / "project" / "models" / "nam" / "gruamp.nam").exists()
 
 
@@ -460,3 +460,13 @@ def test_importing_modelreg_and_the_nam_target_loads_neither_torch_nor_numpy() -
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_command_line_prints_the_refusal_without_a_traceback(tmp_path: Path, no_nam: None,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    registry = _project(tmp_path, GRU)
+    code, out, err = run_cli(["export", "--registry", str(registry)], capsys)
+    text = out + err
+    assert code == 1, text
+    assert "Traceback" not in text
+    assert "models.gruamp.layers: the 'nam' exporter cannot write this entry" in text

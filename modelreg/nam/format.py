@@ -73,9 +73,14 @@ def _refuse(spec: ModelSpec, reason: str, found: str) -> ExportError:
 
 
 def _layers_text(spec: ModelSpec) -> str:
-    from ..spec import layer_keys
+    """The entry's layers, one label each: ``gru 1 -> 10; dense 10 -> 1 linear``."""
+    from ..spec import layer_label
 
-    return "[" + ", ".join(layer_keys(layer) for layer in spec.layers) + "]"
+    labels, size = [], spec.in_features
+    for layer in spec.layers:
+        labels.append(layer_label(layer, size))
+        size = layer.units
+    return "; ".join(labels)
 
 
 # ---------------------------------------------------------------- entry -> document
