@@ -108,6 +108,23 @@ layers = [
 ]
 """
 
+STEREO = """\
+[models.stereo]
+description = "Two channels in, two out: one LSTM layer and a linear head."
+input_shape = [1, 2]
+output_shape = [1, 2]
+dtype = "float32"
+params = 192
+sample_rate = 44100
+block_size = 37
+exports = ["nam"]
+checkpoint = "models/stereo.pt"
+layers = [
+    { type = "lstm", units = 5 },
+    { type = "dense", units = 2, activation = "linear" },
+]
+"""
+
 GRU = """\
 [models.gruamp]
 description = "A GRU amp: NAM has no GRU."
@@ -252,6 +269,17 @@ def test_a_convnet_with_batchnorm_matches_torch_in_nams_engine(tmp_path: Path, n
 
 
 @needs_nam
+def test_two_channels_in_and_out_and_an_odd_block_match_torch_in_nams_engine(tmp_path: Path, nam_core: Path) -> None:
+    registry = _project(tmp_path, STEREO)
+    result = _only(export_all(registry))
+    assert result.status == "written", result.message
+    assert result.figures["max_error"] <= 1e-5
+    document = json.loads((tmp_path / "project" / "models" / "nam" / "stereo.nam").read_text())
+    assert document["config"] == {"input_size": 2, "hidden_size": 5, "num_layers": 1, "in_channels": 2,
+                                  "out_channels": 2}
+
+
+@needs_nam
 def test_a_file_nams_loader_refuses_fails_naming_the_engine_and_its_reason(tmp_path: Path, nam_core: Path) -> None:
     registry = _project(tmp_path, AMP)
     assert _only(export_all(registry)).status == "written"
@@ -307,6 +335,20 @@ def test_a_batchnorm_block_folds_the_conv_bias_into_the_running_mean(tmp_path: P
     np.testing.assert_array_equal(weights[15:18], state["layers.1.bias"])
     assert weights[18] == np.float32(1e-5)
     assert weights[19 + 18 + 12] == np.float32(1e-3)  # block 1's epsilon, after its 3 x 3 x 2 weights
+
+
+def test_a_state_that_never_settles_on_silence_is_refused(tmp_path: Path, no_nam: None) -> None:
+    from rest_models import entry, growing_lstm, write_weights
+
+    text = entry("grows", '    { type = "lstm", units = 1 },\n    { type = "dense", units = 1, activation = "linear" },\n',
+                 outputs=1, params=22).replace("exports = []", 'exports = ["nam"]')
+    registry = write_registry(tmp_path / "project", text=text)
+    write_weights(modelreg.load_registry(registry)["grows"], growing_lstm)
+    result = _only(export_all(registry))
+    assert result.status == "failed"
+    assert "NAM starts a model at rest on silence" in result.message
+    assert "the state never settles on the rest input" in result.message and "diverges" in result.message
+    assert "models.grows.layers" in result.message
 
 
 def test_without_the_engine_parity_and_latency_are_skipped_saying_what_to_set(tmp_path: Path, no_nam: None) -> None:
