@@ -17,7 +17,7 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "modelreg"
 #: One folder per target runtime.
-TARGETS = ("modelreg.rtneural", "modelreg.onnx")
+TARGETS = ("modelreg.rtneural", "modelreg.onnx", "modelreg.nam")
 #: The front doors may name targets: the command line (`modelreg import FILE.json`) and the
 #: package face (lazy public names such as load_rtneural).
 FRONT_DOORS = ("modelreg", "modelreg.cli", "modelreg.__main__")
@@ -68,14 +68,17 @@ def test_each_target_runtime_is_one_folder_holding_its_exporters_and_cpp_sources
     for name in ("format", "runtime", "cpp", "exporter", "header", "importing"):
         assert (PACKAGE / "rtneural" / f"{name}.py").is_file(), name
     assert (PACKAGE / "onnx" / "exporter.py").is_file()
-    leftovers = [p.name for p in PACKAGE.iterdir() if p.name.startswith(("rtneural_", "onnx_")) or p.name == "exporters"]
+    for name in ("format", "engine", "exporter"):
+        assert (PACKAGE / "nam" / f"{name}.py").is_file(), name
+    assert (PACKAGE / "nam" / "runner.cpp").is_file()
+    leftovers = [p.name for p in PACKAGE.iterdir() if p.name.startswith(("rtneural_", "onnx_", "nam_")) or p.name == "exporters"]
     assert leftovers == []
 
 
 def test_the_built_in_exporters_are_entry_points_into_their_target_folders():
     ours = {ep.name: ep.value for ep in entry_points(group="modelreg.exporters")
             if ep.value.startswith("modelreg.")}
-    assert set(ours) == {"rtneural", "rtneural-cpp", "onnx"}
+    assert set(ours) == {"rtneural", "rtneural-cpp", "onnx", "nam"}
     for name, value in ours.items():
         assert value.split(":")[0].rsplit(".", 1)[0] in TARGETS, (name, value)
     from modelreg.plugins import BUILTIN_EXPORTERS

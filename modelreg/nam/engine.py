@@ -1,0 +1,369 @@
+"""NAM's C++ engine in the loop: where it is, the cached runner, and running a file in it.
+
+- **Configuration**: ``$MODELREG_NAM_CORE``, a NeuralAmpModelerCore checkout (the folder
+  holding ``NAM/`` and ``Dependencies/nlohmann``). Eigen: ``$MODELREG_NAM_EIGEN``, else the
+  checkout's ``Dependencies/eigen``, else ``$MODELREG_RTNEURAL/modules/Eigen``, else
+  ``../rtneural/modules/Eigen`` beside the checkout. Compiler: ``$CXX``, else c++, g++,
+  clang++. Not configured: the NAM checks are skipped, saying what to set.
+- **Build**: the engine's ``NAM/*.cpp`` (all but ``linear.cpp``, which needs Eigen's
+  unsupported FFT module) and ``NAM/wavenet/*.cpp`` are compiled to objects once (about two
+  minutes on two cores), keyed by the sources' digest, the Eigen tree, the compiler and
+  its version, the flags and the CPU; ``modelreg/nam/runner.cpp`` is compiled and linked
+  against them (seconds). Both live in the user cache (``$MODELREG_CACHE_DIR``, else
+  ``$XDG_CACHE_HOME/modelreg``, else ``~/.cache/modelreg``) under ``nam/``, built under a
+  file lock, installed atomically, and the runner is proven by ``--selftest`` before use.
+- **Runs**: one runner process per request (see runner.cpp for the protocol).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..errors import ToolchainError
+from ..notices import notice
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["ENV_CORE", "ENV_EIGEN", "HOW_TO_CONFIGURE", "Engine", "NotConfigured", "RunnerError", "find_engine",
+           "Timing", "runner_binary", "run_file", "time_file"]
+
+ENV_CORE = "MODELREG_NAM_CORE"
+ENV_EIGEN = "MODELREG_NAM_EIGEN"
+ENV_CACHE = "MODELREG_CACHE_DIR"
+PROTOCOL = 1
+HOW_TO_CONFIGURE = (f"set {ENV_CORE} to a NeuralAmpModelerCore checkout (the folder holding NAM/ and "
+                    "Dependencies/nlohmann)")
+_RUNNER_SOURCE = Path(__file__).with_name("runner.cpp")
+_COMPILERS = ("c++", "g++", "clang++")
+#: The engine's sources it cannot build here: linear.cpp needs Eigen's unsupported/ FFT.
+_LEFT_OUT = ("linear.cpp",)
+
+
+class NotConfigured(Exception):
+    """No NAM engine is configured (or no compiler): the NAM checks are skipped, with this reason."""
+
+
+class RunnerError(Exception):
+    """The runner refused or failed (its ``error:`` line): the file did not run in NAM's engine."""
+
+
+@attrs.frozen
+class Engine:
+    """A NeuralAmpModelerCore checkout, Eigen and a compiler: everything a build depends on."""
+
+    root: Path
+    eigen: Path
+    compiler: tuple[str, ...]
+    compiler_path: str
+    compiler_version: str  # first line of --version
+    compiler_identity: str  # all of it (part of the cache key)
+
+    def sources(self) -> list[Path]:
+        """The engine's .cpp files that are built (sorted)."""
+        found = sorted((self.root / "NAM").glob("*.cpp")) + sorted((self.root / "NAM" / "wavenet").glob("*.cpp"))
+        return [path for path in found if path.name not in _LEFT_OUT]
+
+    def flags(self) -> list[str]:
+        """Compiler flags: C++20 as the engine needs, a release build as a plugin ships (NDEBUG),
+        -march=native as the RTNeural runner (the CPU is part of the cache key)."""
+        machine = platform.machine().lower()
+        arch = "-mcpu=native" if machine in ("arm64", "aarch64") else "-march=native"
+        return ["-std=c++20", "-O3", arch, "-DNDEBUG", f"-I{self.root}", f"-I{self.root / 'Dependencies' / 'nlohmann'}",
+                f"-I{self.eigen}"]
+
+    def figures(self) -> dict[str, str]:
+        return {"nam_core": str(self.root), "compiler": self.compiler_version}
+
+
+def _eigen_for(root: Path) -> Path:
+    candidates: list[tuple[Path, str]] = []
+    if os.environ.get(ENV_EIGEN):
+        candidates.append((Path(os.environ[ENV_EIGEN]).expanduser(), f"${ENV_EIGEN}"))
+    candidates.append((root / "Dependencies" / "eigen", "the checkout's Dependencies/eigen"))
+    if os.environ.get("MODELREG_RTNEURAL"):
+        candidates.append((Path(os.environ["MODELREG_RTNEURAL"]).expanduser() / "modules" / "Eigen",
+                           "$MODELREG_RTNEURAL/modules/Eigen"))
+    candidates.append((root.parent / "rtneural" / "modules" / "Eigen", "../rtneural/modules/Eigen"))
+    for path, _ in candidates:
+        if (path / "Eigen" / "Dense").is_file():
+            return path.absolute()
+    if os.environ.get(ENV_EIGEN):
+        raise ToolchainError.at(f"points at {candidates[0][0]}, which has no Eigen/Dense", key=f"${ENV_EIGEN}",
+                                expected="an Eigen 3.4 source folder (holding Eigen/Dense)")
+    raise ToolchainError.at("NAM's engine needs Eigen, and none was found (tried "
+                            + ", ".join(where for _, where in candidates) + ")", key=f"${ENV_EIGEN}",
+                            expected="an Eigen 3.4 source folder (holding Eigen/Dense)")
+
+
+def find_engine() -> Engine:
+    """The configured engine; :class:`NotConfigured` when ``$MODELREG_NAM_CORE`` is unset or no
+    compiler is found, :class:`~modelreg.errors.ToolchainError` when the configuration cannot work."""
+    configured = os.environ.get(ENV_CORE, "").strip()
+    if not configured:
+        raise NotConfigured(f"NAM's C++ engine is not configured: {HOW_TO_CONFIGURE}")
+    root = Path(configured).expanduser().absolute()
+    missing = [part for part in ("NAM/get_dsp.h", "NAM/lstm.cpp", "Dependencies/nlohmann/json.hpp")
+               if not (root / part).is_file()]
+    if missing:
+        state = "does not exist" if not root.exists() else f"has no {', '.join(missing)}"
+        raise ToolchainError.at(f"points at {root}, which {state}", key=f"${ENV_CORE}",
+                                expected="a NeuralAmpModelerCore checkout: a folder holding NAM/get_dsp.h and "
+                                         "Dependencies/nlohmann/json.hpp")
+    argv, path = _compiler()
+    identity = _compiler_version(argv, path)
+    return Engine(root, _eigen_for(root), argv, path, identity.splitlines()[0].strip(), identity)
+
+
+def _compiler() -> tuple[tuple[str, ...], str]:
+    from_env = os.environ.get("CXX", "").strip()
+    if from_env:
+        argv = tuple(shlex.split(from_env))
+        found = shutil.which(argv[0])
+        if found is None:
+            raise ToolchainError.at(f"the C++ compiler {argv[0]!r} ($CXX) was not found", key="CXX",
+                                    expected="an executable C++20 compiler", found=from_env)
+        return argv, found
+    for name in _COMPILERS:
+        found = shutil.which(name)
+        if found is not None:
+            return (name,), found
+    raise NotConfigured("no C++ compiler found (tried c++, g++, clang++) to build NAM's engine: install one or set CXX")
+
+
+_versions: dict[str, str] = {}
+
+
+def _compiler_version(argv: tuple[str, ...], path: str) -> str:
+    key = " ".join(argv)
+    if key not in _versions:
+        try:
+            done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ToolchainError.at(f"the C++ compiler {argv[0]!r} cannot be run: {exc}", key="CXX", found=path) from None
+        if done.returncode != 0 or not done.stdout.strip():
+            raise ToolchainError.at(f"the C++ compiler {key!r} does not work: `--version` failed", key="CXX", found=path)
+        _versions[key] = done.stdout
+    return _versions[key]
+
+
+# ---------------------------------------------------------------- cache and builds
+
+
+def cache_dir() -> Path:
+    """``$MODELREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelreg``, else ``~/.cache/modelreg`` (as the
+    RTNeural runner's), with NAM's builds under ``nam/``."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser() / "nam"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "modelreg" / "nam"
+
+
+def _cpu_identity() -> str:
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        models = sorted({line.split(":", 1)[1].strip() for line in text.splitlines()
+                         if line.startswith(("model name", "flags", "Features"))})
+        return hashlib.sha256("\n".join(models).encode()).hexdigest()[:16]
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _engine_digest(engine: Engine) -> str:
+    """The engine's own files by content (small), Eigen's by path, size and mtime (as make sees them)."""
+    digest = hashlib.sha256()
+    for path in sorted((engine.root / "NAM").rglob("*")) + [engine.root / "Dependencies" / "nlohmann" / "json.hpp"]:
+        if path.is_file():
+            digest.update(str(path.relative_to(engine.root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    entries = []
+    for current, dirs, files in os.walk(engine.eigen):
+        dirs.sort()
+        for name in files:
+            full = os.path.join(current, name)
+            with contextlib.suppress(OSError):
+                stat = os.stat(full)
+                entries.append(f"{os.path.relpath(full, engine.eigen)}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    digest.update("\n".join(sorted(entries)).encode())
+    return digest.hexdigest()
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+#: Runners proven by their self-test in this process (binary path), and builds that failed (key -> error).
+_verified: set[Path] = set()
+_failures: dict[str, ToolchainError] = {}
+
+
+def runner_binary(engine: Engine) -> Path:
+    """The cached runner for ``engine``: built (objects once, then the runner) when missing or broken."""
+    from filelock import FileLock
+
+    compiler = [engine.compiler_path, *engine.compiler, engine.compiler_identity]
+    base = [_engine_digest(engine), compiler, engine.flags(), _cpu_identity()]
+    objects_key = _key("objects", *base)
+    runner_key = _key("runner", PROTOCOL, hashlib.sha256(_RUNNER_SOURCE.read_bytes()).hexdigest(), *base)
+    if runner_key in _failures:  # one attempt per process: many models do not compile many times
+        raise _failures[runner_key]
+    folder = cache_dir()
+    binary = folder / f"runner-{runner_key}"
+    if binary in _verified and binary.is_file():
+        return binary
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(binary) + ".lock", timeout=1800):
+            if binary.is_file() and _selftest(binary)[0]:
+                _verified.add(binary)
+                return binary
+            objects = _objects(engine, folder / f"objects-{objects_key}")
+            _link(engine, objects, binary)
+            _verified.add(binary)
+    except OSError as exc:
+        raise ToolchainError.at(f"cannot use the cache folder {folder}: {exc.strerror or exc}", key=ENV_CACHE,
+                                expected="a writable folder") from None
+    except ToolchainError as exc:
+        _failures[runner_key] = exc
+        raise
+    return binary
+
+
+def _compile_error(engine: Engine, what: str, output: str) -> ToolchainError:
+    lines = output.splitlines()
+    first = next((i for i, line in enumerate(lines) if re.search(r"\berror\b", line)), 0)
+    return ToolchainError.at(f"compiling {what} ({engine.compiler_version}) failed:\n"
+                             + "\n".join(lines[first:first + 12]).strip(), key=f"${ENV_CORE}", found=str(engine.root))
+
+
+def _objects(engine: Engine, folder: Path) -> list[Path]:
+    """The engine's object files in ``folder`` (compiled when missing; a complete set has a stamp)."""
+    sources = engine.sources()
+    names = [folder / (str(src.relative_to(engine.root)).replace(os.sep, "_") + ".o") for src in sources]
+    stamp = folder / "complete"
+    if stamp.is_file() and all(path.is_file() for path in names):
+        return names
+    folder.mkdir(parents=True, exist_ok=True)
+    notice(f"compiling NAM's C++ engine ({len(sources)} files, {engine.compiler_version}) into {folder}: once per "
+           "engine, compiler and flags; it takes about two minutes")
+    started = time.perf_counter()
+
+    def compile_one(pair: tuple[Path, Path]) -> str | None:
+        source, target = pair
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        done = subprocess.run([*engine.compiler, *engine.flags(), "-c", str(source), "-o", str(tmp)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            return f"{source.name}: {done.stderr or done.stdout}"
+        os.replace(tmp, target)
+        return None
+
+    # Two at a time: CI machines have two cores, and each file takes seconds to a minute.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        errors = [error for error in pool.map(compile_one, zip(sources, names)) if error]
+    if errors:
+        raise _compile_error(engine, "NAM's engine", errors[0])
+    stamp.write_text(f"{time.perf_counter() - started:.1f} s\n")
+    return names
+
+
+def _link(engine: Engine, objects: list[Path], binary: Path) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{binary.name}.", suffix=".partial", dir=binary.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        done = subprocess.run([*engine.compiler, *engine.flags(), f"-DMODELREG_NAM_PROTOCOL={PROTOCOL}",
+                               str(_RUNNER_SOURCE), *map(str, objects), "-o", str(tmp)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise _compile_error(engine, "modelreg's NAM runner", done.stderr or done.stdout)
+        passed, said = _selftest(tmp)
+        if not passed:
+            raise ToolchainError.at(f"the freshly built NAM runner fails its self-test ({engine.compiler_version}, "
+                                    f"engine at {engine.root}): {said}", key=f"${ENV_CORE}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, binary)  # atomic: readers see no runner or the complete one
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _selftest(binary: Path) -> tuple[bool, str]:
+    try:
+        done = subprocess.run([str(binary), "--selftest"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    if done.returncode == 0 and done.stdout.splitlines()[:2] == [f"modelreg-nam-runner {PROTOCOL}", "selftest ok"]:
+        return True, ""
+    return False, (done.stdout + done.stderr).strip()[-300:]
+
+
+# ---------------------------------------------------------------- running a file
+
+
+def _call(binary: Path, args: list[str], payload: bytes, timeout: float) -> bytes:
+    try:
+        done = subprocess.run([str(binary), *args], input=payload, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RunnerError(f"NAM's engine did not finish within {timeout:g} s") from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()
+        line = next((text for text in said.splitlines() if text.startswith("error: ")), None)
+        if line is not None:
+            raise RunnerError(line.removeprefix("error: "))
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+        raise RunnerError(f"NAM's engine crashed ({how})" + (f": {said[-300:]}" if said else ""))
+    return done.stdout
+
+
+def run_file(binary: Path, path: Path, frames: np.ndarray, *, sample_rate: float, block: int, out: int) -> np.ndarray:
+    """``frames [rows, time, in]`` through the file in NAM's engine, each row its own stream (loaded
+    afresh, ``Reset(sample_rate, block)``, processed in blocks): ``[rows, time, out]`` float64."""
+    import numpy as np
+
+    rows, count, ins = frames.shape
+    payload = np.ascontiguousarray(frames, dtype="<f8").tobytes()
+    data = _call(binary, ["run", str(path), repr(float(sample_rate)), str(block), str(rows), str(count), str(ins),
+                          str(out)], payload, timeout=600)
+    values = np.frombuffer(data, dtype="<f8")
+    if values.size != rows * count * out:
+        raise RunnerError(f"NAM's runner returned {values.size} samples, expected {rows * count * out}")
+    return values.reshape(rows, count, out)
+
+
+@attrs.frozen
+class Timing:
+    """Block times of one run of the runner's ``time`` command."""
+
+    samples_ns: list[int]
+    warmup: int
+    load_ms: float
+
+
+def time_file(binary: Path, path: Path, block_frames: np.ndarray, *, sample_rate: float, seconds: float) -> Timing:
+    """``process()`` of one block (``[block, in]``), again and again for ``seconds``: wall time per block."""
+    import numpy as np
+
+    block, ins = block_frames.shape
+    payload = np.ascontiguousarray(block_frames, dtype="<f8").tobytes()
+    text = _call(binary, ["time", str(path), repr(float(sample_rate)), str(block), repr(float(seconds)), str(ins)],
+                 payload, timeout=600 + 20 * seconds).decode()
+    lines = text.split()
+    # "load_ms X warmup N" then one number per block.
+    return Timing([int(v) for v in lines[4:]], int(lines[3]), float(lines[1]))
+
