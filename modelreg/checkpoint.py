@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from .atomic import atomic_write_bytes, sha256_file, temp_prefix
-from .errors import CheckpointError, Problem, WriteError
+from .errors import CheckpointError, Problem, WriteError, found
 from .paths import display_path
 
 if TYPE_CHECKING:
@@ -68,8 +68,56 @@ _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def read_state_dict(spec: CheckpointSpec) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors, loaded without executing any code."""
+    """The checkpoint's tensors, loaded without executing any code (names as in the file)."""
     return _read_checkpoint(spec, check_pin=False)[0]
+
+
+# The checkpoint formats, by the file's extension (anything else is torch.save's).
+JSON_SUFFIX = ".json"
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def checkpoint_format(path: Path) -> str:
+    """``"json"``, ``"safetensors"`` or ``"torch"``: how a checkpoint at ``path`` is read and written.
+
+    The extension decides, never the content: a file renamed by mistake is refused
+    saying what it holds, instead of being read as something it was not named."""
+    suffix = path.suffix.lower()
+    return {JSON_SUFFIX: "json", SAFETENSORS_SUFFIX: "safetensors"}.get(suffix, "torch")
+
+
+_FORMAT_WORDS = {
+    "torch": "a PyTorch checkpoint (torch.save)",
+    "json": "a JSON state dict",
+    "safetensors": "a safetensors file",
+}
+
+
+def _sniff(raw: bytes) -> str | None:
+    """What the bytes hold, as far as their first bytes tell: a format name, or None."""
+    if raw.startswith(_ZIP_MAGIC) or raw[:len(_LEGACY_MAGIC)] == _LEGACY_MAGIC:
+        return "torch"
+    if len(raw) >= 10:
+        # safetensors: an 8-byte little-endian header length, then the JSON header. Checked
+        # before JSON: the length's first byte may itself be "{".
+        length = int.from_bytes(raw[:8], "little")
+        if 2 <= length <= len(raw) - 8 and raw[8:9] == b"{":
+            return "safetensors"
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return "json"
+    return None
+
+
+def _refuse_other_format(spec: CheckpointSpec, raw: bytes, fmt: str) -> None:
+    """Raise when the bytes are plainly another checkpoint format than the extension names."""
+    held = _sniff(raw)
+    if held is None or held == fmt:
+        return
+    suffix = {"torch": ".pt", "json": JSON_SUFFIX, "safetensors": SAFETENSORS_SUFFIX}[held]
+    raise _error(spec, f"the file holds {_FORMAT_WORDS[held]}, but its name ends in "
+                       f"{spec.checkpoint.suffix or '(no extension)'!r}, which is read as {_FORMAT_WORDS[fmt]}: "
+                       f"rename it to end in {suffix} (and the entry's checkpoint path with it)",
+                 expected=_FORMAT_WORDS[fmt], found=_FORMAT_WORDS[held])
 
 
 def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str, torch.Tensor], str]:
@@ -80,8 +128,6 @@ def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str
     file's hash (the pin check passed, the lock recording the wrong checkpoint).
     """
     import hashlib
-
-    import torch
 
     path = spec.checkpoint
     if not path.exists():
@@ -97,6 +143,20 @@ def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str
         _check_pin(spec, digest)
     if not raw:
         raise _error(spec, "checkpoint file is empty")
+    fmt = checkpoint_format(path)
+    _refuse_other_format(spec, raw, fmt)
+    if fmt == "json":
+        return _read_json_state(spec, raw), digest
+    if fmt == "safetensors":
+        return _read_safetensors(spec, raw), digest
+    return _read_torch(spec, raw), digest
+
+
+def _read_torch(spec: CheckpointSpec, raw: bytes) -> dict[str, torch.Tensor]:
+    """torch.save's bytes, loaded with ``weights_only=True`` after a check of their first bytes."""
+    import torch
+
+    path = spec.checkpoint
     head = raw[:len(_LEGACY_MAGIC)]
     if not head.startswith(_ZIP_MAGIC) and head != _LEGACY_MAGIC:
         raise CheckpointError(Problem(
@@ -136,7 +196,7 @@ def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str
                          found=f"a dict with non-tensor values (keys {sorted(map(str, data))})")
         raise _error(spec, "checkpoint is not a state dict", expected="a dict of tensor name to tensor",
                      found=type(data).__name__ if not isinstance(data, dict) else "a dict with non-tensor values")
-    return data, digest
+    return data
 
 
 def _nested_state_dict_key(data: object) -> str | None:
@@ -166,6 +226,217 @@ def _unpickler_detail(message: str) -> str:
         if "unsupported" in line.lower():
             return line
     return lines[0] if lines else "unreadable pickle"
+
+
+# ---------------------------------------------------------------- JSON state dicts
+
+#: What a JSON checkpoint holds: what RTNeural's torch_helpers.h reads, written by
+#: ``json.dump({k: v.tolist() for k, v in model.state_dict().items()}, f)``.
+_JSON_EXPECTED = "an object of tensor name to number or nested lists of numbers"
+
+
+def _json_error(spec: CheckpointSpec, reason: str, key: str | None = None, **context: Any) -> CheckpointError:
+    return CheckpointError.at(reason, file=display_path(spec.checkpoint), model=spec.name,
+                              key=key or f"models.{spec.name}.checkpoint", **context)
+
+
+def _read_json_state(spec: CheckpointSpec, raw: bytes) -> dict[str, torch.Tensor]:
+    """A JSON state dict: each value a number (a 0-d tensor) or rectangular nested lists of numbers.
+
+    JSON has no dtype: every number is read as RTNeural reads it (a double, rounded
+    to float32). A tensor is float32 when each of its numbers is written as a float32
+    value: exactly (``tolist()`` of a float32 tensor) or as the shortest decimal that
+    reads back to one (numpy's, orjson's and modelreg's float32 writing). Numbers
+    with more digits than that come from a float64 tensor: such a tensor is given
+    as float64, so that the dtype rules of every format apply (it loads when nothing
+    rounds, else it is refused saying by how much).
+    """
+    import json
+
+    import torch
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _json_error(spec, f"not a JSON state dict: the file is not UTF-8 text (byte {exc.start})",
+                          expected=_JSON_EXPECTED) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(Problem(f"not valid JSON: {exc.msg}", file=display_path(spec.checkpoint),
+                                      model=spec.name, key=f"models.{spec.name}.checkpoint",
+                                      line=exc.lineno, column=exc.colno)) from None
+    except RecursionError:
+        raise _json_error(spec, "not a JSON state dict: nested too deeply to read",
+                          expected=_JSON_EXPECTED) from None
+    if not isinstance(data, dict):
+        raise _json_error(spec, "not a JSON state dict", expected=_JSON_EXPECTED,
+                          found=f"a JSON {_json_kind(data)}")
+    if "in_shape" in data and "layers" in data:
+        # The other JSON a user of RTNeural has: a whole model file, which import adopts.
+        raise _json_error(spec, "this is an RTNeural model file (in_shape and layers), not a state dict: "
+                                "`modelreg import FILE` makes a registry entry and a checkpoint of it",
+                          expected=_JSON_EXPECTED, found="an RTNeural model file")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise _json_error(spec, f"checkpoint is not a state dict: its tensors are nested under {key!r}; "
+                                    f"save that object itself", expected=_JSON_EXPECTED,
+                              found=f"an object under {key!r}")
+    # No booleans, nulls or strings among the values (every quote is a key's): numpy may read
+    # the lists directly (it would take True or "1.5" for numbers, so not otherwise).
+    fast = not any(word in raw for word in (b"true", b"false", b"null")) and raw.count(b'"') == 2 * len(data)
+    state: dict[str, torch.Tensor] = {}
+    for key, value in data.items():
+        state[key] = _json_tensor(_json_array(spec, key, value, fast=fast))
+    return state
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def _json_array(spec: CheckpointSpec, key: str, value: Any, *, fast: bool) -> Any:
+    """``value`` as a float64 numpy array, or a message naming the first thing wrong with it."""
+    import numpy as np
+
+    if fast:
+        # Numbers and lists only (no strings, booleans or nulls anywhere in the file): numpy
+        # reads a rectangular nesting directly; anything else takes the walk below.
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            pass  # ragged, or a huge integer: the walk says where
+    shape = _json_shape(spec, key, value, key)
+    flat: list[float] = []
+    _json_leaves(spec, value, key, flat)
+    return np.array(flat, dtype=np.float64).reshape(shape)
+
+
+def _json_shape(spec: CheckpointSpec, key: str, value: Any, where: str) -> tuple[int, ...]:
+    """The shape of a rectangular nesting of lists; raises naming the first ragged or wrong entry."""
+    if not isinstance(value, list):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _json_error(spec, "not a number", where, expected="a number or a list of numbers",
+                              found=f"{found(value)} (a JSON {_json_kind(value)})")
+        return ()
+    if not value:
+        return (0,)
+    shapes = [_json_shape(spec, key, item, f"{where}[{index}]") for index, item in enumerate(value)]
+    for index, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise _json_error(spec, "ragged nested lists: a tensor's rows must all have one shape",
+                              f"{where}[{index}]", expected=_shape_words(shapes[0]) + " (like entry 0)",
+                              found=_shape_words(shape))
+    return (len(value), *shapes[0])
+
+
+def _shape_words(shape: tuple[int, ...]) -> str:
+    return "a number" if not shape else f"a list of shape {list(shape)}"
+
+
+def _json_leaves(spec: CheckpointSpec, value: Any, where: str, out: list[float]) -> None:
+    """Every number of a (rectangular) nesting, in order, as floats."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_leaves(spec, item, f"{where}[{index}]", out)
+        return
+    try:
+        out.append(float(value))
+    except OverflowError:
+        raise _json_error(spec, "number too large for any float", where, expected="a number float32 can hold",
+                          found=f"an integer of {len(str(value))} digits") from None
+
+
+def _json_tensor(array: Any) -> Any:
+    """A float64 array of JSON numbers as a tensor: float32 when each number is written as a float32 value."""
+    import numpy as np
+    import orjson
+    import torch
+
+    rounded = array.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        widened = rounded.astype(np.float64)
+    exact = (widened == array) | (np.isnan(array) & np.isnan(widened))
+    if not exact.all():
+        # The shortest decimal of a float32 (0.1 for float32(0.1)) is no float32 value as a double,
+        # but it names one. orjson writes exactly those decimals; read back they must equal the file's.
+        others = ~exact & np.isfinite(rounded)
+        shortest = np.array(orjson.loads(orjson.dumps(np.ascontiguousarray(rounded[others]),
+                                                      option=orjson.OPT_SERIALIZE_NUMPY)), dtype=np.float64)
+        named = np.zeros_like(exact)
+        named[others] = shortest.reshape(-1) == array[others]
+        exact |= named
+    if exact.all():
+        return torch.from_numpy(np.ascontiguousarray(rounded))
+    # More digits than float32 holds: a float64 tensor, with the numbers that name float32 values
+    # as those values (so that only the others count as rounding).
+    return torch.from_numpy(np.where(exact, widened, array))
+
+
+# ---------------------------------------------------------------- safetensors
+
+#: Bytes per element of safetensors' dtypes (its format's names).
+_SAFETENSORS_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                      "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _read_safetensors(spec: CheckpointSpec, raw: bytes) -> dict[str, torch.Tensor]:
+    """A safetensors file: its header checked here (every tensor's dtype, shape and byte range named
+    when they disagree), its tensors read by the safetensors package."""
+    import json
+    import math
+
+    where = f"models.{spec.name}.checkpoint"
+    expected = "an 8-byte little-endian header length, a JSON header, then the tensors' bytes"
+    if len(raw) < 8:
+        raise _json_error(spec, "not a safetensors file: too short for the header length",
+                          expected=expected, found=f"{len(raw)} bytes")
+    length = int.from_bytes(raw[:8], "little")
+    if length > len(raw) - 8:
+        raise _json_error(spec, "safetensors header length runs past the end of the file (truncated, or not "
+                                "a safetensors file)", expected=f"at most {len(raw) - 8} bytes",
+                          found=f"{length} bytes")
+    try:
+        header = json.loads(raw[8:8 + length].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise _json_error(spec, f"safetensors header is not valid JSON ({detail})", expected=expected) from None
+    if not isinstance(header, dict):
+        raise _json_error(spec, "safetensors header is not a JSON object", expected="an object of tensor name "
+                          "to {dtype, shape, data_offsets}", found=f"a JSON {_json_kind(header)}")
+    data_size = len(raw) - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str)
+                and isinstance(info.get("shape"), list) and isinstance(info.get("data_offsets"), list)
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                        for n in info["shape"] + info["data_offsets"])
+                and len(info["data_offsets"]) == 2):
+            raise _json_error(spec, "safetensors header entry is malformed", name,
+                              expected="{\"dtype\": ..., \"shape\": [sizes], \"data_offsets\": [begin, end]}",
+                              found=found(info))
+        begin, end = info["data_offsets"]
+        if not begin <= end <= data_size:
+            raise _json_error(spec, "safetensors header gives this tensor bytes outside the file's data", name,
+                              expected=f"0 <= begin <= end <= {data_size}", found=f"data_offsets [{begin}, {end}]")
+        size = _SAFETENSORS_SIZES.get(info["dtype"])
+        if size is not None and math.prod(info["shape"]) * size != end - begin:
+            raise _json_error(spec, "safetensors header contradicts itself: the tensor's dtype and shape need "
+                                    "another number of bytes than its data_offsets span", name,
+                              expected=f"{math.prod(info['shape']) * size} bytes ({info['dtype']} of shape "
+                                       f"{info['shape']})", found=f"{end - begin} bytes")
+    try:
+        from safetensors.torch import load
+    except ImportError:  # a dependency, but an installation may lack it
+        raise _json_error(spec, "reading a .safetensors checkpoint needs the safetensors package "
+                                "(pip install safetensors)") from None
+    try:
+        return dict(load(raw))
+    except Exception as exc:  # SafetensorError: what the checks above do not cover (overlaps, gaps, dtypes)
+        detail = str(exc).removeprefix("Error while deserializing header: ").removeprefix("Error while deserializing: ")
+        raise _json_error(spec, f"not a readable safetensors file: {detail}", expected=expected) from None
 
 
 # batchnorm's training counter: inference and export never read it (docs/registry.md).
@@ -403,19 +674,38 @@ def load_checkpoint(spec: CheckpointSpec) -> RealtimeModel:
     return module
 
 
-def _state_bytes(module: RealtimeModel) -> bytes:
+def _state_bytes(module: RealtimeModel, fmt: str = "torch") -> bytes:
+    """``module``'s state dict as the bytes of a checkpoint in format ``fmt`` (see :func:`checkpoint_format`).
+
+    Deterministic in every format: the same weights give the same bytes.
+    """
+    state = module.state_dict()
+    if fmt == "json":
+        # What RTNeural's torch_helpers read (json.dump of tolist()), written by orjson: each
+        # float32 as the float64 literal of its exact value (as tolist() gives it), so every
+        # JSON reader gets the weights bit for bit; -0.0 stays -0.0.
+        import orjson
+
+        body = {key: value.item() if value.ndim == 0 else
+                (value.detach().double() if value.is_floating_point() else value.detach()).numpy()
+                for key, value in state.items()}
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+    if fmt == "safetensors":
+        from safetensors.torch import save  # sorted by dtype and name, no metadata: deterministic
+
+        return save({key: value.detach().contiguous() for key, value in state.items()})
     import torch
 
     buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 
 def save_checkpoint(module: RealtimeModel, path: Path) -> str:
-    """Write ``module``'s state dict atomically; returns the file's sha256."""
+    """Write ``module``'s state dict atomically, in the format ``path``'s extension names; returns its sha256."""
     import hashlib
 
-    data = _state_bytes(module)
+    data = _state_bytes(module, checkpoint_format(Path(path)))
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
@@ -509,7 +799,7 @@ def init_checkpoint(spec: CheckpointSpec, *, seed: int = DEFAULT_SEED, force: bo
         except CheckpointError as exc:
             misfit = exc
     else:
-        data = _state_bytes(build_module(spec, seed=seed))
+        data = _state_bytes(build_module(spec, seed=seed), checkpoint_format(spec.checkpoint))
         if spec.checkpoint.is_file():
             # --force replaces what may be the user's trained weights: keep them first.
             try:
