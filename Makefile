@@ -67,7 +67,7 @@ $(MIN_VENV)/.stamp-install: pyproject.toml Makefile .ci/min-versions.txt $(wildc
 
 test-min: $(MIN_VENV)/.stamp-install
 	$(MIN_VENV)/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
-		| grep -iE '^(numpy|attrs|jsonschema|tomli.w|orjson|filelock|onnx|onnxruntime|torch) '
+		| grep -iE '^(numpy|attrs|jsonschema|tomli.w|orjson|filelock|safetensors|onnx|onnxruntime|torch) '
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_packaging.py \
 		tests/test_rtneural_format.py tests/test_rtneural_runtime.py tests/test_exporting.py \
 		tests/test_registry.py tests/test_bad_registries.py tests/test_plugins.py tests/test_checkpoint.py \

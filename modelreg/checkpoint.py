@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from .atomic import atomic_write_bytes, sha256_file, temp_prefix
-from .errors import CheckpointError, Problem, WriteError
+from .errors import CheckpointError, Problem, WriteError, found
 from .paths import display_path
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
         @property
         def sha256(self) -> str | None: ...
+
+        @property
+        def checkpoint_names(self) -> tuple[tuple[str, int], ...] | str | None: ...
 
 __all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint"]
 
@@ -68,8 +71,56 @@ _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def read_state_dict(spec: CheckpointSpec) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors, loaded without executing any code."""
+    """The checkpoint's tensors, loaded without executing any code (names as in the file)."""
     return _read_checkpoint(spec, check_pin=False)[0]
+
+
+# The checkpoint formats, by the file's extension (anything else is torch.save's).
+JSON_SUFFIX = ".json"
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def checkpoint_format(path: Path) -> str:
+    """``"json"``, ``"safetensors"`` or ``"torch"``: how a checkpoint at ``path`` is read and written.
+
+    The extension decides, never the content: a file renamed by mistake is refused
+    saying what it holds, instead of being read as something it was not named."""
+    suffix = path.suffix.lower()
+    return {JSON_SUFFIX: "json", SAFETENSORS_SUFFIX: "safetensors"}.get(suffix, "torch")
+
+
+_FORMAT_WORDS = {
+    "torch": "a PyTorch checkpoint (torch.save)",
+    "json": "a JSON state dict",
+    "safetensors": "a safetensors file",
+}
+
+
+def _sniff(raw: bytes) -> str | None:
+    """What the bytes hold, as far as their first bytes tell: a format name, or None."""
+    if raw.startswith(_ZIP_MAGIC) or raw[:len(_LEGACY_MAGIC)] == _LEGACY_MAGIC:
+        return "torch"
+    if len(raw) >= 10:
+        # safetensors: an 8-byte little-endian header length, then the JSON header. Checked
+        # before JSON: the length's first byte may itself be "{".
+        length = int.from_bytes(raw[:8], "little")
+        if 2 <= length <= len(raw) - 8 and raw[8:9] == b"{":
+            return "safetensors"
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return "json"
+    return None
+
+
+def _refuse_other_format(spec: CheckpointSpec, raw: bytes, fmt: str) -> None:
+    """Raise when the bytes are plainly another checkpoint format than the extension names."""
+    held = _sniff(raw)
+    if held is None or held == fmt:
+        return
+    suffix = {"torch": ".pt", "json": JSON_SUFFIX, "safetensors": SAFETENSORS_SUFFIX}[held]
+    raise _error(spec, f"the file holds {_FORMAT_WORDS[held]}, but its name ends in "
+                       f"{spec.checkpoint.suffix or '(no extension)'!r}, which is read as {_FORMAT_WORDS[fmt]}: "
+                       f"rename it to end in {suffix} (and the entry's checkpoint path with it)",
+                 expected=_FORMAT_WORDS[fmt], found=_FORMAT_WORDS[held])
 
 
 def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str, torch.Tensor], str]:
@@ -80,8 +131,6 @@ def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str
     file's hash (the pin check passed, the lock recording the wrong checkpoint).
     """
     import hashlib
-
-    import torch
 
     path = spec.checkpoint
     if not path.exists():
@@ -97,6 +146,20 @@ def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str
         _check_pin(spec, digest)
     if not raw:
         raise _error(spec, "checkpoint file is empty")
+    fmt = checkpoint_format(path)
+    _refuse_other_format(spec, raw, fmt)
+    if fmt == "json":
+        return _read_json_state(spec, raw), digest
+    if fmt == "safetensors":
+        return _read_safetensors(spec, raw), digest
+    return _read_torch(spec, raw), digest
+
+
+def _read_torch(spec: CheckpointSpec, raw: bytes) -> dict[str, torch.Tensor]:
+    """torch.save's bytes, loaded with ``weights_only=True`` after a check of their first bytes."""
+    import torch
+
+    path = spec.checkpoint
     head = raw[:len(_LEGACY_MAGIC)]
     if not head.startswith(_ZIP_MAGIC) and head != _LEGACY_MAGIC:
         raise CheckpointError(Problem(
@@ -136,7 +199,7 @@ def _read_checkpoint(spec: CheckpointSpec, *, check_pin: bool) -> tuple[dict[str
                          found=f"a dict with non-tensor values (keys {sorted(map(str, data))})")
         raise _error(spec, "checkpoint is not a state dict", expected="a dict of tensor name to tensor",
                      found=type(data).__name__ if not isinstance(data, dict) else "a dict with non-tensor values")
-    return data, digest
+    return data
 
 
 def _nested_state_dict_key(data: object) -> str | None:
@@ -166,6 +229,224 @@ def _unpickler_detail(message: str) -> str:
         if "unsupported" in line.lower():
             return line
     return lines[0] if lines else "unreadable pickle"
+
+
+# ---------------------------------------------------------------- JSON state dicts
+
+#: What a JSON checkpoint holds: what RTNeural's torch_helpers.h reads, written by
+#: ``json.dump({k: v.tolist() for k, v in model.state_dict().items()}, f)``.
+_JSON_EXPECTED = "an object of tensor name to number or nested lists of numbers"
+
+
+def _json_error(spec: CheckpointSpec, reason: str, key: str | None = None, *, expected: str | None = None,
+                found: str | None = None) -> CheckpointError:
+    """A malformed file's one problem; ``key`` is the tensor (and position) when one is to blame,
+    ``found`` is already worded (``5 bytes``, ``'2.0' (a JSON string)``)."""
+    return CheckpointError(Problem(reason, file=display_path(spec.checkpoint), model=spec.name,
+                                   key=key or f"models.{spec.name}.checkpoint", expected=expected, found=found))
+
+
+def _read_json_state(spec: CheckpointSpec, raw: bytes) -> dict[str, torch.Tensor]:
+    """A JSON state dict: each value a number (a 0-d tensor) or rectangular nested lists of numbers.
+
+    JSON has no dtype: every number is read as RTNeural reads it (a double, rounded
+    to float32). A tensor is float32 when each of its numbers is written as a float32
+    value: exactly (``tolist()`` of a float32 tensor) or as the shortest decimal that
+    reads back to one (numpy's, orjson's and modelreg's float32 writing). Numbers
+    with more digits than that come from a float64 tensor: such a tensor is given
+    as float64, so that the dtype rules of every format apply (it loads when nothing
+    rounds, else it is refused saying by how much).
+    """
+    import json
+
+    import torch
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _json_error(spec, f"not a JSON state dict: the file is not UTF-8 text (byte {exc.start})",
+                          expected=_JSON_EXPECTED) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(Problem(f"not valid JSON: {exc.msg}", file=display_path(spec.checkpoint),
+                                      model=spec.name, key=f"models.{spec.name}.checkpoint",
+                                      line=exc.lineno, column=exc.colno)) from None
+    except RecursionError:
+        raise _json_error(spec, "not a JSON state dict: nested too deeply to read",
+                          expected=_JSON_EXPECTED) from None
+    if not isinstance(data, dict):
+        raise _json_error(spec, "not a JSON state dict", expected=_JSON_EXPECTED,
+                          found=f"a JSON {_json_kind(data)}")
+    if "in_shape" in data and "layers" in data:
+        # The other JSON a user of RTNeural has: a whole model file, which import adopts.
+        raise _json_error(spec, "this is an RTNeural model file (in_shape and layers), not a state dict: "
+                                "`modelreg import FILE` makes a registry entry and a checkpoint of it",
+                          expected=_JSON_EXPECTED, found="an RTNeural model file")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise _json_error(spec, f"checkpoint is not a state dict: its tensors are nested under {key!r}; "
+                                    f"save that object itself", expected=_JSON_EXPECTED,
+                              found=f"an object under {key!r}")
+    # No booleans, nulls or strings among the values (every quote is a key's): numpy may read
+    # the lists directly (it would take True or "1.5" for numbers, so not otherwise).
+    fast = not any(word in raw for word in (b"true", b"false", b"null")) and raw.count(b'"') == 2 * len(data)
+    state: dict[str, torch.Tensor] = {}
+    for key, value in data.items():
+        state[key] = _json_tensor(_json_array(spec, key, value, fast=fast))
+    return state
+
+
+def _value_text(value: object) -> str:
+    return found(value)
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def _json_array(spec: CheckpointSpec, key: str, value: Any, *, fast: bool) -> Any:
+    """``value`` as a float64 numpy array, or a message naming the first thing wrong with it."""
+    import numpy as np
+
+    if fast:
+        # Numbers and lists only (no strings, booleans or nulls anywhere in the file): numpy
+        # reads a rectangular nesting directly; anything else takes the walk below.
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            pass  # ragged, or a huge integer: the walk says where
+    shape = _json_shape(spec, key, value, key)
+    flat: list[float] = []
+    _json_leaves(spec, value, key, flat)
+    return np.array(flat, dtype=np.float64).reshape(shape)
+
+
+def _json_shape(spec: CheckpointSpec, key: str, value: Any, where: str) -> tuple[int, ...]:
+    """The shape of a rectangular nesting of lists; raises naming the first ragged or wrong entry."""
+    if not isinstance(value, list):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _json_error(spec, "not a number", where, expected="a number or a list of numbers",
+                              found=f"{_value_text(value)} (a JSON {_json_kind(value)})")
+        return ()
+    if not value:
+        return (0,)
+    shapes = [_json_shape(spec, key, item, f"{where}[{index}]") for index, item in enumerate(value)]
+    for index, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise _json_error(spec, "ragged nested lists: a tensor's rows must all have one shape",
+                              f"{where}[{index}]", expected=_shape_words(shapes[0]) + " (like entry 0)",
+                              found=_shape_words(shape))
+    return (len(value), *shapes[0])
+
+
+def _shape_words(shape: tuple[int, ...]) -> str:
+    return "a number" if not shape else f"a list of shape {list(shape)}"
+
+
+def _json_leaves(spec: CheckpointSpec, value: Any, where: str, out: list[float]) -> None:
+    """Every number of a (rectangular) nesting, in order, as floats."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_leaves(spec, item, f"{where}[{index}]", out)
+        return
+    try:
+        out.append(float(value))
+    except OverflowError:
+        raise _json_error(spec, "number too large for any float", where, expected="a number float32 can hold",
+                          found=f"an integer of {len(str(value))} digits") from None
+
+
+def _json_tensor(array: Any) -> Any:
+    """A float64 array of JSON numbers as a tensor: float32 when each number is written as a float32 value."""
+    import numpy as np
+    import orjson
+    import torch
+
+    rounded = array.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        widened = rounded.astype(np.float64)
+    exact = (widened == array) | (np.isnan(array) & np.isnan(widened))
+    if not exact.all():
+        # The shortest decimal of a float32 (0.1 for float32(0.1)) is no float32 value as a double,
+        # but it names one. orjson writes exactly those decimals; read back they must equal the file's.
+        others = ~exact & np.isfinite(rounded)
+        shortest = np.array(orjson.loads(orjson.dumps(np.ascontiguousarray(rounded[others]),
+                                                      option=orjson.OPT_SERIALIZE_NUMPY)), dtype=np.float64)
+        named = np.zeros_like(exact)
+        named[others] = shortest.reshape(-1) == array[others]
+        exact |= named
+    if exact.all():
+        return torch.from_numpy(rounded.copy(order="C"))  # ascontiguousarray would make a 0-d array 1-d
+    # More digits than float32 holds: a float64 tensor, with the numbers that name float32 values
+    # as those values (so that only the others count as rounding).
+    return torch.from_numpy(np.where(exact, widened, array))
+
+
+# ---------------------------------------------------------------- safetensors
+
+#: Bytes per element of safetensors' dtypes (its format's names).
+_SAFETENSORS_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                      "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _read_safetensors(spec: CheckpointSpec, raw: bytes) -> dict[str, torch.Tensor]:
+    """A safetensors file: its header checked here (every tensor's dtype, shape and byte range named
+    when they disagree), its tensors read by the safetensors package."""
+    import json
+    import math
+
+    where = f"models.{spec.name}.checkpoint"
+    expected = "an 8-byte little-endian header length, a JSON header, then the tensors' bytes"
+    if len(raw) < 8:
+        raise _json_error(spec, "not a safetensors file: too short for the header length",
+                          expected=expected, found=f"{len(raw)} bytes")
+    length = int.from_bytes(raw[:8], "little")
+    if length > len(raw) - 8:
+        raise _json_error(spec, "safetensors header length runs past the end of the file (truncated, or not "
+                                "a safetensors file)", expected=f"at most {len(raw) - 8} bytes",
+                          found=f"{length} bytes")
+    try:
+        header = json.loads(raw[8:8 + length].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise _json_error(spec, f"safetensors header is not valid JSON ({detail})", expected=expected) from None
+    if not isinstance(header, dict):
+        raise _json_error(spec, "safetensors header is not a JSON object", expected="an object of tensor name "
+                          "to {dtype, shape, data_offsets}", found=f"a JSON {_json_kind(header)}")
+    data_size = len(raw) - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str)
+                and isinstance(info.get("shape"), list) and isinstance(info.get("data_offsets"), list)
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                        for n in info["shape"] + info["data_offsets"])
+                and len(info["data_offsets"]) == 2):
+            raise _json_error(spec, "safetensors header entry is malformed", name,
+                              expected="{\"dtype\": ..., \"shape\": [sizes], \"data_offsets\": [begin, end]}",
+                              found=_value_text(info))
+        begin, end = info["data_offsets"]
+        if not begin <= end <= data_size:
+            raise _json_error(spec, "safetensors header gives this tensor bytes outside the file's data", name,
+                              expected=f"0 <= begin <= end <= {data_size}", found=f"data_offsets [{begin}, {end}]")
+        size = _SAFETENSORS_SIZES.get(info["dtype"])
+        if size is not None and math.prod(info["shape"]) * size != end - begin:
+            raise _json_error(spec, "safetensors header contradicts itself: the tensor's dtype and shape need "
+                                    "another number of bytes than its data_offsets span", name,
+                              expected=f"{math.prod(info['shape']) * size} bytes ({info['dtype']} of shape "
+                                       f"{info['shape']})", found=f"{end - begin} bytes")
+    try:
+        from safetensors.torch import load
+    except ImportError:  # a dependency, but an installation may lack it
+        raise _json_error(spec, "reading a .safetensors checkpoint needs the safetensors package "
+                                "(pip install safetensors)") from None
+    try:
+        return dict(load(raw))
+    except Exception as exc:  # SafetensorError: what the checks above do not cover (overlaps, gaps, dtypes)
+        detail = str(exc).removeprefix("Error while deserializing header: ").removeprefix("Error while deserializing: ")
+        raise _json_error(spec, f"not a readable safetensors file: {detail}", expected=expected) from None
 
 
 # batchnorm's training counter: inference and export never read it (docs/registry.md).
@@ -255,7 +536,7 @@ def _fit(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any], 
                 else "tensor has the wrong dtype"
             add(reason, name, _dtype_name(want), _dtype_name(got))
     if not misfit:
-        return _Fit(state, problems, _float_hint(needs_float) if needs_float else None,
+        return _Fit(state, problems, _float_hint(needs_float, checkpoint_format(spec.checkpoint)) if needs_float else None,
                     needs_float=tuple(needs_float))
 
     bias_fit = _bias_misfit(spec, state, problems)
@@ -272,9 +553,19 @@ def _fit(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any], 
             file=shown, model=spec.name, key=f"models.{spec.name}.checkpoint",
         ))
         return _Fit(state, problems, None, misfit=True)
-    renamed = _rename_by_order(spec, expected, as_saved) if rename else None
+    if rename and spec.checkpoint_names is not None:
+        # The entry says how the file's names map: a misfit now is the file's or the table's
+        # (_fit_named words the hint with the file's own module names).
+        return _Fit(state, problems, None, misfit=True)
+    match = _match_modules(expected, as_saved) if rename else None
+    # safetensors keeps no order (its writers sort the tensors): only a pairing by shape is offered there.
+    ordered = checkpoint_format(spec.checkpoint) != "safetensors"
+    renamed = _rename_by_order(spec, expected, as_saved, match) if rename and ordered else None
     if renamed is not None:
         return renamed
+    matched = _match_fit(spec, match, state) if match is not None else None
+    if matched is not None:
+        return matched
     # Usually the entry's layers were changed after the weights were saved: say what to do.
     return _Fit(state, problems, (
         f"the checkpoint was saved for other layers than models.{spec.name} declares: train and save "
@@ -351,13 +642,22 @@ def _rounding_reason(tensor: Any, dtype: Any) -> str:
             f"changes {count:,} of its {tensor.numel():,} values (by up to {largest:.3g})")
 
 
-def _float_hint(names: list[str]) -> str:
+#: How to save a float32 state dict in each format (the float hint's example).
+_SAVE_FLOAT = {
+    "torch": "torch.save(model.float().state_dict(), PATH)",
+    "json": "json.dump({k: v.tolist() for k, v in model.float().state_dict().items()}, open(PATH, 'w'))",
+    "safetensors": "safetensors.torch.save_file(model.float().state_dict(), PATH)",
+}
+
+
+def _float_hint(names: list[str], fmt: str = "torch") -> str:
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-    return (f"call `.float()` before saving (`torch.save(model.float().state_dict(), PATH)`) to store {shown} "
+    return (f"call `.float()` before saving (`{_SAVE_FLOAT[fmt]}`) to store {shown} "
             f"as float32: modelreg converts a tensor only when no value changes")
 
 
-def _rename_by_order(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any]) -> _Fit | None:
+def _rename_by_order(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any],
+                     match: _Match | None = None) -> _Fit | None:
     """When the file's tensors fit the expected ones one-to-one in order and shape, under other names:
     the pairing, and the rename that makes the file load.
 
@@ -401,9 +701,239 @@ def _rename_by_order(spec: CheckpointSpec, expected: dict[str, Any], state: dict
     problems += [attrs.evolve(p, key=old_name.get(p.key or "", p.key)) for p in after.problems]
     hint = (f"check that pairing (it follows the order of the tensors in the file), then rename them before "
             f"saving: `names = {names!r}; state = {comprehension}; torch.save(state, PATH)`")
+    table = _names_table(modules) if names is modules else None
+    if match is not None and match.modules is None:
+        # Same-shaped modules: the file's order is the only thing that paired them.
+        hint += f"; by shape alone, {_candidates(match)}: the order may be wrong"
+    elif table is not None and match is not None and match.modules == modules:
+        hint += f"; or keep the file and declare the pairing in models.{spec.name}: `checkpoint_names = {table}`"
     if after.needs_float:
-        hint += f"; and {_float_hint([old_name[name] for name in after.needs_float])}"
+        hint += f"; and {_float_hint([old_name[name] for name in after.needs_float], checkpoint_format(spec.checkpoint))}"
     return _Fit(state, problems, hint, misfit=True)
+
+
+# ---------------------------------------------------------------- the user's own module names
+
+_LAYER_PREFIX = re.compile(r"layers\.(\d+)\.")
+
+
+def _names_table(modules: dict[str, str]) -> str | None:
+    """``{ "gru" = 0, "dense" = 1 }`` (TOML, names quoted: "net.0" must not become a nested table) for a
+    pairing of the file's module prefixes with the entry's ``layers.N.``; None when it is no such pairing."""
+    pairs = []
+    for old, new in modules.items():
+        match = _LAYER_PREFIX.fullmatch(new)
+        if not old or match is None:
+            return None
+        pairs.append(f'"{old[:-1]}" = {match[1]}')
+    return "{ " + ", ".join(pairs) + " }"
+
+
+def _module_list(state: dict[str, Any]) -> str:
+    """The file's module names, for a message: ``gru, dense`` (at most 8)."""
+    modules = list(dict.fromkeys(_module_of(name)[:-1] or "(none)" for name in state))
+    return ", ".join(modules[:8]) + (f" and {len(modules) - 8} more" if len(modules) > 8 else "")
+
+
+@attrs.frozen
+class _Match:
+    """The file's modules paired with the entry's layers by what they hold (tensor names after the
+    module's name, and shapes), independent of the file's order."""
+
+    #: module prefix in the file ("gru.") -> the entry's ("layers.0."); None when ambiguous.
+    modules: dict[str, str] | None
+    #: Layers (indices) that several of the file's modules fit alike, with those modules.
+    ambiguous: tuple[tuple[tuple[int, ...], tuple[str, ...]], ...] = ()
+
+
+def _match_modules(expected: dict[str, Any], state: dict[str, Any]) -> _Match | None:
+    """Pair the file's modules with the entry's layers by content; None when no one-to-one pairing exists.
+
+    A layer fits a module of the file when the module holds exactly the layer's tensors (the
+    names after the module's prefix, e.g. ``weight_ih_l0``, and their shapes). Where several
+    modules fit several layers alike, only an nn.Sequential decides: its indices are the
+    order it runs its layers in. Anything else is ambiguous (the file's order is the order a
+    module defines its layers, not the order it runs them).
+    """
+    wanted: dict[int, dict[str, tuple[int, ...]]] = {}
+    for name, tensor in expected.items():
+        if _leaf(name) == _COUNTER:
+            continue
+        match = _LAYER_PREFIX.match(name)
+        if match is None:
+            return None
+        wanted.setdefault(int(match[1]), {})[name[match.end():]] = tuple(tensor.shape)
+    given = {name: tuple(tensor.shape) for name, tensor in state.items() if _leaf(name) != _COUNTER}
+    if not wanted or not given:
+        return None
+
+    def holds(prefix: str) -> dict[str, tuple[int, ...]]:
+        return {name[len(prefix):]: shape for name, shape in given.items() if name.startswith(prefix)}
+
+    candidates: dict[int, list[str]] = {}
+    for index, tensors in wanted.items():
+        found_in = {name[: len(name) - len(rest)] for name in given for rest in tensors if name.endswith("." + rest)}
+        candidates[index] = [prefix for prefix in sorted(found_in) if holds(prefix) == tensors]
+        if not candidates[index]:
+            return None
+    chosen: dict[int, str] = {}
+    progress = True
+    while progress:  # a layer with one module left takes it
+        progress = False
+        for index, options in candidates.items():
+            left = [prefix for prefix in options if prefix not in chosen.values()]
+            if index not in chosen and not left:
+                return None
+            if index not in chosen and len(left) == 1:
+                chosen[index], progress = left[0], True
+    ties: dict[tuple[str, ...], list[int]] = {}
+    for index, options in candidates.items():
+        if index not in chosen:
+            ties.setdefault(tuple(p for p in options if p not in chosen.values()), []).append(index)
+    ambiguous = []
+    for tied, indices in ties.items():
+        order = _sequential_order(tied)
+        if order is not None and len(order) == len(indices):
+            chosen.update(zip(sorted(indices), order))
+        else:
+            ambiguous.append((tuple(sorted(indices)), tuple(p[:-1] for p in tied)))
+    if ambiguous:
+        return _Match(None, tuple(sorted(ambiguous)))
+    if any(sum(name.startswith(prefix) for prefix in chosen.values()) != 1 for name in given):
+        return None  # a tensor in no paired module (or in two)
+    return _Match({prefix: f"layers.{index}." for index, prefix in sorted(chosen.items())})
+
+
+def _sequential_order(prefixes: tuple[str, ...]) -> list[str] | None:
+    """``net.0.``, ``net.2.``... (siblings in an nn.Sequential) in index order; None for other names."""
+    parents = set()
+    for prefix in prefixes:
+        parent, _, index = prefix[:-1].rpartition(".")
+        if not index.isdigit():
+            return None
+        parents.add(parent)
+    if len(parents) != 1:
+        return None
+    return sorted(prefixes, key=lambda prefix: int(prefix[:-1].rpartition(".")[2]))
+
+
+def _listing(modules: dict[str, str]) -> str:
+    return ", ".join(f"{old}* -> {new}*" for old, new in modules.items())
+
+
+def _candidates(match: _Match) -> str:
+    """``layers[0], layers[1] could each be any of 'hidden', 'out'`` for each group of alike layers."""
+    parts = []
+    for indices, prefixes in match.ambiguous:
+        layers = ", ".join(f"layers[{i}]" for i in indices)
+        parts.append(f"{layers} could each be any of {', '.join(repr(p) for p in prefixes)}")
+    return "; ".join(parts)
+
+
+def _ambiguity(spec: CheckpointSpec, match: _Match) -> Problem:
+    return Problem(f"the checkpoint's modules cannot be paired with models.{spec.name}'s layers by shape alone: "
+                   + _candidates(match), file=display_path(spec.checkpoint), model=spec.name,
+                   key=f"models.{spec.name}.checkpoint_names")
+
+
+def _declare_hint(spec: CheckpointSpec, match: _Match) -> str:
+    example = ", ".join(f'"{p}" = {i}' for indices, prefixes in match.ambiguous for i, p in zip(indices, prefixes))
+    return (f"say which module is which layer in models.{spec.name}: `checkpoint_names = {{ {example}, ... }}` "
+            f"(every module of the file with its layer index; this example pairs them in the file's order, "
+            f"which may be wrong)")
+
+
+def _match_fit(spec: CheckpointSpec, match: _Match, state: dict[str, Any]) -> _Fit | None:
+    """A misfit whose modules pair with the layers by shape: the pairing and the checkpoint_names to declare;
+    or, when they pair ambiguously, the candidates. None for the entry's own names."""
+    if match.modules is None:
+        return _Fit(state, [_ambiguity(spec, match)], _declare_hint(spec, match), misfit=True)
+    if all(old == new for old, new in match.modules.items()):
+        return None  # the entry's own names: the misfit is elsewhere (a counter where none belongs)
+    table = _names_table(match.modules)
+    problem = Problem(f"the tensor names are not models.{spec.name}'s, but the checkpoint's modules fit its layers "
+                      f"one-to-one by shape: {_listing(match.modules)}", file=display_path(spec.checkpoint),
+                      model=spec.name, key=f"models.{spec.name}.checkpoint")
+    return _Fit(state, [problem], (
+        f"check that pairing, then declare it in models.{spec.name}: `checkpoint_names = {table}` "
+        f"(or `checkpoint_names = \"match\"` to pair by shape on every load)"), misfit=True)
+
+
+def _rename_modules(spec: CheckpointSpec, state: dict[str, Any], modules: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``state`` with each tensor under a paired module renamed (``gru.x`` -> ``layers.0.x``); others as
+    they are. Returns it and, for each new name, the file's."""
+    renamed: dict[str, Any] = {}
+    old: dict[str, str] = {}
+    for name, tensor in state.items():
+        new = name
+        for prefix, target in modules.items():
+            if name.startswith(prefix):
+                new = target + name[len(prefix):]
+                break
+        if new in renamed:
+            raise CheckpointError.at(
+                f"two tensors of the file read as {new!r} under models.{spec.name}.checkpoint_names: "
+                f"{old.get(new, new)!r} and {name!r}", file=display_path(spec.checkpoint), model=spec.name,
+                key=f"models.{spec.name}.checkpoint_names", expected="one tensor per name")
+        renamed[new] = tensor
+        if new != name:
+            old[new] = name
+    return renamed, old
+
+
+def _named(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The file's tensors under the entry's names, as its ``checkpoint_names`` says.
+
+    Returns the state, the file's name of each renamed tensor, and the module pairing used
+    (file prefix -> entry prefix; empty when nothing was renamed).
+    """
+    names = spec.checkpoint_names
+    if names is None:
+        return state, {}, {}
+    if names == "match":
+        plain = {name for name in state if _leaf(name) != _COUNTER}
+        if plain == {name for name in expected if _leaf(name) != _COUNTER}:
+            return state, {}, {}  # the entry's own names: nothing to pair
+        match = _match_modules(expected, state)
+        if match is None:
+            return state, {}, {}  # nothing pairs: the fit lists what is wrong
+        if match.modules is None:
+            raise CheckpointError(_ambiguity(spec, match), hint=_declare_hint(spec, match))
+        modules = match.modules
+    else:
+        assert not isinstance(names, str)  # "match" is the one string the registry admits
+        modules = {f"{name}.": f"layers.{index}." for name, index in names}
+    renamed, old = _rename_modules(spec, state, modules)
+    return renamed, old, modules
+
+
+def _fit_named(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any]) -> tuple[_Fit, dict[str, str]]:
+    """:func:`_fit` of the file's tensors under the names its ``checkpoint_names`` gives them; problems name
+    tensors as the file does (a missing one as it would be named there). Returns the fit and the pairing."""
+    renamed, old, modules = _named(spec, expected, state)
+    fit = _fit(spec, expected, renamed)
+    if fit.misfit and spec.checkpoint_names is not None:
+        if spec.checkpoint_names == "match" and not modules:
+            hint = (f"the file's modules ({_module_list(state)}) do not pair one-to-one with models.{spec.name}'s "
+                    f"layers by shape: the layers changed since the weights were saved, or the file holds others")
+        else:
+            hint = (f"the checkpoint's tensors do not fit models.{spec.name}'s layers as its checkpoint_names "
+                    f"pair them: check that table against the file's module names ({_module_list(state)})")
+        fit = attrs.evolve(fit, hint=hint)
+    if not modules:
+        return fit, modules
+    back = {new: prefix for prefix, new in modules.items()}
+
+    def file_name(key: str | None) -> str | None:
+        if key is None or key in old:
+            return old.get(key or "", key)
+        match = _LAYER_PREFIX.match(key)
+        if match is not None and match[0] in back:
+            return back[match[0]] + key[match.end():]
+        return key
+
+    problems = [attrs.evolve(p, key=file_name(p.key)) for p in fit.problems]
+    return attrs.evolve(fit, problems=problems), modules
 
 
 def _common_prefix(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
@@ -433,9 +963,15 @@ def load_checkpoint(spec: CheckpointSpec) -> RealtimeModel:
     from .builder import build_module  # torch, on first use
 
     module = build_module(spec)
-    fit = _fit(spec, module.state_dict(), state)
+    fit, modules = _fit_named(spec, module.state_dict(), state)
     if fit.problems:
         raise CheckpointError(*fit.problems, hint=fit.hint)
+    if modules and spec.checkpoint_names == "match":
+        # Paired by shape on this load: say how, every time (the file may have changed since).
+        from .notices import notice
+
+        notice(f"{display_path(spec.checkpoint)}: models.{spec.name}.checkpoint_names = \"match\" paired "
+               f"{_listing(modules)}")
     module.load_state_dict(fit.state, strict=True)
     # What the module's weights came from: the lock records it with every artifact made from them.
     module.checkpoint_sha256 = digest
@@ -446,19 +982,38 @@ def load_checkpoint(spec: CheckpointSpec) -> RealtimeModel:
     return module
 
 
-def _state_bytes(module: RealtimeModel) -> bytes:
+def _state_bytes(module: RealtimeModel, fmt: str = "torch") -> bytes:
+    """``module``'s state dict as the bytes of a checkpoint in format ``fmt`` (see :func:`checkpoint_format`).
+
+    Deterministic in every format: the same weights give the same bytes.
+    """
+    state = module.state_dict()
+    if fmt == "json":
+        # What RTNeural's torch_helpers read (json.dump of tolist()), written by orjson: each
+        # float32 as the float64 literal of its exact value (as tolist() gives it), so every
+        # JSON reader gets the weights bit for bit; -0.0 stays -0.0.
+        import orjson
+
+        body = {key: value.item() if value.ndim == 0 else
+                (value.detach().double() if value.is_floating_point() else value.detach()).numpy()
+                for key, value in state.items()}
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+    if fmt == "safetensors":
+        from safetensors.torch import save  # sorted by dtype and name, no metadata: deterministic
+
+        return save({key: value.detach().contiguous() for key, value in state.items()})
     import torch
 
     buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 
 def save_checkpoint(module: RealtimeModel, path: Path) -> str:
-    """Write ``module``'s state dict atomically; returns the file's sha256."""
+    """Write ``module``'s state dict atomically, in the format ``path``'s extension names; returns its sha256."""
     import hashlib
 
-    data = _state_bytes(module)
+    data = _state_bytes(module, checkpoint_format(Path(path)))
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
@@ -547,12 +1102,12 @@ def init_checkpoint(spec: CheckpointSpec, *, seed: int = DEFAULT_SEED, force: bo
         # fail later, in validate; say it now. The pin is reported separately.
         try:
             state = read_state_dict(spec)
-            fit = _fit(spec, build_module(spec).state_dict(), state)
+            fit, _ = _fit_named(spec, build_module(spec).state_dict(), state)
             misfit = CheckpointError(*fit.problems, hint=fit.hint) if fit.problems else None
         except CheckpointError as exc:
             misfit = exc
     else:
-        data = _state_bytes(build_module(spec, seed=seed))
+        data = _state_bytes(build_module(spec, seed=seed), checkpoint_format(spec.checkpoint))
         if spec.checkpoint.is_file():
             # --force replaces what may be the user's trained weights: keep them first.
             try:

@@ -591,6 +591,8 @@ def _kind_of(path: Path) -> str:
         return "it looks like a registry (`modelreg validate --registry FILE` checks one)"
     if suffix in (".pt", ".pth"):
         return "it looks like a PyTorch checkpoint (`modelreg validate` checks a checkpoint against its registry entry)"
+    if suffix == ".safetensors":
+        return "it looks like a safetensors checkpoint (`modelreg validate` checks a checkpoint against its registry entry)"
     if re.search(r"\.pth?\.bak-\d{8}T\d{6}Z(-\d+)?$", path.name):
         return ("it is a checkpoint that `modelreg init --force` replaced, kept as a backup (rename it back "
                 "to its .pt name to use it again)")

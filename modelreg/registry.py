@@ -17,7 +17,7 @@ import sys
 import types
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import Problem, RegistryError, UnknownModelError, did_you_mean, found
 from .paths import display_path, inside as _inside, outside_note, symlink_exit as _symlink_exit
@@ -381,6 +381,7 @@ def _semantic_problems(
             add("input range is empty or reversed", "input_range", expected, bounds)
 
     _rest_problems(entry, layers, layers_ok, add)
+    _checkpoint_names_problems(entry, len(layers), add)
 
     root = registry_file.parent
     checkpoint = entry["checkpoint"]
@@ -526,6 +527,29 @@ def _layer_specs(entry: Mapping[str, Any], in_features: int | None = None) -> li
     return specs
 
 
+def _checkpoint_names_problems(entry: Mapping[str, Any], layer_count: int, add: Callable[..., None]) -> None:
+    """A ``checkpoint_names`` table must pair each name with its own, existing layer, and no name may
+    hold another (``net`` and ``net.0``: which one renames ``net.0.weight`` would be a guess)."""
+    names = entry.get("checkpoint_names")
+    if not isinstance(names, Mapping):
+        return
+    owner: dict[int, str] = {}
+    for name, index in names.items():
+        where = format_key_path(["checkpoint_names", name])  # "net.0" is quoted, as TOML needs it
+        if index >= layer_count:
+            add("no such layer", where, f"a layer index from 0 to {layer_count - 1} (the entry has "
+                f"{layer_count} layer{'s' if layer_count != 1 else ''})", index)
+        elif index in owner:
+            add(f"two module names for one layer: {owner[index]!r} already reads as layers[{index}]", where,
+                "one module name per layer", index)
+        else:
+            owner[index] = name
+        inner = [other for other in names if other.startswith(name + ".")]
+        if inner:
+            add(f"this module name holds another one ({inner[0]!r}): which of them renames its tensors would be "
+                "a guess", where, "module names of which none starts another one", text=repr(name))
+
+
 def _latency_target(entry: Mapping[str, Any]) -> float:
     """The entry's latency_ms; for an audio-rate entry without one, the duration of its block."""
     if "latency_ms" in entry:
@@ -558,6 +582,7 @@ def _to_spec(name: str, entry: Mapping[str, Any], registry_file: Path,
         cpp_weights=entry.get("cpp_weights", "json"),
         reset=entry.get("reset", "zeros"),
         rest_input=_rest_values(entry),
+        checkpoint_names=_checkpoint_names(entry),
         entry=dict(entry),
         settings=dict(settings or {}),
     )
@@ -571,3 +596,11 @@ def _rest_values(entry: Mapping[str, Any]) -> tuple[float, ...] | None:
     if isinstance(rest, list):
         return tuple(float(v) for v in rest)
     return (float(rest),) * entry["input_shape"][-1]
+
+
+def _checkpoint_names(entry: Mapping[str, Any]) -> tuple[tuple[str, int], ...] | Literal["match"] | None:
+    """The (valid) entry's checkpoint_names: (module name, layer index) pairs as written, "match", or None."""
+    names = entry.get("checkpoint_names")
+    if names is None or names == "match":
+        return names
+    return tuple((str(name), int(index)) for name, index in names.items())

@@ -243,6 +243,9 @@ def _problems_for(error: Any, file: str | None, model_of: Any, root: dict[str, A
         expected = schema.get("description") or f"{validator} {error.validator_value}"
         reason = "empty" if validator == "minItems" and not value else "wrong number of entries"
         return [problem(reason, path, expected, found(value))]
+    if validator == "minProperties":
+        expected = schema.get("description") or f"at least {error.validator_value} keys"
+        return [problem("empty" if not value else "too few keys", path, expected, found(value))]
     if validator == "uniqueItems":
         return [problem("duplicate entries", path, "unique entries", found(value))]
     if validator == "pattern":

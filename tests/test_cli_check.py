@@ -190,10 +190,12 @@ KINDS = "a file ending in .h (rtneural-cpp) or .json (rtneural) or .onnx (onnx)"
         ("registry.toml", "it looks like a registry (`modelreg validate --registry FILE` checks one)"),
         ("model.pt", "it looks like a PyTorch checkpoint (`modelreg validate` checks a checkpoint against its "
                      "registry entry)"),
+        ("model.safetensors", "it looks like a safetensors checkpoint (`modelreg validate` checks a checkpoint "
+                              "against its registry entry)"),
         ("notes.txt", "no exporter reads files ending in '.txt'"),
         ("README", "a file name without a suffix"),
     ],
-    ids=["registry-lock", "registry", "checkpoint", "txt", "no-suffix"],
+    ids=["registry-lock", "registry", "checkpoint", "safetensors", "txt", "no-suffix"],
 )
 def test_a_kind_no_exporter_reads_is_refused_naming_the_kinds(name, what, capsys):
     Path(name).write_text("[models]\n")

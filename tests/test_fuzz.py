@@ -330,3 +330,33 @@ def test_fuzz_checkpoint_bytes(checkpoint_project, data):
     with torch.inference_mode():
         out = module(torch.zeros(spec.input_shape))
     assert tuple(out.shape) == tuple(spec.output_shape)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_formats_project(workdir) -> tuple[Path, dict[str, bytes]]:
+    """The tiny registry's LSTM with a JSON and a safetensors checkpoint (issue 19, section 3)."""
+    path = workdir / "checkpoint-formats" / "registry.toml"
+    path.parent.mkdir()
+    path.write_text(TINY_REGISTRY + TINY_REGISTRY.replace("[models.tiny", "[models.st_tiny").replace(
+        '.pt"', '.safetensors"').replace("models/tiny", "models/st_tiny"))
+    path.write_text(path.read_text().replace('models/tinylstm.pt"', 'models/tinylstm.json"'))
+    originals = {}
+    for name in ("tinylstm", "st_tinylstm"):
+        spec = modelreg.load_registry(path)[name]
+        init_checkpoint(spec, seed=0)
+        originals[name] = spec.checkpoint.read_bytes()
+    return path, originals
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_json_and_safetensors_checkpoint_bytes(checkpoint_formats_project, data):
+    path, originals = checkpoint_formats_project
+    name = data.draw(st.sampled_from(sorted(originals)))
+    spec = modelreg.load_registry(path)[name]
+    spec.checkpoint.write_bytes(data.draw(byte_mutations(originals[name])))
+    try:
+        spec.load()
+    except modelreg.ModelRegError as exc:
+        assert_clear_error(exc, spec.checkpoint.name)
+

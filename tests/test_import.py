@@ -447,3 +447,43 @@ def test_every_layer_kind_round_trips_through_export_and_import(tmp_path: Path) 
     for name in ("oned", "twod"):
         assert (target.parent / "models" / f"{name}.json").read_bytes() == \
             (source.parent / "models" / f"{name}.json").read_bytes(), name
+
+
+# ---------------------------------------------------------------- fixed time lengths (issue 19, section 2)
+
+
+def _fixed_time(stem: str, frames: int = 100) -> dict[str, Any]:
+    """A golden file as Keras writes it for a model built for ``frames`` frames: [null, 100, N] shapes."""
+    model = json.loads((GOLDEN / f"{stem}.json").read_text())
+    model["in_shape"] = [None, frames, model["in_shape"][-1]]
+    for layer in model["layers"]:
+        layer["shape"] = [None, frames, layer["shape"][-1]]
+    return model
+
+
+@pytest.mark.parametrize("stem", ("lstm", "gru_1d"))
+def test_a_file_with_a_fixed_time_length_checks_and_imports(stem: str, project: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # RTNeural's loader reads only the last entry of a shape: [null, 100, 8] is 8.
+    source = project.parent / f"{stem}_fixed.json"
+    source.write_text(json.dumps(_fixed_time(stem)))
+    assert main(["check", str(source)]) == 0, capsys.readouterr().out
+    result = modelreg.import_rtneural(source, project)
+    plain = modelreg.import_rtneural(GOLDEN / f"{stem}.json", project, name=f"{stem}_plain")
+    assert result.spec.layers == plain.spec.layers and result.spec.input_shape == plain.spec.input_shape
+    assert result.weights.ok and result.parity.ok
+    assert torch.load(result.checkpoint, weights_only=True).keys() == torch.load(plain.checkpoint, weights_only=True).keys()
+
+
+@pytest.mark.parametrize(("shape", "why"), [
+    ([None, 0, 8], "a time length of 0"),
+    ([4, 100, 8], "a batch size"),
+    ([None, "100", 8], "a string"),
+])
+def test_a_fixed_time_length_must_still_be_a_shape(shape: list[Any], why: str, project: Path) -> None:
+    from modelreg.rtneural.runtime import check_rtneural
+
+    model = _fixed_time("lstm_1d")
+    model["layers"][0]["shape"] = shape
+    problems = check_rtneural(model, file="m.json")
+    assert [p.key for p in problems] == ["layers[0].shape"], (why, problems)

@@ -337,9 +337,10 @@ def _size(value: Any) -> int | None:
 
 
 def _units(shape: Any) -> int | None:
-    """The size a valid ``shape``/``in_shape`` declares, else None: its last entry, or, as the loader
-    reads a 4-entry shape (RTNeural's Keras exporter writes them around conv2d layers:
-    ``[null, null, features, filters]``), the product of entries 2 and 3."""
+    """The size a valid ``shape``/``in_shape`` declares, else None: its last entry (``[null, 100, 8]``,
+    a Keras model built for 100 frames, declares 8), or, as the loader reads a 4-entry shape
+    (RTNeural's Keras exporter writes them around conv2d layers: ``[null, null, features, filters]``),
+    the product of entries 2 and 3."""
     if isinstance(shape, (list, tuple)) and len(shape) == 4 and shape[0] is None \
             and (shape[1] is None or _size(shape[1]) is not None):
         features, filters = _size(shape[2]), _size(shape[3])
@@ -353,7 +354,11 @@ def _units(shape: Any) -> int | None:
                 whole = float(last).is_integer()
             except OverflowError:  # an integer too big for a float is no valid size either
                 return None
-            if whole and 1 <= last <= _MAX_UNITS and len(shape) <= 3 and all(entry is None for entry in shape[:-1]):
+            # [null, 100, 8]: Keras writes the time length a model was built for in entry 1;
+            # the loader reads only the last entry, so any size there is fine.
+            fixed_time = len(shape) == 3 and shape[0] is None and _size(shape[1]) is not None
+            if whole and 1 <= last <= _MAX_UNITS and len(shape) <= 3 and (
+                    fixed_time or all(entry is None for entry in shape[:-1])):
                 return int(last)
     return None
 
