@@ -238,8 +238,7 @@ def merge_results(paths: Sequence[str | os.PathLike[str]], registry: Registry) -
     counts = {record["count"] for record in records}
     if len(counts) > 1:
         what = ", ".join(f"{name} is shard {r['index']}/{r['count']}" for name, r in zip(shown, records))
-        raise UsageError.at("the files are shards of different splits", expected="shards I/N of one N",
-                            found=f"<{what}>")
+        raise UsageError(Problem(f"the files are shards of different splits: {what}", expected="shards I/N of one N"))
     count = counts.pop()
 
     plans = {json.dumps(record["plan"]) for record in records}
