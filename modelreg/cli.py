@@ -859,7 +859,7 @@ def _cmd_merge_results(args: argparse.Namespace) -> int:
     a model failed in its shard; 0 when every model passed: the verdict of the whole run."""
     from .atomic import atomic_write_text
     from .report import CheckResult, ModelReport
-    from .shards import merge_results
+    from .merging import merge_results
     from .validation import _check_results_path, results_path
 
     registry = load_registry(args.registry, strict=False)

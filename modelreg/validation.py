@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from . import checks
 from .errors import ModelRegError, Problem, UsageError, WriteError, format_problems
-from .paths import display_path, outside_note
+from .paths import RESULTS_FILENAME, display_path, outside_note
 from .registry import Registry, load_registry
 from .report import CheckResult, ModelReport, ValidationReport, environment
 
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from .spec import ModelSpec
 
 __all__ = ["RESULTS_FILENAME", "results_path", "validate", "validate_all", "validate_model"]
-
-RESULTS_FILENAME = "models/validation_results.json"
 
 OnResult = Callable[[ModelReport], None]
 
