@@ -53,6 +53,12 @@ def _read_shard(path: Path) -> dict[str, Any]:
         raise UsageError.at("not a shard's results: the file has no shard record (a full run's results "
                             "need no merging)", file=shown,
                             expected="a file `modelreg validate --shard I/N` wrote")
+    record = document["shard"]
+    # The schema cannot relate these numbers; a file edited by hand must not crash the merge.
+    if record["index"] > record["count"] or len(record["plan"]) != record["count"]:
+        raise UsageError.at("the shard record does not hold together", file=shown, key="shard",
+                            expected=f"index <= count and one plan entry per shard (count {record['count']})",
+                            found=f"<index {record['index']}, {len(record['plan'])} plan entries>")
     return document
 
 

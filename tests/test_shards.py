@@ -409,13 +409,19 @@ def test_a_full_results_file_or_a_broken_file_is_refused(sharded, tiny_registry,
     assert code == 2 and "broken.json:1:2: not valid JSON" in err
 
 
-def test_a_shard_file_that_breaks_the_schema_is_refused(sharded, tiny_registry, capsys, tmp_path):
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda shard: shard.update(index=0), "shard.index"),
+    (lambda shard: shard.update(index=4), "the shard record does not hold together (expected index <= count"),
+    (lambda shard: shard["plan"].pop(), "found <index 1, 2 plan entries>"),
+])
+def test_a_shard_file_edited_into_nonsense_is_refused(edit, message, sharded, tiny_registry, capsys, tmp_path):
     document = json.loads(Path(_shard_file(sharded, 1)).read_text())
-    document["shard"]["index"] = 0
+    edit(document["shard"])
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(document))
-    code, _, err = _merge(tiny_registry, [str(bad)], capsys)
-    assert code == 2 and "bad.json" in err and "shard.index" in err
+    code, out, err = _merge(tiny_registry, [str(bad)], capsys)
+    assert code == 2 and "bad.json" in err and message in err
+    assert "Traceback" not in out + err
 
 
 def test_merge_exits_1_when_a_model_failed_in_its_shard(tiny_registry, capsys):
