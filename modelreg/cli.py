@@ -93,7 +93,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="check N models at once (processes); latency is still measured one model at a time")
     p.add_argument("--report", nargs="?", const="", default=None, type=_report_path, metavar="OUT.html",
                    help="also write the HTML report of the run (default: models/validation_report.html; "
-                        "with NAMEs, models/validation_report.partial.html)")
+                        "with NAMEs or --shard, models/validation_report.partial.html)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="validate shard I of N (a CI job matrix): a deterministic share of the models, balanced by "
+                        "the durations in the last results file; writes models/validation_results.shard-I-of-N.json "
+                        "(`modelreg merge-results` combines them)")
+    p.add_argument("--durations", metavar="RESULTS.json", default=None,
+                   help="with --shard: the results file whose durations balance the shards "
+                        "(default: models/validation_results.json, when it exists)")
 
     p = sub.add_parser("export", parents=[common], help="export models to their declared formats")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -114,7 +121,17 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_report_parser(sub, common)
     _add_import_parser(sub, common)
+    _add_merge_parser(sub, common)
     return parser
+
+
+def _shard(text: str) -> Any:
+    from .shards import SHARD_FORM, parse_shard
+
+    try:
+        return parse_shard(text)
+    except UsageError as exc:  # argparse prints it as `argument --shard: ...`, exit 2
+        raise argparse.ArgumentTypeError(f"{exc.problems[0].reason} (expected {SHARD_FORM}, found {text!r})") from None
 
 
 def _positive_int(text: str) -> int:
@@ -149,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
                    "export": _cmd_export, "check": _cmd_check, "report": _cmd_report,
-                   "import": _cmd_import}[args.command]
+                   "import": _cmd_import, "merge-results": _cmd_merge_results}[args.command]
         return handler(args)
     except ModelRegError as exc:
         _print_error(exc)
@@ -290,13 +307,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     registry = load_registry(args.registry, strict=False)
     out = sys.stderr if args.json else sys.stdout
-    write = not args.no_write and not args.names
+    write = not args.no_write and (not args.names or args.shard is not None)
+    plan = None
+    if args.durations is not None and args.shard is None:
+        raise UsageError.at("--durations balances shards: it needs --shard I/N", expected="--shard I/N with --durations")
+    if args.shard is not None:
+        if args.names:
+            raise UsageError.at("--shard splits the whole registry: give model names or --shard, not both",
+                                expected="no model names with --shard", found=" ".join(args.names))
+        plan = _plan_shard(registry, args.shard, args.durations, out)
 
     def progress(report: Any) -> None:
         print(_status_line(report), file=out, flush=True)
 
     report = validate_all(registry, names=args.names or None, write=write, on_result=progress,
-                          latency_seconds=args.latency_seconds, jobs=args.jobs, latency=not args.no_latency)
+                          latency_seconds=args.latency_seconds, jobs=args.jobs, latency=not args.no_latency,
+                          shard=plan)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -315,12 +341,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _table(rows, out)
         _print_realtime_table(report, out)
         _print_skips(report, out)
-        if write:
+        if write and plan is not None:
+            from .shards import shard_results_path
+            from .validation import results_path
+
+            print(f"\nresults: {display_path(shard_results_path(registry, plan.shard))} (partial: shard "
+                  f"{plan.shard}; `modelreg merge-results` combines the shards into "
+                  f"{display_path(results_path(registry))})", file=out)
+        elif write:
             from .validation import results_path
 
             print(f"\nresults: {display_path(results_path(registry))}", file=out)
     if args.report is not None:
-        _write_validate_report(args.report, report, registry, out, partial=bool(args.names))
+        _write_validate_report(args.report, report, registry, out, partial=bool(args.names) or plan is not None,
+                               shard=None if plan is None else str(plan.shard))
     for warning in report.warnings:
         print(f"modelreg: warning: {warning}", file=sys.stderr)
     if report.problems:
@@ -663,7 +697,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO, partial: bool = False) -> None:
+def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO, partial: bool = False,
+                           shard: str | None = None) -> None:
     from .html_report import PARTIAL_REPORT_FILENAME, REPORT_FILENAME, write_report
     from .validation import results_path
 
@@ -678,6 +713,8 @@ def _write_validate_report(target: str, report: Any, registry: Registry, out: Te
     what = ""
     if partial:
         models = ", ".join(report.models) if len(report.models) <= 4 else _counted(len(report.models), "model")
+        if shard is not None:
+            models = f"shard {shard}, {_counted(len(report.models), 'model')}"
         kept = f"; {display_path(full)} is written by a full run" if not target else ""
         what = f" (partial: {models}{kept})"
     print(f"report: {display_path(path)}{what}", file=out)
@@ -780,3 +817,104 @@ def _cmd_import(args: argparse.Namespace) -> int:
     # The entry declares exports that do not exist yet: validate would fail on them first.
     print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- shards (validate --shard, merge-results)
+
+
+def _plan_shard(registry: Registry, shard: Any, durations: str | None, out: TextIO) -> Any:
+    """The shard's plan, said before the run: how many models, and what balanced them."""
+    from .shards import plan_shard
+    from .validation import results_path
+
+    plan = plan_shard(registry, shard, durations)
+    source = Path(durations) if durations is not None else results_path(registry)
+    if plan.balanced_by == "durations":
+        how = f"balanced by the durations in {display_path(source)}"
+    elif plan.note is not None:
+        how = "balanced by model count"
+    elif source.exists():
+        how = f"balanced by model count ({display_path(source)} holds none of the registry's models)"
+    else:
+        how = f"balanced by model count (no {display_path(source)} yet)"
+    print(f"shard {plan.shard}: {_counted(len(plan.models), 'model')} of {len(registry.names)}, {how}", file=out)
+    if plan.note is not None:
+        print(f"modelreg: warning: {plan.note}", file=sys.stderr)
+    return plan
+
+
+def _json_path(text: str) -> str:
+    if not text.lower().endswith(".json"):
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .json, found {text!r}")
+    return text
+
+
+def _add_merge_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("merge-results", parents=[common],
+                       help="combine the partial results of every `validate --shard I/N` into the one results file")
+    p.add_argument("files", nargs="+", metavar="SHARD.json",
+                   help="the partial results of shards 1..N (models/validation_results.shard-I-of-N.json)")
+    p.add_argument("-o", "--output", type=_json_path, default=None, metavar="OUT.json",
+                   help="where to write the merged results (default: models/validation_results.json beside the registry)")
+    p.add_argument("--report", nargs="?", const="", default=None, type=_html_path, metavar="OUT.html",
+                   help="also write the HTML report of the merged results (default: validation_report.html beside them)")
+
+
+def _cmd_merge_results(args: argparse.Namespace) -> int:
+    """Exit 2 when the files are refused (nothing is written) or the registry has problems; 1 when
+    a model failed in its shard; 0 when every model passed: the verdict of the whole run."""
+    from .atomic import atomic_write_text
+    from .report import CheckResult, ModelReport
+    from .merging import merge_results
+    from .validation import _check_results_path, results_path
+
+    registry = load_registry(args.registry, strict=False)
+    merged = merge_results(args.files, registry)
+    if args.output is not None:
+        target = Path(args.output)
+        if target.is_dir():
+            raise UsageError.at("expected a file to write the merged results to, found a directory",
+                                file=display_path(target))
+    else:
+        target = results_path(registry)
+        _check_results_path(registry)
+    document = merged.document
+    try:
+        atomic_write_text(target, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    except OSError as exc:  # unwritable, disk full: the old results file is kept (atomic write)
+        from .exporting import write_error
+
+        raise write_error(exc, target, "the merged results") from None
+    failed = []
+    for name, model in document["models"].items():
+        if not model["ok"]:
+            checks = [CheckResult(c["name"], c["status"], c["message"], c["figures"]) for c in model["checks"]]
+            report = ModelReport(name, checks, model["seconds"])
+            print(_status_line(report))
+            failed.append(name)
+    models = len(document["models"])
+    verdict = f"{models - len(failed)} passed" + (f", {len(failed)} failed" if failed else "")
+    print(f"merged {_counted(merged.count, 'shard')} ({_counted(models, 'model')}: {verdict}) -> {display_path(target)}")
+    if args.report is not None:
+        from .html_report import REPORT_FILENAME, write_report
+
+        page = Path(args.report) if args.report else target.parent / REPORT_FILENAME
+        write_report(page, document, registry)
+        print(f"report: {display_path(page)}")
+    for warning in document["warnings"]:
+        print(f"modelreg: warning: {warning}", file=sys.stderr)
+    if document["problems"]:
+        # As validate: each problem once; an invalid entry's problems were printed in its FAIL block.
+        shown = {name: "\n".join(c["message"] for c in document["models"][name]["checks"]) for name in failed}
+        in_blocks: list[str] = []
+        for problem in document["problems"]:
+            holder = next((name for name, text in shown.items() if problem in text), None)
+            if holder is None:
+                print(f"modelreg: error: {problem}", file=sys.stderr)
+            elif holder not in in_blocks:
+                in_blocks.append(holder)
+        if in_blocks:
+            print(f"modelreg: error: {display_path(registry.path)}: the registry has problems in "
+                  f"{', '.join(in_blocks)} (printed above, under FAIL)", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK if document["ok"] else EXIT_FAILED

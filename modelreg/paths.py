@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["display_path", "inside", "outside_note", "symlink_exit"]
+__all__ = ["RESULTS_FILENAME", "display_path", "inside", "outside_note", "symlink_exit"]
+
+#: A registry's validation results, relative to its folder (see :func:`modelreg.validation.results_path`);
+#: here, at the floor, so that the shards' plan and the validation run both name it without importing each other.
+RESULTS_FILENAME = "models/validation_results.json"
 
 
 def display_path(path: Path) -> str:

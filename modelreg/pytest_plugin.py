@@ -332,6 +332,49 @@ class _CheckItem(pytest.Item):
         return self.path, self.model.line, f"{self.model.name}: {self.name}"
 
 
+# ---------------------------------------------------------------- pytest-xdist
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown (and never called) without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N``: a model's items go to one worker, so each model is validated once.
+
+    The items of one model share one validation run in the process that runs
+    them; xdist's default (``load``) deals items one by one, and a model's
+    checks spread over N workers would be validated N times. For ``load`` and
+    ``loadgroup`` this returns xdist's ``loadgroup`` scheduler with each
+    model's items as one group: every other test is still dealt one by one
+    (or by its ``xdist_group``), exactly as before. ``loadscope`` and
+    ``loadfile`` already keep a model's items together; ``each`` runs
+    everything everywhere by definition, and ``worksteal`` moves single items
+    between workers (a model may then be validated on two): both are left as
+    asked.
+    """
+    state = config.stash.get(_STATE, None)
+    if state is None or config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    registry_file = state.path
+    root = config.rootpath
+    known: dict[str, bool] = {}
+
+    def ours(file_part: str) -> bool:
+        # The controller collects nothing: an item is the registry's when its file part is the registry.
+        if file_part not in known:
+            known[file_part] = (root / file_part).resolve() == registry_file
+        return known[file_part]
+
+    class ByModel(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = nodeid.split("::")
+            if len(parts) >= 3 and ours(parts[0]):
+                return f"{parts[0]}::{parts[1]}"  # registry.toml::MODEL (model names hold no "::")
+            return str(super()._split_scope(nodeid))
+
+    return ByModel(config, log)
+
+
 # ---------------------------------------------------------------- end of the run
 
 

@@ -161,7 +161,8 @@ class ValidationReport(Mapping[str, ModelReport]):
     and iteration (registry order) work as on any mapping. ``ok`` is True when
     every model passed and the registry had no problems; ``problems`` holds
     invalid registry entries, ``warnings`` plugins that failed to load,
-    ``environment`` the versions that ran the checks. ``to_json()`` returns the
+    ``environment`` the versions that ran the checks, ``shard`` the shard and
+    plan of a ``validate --shard I/N`` run (None for other runs). ``to_json()`` returns the
     dict written to ``models/validation_results.json``.
     """
 
@@ -170,10 +171,14 @@ class ValidationReport(Mapping[str, ModelReport]):
     problems: list[Problem] = attrs.field(factory=list)  # invalid registry entries
     warnings: list[Problem] = attrs.field(factory=list)  # plugins that failed to load
     environment: dict[str, str] = attrs.field(factory=environment)
+    #: A shard's run (``validate --shard I/N``): its number, the count and the whole plan; else None.
+    shard: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.problems and bool(self.models) and all(m.ok for m in self.models.values())
+        # A shard may hold no model at all (more shards than models): nothing failed there.
+        return (not self.problems and (bool(self.models) or self.shard is not None)
+                and all(m.ok for m in self.models.values()))
 
     @property
     def has_registry_problems(self) -> bool:
@@ -190,7 +195,7 @@ class ValidationReport(Mapping[str, ModelReport]):
 
     def to_json(self) -> dict[str, Any]:
         """The results document as a dict (what :meth:`write` writes, schema-valid)."""
-        return {
+        document = {
             "format": RESULTS_FORMAT,
             "ok": self.ok,
             "registry": str(self.registry),
@@ -199,6 +204,9 @@ class ValidationReport(Mapping[str, ModelReport]):
             "warnings": [str(p) for p in self.warnings],
             "models": {name: report.to_json() for name, report in self.models.items()},
         }
+        if self.shard is not None:  # a partial file: `modelreg merge-results` reads the plan from it
+            document["shard"] = self.shard
+        return document
 
     def write(self, path: Path) -> None:
         """Validate the report against ``validation_results.schema.json``, then write it atomically."""

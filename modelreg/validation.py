@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING, cast
 
 from . import checks
 from .errors import ModelRegError, Problem, UsageError, WriteError, format_problems
-from .paths import display_path, outside_note
+from .paths import RESULTS_FILENAME, display_path, outside_note
 from .registry import Registry, load_registry
 from .report import CheckResult, ModelReport, ValidationReport, environment
 
 if TYPE_CHECKING:
     from .builder import RealtimeModel
+    from .shards import Shard, ShardPlan
     from .spec import ModelSpec
 
 __all__ = ["RESULTS_FILENAME", "results_path", "validate", "validate_all", "validate_model"]
-
-RESULTS_FILENAME = "models/validation_results.json"
 
 OnResult = Callable[[ModelReport], None]
 
@@ -201,6 +200,8 @@ def validate_all(
     exports: bool = True,
     jobs: int = 1,
     latency: bool = True,
+    shard: Shard | ShardPlan | str | None = None,
+    durations: str | os.PathLike[str] | None = None,
 ) -> ValidationReport:
     """Validate every model of ``registry`` (a :class:`Registry`, a path, or None to find one).
 
@@ -218,20 +219,42 @@ def validate_all(
     ``latency=False`` measures no latency at all (torch's and the exporters'
     latency checks are reported as skipped): for commit hooks, where a loaded
     machine's timings would block a commit for noise.
+
+    ``shard="I/N"`` validates shard I of N of the whole registry (no ``names``):
+    the models :func:`modelreg.shards.plan_shard` gives it, balanced by the
+    durations in ``durations`` (default: the results file) when there are any
+    (or a :class:`~modelreg.shards.ShardPlan` made beforehand).
+    Its results go to ``models/validation_results.shard-I-of-N.json`` (unless
+    ``write=False``), never to the full results file; ``modelreg merge-results``
+    combines the shards' files. The report's ``shard`` holds the plan.
     """
     if jobs < 1:
         raise UsageError.at("jobs must be at least 1", key="jobs", expected="an integer >= 1", found=jobs)
     reg = _resolve(registry)
+    plan = None
+    if shard is not None:
+        if names is not None:
+            raise UsageError.at("a shard is a share of the whole registry: give model names or a shard, not both",
+                                key="shard", expected="no model names with a shard", found=list(names))
+        from .shards import ShardPlan, plan_shard
+
+        plan = shard if isinstance(shard, ShardPlan) else plan_shard(reg, shard, durations)
+        names = plan.models
     selected = list(reg.names) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in selected if n not in reg.names]
     if unknown:
         # Raises UnknownModelError with a suggestion for the first unknown name.
         reg[unknown[0]]
     if write is None:
-        write = set(selected) >= set(reg.names)
+        write = plan is not None or set(selected) >= set(reg.names)
+    target = results_path(reg)
+    if plan is not None:
+        from .shards import shard_results_path
+
+        target = shard_results_path(reg, plan.shard)
     if write:
-        _check_results_path(reg)
-    report = ValidationReport(registry=reg.path)
+        _check_results_path(reg, target)
+    report = ValidationReport(registry=reg.path, shard=None if plan is None else plan.record())
     report.problems.extend(reg.problems)
     if exports:
         report.problems.extend(_artifact_path_problems(reg, selected))
@@ -266,7 +289,6 @@ def validate_all(
     # Recorded now, not when the report was made: torch is imported by the first model built.
     report.environment = environment(_packages_used(report))
     if write:
-        target = results_path(reg)
         try:
             report.write(target)
         except WriteError:
@@ -316,12 +338,12 @@ def _artifact_path_problems(reg: Registry, names: list[str]) -> list[Problem]:
     return problems
 
 
-def _check_results_path(reg: Registry) -> None:
+def _check_results_path(reg: Registry, target: Path | None = None) -> None:
     """Before any work: refuse a results path leaving the registry's folder, and remove
     temporary files that killed runs left beside it."""
     from .atomic import remove_orphaned_temps
 
-    target = results_path(reg)
+    target = results_path(reg) if target is None else target
     note = outside_note(reg.root, target)
     if note is not None:
         raise WriteError(Problem("the validation results file leaves the registry's folder; refusing to write it",

@@ -25,7 +25,8 @@ def test_the_gitignore_snippet_leaves_what_to_commit_and_ignores_the_rest(tmp_pa
     path = write_registry(project, text=TINYDENSE.replace("exports = []", 'exports = ["rtneural", "onnx", "rtneural-cpp"]'))
     (project / ".gitignore").write_text(_snippet())
     subprocess.run(["git", "init", "-q", str(project)], check=True)
-    for argv in (["init"], ["init", "--force", "--seed", "1"], ["export"], ["validate", "--latency-seconds", "0.02", "--report"]):
+    for argv in (["init"], ["init", "--force", "--seed", "1"], ["export"], ["validate", "--latency-seconds", "0.02", "--report"],
+                 ["validate", "--no-latency", "--shard", "1/1"]):
         assert run_cli([*argv, "--registry", str(path)], capsys)[0] == 0
     (project / "models" / ".tinydense.json.123-abcdefgh.partial").write_text("a killed run's leftover")
     backups = [p.name for p in (project / "models").glob("tinydense.pt.bak-*")]
@@ -37,4 +38,5 @@ def test_the_gitignore_snippet_leaves_what_to_commit_and_ignores_the_rest(tmp_pa
     assert untracked == [".gitignore", "models/cpp/CMakeLists.txt", "models/cpp/tinydense.h", "models/onnx/tinydense.onnx", "models/tinydense.json",
                          "models/tinydense.pt", "registry.lock", "registry.toml"]
     assert ignored == sorted(["models/.tinydense.json.123-abcdefgh.partial", "models/validation_report.html",
-                              "models/validation_results.json", "registry.lock.flock", *(f"models/{b}" for b in backups)])
+                              "models/validation_results.json", "models/validation_results.shard-1-of-1.json",
+                              "registry.lock.flock", *(f"models/{b}" for b in backups)])
