@@ -314,7 +314,9 @@ def test_the_header_loader_refuses_a_file_of_another_architecture(tmp_path: Path
     result = RTNeuralCppExporter().verify(spec, module, header, 1e-5)  # dense, GRU, dense: compiled and matching
     assert not result.skipped and result.ok and result.max_abs_error < 1e-5, result.to_figures()
     with rc.header_runner(rc.find_toolchain(), header, cpp_namespace(spec), spec.name) as runner:
-        assert rc.load_checked(runner, path).in_size == 4
+        loaded = rc.load_checked(runner, path)
+        # The load's time and the page faults it took (the model's memory is touched for the first time).
+        assert loaded.in_size == 4 and loaded.load_ns > 0 and loaded.load_faults >= 0
         document["layers"][1]["shape"] = [None, None, 4]
         wrong = tmp_path / "wrong.json"
         wrong.write_text(json.dumps(document))

@@ -317,7 +317,9 @@ class LayerKind(RTNeuralLayerType):
         """C++ statements that set the weights of ``target`` (this layer's RTNeural compile-time object)
         through RTNeural's own setters, reading them from ``weights`` (a ``modelreg_rt::Weights``:
         its ``vec``, ``rows``, ``transposed``, ``conv1d_kernel``... each take the next values, in
-        the order and row-major layout :meth:`to_rtneural` writes them). ``shapes``: the arrays
+        the order and row-major layout :meth:`to_rtneural` writes them; ``kernel``, ``matrix`` and
+        ``values`` hand out buffers it reuses, for one setter call each: prefer them where the
+        setter takes that form, they keep the load's allocations and page faults down). ``shapes``: the arrays
         this layer's export holds (as :meth:`rtneural_shapes`, without the ones it leaves out).
         What the ``rtneural-cpp`` exporter's embedded-weights header runs instead of parseJson:
         the setters must receive exactly what RTNeural's JSON loader hands them."""

@@ -126,9 +126,10 @@ class Dense(LayerKind):
 
     def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
-        # The file's kernel is [in][out]; DenseT::setWeights takes [out][in].
-        lines = [f"{target}.setWeights({weights}.transposed({in_features}, {layer.units}));"]
-        return lines + ([f"{target}.setBias({weights}.vec({layer.units}).data());"] if len(shapes) > 1 else [])
+        # The file's kernel is [in][out]; DenseT::setWeights takes [out][in]: its T** overload, row
+        # pointers into one buffer the loader reuses (no vector per row).
+        lines = [f"{target}.setWeights({weights}.kernel({in_features}, {layer.units}));"]
+        return lines + ([f"{target}.setBias({weights}.values({layer.units}));"] if len(shapes) > 1 else [])
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

@@ -99,12 +99,13 @@ class Recurrent(LayerKind):
     def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
         # Kernel [in][G*units] and recurrent kernel [units][G*units] as stored; the bias is one
-        # summed row (LSTM) or two rows (GRU), see rtneural_shapes().
+        # summed row (LSTM) or two rows (GRU), see rtneural_shapes(). The compile-time layers'
+        # setters take nested vectors only: matrix() reuses one set of them for all three.
         wide = self.gates * layer.units
         bias_shape = shapes[2]
-        bias = f"{weights}.vec({wide})" if len(bias_shape) == 1 else f"{weights}.rows({bias_shape[0]}, {wide})"
-        return [f"{target}.setWVals({weights}.rows({in_features}, {wide}));",
-                f"{target}.setUVals({weights}.rows({layer.units}, {wide}));",
+        bias = f"{weights}.vec({wide})" if len(bias_shape) == 1 else f"{weights}.matrix({bias_shape[0]}, {wide})"
+        return [f"{target}.setWVals({weights}.matrix({in_features}, {wide}));",
+                f"{target}.setUVals({weights}.matrix({layer.units}, {wide}));",
                 f"{target}.setBVals({bias});"]
 
     def check_rtneural_sizes(self, check: SizeCheck) -> int | None:

@@ -507,6 +507,9 @@ class Loaded:
     #: How long the load took in C++: construct the model and set its weights (plus, for a file,
     #: reading and parsing it), in nanoseconds.
     load_ns: int = 0
+    #: The runner process's page faults during that load (first touches of memory: the model's, the
+    #: loader's buffers, the data's); -1 where the platform does not count them.
+    load_faults: int = -1
 
     @property
     def warnings(self) -> list[str]:
@@ -612,7 +615,7 @@ class Runner:
             log_head = self._proc.stdout.readline().decode().split()
             log = self._read(int(log_head[1]), doing).decode(errors="replace")
         return Loaded(int(head[1]), int(head[2]), int(head[3]), tuple(layers), log,
-                      int(head[5]) if len(head) > 5 else 0)
+                      int(head[5]) if len(head) > 5 else 0, int(head[6]) if len(head) > 6 else -1)
 
     def run(self, model: Loaded, frames: np.ndarray, *, reset: str = "default") -> np.ndarray:
         """``frames [time, in]`` from a reset, one frame per call; ``[time, out]`` float32.

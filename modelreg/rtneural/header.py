@@ -503,7 +503,8 @@ class RTNeuralCppExporter(Exporter):
     name = "rtneural-cpp"
     runtime = "RTNeural C++ compiled header (ModelT)"
     # 4: reset(), the real-time helpers (ScopedFlushDenormals, the alignment guard), embedded weights.
-    version = "4"
+    # 5: embedded loaders reuse their buffers (dense: DenseT's T** overload; recurrent: one nested matrix).
+    version = "5"
     thread_safe = True
     suffix = ".h"
 

@@ -78,7 +78,7 @@ struct Chunk
 /**
  * The embedded weights, read in order (the order and layout of the model's RTNeural JSON file),
  * straight from the header's data into the layouts RTNeural's setters take: the same values its
- * JSON loader would hand them. Not real-time: load time (it allocates the setters' vectors).
+ * JSON loader would hand them. Not real-time: load time (it allocates the setters' buffers).
  */
 class Weights
 {
@@ -146,6 +146,55 @@ public:
         return out;
     }
 
+    // The reusing forms below take the next values into buffers this object keeps, and hand them
+    // out again on the next call: a few allocations for the whole load instead of one vector per row
+    // and per call, and each matrix after the first writes into rows (pages) already touched. A
+    // result is valid until the next call of kernel() or matrix(): pass it to one setter, as the
+    // generated loaders do.
+
+    /** A dense kernel [rows][cols] as stored ([in][out]), as row pointers [cols][rows] for
+     *  DenseT::setWeights(T**) ([out][in]): transposed through strips of 16 stored rows, so that
+     *  every write fills whole cache lines (a row-by-row scatter writes one line per value). */
+    float** kernel(int n_rows, int n_cols)
+    {
+        const auto rows = static_cast<std::size_t>(n_rows), cols = static_cast<std::size_t>(n_cols);
+        constexpr std::size_t strip_rows = 16;
+        shape(cols, rows);
+        strip.resize(strip_rows * cols);
+        for(std::size_t r0 = 0; r0 < rows; r0 += strip_rows)
+        {
+            const std::size_t height = std::min(strip_rows, rows - r0);
+            read(strip.data(), height * cols);
+            for(std::size_t c = 0; c < cols; ++c)
+            {
+                float* column = pool[c].data() + r0;
+                for(std::size_t r = 0; r < height; ++r)
+                    column[r] = strip[r * cols + c];
+            }
+        }
+        pointers.resize(cols);
+        for(std::size_t c = 0; c < cols; ++c)
+            pointers[c] = pool[c].data();
+        return pointers.data();
+    }
+
+    /** [rows][cols] as stored, in nested vectors: the only form LSTMLayerT's and GRULayerT's setters take. */
+    const std::vector<std::vector<float>>& matrix(int n_rows, int n_cols)
+    {
+        shape(static_cast<std::size_t>(n_rows), static_cast<std::size_t>(n_cols));
+        for(auto& row : pool)
+            read(row.data(), row.size());
+        return pool;
+    }
+
+    /** The next n values (a bias, for DenseT::setBias(const T*)); valid until the next call of values(). */
+    const float* values(int n)
+    {
+        small.resize(static_cast<std::size_t>(n));
+        read(small.data(), small.size());
+        return small.data();
+    }
+
     /** A conv1d kernel [kernel][in/groups][out] as Conv1DT::setWeights takes it: [out][in/groups][kernel],
      *  the kernel reversed (file index 0 is the oldest frame; RTNeural's index 0 the newest). */
     std::vector<std::vector<std::vector<float>>> conv1d_kernel(int kernel, int ins, int outs)
@@ -183,6 +232,14 @@ public:
     }
 
 private:
+    /** The pool as rows x cols (a row keeps its capacity when it shrinks). */
+    void shape(std::size_t rows, std::size_t cols)
+    {
+        pool.resize(rows);
+        for(auto& row : pool)
+            row.resize(cols);
+    }
+
     static void swap_bytes(float* value) noexcept
     {
         unsigned char b[4];
@@ -195,6 +252,9 @@ private:
     std::size_t n_chunks;
     std::size_t chunk = 0, offset = 0, consumed = 0;
     bool little = true;
+    std::vector<std::vector<float>> pool; // the rows kernel() and matrix() hand out
+    std::vector<float*> pointers;
+    std::vector<float> strip, small;
 };
 } // namespace modelreg_rt
 #endif // MODELREG_RT_H_V1

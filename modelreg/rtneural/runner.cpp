@@ -12,9 +12,10 @@
 //
 // Protocol (requests are text lines; float32 / int64 payloads are raw, native byte order):
 //   hello                                   -> ok modelreg-rtneural-runner PROTOCOL BACKEND MODE
-//   load PATH                               -> ok ID IN OUT NLAYERS LOAD_NS, NLAYERS lines "NAME IN OUT",
+//   load PATH                               -> ok ID IN OUT NLAYERS LOAD_NS FAULTS, NLAYERS lines "NAME IN OUT",
 //                                              then "log N" and N bytes (the loader's debug output);
 //                                              PATH "-": the header's embedded weights
+//                                              (FAULTS: the process's page faults during the load, -1 unknown)
 //   run ID FRAMES IN [RESET] + FRAMES*IN float32
 //                                           -> ok, then FRAMES*OUT float32 (reset first, one frame per call);
 //                                              RESET: "default" (the header's reset(): what the entry asks),
@@ -54,6 +55,10 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#define MODELREG_HAS_RUSAGE 1
+#endif
 
 // The runner reports the alignment pitfall from its self-test, with what to change, instead of
 // failing to compile on the headers' guard.
@@ -435,12 +440,26 @@ std::unique_ptr<Engine> load(const std::string& path, std::string& log, std::str
     return engine;
 }
 
+/** Page faults of this process so far (minor and major: first touches of memory, and reads of mapped files), or -1. */
+long page_faults()
+{
+#ifdef MODELREG_HAS_RUSAGE
+    rusage usage {};
+    if(getrusage(RUSAGE_SELF, &usage) == 0)
+        return usage.ru_minflt + usage.ru_majflt;
+#endif
+    return -1;
+}
+
 void cmd_load(const std::string& path)
 {
     std::string log, error;
+    const long faults_before = page_faults();
     const auto started = std::chrono::steady_clock::now();
     auto engine = load(path, log, error);
     const auto load_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
+    const long faults_after = page_faults();
+    const long faults = faults_before < 0 || faults_after < 0 ? -1 : faults_after - faults_before;
     if(!engine)
     {
         reply_error(log.empty() ? error : error + "\n--- loader output ---\n" + log);
@@ -449,7 +468,7 @@ void cmd_load(const std::string& path)
     const long id = next_id++;
     const auto layers = engine->describe();
     reply("ok " + std::to_string(id) + " " + std::to_string(engine->in_size()) + " " + std::to_string(engine->out_size())
-        + " " + std::to_string(layers.size()) + " " + std::to_string(load_ns));
+        + " " + std::to_string(layers.size()) + " " + std::to_string(load_ns) + " " + std::to_string(faults));
     for(const auto& layer : layers)
         reply(layer);
     reply("log " + std::to_string(log.size()));
