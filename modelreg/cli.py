@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_report_parser(sub, common)
     _add_import_parser(sub, common)
+    _add_diff_parsers(sub, common)
     return parser
 
 
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
                    "export": _cmd_export, "check": _cmd_check, "report": _cmd_report,
-                   "import": _cmd_import}[args.command]
+                   "import": _cmd_import, "diff": _cmd_diff, "check-version": _cmd_check_version}[args.command]
         return handler(args)
     except ModelRegError as exc:
         _print_error(exc)
@@ -774,3 +775,86 @@ def _cmd_import(args: argparse.Namespace) -> int:
     # The entry declares exports that do not exist yet: validate would fail on them first.
     print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- diff, check-version (the registry's history)
+
+
+def _add_diff_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    for command, helptext in (("diff", "compare the registry with a git revision or another registry file"),
+                              ("check-version", "check each entry's declared version bump against a git revision")):
+        p = sub.add_parser(command, parents=[common], help=helptext)
+        p.add_argument("base", nargs="?", default=None, metavar="BASE",
+                       help="git revision to compare with (default HEAD: the working tree against the last commit)")
+        p.add_argument("--against", metavar="PATH", help="compare with another registry file instead of a revision")
+        p.add_argument("--json", action="store_true", help="print the comparison as JSON (schemas/diff.schema.json)")
+        p.add_argument("--base-results", metavar="FILE",
+                       help="the base's validation results (latency), when they are not committed beside it")
+        if command == "diff":
+            p.add_argument("--fail-on", action="append", choices=["breaking", "version"], default=[],
+                           help="exit 1 on an interface break (breaking) or a declared version bump too small (version)")
+            p.add_argument("--max-drift", action="append", default=[], metavar="X|NAME=X",
+                           help="exit 1 when a model's max |output drift| exceeds X (every compared model), or "
+                                "NAME=X (one model; wins over X); repeatable")
+            p.add_argument("--verbose", "-v", action="store_true", help="list unchanged tensors too")
+
+
+def _diff_document(args: argparse.Namespace, *, drift: bool) -> tuple[dict[str, Any], Registry, list[str]]:
+    """The comparison the diff commands print: (document, current registry, known model names)."""
+    from .diff import diff_registries
+    from .history import open_base, read_results
+    from .validation import results_path
+
+    if args.base is not None and args.against is not None:
+        raise UsageError.at("give a revision or --against PATH, not both", key="BASE",
+                            expected="BASE (a git revision) or --against PATH (a registry file)",
+                            found=f"{args.base} and --against {args.against}")
+    registry = load_registry(args.registry, strict=False)
+    with open_base(registry.path, revision=args.base, against=args.against, base_results=args.base_results) as base:
+        results_file = results_path(registry)
+        current, note = read_results(results_file, display_path(results_file))
+        document = diff_registries(registry, base, drift=drift, current_results=current, current_results_note=note,
+                                   latency=drift)
+        known = sorted(set(registry.names) | set(base.registry.names))
+    return document, registry, known
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0 within the gates, 1 when one was crossed, 2 when the comparison could not be made (docs/history.md)."""
+    from .diff import Gates, apply_gates, parse_max_drift, render_text
+
+    overall, per_model = parse_max_drift(args.max_drift)  # before any work: a typo costs nothing
+    document, registry, known = _diff_document(args, drift=True)
+    crossed = apply_gates(document, Gates(frozenset(args.fail_on), overall, per_model), known,
+                          display_path(registry.path))
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(render_text(document, verbose=args.verbose))
+    for problem in document["problems"]:
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    if document["problems"]:
+        return EXIT_USAGE
+    return EXIT_FAILED if crossed else EXIT_OK
+
+
+def _cmd_check_version(args: argparse.Namespace) -> int:
+    """One line per model: its declared version against the bump its changes need; exit 1 when one is too small."""
+    document, registry, _ = _diff_document(args, drift=False)
+    status = EXIT_OK
+    if args.json:
+        print(json.dumps(document, indent=2))
+    for name, model in document["models"].items():
+        version = model["version"]
+        if version is None:
+            line = f"-    {name}: {model['status']}" + (": " + "; ".join(model["problems"]) if model["problems"] else "")
+        elif not version["ok"]:
+            line = f"FAIL {name}: {version['message']}"
+            status = EXIT_FAILED
+        else:
+            line = f"ok   {name}: {version['message']}"
+        if not args.json:
+            print(line)
+    for problem in document["problems"]:
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    return EXIT_USAGE if document["problems"] else status
