@@ -619,6 +619,9 @@ def _add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="validation results to show (default: models/validation_results.json beside the registry)")
     p.add_argument("-o", "--output", type=_html_path, metavar="OUT.html",
                    help="where to write the page (default: validation_report.html beside the results file)")
+    p.add_argument("--diff", nargs="?", const="HEAD", default=None, metavar="BASE",
+                   help="add a section: what changed since git revision BASE (default HEAD), as `modelreg diff` says")
+    p.add_argument("--diff-against", metavar="PATH", help="add that section against another registry file")
 
 
 def _html_path(text: str) -> str:
@@ -653,13 +656,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
         results = results_path(registry)
         document = load_results(results)
     out = Path(args.output) if args.output else results.parent / REPORT_FILENAME
-    write_report(out, document, registry, registry_note=note)
+    diff = None
+    if args.diff is not None or args.diff_against is not None:
+        diff, _, _ = _diff_document(argparse.Namespace(registry=args.registry, base=args.diff, against=args.diff_against,
+                                                       base_results=None), drift=True)
+    write_report(out, document, registry, registry_note=note, diff=diff)
     models = document["models"]
     passed = sum(bool(m["ok"]) for m in models.values())
     print(f"wrote {display_path(out)} ({_counted(len(models), 'model')}, {passed} passed)")
     if note is not None:
         print(f"modelreg: note: {note}", file=sys.stderr)
-    return EXIT_OK
+    for problem in (diff or {}).get("problems", []):  # a model the diff section could not compare
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    return EXIT_USAGE if diff is not None and diff["problems"] else EXIT_OK
 
 
 def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO, partial: bool = False) -> None:

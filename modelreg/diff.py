@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import ModelRegError, UsageError, did_you_mean
+from .errors import ModelRegError, Problem, UsageError, did_you_mean
 from .spec import layer_label, layer_params
 from .versioning import LEVELS, Change, check_version, entry_changes
 
@@ -321,11 +321,13 @@ def _compare(old: ModelSpec, new: ModelSpec, old_name: str, name: str, base: Bas
     weights: dict[str, Any] | None = None
     weights_changed: bool | None = None
     if old_digest is None:
-        problems.append(base.missing.get(old_name) or f"{base.shown}: models.{old_name}: checkpoint not readable")
+        problems.append(base.missing.get(old_name) or str(Problem("checkpoint not readable", file=base.shown,
+                                                                  key=f"models.{old_name}.checkpoint")))
     if new_digest is None:
         from .paths import display_path
 
-        problems.append(f"{display_path(new.checkpoint)}: models.{name}: checkpoint not found; run `modelreg init`")
+        problems.append(str(Problem("checkpoint file not found; run `modelreg init`: weights and drift not compared",
+                                    file=display_path(new.checkpoint), key=f"models.{name}.checkpoint")))
     if old_digest is not None and new_digest is not None:
         try:
             weights = _weights(old, new, old_digest == new_digest)

@@ -201,7 +201,10 @@ def _git_base(registry_path: Path, revision: str, stack: contextlib.ExitStack) -
         where = posixpath.join(git_dir, relative) if git_dir else relative
         data = _blob(commit, where, top)
         if data is None:
-            base.missing[name] = f"{revision}:{where} is not in git (checkpoint of models.{name} at {revision})"
+            base.missing[name] = str(Problem(f"checkpoint not in git at {revision}: weights and drift not compared",
+                                             file=f"{revision}:{where}", key=f"models.{name}.checkpoint",
+                                             expected=f"the file committed at {revision} ({commit[:10]})",
+                                             found="no such file in that commit"))
             continue
         target = tmp / relative
         target.parent.mkdir(parents=True, exist_ok=True)

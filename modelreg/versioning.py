@@ -163,7 +163,8 @@ def entry_changes(old: ModelSpec, new: ModelSpec, *, weights_changed: bool | Non
     for key in sorted((set(old_entry) | set(new_entry)) - _HANDLED):
         if old_entry.get(key) == new_entry.get(key):
             continue
-        what = f"{key} {_value(old_entry.get(key, '(none)'))} -> {_value(new_entry.get(key, '(none)'))}"
+        what = (f"{key} {_value(old_entry[key]) if key in old_entry else '(none)'} -> "
+                f"{_value(new_entry[key]) if key in new_entry else '(none)'}")
         if key in _PATCH_KEYS:
             add("patch", key, what)
         else:
