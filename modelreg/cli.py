@@ -811,8 +811,7 @@ def _add_diff_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def _diff_document(args: argparse.Namespace, *, drift: bool) -> tuple[dict[str, Any], Registry, list[str]]:
     """The comparison the diff commands print: (document, current registry, known model names)."""
     from .diff import diff_registries
-    from .history import open_base, read_results
-    from .validation import results_path
+    from .history import RESULTS, open_base, read_results
 
     if args.base is not None and args.against is not None:
         raise UsageError.at("give a revision or --against PATH, not both", key="BASE",
@@ -820,7 +819,7 @@ def _diff_document(args: argparse.Namespace, *, drift: bool) -> tuple[dict[str, 
                             found=f"{args.base} and --against {args.against}")
     registry = load_registry(args.registry, strict=False)
     with open_base(registry.path, revision=args.base, against=args.against, base_results=args.base_results) as base:
-        results_file = results_path(registry)
+        results_file = registry.root / RESULTS  # validation.results_path, without importing validation (numpy)
         current, note = read_results(results_file, display_path(results_file))
         document = diff_registries(registry, base, drift=drift, current_results=current, current_results_note=note,
                                    latency=drift)

@@ -32,11 +32,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Base", "open_base", "read_results"]
+__all__ = ["RESULTS", "Base", "open_base", "read_results"]
 
 #: Where validate writes its results, relative to the registry's folder (modelreg.validation's constant,
 #: repeated here so that reading a base does not import validation).
-_RESULTS = "models/validation_results.json"
+RESULTS = "models/validation_results.json"
 
 
 @attrs.define
@@ -127,10 +127,34 @@ def open_base(registry_path: Path, *, revision: str | None = None, against: str 
 
 def _attach_results(base: Base, explicit: str | None) -> None:
     if explicit is not None:
-        from .html_report import load_results
-
-        base.results = load_results(explicit)
+        document, problems = _load_results(Path(explicit), explicit)
+        if document is None:
+            raise UsageError(*problems)
+        base.results = document
         base.results_note = f"from {explicit}"
+
+
+def _load_results(path: Path, shown: str) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """A validation results document, schema-checked, or the problems that stop it being one.
+
+    (``html_report.load_results`` says the same in more words; it is not imported here, since the
+    report imports the diff that imports this module.)"""
+    import json
+
+    from .schemas import schema_problems
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, [Problem("validation results not found", file=shown)]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, [Problem("not a validation results file", file=shown,
+                              expected="the JSON object `modelreg validate` writes", found=type(exc).__name__)]
+    if not isinstance(document, dict) or "models" not in document:
+        return None, [Problem("not a validation results file", file=shown,
+                              expected="the JSON object `modelreg validate` writes (with \"models\")")]
+    problems = schema_problems(document, "validation_results", file=shown)
+    return (None, problems) if problems else (document, [])
 
 
 def _file_base(path: Path) -> Base:
@@ -139,7 +163,7 @@ def _file_base(path: Path) -> Base:
         raise UsageError.at("registry file not found (--against)", file=shown, expected="a registry.toml to compare with")
     registry = load_registry(path, strict=False)
     base = Base(registry=registry, kind="file", label=shown, shown=shown)
-    results = registry.root / _RESULTS
+    results = registry.root / RESULTS
     base.results, base.results_note = read_results(results, display_path(results))
     return base
 
@@ -148,12 +172,10 @@ def read_results(path: Path, shown: str) -> tuple[Mapping[str, Any] | None, str]
     """A validation results file when it is there and valid, else None; and a note saying which."""
     if not path.is_file():
         return None, f"no validation results ({shown} not found)"
-    from .html_report import load_results
-
-    try:
-        return load_results(path), f"from {shown}"
-    except ModelRegError as exc:
-        return None, f"validation results not read: {exc.problems[0]}"
+    document, problems = _load_results(path, shown)
+    if document is None:
+        return None, f"validation results not read: {problems[0]}"
+    return document, f"from {shown}"
 
 
 def _git_base(registry_path: Path, revision: str, stack: contextlib.ExitStack) -> Base:
@@ -209,14 +231,14 @@ def _git_base(registry_path: Path, revision: str, stack: contextlib.ExitStack) -
         target = tmp / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    results_git = posixpath.join(git_dir, _RESULTS) if git_dir else _RESULTS
+    results_git = posixpath.join(git_dir, RESULTS) if git_dir else RESULTS
     data = _blob(commit, results_git, top)
     if data is None:
         base.results_note = f"no validation results at {revision} ({results_git} is not committed)"
     else:
-        (tmp / _RESULTS).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / _RESULTS).write_bytes(data)
-        base.results, note = read_results(tmp / _RESULTS, f"{revision}:{results_git}")
+        (tmp / RESULTS).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / RESULTS).write_bytes(data)
+        base.results, note = read_results(tmp / RESULTS, f"{revision}:{results_git}")
         base.results_note = note
     return base
 

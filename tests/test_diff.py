@@ -427,3 +427,25 @@ def test_the_diff_schema_is_a_valid_json_schema():
 
     schema = json.loads((ROOT / "schemas" / "diff.schema.json").read_text())
     jsonschema.validators.validator_for(schema).check_schema(schema)
+
+
+def test_the_results_path_is_validations():
+    from modelreg.history import RESULTS
+    from modelreg.validation import RESULTS_FILENAME
+
+    assert RESULTS == RESULTS_FILENAME
+
+
+def test_base_results_that_are_not_results_are_a_usage_error(project, capsys, tmp_path):
+    (tmp_path / "bad.json").write_text('{"models": {}}')
+    code, out, err = diff(project, capsys, "--base-results", str(tmp_path / "bad.json"))
+    assert code == 2 and out == ""
+    assert "bad.json" in err and "Traceback" not in err
+
+
+def test_importing_the_diff_modules_imports_neither_torch_nor_numpy():
+    code = ("import sys, modelreg.diff, modelreg.history, modelreg.versioning; "
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    out = subprocess.run([__import__("sys").executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
