@@ -999,6 +999,100 @@ def bench_headers(repeats: int, cold_processes: int) -> None:
 # ---------------------------------------------------------------- main
 
 
+# ---------------------------------------------------------------- 7. diff (issue 21)
+
+
+def bench_diff(repeats: int) -> None:
+    """`modelreg diff HEAD~1` on the bundled registry in a git repository where one model's weights changed
+    (the largest model, melodytransformer, re-initialised with another seed: every tensor changes)."""
+    print("\n7. modelreg diff (issue 21)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = copy_bundled(Path(tmp))
+
+        def git(*args: str) -> None:
+            subprocess.run(["git", *args], cwd=copy, check=True, capture_output=True)
+
+        git("init", "-q")
+        git("config", "user.name", "bench")
+        git("config", "user.email", "bench@modelreg.invalid")
+        git("add", "-A")
+        git("commit", "-q", "-m", "bundled")
+        import hashlib
+
+        import modelreg
+
+        pin = modelreg.load_registry(copy / "registry.toml")["melodytransformer"].sha256 or ""
+        # init exits 1 here: the new weights differ from the pin, which the retrain commit then updates.
+        subprocess.run(MODELREG + ["init", "--force", "--seed", "1", "melodytransformer"], cwd=copy, capture_output=True)
+        for backup in (copy / "models").glob("*.bak-*"):
+            backup.unlink()
+        digest = hashlib.sha256((copy / "models" / "melodytransformer.pt").read_bytes()).hexdigest()
+        text = (copy / "registry.toml").read_text()
+        (copy / "registry.toml").write_text(text.replace(pin, digest) if pin else text)
+        git("add", "-A")
+        git("commit", "-q", "-m", "melodytransformer retrained")
+        check = subprocess.run(MODELREG + ["diff", "HEAD~1", "--json"], cwd=copy, capture_output=True, text=True)
+        document = json.loads(check.stdout)
+        changed = sorted(n for n, m in document["models"].items() if m["status"] != "unchanged")
+        drift = document["models"]["melodytransformer"]["drift"]
+        times: dict[str, list[float]] = {"import torch": [], "modelreg diff HEAD~1": []}
+        cpu: dict[str, list[float]] = {"import torch": [], "modelreg diff HEAD~1": []}
+        for _ in range(repeats):  # interleaved, as in section 1
+            for key, command in (("import torch", [PYTHON, "-c", "import torch"]),
+                                 ("modelreg diff HEAD~1", MODELREG + ["diff", "HEAD~1"])):
+                wall, seconds = _wall_and_cpu(command, copy)
+                times[key].append(wall)
+                cpu[key].append(seconds)
+        # In process, torch already imported: the diff's own work (git, both registries, weights, both models run).
+        inproc = subprocess.run([PYTHON, "-c", _DIFF_IN_PROCESS, str(repeats)], cwd=copy, capture_output=True, text=True,
+                                check=True)
+        in_process = json.loads(inproc.stdout)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    median_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    own = median["modelreg diff HEAD~1"] - median["import torch"]
+    own_cpu = median_cpu["modelreg diff HEAD~1"] - median_cpu["import torch"]
+    results["diff"] = {"median_seconds": median, "without_torch_import_seconds": own, "repeats": repeats,
+                       "median_cpu_seconds": median_cpu, "cpu_without_torch_import_seconds": own_cpu,
+                       "in_process_seconds": in_process, "changed": changed, "drift_max_abs": drift["max_abs"],
+                       "load_average": os.getloadavg()}
+    record("diff", f"models reported changed: {', '.join(changed)}; melodytransformer drift max {drift['max_abs']:.3g} "
+                   f"over {drift['frames']} frames")
+    record("diff", f"`modelreg diff HEAD~1`: {median['modelreg diff HEAD~1']:.2f} s wall (median of {repeats}), "
+                   f"{own:.2f} s without torch's import ({median['import torch']:.2f} s)", "<= 2 s", own <= 2.0)
+    record("diff", f"CPU time (user + sys, git included): {median_cpu['modelreg diff HEAD~1']:.2f} s, "
+                   f"{own_cpu:.2f} s without torch's import ({median_cpu['import torch']:.2f} s)")
+    record("diff", f"in process, torch imported: median {statistics.median(in_process['wall']):.2f} s wall "
+                   f"(best {min(in_process['wall']):.2f} s), {statistics.median(in_process['cpu']):.2f} s CPU")
+
+
+def _wall_and_cpu(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys of the command and the children it waited for, such as git):
+    the CPU figure moves far less than the wall on a busy machine."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+_DIFF_IN_PROCESS = """\
+import json, sys, time
+import torch  # imported first: the figure is the diff's own work
+from modelreg.cli import main
+import contextlib, io
+walls, cpus = [], []
+for _ in range(int(sys.argv[1])):
+    start, cpu = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(["diff", "HEAD~1"])
+    walls.append(time.perf_counter() - start)
+    cpus.append(time.process_time() - cpu)  # this process's CPU (git's children not counted): steadier on a busy machine
+print(json.dumps({"wall": walls, "cpu": cpus}))
+"""
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -1017,14 +1111,14 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="sizes 5/20/50 and shorter latency windows")
-    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency", "headers"],
+    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency", "headers", "diff"],
                         action="append")
     parser.add_argument("--output", type=Path, default=None,
                         help="default benchmarks/results.json (--quick: benchmarks/results.quick.json)")
     args = parser.parse_args()
     if args.output is None:
         args.output = ROOT / "benchmarks" / ("results.quick.json" if args.quick else "results.json")
-    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency", "headers"])
+    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency", "headers", "diff"])
     results["machine"] = machine()
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, python {results['machine']['python']}, "
           f"torch {results['machine']['torch']}")
@@ -1042,6 +1136,8 @@ def main() -> int:
         bench_latency(seconds=0.5 if args.quick else 1.5)
     if "headers" in sections:
         bench_headers(repeats=5 if args.quick else 15, cold_processes=5 if args.quick else 15)
+    if "diff" in sections:
+        bench_diff(repeats=3 if args.quick else 7)
 
     results["table"] = [{"section": s, "figure": f, "target": t, "verdict": v} for s, f, t, v in rows]
     from modelreg.atomic import atomic_write_text

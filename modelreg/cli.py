@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_report_parser(sub, common)
     _add_import_parser(sub, common)
     _add_merge_parser(sub, common)
+    _add_diff_parsers(sub, common)
     return parser
 
 
@@ -166,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"list": _cmd_list, "show": _cmd_show, "validate": _cmd_validate, "init": _cmd_init,
                    "export": _cmd_export, "check": _cmd_check, "report": _cmd_report,
-                   "import": _cmd_import, "merge-results": _cmd_merge_results}[args.command]
+                   "import": _cmd_import, "merge-results": _cmd_merge_results, "diff": _cmd_diff,
+                   "check-version": _cmd_check_version}[args.command]
         return handler(args)
     except ModelRegError as exc:
         _print_error(exc)
@@ -654,6 +656,9 @@ def _add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="validation results to show (default: models/validation_results.json beside the registry)")
     p.add_argument("-o", "--output", type=_html_path, metavar="OUT.html",
                    help="where to write the page (default: validation_report.html beside the results file)")
+    p.add_argument("--diff", nargs="?", const="HEAD", default=None, metavar="BASE",
+                   help="add a section: what changed since git revision BASE (default HEAD), as `modelreg diff` says")
+    p.add_argument("--diff-against", metavar="PATH", help="add that section against another registry file")
 
 
 def _html_path(text: str) -> str:
@@ -688,13 +693,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
         results = results_path(registry)
         document = load_results(results)
     out = Path(args.output) if args.output else results.parent / REPORT_FILENAME
-    write_report(out, document, registry, registry_note=note)
+    diff = None
+    if args.diff is not None or args.diff_against is not None:
+        diff, _, _ = _diff_document(argparse.Namespace(registry=args.registry, base=args.diff, against=args.diff_against,
+                                                       base_results=None), drift=True)
+    write_report(out, document, registry, registry_note=note, diff=diff)
     models = document["models"]
     passed = sum(bool(m["ok"]) for m in models.values())
     print(f"wrote {display_path(out)} ({_counted(len(models), 'model')}, {passed} passed)")
     if note is not None:
         print(f"modelreg: note: {note}", file=sys.stderr)
-    return EXIT_OK
+    for problem in (diff or {}).get("problems", []):  # a model the diff section could not compare
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    return EXIT_USAGE if diff is not None and diff["problems"] else EXIT_OK
 
 
 def _write_validate_report(target: str, report: Any, registry: Registry, out: TextIO, partial: bool = False,
@@ -918,3 +929,85 @@ def _cmd_merge_results(args: argparse.Namespace) -> int:
                   f"{', '.join(in_blocks)} (printed above, under FAIL)", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if document["ok"] else EXIT_FAILED
+
+
+# ---------------------------------------------------------------- diff, check-version (the registry's history)
+
+
+def _add_diff_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    for command, helptext in (("diff", "compare the registry with a git revision or another registry file"),
+                              ("check-version", "check each entry's declared version bump against a git revision")):
+        p = sub.add_parser(command, parents=[common], help=helptext)
+        p.add_argument("base", nargs="?", default=None, metavar="BASE",
+                       help="git revision to compare with (default HEAD: the working tree against the last commit)")
+        p.add_argument("--against", metavar="PATH", help="compare with another registry file instead of a revision")
+        p.add_argument("--json", action="store_true", help="print the comparison as JSON (schemas/diff.schema.json)")
+        p.add_argument("--base-results", metavar="FILE",
+                       help="the base's validation results (latency), when they are not committed beside it")
+        if command == "diff":
+            p.add_argument("--fail-on", action="append", choices=["breaking", "version"], default=[],
+                           help="exit 1 on an interface break (breaking) or a declared version bump too small (version)")
+            p.add_argument("--max-drift", action="append", default=[], metavar="X|NAME=X",
+                           help="exit 1 when a model's max |output drift| exceeds X (every compared model), or "
+                                "NAME=X (one model; wins over X); repeatable")
+            p.add_argument("--verbose", "-v", action="store_true", help="list unchanged tensors too")
+
+
+def _diff_document(args: argparse.Namespace, *, drift: bool) -> tuple[dict[str, Any], Registry, list[str]]:
+    """The comparison the diff commands print: (document, current registry, known model names)."""
+    from .diff import diff_registries
+    from .history import RESULTS, open_base, read_results
+
+    if args.base is not None and args.against is not None:
+        raise UsageError.at("give a revision or --against PATH, not both", key="BASE",
+                            expected="BASE (a git revision) or --against PATH (a registry file)",
+                            found=f"{args.base} and --against {args.against}")
+    registry = load_registry(args.registry, strict=False)
+    with open_base(registry.path, revision=args.base, against=args.against, base_results=args.base_results) as base:
+        results_file = registry.root / RESULTS  # validation.results_path, without importing validation (numpy)
+        current, note = read_results(results_file, display_path(results_file))
+        document = diff_registries(registry, base, drift=drift, current_results=current, current_results_note=note,
+                                   latency=drift)
+        known = sorted(set(registry.names) | set(base.registry.names))
+    return document, registry, known
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0 within the gates, 1 when one was crossed, 2 when the comparison could not be made (docs/history.md)."""
+    from .diff import Gates, apply_gates, parse_max_drift, render_text
+
+    overall, per_model = parse_max_drift(args.max_drift)  # before any work: a typo costs nothing
+    document, registry, known = _diff_document(args, drift=True)
+    crossed = apply_gates(document, Gates(frozenset(args.fail_on), overall, per_model), known,
+                          display_path(registry.path))
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(render_text(document, verbose=args.verbose))
+    for problem in document["problems"]:
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    if document["problems"]:
+        return EXIT_USAGE
+    return EXIT_FAILED if crossed else EXIT_OK
+
+
+def _cmd_check_version(args: argparse.Namespace) -> int:
+    """One line per model: its declared version against the bump its changes need; exit 1 when one is too small."""
+    document, registry, _ = _diff_document(args, drift=False)
+    status = EXIT_OK
+    if args.json:
+        print(json.dumps(document, indent=2))
+    for name, model in document["models"].items():
+        version = model["version"]
+        if version is None:
+            line = f"-    {name}: {model['status']}" + (": " + "; ".join(model["problems"]) if model["problems"] else "")
+        elif not version["ok"]:
+            line = f"FAIL {name}: {version['message']}"
+            status = EXIT_FAILED
+        else:
+            line = f"ok   {name}: {version['message']}"
+        if not args.json:
+            print(line)
+    for problem in document["problems"]:
+        print(f"modelreg: error: {problem}", file=sys.stderr)
+    return EXIT_USAGE if document["problems"] else status

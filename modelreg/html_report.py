@@ -814,11 +814,13 @@ def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, 
     return "".join(out)
 
 
-def render_report(document: Mapping[str, Any], registry: Registry | None = None, *, registry_note: str | None = None) -> str:
+def render_report(document: Mapping[str, Any], registry: Registry | None = None, *, registry_note: str | None = None,
+                  diff: Mapping[str, Any] | None = None) -> str:
     """The HTML page for a results document (as :func:`load_results` returns or ``ValidationReport.to_json()``).
 
     ``registry`` supplies layer stacks, descriptions and latency targets the
-    checks do not record; ``registry_note`` says why there is none.
+    checks do not record; ``registry_note`` says why there is none. ``diff`` (a
+    ``modelreg diff`` document) adds the section *Changes since BASE*.
     """
     models: Mapping[str, Any] = document.get("models", {})
     environment: Mapping[str, Any] = document.get("environment", {})
@@ -831,7 +833,7 @@ def render_report(document: Mapping[str, Any], registry: Registry | None = None,
                           if k in environment)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
+             f"<title>{_e(title)}</title><style>{_CSS}{_diff_css(diff)}</style></head><body><main>",
              f'<div class="head"><h1>modelreg validation report</h1>{_badge("pass" if ok else "fail", "all passed" if ok else "not all passed")}</div>',
              f'<p class="meta"><span class="mono">{_e(document.get("registry", ""))}</span> \u00b7 run {_e(environment.get("time", "?"))}</p>',
              f'<p class="meta">{passed_models} of {len(models)} models passed \u00b7 {passed_checks}/{total_checks} checks passed'
@@ -849,9 +851,21 @@ def render_report(document: Mapping[str, Any], registry: Registry | None = None,
         parts.append(f'<div class="card">{_overview(models, registry)}</div>')
     else:
         parts.append('<p class="note">The results hold no models.</p>')
+    if diff is not None:
+        from .diff import render_html
+
+        parts.append(render_html(diff))
     parts += [_model_card(name, model, registry, registry_note) for name, model in models.items()]
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
+
+
+def _diff_css(diff: Mapping[str, Any] | None) -> str:
+    if diff is None:
+        return ""
+    from .diff import HTML_CSS
+
+    return HTML_CSS
 
 
 def write_report(
@@ -860,6 +874,7 @@ def write_report(
     registry: Registry | None = None,
     *,
     registry_note: str | None = None,
+    diff: Mapping[str, Any] | None = None,
 ) -> Path:
     """Render ``results`` and write the page to ``out`` atomically; returns the path written.
 
@@ -870,7 +885,7 @@ def write_report(
     target = Path(out)
     if target.is_dir():
         raise UsageError.at("expected a file to write the report to, found a directory", file=display_path(target))
-    text = render_report(document, registry, registry_note=registry_note)
+    text = render_report(document, registry, registry_note=registry_note, diff=diff)
     try:
         atomic_write_text(target, text)
     except OSError as exc:
