@@ -316,6 +316,15 @@ class LayerKind(RTNeuralLayerType):
         raise UsageError.at(f"layer type {self.name!r} cannot be loaded from embedded weights in modelreg yet",
                             expected="a kind that defines cpp_set_weights()")
 
+    def cpp_combine(self, layer: LayerSpec, in_features: int, outs: str, paths: Mapping[str, str],
+                    ins: str) -> list[str]:
+        """For a kind with paths (:meth:`children`): C++ statements writing the layer's ``layer.units``
+        outputs to ``outs`` from each path's output (``paths``: key -> a ``const float*`` expression;
+        a path without layers is absent) and the layer's input ``ins``. The ``rtneural-cpp``
+        exporter's struct for the block runs them after the paths."""
+        raise UsageError.at(f"layer type {self.name!r} has no C++ that combines its paths in modelreg yet",
+                            expected="a kind that defines cpp_combine()")
+
 
 @attrs.frozen
 class Leaf:

@@ -77,18 +77,18 @@ def refuse_blocks(spec: ModelSpec) -> None:
     blocks = block_paths(spec)
     if not blocks:
         return
-    from ..errors import ExportError
+    from ..errors import ExportError, Problem
     from ..paths import display_path
 
     exports = list(spec.exports)
     where = f"exports[{exports.index('rtneural')}]" if "rtneural" in exports else "exports"
     listed = ", ".join(blocks[:3]) + (", ..." if len(blocks) > 3 else "")
-    raise ExportError.at(
+    raise ExportError(Problem(
         f"RTNeural's JSON format cannot express a residual block ({listed}): RTNeural's parseJson reads straight "
         "stacks of layers. Export this entry with rtneural-cpp (and cpp_weights = \"embedded\"), which writes the "
         "C++ model of RTNeural's compile-time layers, residual adds included",
         file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.{where}",
-        expected='"rtneural-cpp" instead of "rtneural"', found='"rtneural"')
+        expected='"rtneural-cpp" instead of "rtneural"', found='"rtneural"'))
 
 
 class RTNeuralExporter(Exporter):
