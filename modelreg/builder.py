@@ -195,8 +195,9 @@ class RealtimeModel(nn.Module):
     def state_layout(self) -> list[tuple[str, int]]:
         """(name, size) of every state tensor in the order :meth:`streaming` takes them:
         each kind's state names with the layer index appended (``h{i}``, ``c{i}`` for an
-        LSTM at layer i, ``h{i}`` for a GRU)."""
-        return [(f"{name}{index}", size) for index, layer in enumerate(self.layer_specs)
+        LSTM at layer i, ``h{i}`` for a GRU); inside a residual block, after the name's
+        first part (``buf3.layers.0``: the conv1d at ``layers[3].layers[0]``)."""
+        return [(_indexed(name, index), size) for index, layer in enumerate(self.layer_specs)
                 for name, size in layer.kind.state(layer)]
 
     def streaming(self) -> nn.Module:
@@ -261,6 +262,12 @@ class _Streaming(nn.Module):
 
 # One resting-state computation at a time (a module-level lock: modules are deep-copied, a lock cannot be).
 _rest_lock = threading.RLock()
+
+
+def _indexed(name: str, index: int) -> str:
+    """``h`` -> ``h2``; a block's ``buf.layers.0`` -> ``buf2.layers.0`` (names of plain layers unchanged)."""
+    base, dot, rest = name.partition(".")
+    return f"{base}{index}{dot}{rest}"
 
 
 def _batch_of(state: State) -> int:

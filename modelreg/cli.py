@@ -276,12 +276,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if spec.tags:
         print(f"  tags         {', '.join(spec.tags)}")
     print("  layers")
-    size = spec.in_features
-    from .spec import layer_label, layer_params
+    from .spec import layer_label, layer_params, layer_rows
 
-    for index, layer in enumerate(spec.layers):
-        print(f"    [{index}] {layer_label(layer, size)}  ({layer_params(layer, size):,} params)")
-        size = layer.units
+    # A residual block's paths follow it, indented: [3].layers[0], [3].skip[0]...
+    for depth, where, layer, size in layer_rows(spec.layers, spec.in_features):
+        print(f"    {'  ' * depth}{where} {layer_label(layer, size)}  ({layer_params(layer, size):,} params)")
     return EXIT_OK
 
 

@@ -565,28 +565,28 @@ def parity_chart(model: str, rows: Sequence[_ParityRow]) -> str:
 
 def layer_chart(spec: Any) -> str:
     """One SVG: the layer stack from input to output, bar widths by units."""
-    from .spec import layer_keys, layer_params
+    from .spec import layer_keys, layer_params, layer_rows
 
     rows: list[tuple[str, int, str]] = [("input", spec.in_features, "")]
-    size = spec.in_features
-    for index, layer in enumerate(spec.layers):
+    indents = [0]  # a residual block's paths follow its row, indented ([3].layers[0], [3].skip[0]...)
+    for depth, where, layer, size in layer_rows(spec.layers, spec.in_features):
         keys = layer_keys(layer)  # every key that changes what the layer computes (issue 23)
-        rows.append((f"[{index}] {layer.type}" + (f" {keys}" if keys else ""), layer.units,
+        rows.append((f"{where} {layer.type}" + (f" {keys}" if keys else ""), layer.units,
                      f"{layer_params(layer, size):,} params"))
-        size = layer.units
+        indents.append(12 * depth)
     widest = max(units for _, units, _ in rows)
-    bar_x = max(122.0, _LABEL_X + max(_text_width(label) for label, _, _ in rows) + 10)
+    bar_x = max(122.0, _LABEL_X + max(_text_width(label) + indent for (label, _, _), indent in zip(rows, indents)) + 10)
     # Room right of the widest bar for its units, then the params column, right-aligned.
     right = (bar_x + 200 + 6 + max(_text_width(f"{units:,}") for _, units, _ in rows) + 16
              + max(_text_width(params, _SMALL) for _, _, params in rows) + 8)
     width = math.ceil(max(_MIN_W, right))
     height = 22 * len(rows) + 6
     parts = []
-    for index, (label, units, params) in enumerate(rows):
+    for index, ((label, units, params), indent) in enumerate(zip(rows, indents)):
         y = 4 + index * 22
         bar = max(200 * units / widest, 3)
         css = "io" if index == 0 else ("rec" if "lstm" in label or "gru" in label else "dense")
-        parts.append(f'<text class="label" x="{_LABEL_X}" y="{y + 14}">{_e(label)}</text>')
+        parts.append(f'<text class="label" x="{_LABEL_X + indent}" y="{y + 14}">{_e(label)}</text>')
         parts.append(f'<rect class="layer {css}" x="{bar_x:.1f}" y="{y + 2}" width="{bar:.1f}" height="16"/>')
         parts.append(f'<text class="units" x="{bar_x + bar + 6:.1f}" y="{y + 14}">{units:,}</text>')
         if params:

@@ -176,8 +176,9 @@ def _expected_of(schema: dict[str, Any]) -> str | None:
 
 
 def _layer_keys(path: list[Any], table: dict[str, Any]) -> list[str] | None:
-    """``type`` and the registry keys of the layer kind a ``layers[i]`` table names, else None."""
-    if len(path) < 2 or path[-2] != "layers" or not isinstance(table.get("type"), str):
+    """``type`` and the registry keys of the layer kind a ``layers[i]`` (or a residual block's
+    ``skip[i]``) table names, else None."""
+    if len(path) < 2 or path[-2] not in ("layers", "skip") or not isinstance(table.get("type"), str):
         return None
     from .layers import get_kind
 

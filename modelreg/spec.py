@@ -36,6 +36,7 @@ __all__ = [
     "layer_keys",
     "layer_label",
     "layer_params",
+    "layer_rows",
     "sample_rate_text",
 ]
 
@@ -69,9 +70,13 @@ def layer_keys(layer: LayerSpec) -> str:
     dilation=2, groups=1`` (a TCN's dilations must show); "" for a layer that has none."""
     keys = layer.kind.registry_keys
     parts = [layer.activation] if "activation" in keys else []
+    paths = dict(layer.kind.children(layer))  # a block's paths are rows of their own (layer_rows)
     for key in keys:
         value = layer.option(key)
-        if key not in ("units", "activation") and value is not None:
+        if key in paths:
+            if not paths[key]:
+                parts.append(f"{key}=identity")  # a residual block without skip layers adds its input
+        elif key not in ("units", "activation") and value is not None:
             parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
     return ", ".join(parts)
 
@@ -80,6 +85,23 @@ def layer_label(layer: LayerSpec, in_features: int) -> str:
     """One layer for people: ``conv1d 8 -> 8 tanh, kernel_size=3, dilation=2, groups=1``."""
     keys = layer_keys(layer)
     return f"{layer.type} {in_features} -> {layer.units}" + (f" {keys}" if keys else "")
+
+
+def layer_rows(layers: tuple[LayerSpec, ...] | list[LayerSpec], in_features: int,
+               path: str = "") -> list[tuple[int, str, LayerSpec, int]]:
+    """Every layer for people, blocks opened: ``(depth, key path, layer, input size)`` each, a
+    block's row followed by its paths' rows one level deeper (``[3]``, then ``[3].layers[0]``,
+    ``[3].skip[0]``...). What ``modelreg show`` and the report's layer drawing list."""
+    rows: list[tuple[int, str, LayerSpec, int]] = []
+    depth = path.count("[")
+    size = in_features
+    for index, layer in enumerate(layers):
+        where = f"{path}[{index}]"
+        rows.append((depth, where, layer, size))
+        for key, inner in layer.kind.children(layer):  # each path is fed the block's input
+            rows += layer_rows(inner, size, f"{where}.{key}")
+        size = layer.units
+    return rows
 
 
 def layer_params(layer: LayerSpec, in_features: int) -> int:

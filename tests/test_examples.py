@@ -47,9 +47,15 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     failed = [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("  FAIL ")]
     assert set(failed) <= {"latency", "rtneural.dynamic_latency"}, result.stdout + result.stderr  # timing on a loaded machine
     assert result.returncode == (1 if failed else 0), result.stderr
-    for name in ("models/tcn.json", "models/onnx/tcn.onnx", "models/cpp/tcn.h", "weights/tcn.pt"):
+    for name in ("models/tcn.json", "models/onnx/tcn.onnx", "models/cpp/tcn.h", "weights/tcn.pt",
+                 "models/onnx/restcn.onnx", "models/cpp/restcn.h", "weights/restcn.pt"):
         assert (tmp_path / "proj" / name).is_file(), name
     assert "tcn: 881 params, stateful=True" in result.stdout
+    # The residual TCN (issue 19, section 2): no RTNeural JSON (it cannot hold blocks), ONNX and the C++ header.
+    assert "restcn: 1401 params, stateful=True" in result.stdout
+    assert not (tmp_path / "proj" / "models" / "restcn.json").exists()
+    restcn = result.stdout.split("  restcn validation:")[1]
+    assert re.search(r"onnx\.parity: max abs error \S+", restcn)
     for exporter in ("rtneural", "onnx"):
         assert re.search(rf"{exporter}\.parity: max abs error \S+", result.stdout)
     # An audio-rate entry: torch and onnxruntime time 64-sample blocks and say how many times real time.
@@ -60,6 +66,8 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
         assert "(0 skipped)" in result.stdout, result.stdout
         assert re.search(r"rtneural.dynamic_parity: max abs error \S+", result.stdout)
         assert re.search(r"rtneural-cpp.parity: max abs error \S+", result.stdout)
+        assert re.search(r"^  restcn validation: \d+/\d+ checks passed \(0 skipped\)$", result.stdout, re.M)
+        assert re.search(r"rtneural-cpp.parity: max abs error \S+", restcn)  # the composed C++ struct, proven
     else:
         assert "(3 skipped)" in result.stdout
 

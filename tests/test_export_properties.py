@@ -103,7 +103,9 @@ def test_random_architectures_export_with_parity(tmp_path, architecture, seed):
     with torch.no_grad():  # default init is small; widen weights so activations leave their linear region
         for parameter in module.parameters():
             parameter.mul_(2.0)
-    for exporter in (RTNeuralExporter(), ONNXExporter()):
+    # RTNeural JSON cannot hold a residual block (its exporter refuses, tests/test_residual.py): ONNX alone then.
+    blocks = any(layer.kind.children(layer) for layer in layers)
+    for exporter in (ONNXExporter(),) if blocks else (RTNeuralExporter(), ONNXExporter()):
         path = tmp_path / f"random.{exporter.name}"
         exporter.export(spec, module, path)
         assert exporter.check_artifact(spec, path) == [], exporter.name

@@ -3,7 +3,8 @@
     python examples/tcn/run.py [FOLDER]
 
 Copies the registry into FOLDER (default: a temporary folder), makes seeded
-weights, exports RTNeural JSON, ONNX and the rtneural-cpp header, validates
+weights, exports RTNeural JSON, ONNX and the rtneural-cpp header (the residual
+TCN ``restcn``: ONNX and the header, whose C++ composes its blocks), validates
 every model, then streams an impulse through the exported RTNeural file with
 modelreg's reference runtime: the response lasts as long as the receptive
 field plus the GRU's memory, exactly as RTNeural runs it sample by sample.

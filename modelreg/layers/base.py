@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LayerKind",
     "LayerProblem",
+    "Leaf",
     "LayerSpec",
     "RTNeuralLayerType",
     "RuntimeLayer",
@@ -42,6 +43,7 @@ __all__ = [
     "get_kind",
     "install_builtin",
     "kinds",
+    "leaves",
     "names",
     "register_kind",
     "rtneural_handler",
@@ -240,6 +242,11 @@ class LayerKind(RTNeuralLayerType):
 
     # ------------------------------------------------------------------ registry (no torch, no numpy)
 
+    def children(self, layer: LayerSpec) -> tuple[tuple[str, tuple[LayerSpec, ...]], ...]:
+        """The layer paths a block holds, each ``(registry key, its layers)`` and each fed the block's
+        input (a residual block's ``layers`` and ``skip``); ``()`` for a plain layer, the default."""
+        return ()
+
     @abc.abstractmethod
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
         """The :class:`LayerSpec` of a schema-valid layer table fed ``in_features`` values."""
@@ -325,6 +332,44 @@ class LayerKind(RTNeuralLayerType):
         the setters must receive exactly what RTNeural's JSON loader hands them."""
         raise UsageError.at(f"layer type {self.name!r} cannot be loaded from embedded weights in modelreg yet",
                             expected="a kind that defines cpp_set_weights()")
+
+    def cpp_combine(self, layer: LayerSpec, in_features: int, outs: str, paths: Mapping[str, str],
+                    ins: str) -> list[str]:
+        """For a kind with paths (:meth:`children`): C++ statements writing the layer's ``layer.units``
+        outputs to ``outs`` from each path's output (``paths``: key -> a ``const float*`` expression;
+        a path without layers is absent) and the layer's input ``ins``. The ``rtneural-cpp``
+        exporter's struct for the block runs them after the paths."""
+        raise UsageError.at(f"layer type {self.name!r} has no C++ that combines its paths in modelreg yet",
+                            expected="a kind that defines cpp_combine()")
+
+
+@attrs.frozen
+class Leaf:
+    """One plain layer (a layer that holds no paths) of a model, however deep in blocks it sits."""
+
+    layer: LayerSpec
+    #: The size it is fed.
+    in_features: int
+    #: Its key path in the entry (``layers[3].skip[0]``) and its torch state-dict prefix (``layers.3.skip.0.``).
+    path: str
+    prefix: str
+
+
+def leaves(layers: Sequence[LayerSpec], in_features: int, path: str = "layers", prefix: str = "layers.") -> list[Leaf]:
+    """Every plain layer of ``layers`` fed ``in_features`` values, in order: a block's paths (its
+    :meth:`LayerKind.children`, each fed the block's input) one after the other, depth first. For a
+    straight stack, the layers themselves (``layers[i]``, ``layers.{i}.``)."""
+    found: list[Leaf] = []
+    size = in_features
+    for index, layer in enumerate(layers):
+        paths = layer.kind.children(layer)
+        if paths:
+            for key, inner in paths:
+                found += leaves(inner, size, f"{path}[{index}].{key}", f"{prefix}{index}.{key}.")
+        else:
+            found.append(Leaf(layer, size, f"{path}[{index}]", f"{prefix}{index}."))
+        size = layer.units
+    return found
 
 
 #: The registry key of the kinds that have a bias (dense, conv1d, conv2d, lstm, gru), as torch's

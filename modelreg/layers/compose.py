@@ -121,8 +121,9 @@ def rtneural_layer_schema() -> dict[str, Any]:
             "shape": {"$ref": "#/$defs/shape"},
             "weights": {"type": "array"},
         },
+        # A kind RTNeural's JSON cannot express (a residual block) names no type: no rule.
         "allOf": [{"if": _when(list(handler.rtneural_types)), "then": handler.rtneural_schema()}
-                  for handler in handlers],
+                  for handler in handlers if handler.rtneural_types],
     }
 
 

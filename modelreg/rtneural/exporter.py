@@ -67,6 +67,30 @@ class _Handoff:
 _handoff = _Handoff()
 
 
+def block_paths(spec: ModelSpec) -> list[str]:
+    """Key paths of the entry's layers that hold paths of layers (residual blocks): ``layers[3]``..."""
+    return [f"layers[{index}]" for index, layer in enumerate(spec.layers) if layer.kind.children(layer)]
+
+
+def refuse_blocks(spec: ModelSpec) -> None:
+    """Raise ExportError when the entry holds a residual block: RTNeural's JSON reads straight stacks."""
+    blocks = block_paths(spec)
+    if not blocks:
+        return
+    from ..errors import ExportError, Problem
+    from ..paths import display_path
+
+    exports = list(spec.exports)
+    where = f"exports[{exports.index('rtneural')}]" if "rtneural" in exports else "exports"
+    listed = ", ".join(blocks[:3]) + (", ..." if len(blocks) > 3 else "")
+    raise ExportError(Problem(
+        f"RTNeural's JSON format cannot express a residual block ({listed}): RTNeural's parseJson reads straight "
+        "stacks of layers. Export this entry with rtneural-cpp (and cpp_weights = \"embedded\"), which writes the "
+        "C++ model of RTNeural's compile-time layers, residual adds included",
+        file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.{where}",
+        expected='"rtneural-cpp" instead of "rtneural"', found='"rtneural"'))
+
+
 class RTNeuralExporter(Exporter):
     """Writes ``models/NAME.json``: compact, lossless (shortest float32 decimals), deterministic."""
 
@@ -89,6 +113,7 @@ class RTNeuralExporter(Exporter):
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
         from .format import dumps_rtneural, to_rtneural
 
+        refuse_blocks(spec)
         state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
         layers = list(spec.layers)  # each kind writes its own layout
         # check=False: the export pipeline checks the written file (check_artifact) before installing it.

@@ -30,7 +30,7 @@ import attrs
 
 from ..atomic import atomic_write_text
 from ..errors import Problem
-from ..layers.base import cpp_float
+from ..layers.base import Leaf, LayerSpec, cpp_float, leaves
 from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
@@ -75,12 +75,11 @@ def largest_matrix(spec: ModelSpec) -> tuple[int, str]:
     """Bytes of the largest layer's weights (what RTNeural's Eigen backend holds in fixed-size
     matrices for it), and which layer."""
     best = (0, "")
-    size = spec.in_features
-    for index, layer in enumerate(spec.layers):
+    for leaf in leaves(spec.layers, spec.in_features):  # a residual block's layers, one by one
+        layer, size = leaf.layer, leaf.in_features
         elements = sum(math.prod(shape) for shape in layer.kind.rtneural_shapes(layer, size))
         if 4 * elements > best[0]:
-            best = (4 * elements, f"layers[{index}] {layer.type} {size} -> {layer.units}")
-        size = layer.units
+            best = (4 * elements, f"{leaf.path} {layer.type} {size} -> {layer.units}")
     return best
 
 
@@ -258,6 +257,14 @@ def weight_arrays(spec: ModelSpec, module: RealtimeModel) -> list[list[Any]]:
     from .format import to_rtneural
 
     state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
+    if has_blocks(spec):
+        # Per plain layer of the blocks, depth first (the order the header's setters read them): each
+        # kind writes what its RTNeural layer would hold, from its nested state-dict entries.
+        from ..layers.base import StateReader
+
+        reader = StateReader(state)
+        return [list(leaf.layer.kind.to_rtneural(leaf.layer, leaf.in_features, reader, leaf.prefix)["weights"])
+                for leaf in leaves(spec.layers, spec.in_features)]
     return [list(layer["weights"]) for layer in to_rtneural(list(spec.layers), spec.in_features, state)["layers"]]
 
 
@@ -281,21 +288,174 @@ def _embedded(spec: ModelSpec, arrays: list[list[Any]]) -> tuple[str, str]:
     lines.append(_DATA_END)
     # The setters of each layer, as RTNeural's own JSON loader would call them.
     setters: list[str] = []
-    index, size = 0, spec.in_features
-    for position, (layer, layer_arrays) in enumerate(zip(spec.layers, arrays)):
+    for (leaf, target), layer_arrays in zip(_weight_targets(spec), arrays):
+        layer, size = leaf.layer, leaf.in_features
         shapes = [tuple(np.asarray(array).shape) for array in layer_arrays]
-        statements = layer.kind.cpp_set_weights(layer, size, f"model.template get<{index}>()", "w", shapes)
+        statements = layer.kind.cpp_set_weights(layer, size, target, "w", shapes)
         if statements:
-            setters.append(f"        // layers[{position}] {layer.type} {size} -> {layer.units}")
+            setters.append(f"        // {leaf.path} {layer.type} {size} -> {layer.units}")
             setters += [f"        {statement}" for statement in statements]
-        index += len(layer.kind.cpp_types(layer, size))
-        size = layer.units
     total = len(blob) // 4
     body = "\n".join([f"        modelreg_rt::Weights w({'kChunks' if chunks else 'nullptr'}, {len(chunks)});", *setters,
                       f"        if(w.values_read() != {total})",
                       f'            throw std::logic_error("modelreg: {spec.name}: the loader read " + std::to_string(w.values_read())',
                       f'                                   + " of the {total} embedded weights");'])
     return "\n".join(lines), body
+
+
+def _weight_targets(spec: ModelSpec) -> list[tuple[Leaf, str]]:
+    """Each plain layer with the C++ expression of its RTNeural compile-time object in ``model``."""
+    if has_blocks(spec):
+        return _compose(spec).targets
+    found: list[tuple[Leaf, str]] = []
+    index = 0
+    for leaf in leaves(spec.layers, spec.in_features):
+        found.append((leaf, f"model.template get<{index}>()"))
+        index += len(leaf.layer.kind.cpp_types(leaf.layer, leaf.in_features))
+    return found
+
+
+# ---------------------------------------------------------------- models with residual blocks
+#
+# ModelT holds a straight stack. A model with blocks is a struct of stages: each straight run of
+# plain layers is one RTNeural::ModelT (which does the backend's work: Eigen maps, STL copies,
+# aligned outputs), each block a generated struct holding its paths' stages and writing the
+# block's output (the kind's cpp_combine: main + skip) to an aligned array of its own.
+
+
+def has_blocks(spec: ModelSpec) -> bool:
+    """Whether the entry holds a layer with paths of layers (a residual block): no ModelT can hold it."""
+    return any(layer.kind.children(layer) for layer in spec.layers)
+
+
+@attrs.define
+class _Composed:
+    """The C++ of a model with blocks: struct definitions (innermost first) and weight targets."""
+
+    structs: list[str] = attrs.Factory(list)
+    targets: list[tuple[Leaf, str]] = attrs.Factory(list)
+
+
+def _compose(spec: ModelSpec) -> _Composed:
+    composed = _Composed()
+    members, out = _compose_path(composed, list(spec.layers), spec.in_features, "layers", "layers.", "s", "model.")
+    lines = [f"/** {spec.name}: {spec.in_features} inputs -> {spec.out_features} outputs, stage by stage. */",
+             "struct Net",
+             "{"]
+    lines += [f"    {declaration}" for declaration, _ in members]
+    lines += ["",
+              "    /** Puts every layer's state to zeros (RTNeural's reset of each stage). */",
+              "    void reset() noexcept",
+              "    {"]
+    lines += [f"        {name}.reset();" for _, name in members]
+    lines += ["    }",
+              "",
+              "    /** One frame (aligned to RTNEURAL_DEFAULT_ALIGNMENT); returns the first output. */",
+              "    float forward(const float* input) noexcept",
+              "    {"]
+    lines += [f"        {line}" for line in _chain(members, "input")]
+    lines += ["        return getOutputs()[0];",
+              "    }",
+              "",
+              f"    /** The last frame's {spec.out_features} outputs (aligned). */",
+              "    const float* getOutputs() const noexcept",
+              "    {",
+              f"        return {out};",
+              "    }",
+              "};"]
+    composed.structs.append("\n".join(lines))
+    return composed
+
+
+def _chain(members: list[tuple[str, str]], ins: str) -> list[str]:
+    """forward() calls of a path's stages, each fed the previous one's outputs."""
+    calls = []
+    for _, name in members:
+        calls.append(f"{name}.forward({ins});")
+        ins = f"{name}.getOutputs()"
+    return calls
+
+
+def _compose_path(composed: _Composed, layers: list[LayerSpec], in_features: int, path: str, prefix: str,
+                  member: str, access: str) -> tuple[list[tuple[str, str]], str]:
+    """The stages of one path: ``(declaration, member name)`` each, and the C++ expression of the
+    path's output. ``path`` / ``prefix``: the layers' key path and state-dict prefix; ``member``:
+    what the stages are called (``s``, ``layers``, ``skip``: ``s0``, ``s1``...); ``access``: how
+    the load function reaches the struct holding them (``model.``, ``model.s2.``)."""
+    members: list[tuple[str, str]] = []
+    run: list[tuple[int, LayerSpec, int]] = []  # a straight run of plain layers: (index, layer, input size)
+
+    def close_run() -> None:
+        if not run:
+            return
+        name = f"{member}{len(members)}"
+        types: list[str] = []
+        for index, layer, size in run:
+            leaf = Leaf(layer, size, f"{path}[{index}]", f"{prefix}{index}.")
+            composed.targets.append((leaf, f"{access}{name}.template get<{len(types)}>()"))
+            types += layer.kind.cpp_types(layer, size)
+        first, last = run[0], run[-1]
+        where = f"{path}[{first[0]}]" + (f" .. {path}[{last[0]}]" if len(run) > 1 else "")
+        inner = ",\n        ".join(types)
+        members.append((f"RTNeural::ModelT<float, {first[2]}, {last[1].units},\n        {inner}> {name}; // {where}",
+                        name))
+        run.clear()
+
+    size = in_features
+    for index, layer in enumerate(layers):
+        paths = layer.kind.children(layer)
+        if not paths:
+            run.append((index, layer, size))
+            size = layer.units
+            continue
+        close_run()
+        name = f"{member}{len(members)}"
+        struct = _compose_block(composed, layer, size, f"{path}[{index}]", f"{prefix}{index}.", f"{access}{name}.")
+        members.append((f"{struct} {name}; // {path}[{index}]", name))
+        size = layer.units
+    close_run()
+    return members, f"{members[-1][1]}.getOutputs()"
+
+
+def _compose_block(composed: _Composed, layer: LayerSpec, in_features: int, path: str, prefix: str,
+                   access: str) -> str:
+    """The struct of one block (its nested blocks' structs first); returns its name."""
+    stages: list[tuple[str, str]] = []
+    outputs: dict[str, str] = {}
+    calls: list[str] = []
+    for key, inner in layer.kind.children(layer):
+        if not inner:
+            continue  # no layers: the kind's cpp_combine knows what the path passes (the identity)
+        members, out = _compose_path(composed, list(inner), in_features, f"{path}.{key}", f"{prefix}{key}.", key,
+                                     access)
+        stages += members
+        calls += _chain(members, "ins")
+        outputs[key] = out
+    combine = layer.kind.cpp_combine(layer, in_features, "outs", outputs, "ins")
+    name = f"Block{len(composed.structs)}"
+    lines = [f"/** {path}: {layer.type} {in_features} -> {layer.units}. */",
+             f"struct {name}",
+             "{"]
+    lines += [f"    {declaration}" for declaration, _ in stages]
+    lines += [f"    alignas(RTNEURAL_DEFAULT_ALIGNMENT) float outs[{layer.units}] = {{}};",
+              "",
+              "    void reset() noexcept",
+              "    {"]
+    lines += [f"        {member}.reset();" for _, member in stages]
+    lines += ["    }",
+              "",
+              "    void forward(const float* ins) noexcept",
+              "    {"]
+    lines += [f"        {line}" for line in calls + combine]
+    lines += ["    }",
+              "",
+              "    const float* getOutputs() const noexcept",
+              "    {",
+              "        return outs;",
+              "    }",
+              "};"]
+    composed.structs.append("\n".join(lines))
+    return name
 
 
 def rest_warmup(resting: RestingState) -> int:
@@ -327,6 +487,9 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
     """
     ident = cpp_identifier(spec.name)
     embedded = spec.cpp_weights == "embedded"
+    blocks = has_blocks(spec)
+    if blocks and not embedded:
+        _refuse_json_weights(spec)
     if embedded and arrays is None:
         raise ValueError(f"{spec.name}: an embedded-weights header needs the model's weight arrays")
     rests = needs_rest(spec)
@@ -431,7 +594,7 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
 // registry entry "{spec.name}". Do not edit: `modelreg export` rewrites it.
 //
 // {spec.name}: {spec.in_features} inputs -> {summary} -> {spec.out_features} outputs.
-// The type below is RTNeural's compile-time API for exactly this entry; the weights
+// {_type_words(blocks)}; the weights
 // {source}:
 //
 {usage}
@@ -464,7 +627,7 @@ namespace {ident}
     constexpr int kInputSize = {spec.in_features};
     constexpr int kOutputSize = {spec.out_features};
 
-    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};
+{_model_declaration(spec)}
 
     /** One input frame, aligned as forward() requires. */
     struct alignas(RTNEURAL_DEFAULT_ALIGNMENT) Frame
@@ -487,6 +650,33 @@ namespace {ident}
 }} // namespace {ident}
 }} // namespace modelreg_models
 '''
+
+
+def _type_words(blocks: bool) -> str:
+    if blocks:
+        return ("The types below compose RTNeural's compile-time API for exactly this entry (a ModelT\n"
+                "// per straight run of layers, a struct per residual block: its paths, then their sum)")
+    return "The type below is RTNeural's compile-time API for exactly this entry"
+
+
+def _model_declaration(spec: ModelSpec) -> str:
+    """``using Model = ...;``: the entry's ModelT, or (a model with blocks) the structs and ``Net``."""
+    if not has_blocks(spec):
+        return f'    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};'
+    text = "\n\n".join(_compose(spec).structs) + "\n\nusing Model = Net;"
+    return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
+
+
+def _refuse_json_weights(spec: ModelSpec) -> None:
+    from ..errors import ExportError
+    from ..paths import display_path
+
+    raise ExportError(Problem(
+        "an rtneural-cpp header of a model with residual blocks needs its weights embedded: RTNeural JSON cannot "
+        "hold the blocks, and a JSON weight source for them (a state-dict JSON exporter) does not exist yet",
+        file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.cpp_weights",
+        expected='cpp_weights = "embedded"', found=f'"{spec.cpp_weights}"' if "cpp_weights" in spec.entry
+        else '"json" (the default: no cpp_weights key)'))
 
 
 def _header_facts(text: str) -> dict[str, str]:
@@ -534,7 +724,8 @@ class RTNeuralCppExporter(Exporter):
                             model=spec.name, expected=f"a file starting with {_MARKER!r}")]
         # The code must be what this entry makes; embedded weights are compared with the checkpoint by verify().
         if _without_data(text) != _without_data(render_header(spec, _placeholder_arrays(spec), _placeholder_rest(spec))):
-            wanted = model_type(spec).replace("\n", "").replace("    ", " ")
+            wanted = ("a struct of RTNeural compile-time layers per path" if has_blocks(spec)
+                      else model_type(spec)).replace("\n", "").replace("    ", " ")
             return [Problem("header does not declare this entry's architecture", file=display_path(path),
                             model=spec.name, expected=f"{wanted}, weights {spec.cpp_weights}")]
         return []
@@ -710,11 +901,8 @@ def _placeholder_arrays(spec: ModelSpec) -> list[list[Any]] | None:
         return None
     import numpy as np
 
-    arrays, size = [], spec.in_features
-    for layer in spec.layers:
-        arrays.append([np.zeros(shape, np.float32) for shape in layer.kind.rtneural_shapes(layer, size)])
-        size = layer.units
-    return arrays
+    return [[np.zeros(shape, np.float32) for shape in leaf.layer.kind.rtneural_shapes(leaf.layer, leaf.in_features)]
+            for leaf in leaves(spec.layers, spec.in_features)]
 
 
 def _data_section(text: str) -> str:

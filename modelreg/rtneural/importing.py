@@ -249,8 +249,11 @@ def layer_table(layer: LayerSpec, in_features: int) -> dict[str, Any]:
     kind = layer.kind
     options = dict(layer.options)
     table: dict[str, Any] = {"type": layer.type}
+    paths = dict(kind.children(layer))
     for key in kind.registry_keys:
-        if key == "units":
+        if key in paths:  # a block's path: its layers' tables, each path fed the block's input
+            table[key] = _path_tables(paths[key], in_features)
+        elif key == "units":
             table[key] = layer.units
         elif key == "activation":
             table[key] = layer.activation
@@ -261,6 +264,14 @@ def layer_table(layer: LayerSpec, in_features: int) -> dict[str, Any]:
                             "(its kind's spec() does not give it back)", expected=repr(layer),
                             found=repr(kind.spec(table, in_features)))
     return table
+
+
+def _path_tables(layers: Sequence[LayerSpec], in_features: int) -> list[dict[str, Any]]:
+    tables = []
+    for layer in layers:
+        tables.append(layer_table(layer, in_features))
+        in_features = layer.units
+    return tables
 
 
 def _entry_text(name: str, description: str, in_features: int, layers: Sequence[LayerSpec], *, latency_ms: float,
