@@ -612,7 +612,11 @@ def _require_readable(path: Path, name: str) -> None:
 
 def _readable_kinds(readers: dict[str, list[Exporter]]) -> str:
     kinds = [f"{suffix} ({', '.join(e.name for e in found)})" for suffix, found in sorted(readers.items())]
-    return f"a file ending in {' or '.join(kinds)}" if kinds else "an installed exporter that checks files"
+    if not kinds:
+        return "an installed exporter that checks files"
+    # "a, b or c": one "or", however many exporters there are.
+    listed = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+    return f"a file ending in {listed}"
 
 
 def _kind_of(path: Path) -> str:

@@ -23,6 +23,9 @@ GOLDEN = ROOT / "tests" / "data" / "rtneural"
 SHARED_RTNEURAL = SHARED / "rtneural"
 #: The RTNeural checkout the C++ tests compile against: $MODELREG_RTNEURAL, else the shared one.
 RTNEURAL = Path(os.environ.get("MODELREG_RTNEURAL") or SHARED_RTNEURAL)
+#: NAM's engine (NeuralAmpModelerCore) beside CI's checkout: $MODELREG_NAM_CORE, else the shared
+#: copy; tests using it skip when absent, naming the variable (tests/test_nam.py).
+NAM_CORE = Path(os.environ.get("MODELREG_NAM_CORE") or SHARED / "nam-core")
 #: Marks a test that compiles against RTNeural's C++ headers; skipped, saying what to set, without them.
 needs_rtneural = pytest.mark.skipif(
     not (RTNEURAL / "RTNeural" / "RTNeural.h").is_file() or (shutil.which("c++") is None and shutil.which("g++") is None),

@@ -179,7 +179,7 @@ def test_onnx_check_artifact_still_names_the_model(tmp_path):
 # --------------------------------------------------------------------------- files check does not read
 
 
-KINDS = "a file ending in .h (rtneural-cpp) or .json (rtneural) or .onnx (onnx)"
+KINDS = "a file ending in .h (rtneural-cpp), .json (rtneural), .nam (nam) or .onnx (onnx)"
 
 
 @pytest.mark.parametrize(
@@ -300,7 +300,7 @@ def test_a_plugin_without_check_file_says_so(plugins, capsys):
     # ...and the list of kinds names the plugins' suffixes.
     Path("x.txt").write_text("")
     _, _, err = run(["check", "x.txt"], capsys)
-    assert "(expected a file ending in .blob (blobtest) or .h (rtneural-cpp) or .json (rtneural) or .mute (mutetest) or .onnx (onnx))" in err
+    assert "(expected a file ending in .blob (blobtest), .h (rtneural-cpp), .json (rtneural), .mute (mutetest), .nam (nam) or .onnx (onnx))" in err
 
 
 def test_the_default_check_file_refuses(tmp_path):

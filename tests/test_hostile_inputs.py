@@ -533,8 +533,8 @@ CASES: list[Case] = [
          r"models/onnx/tinydense\.onnx: not a valid ONNX model: .+", regex=True),
     Case("check-registry-lock", lambda p: None, ("check", "registry.lock"), 2,
          PREFIX + "registry.lock: not a kind of file `modelreg check` reads: it is modelreg's registry.lock (hashes of "
-         "the exported artifacts; `modelreg validate` checks them) (expected a file ending in .h (rtneural-cpp) or "
-         ".json (rtneural) or .onnx (onnx))", stream="err"),
+         "the exported artifacts; `modelreg validate` checks them) (expected a file ending in .h (rtneural-cpp), "
+         ".json (rtneural), .nam (nam) or .onnx (onnx))", stream="err"),
     Case("rtneural-file-is-a-folder", lambda p: (p / "bad.json").mkdir(), ("check", "bad.json"), 2,
          PREFIX + "bad.json: expected a file, found a directory", stream="err"),
     Case("rtneural-file-missing", lambda p: None, ("check", "bad.json"), 2,

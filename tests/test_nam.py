@@ -29,13 +29,11 @@ from modelreg.nam.exporter import NAMExporter
 from modelreg.nam.format import FILE_VERSION, WHAT_NAM_HOLDS, expected_weight_count
 from modelreg.plugins import register_exporter, unregister_exporter
 
-from conftest import SHARED, run_cli, write_registry
+from conftest import NAM_CORE, run_cli, write_registry
 from kind_tools import spec_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: NAM's engine the tests compile against: $MODELREG_NAM_CORE, else the copy beside CI's checkout.
-NAM_CORE = Path(os.environ.get(engine.ENV_CORE) or SHARED / "nam-core")
 _has_engine = pytest.mark.skipif(
     not (NAM_CORE / "NAM" / "get_dsp.h").is_file() or (shutil.which("c++") is None and shutil.which("g++") is None),
     reason=f"NAM's C++ engine is not at {NAM_CORE} (or no C++ compiler): set {engine.ENV_CORE} to a "
