@@ -65,6 +65,11 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     for spec in modelreg.load_registry(path).values():
         init_checkpoint(spec, seed=0)
     pytester.makeconftest(COUNTING_CONFTEST)
+    # In-process runs import that conftest, which wraps validate_model in this process: put the
+    # real one back afterwards, or later tests (validate --jobs pickles it) get the wrapper.
+    monkeypatch.setattr(modelreg.validation, "validate_model", modelreg.validation.validate_model)
+    monkeypatch.setattr(modelreg.validation, "_unwrapped_validate_model", None, raising=False)
+    monkeypatch.delattr(modelreg.validation, "_unwrapped_validate_model")
     return path
 
 
