@@ -23,8 +23,6 @@ import json
 import os
 import platform
 import re
-import shlex
-import shutil
 import subprocess
 import tempfile
 import time
@@ -34,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .. import native
 from ..errors import ToolchainError
 from ..notices import notice
 
@@ -45,12 +44,11 @@ __all__ = ["ENV_CORE", "ENV_EIGEN", "HOW_TO_CONFIGURE", "Engine", "NotConfigured
 
 ENV_CORE = "MODELREG_NAM_CORE"
 ENV_EIGEN = "MODELREG_NAM_EIGEN"
-ENV_CACHE = "MODELREG_CACHE_DIR"
+ENV_CACHE = native.ENV_CACHE
 PROTOCOL = 1
 HOW_TO_CONFIGURE = (f"set {ENV_CORE} to a NeuralAmpModelerCore checkout (the folder holding NAM/ and "
                     "Dependencies/nlohmann)")
 _RUNNER_SOURCE = Path(__file__).with_name("runner.cpp")
-_COMPILERS = ("c++", "g++", "clang++")
 #: The engine's sources it cannot build here: linear.cpp needs Eigen's unsupported/ FFT.
 _LEFT_OUT = ("linear.cpp",)
 
@@ -131,35 +129,14 @@ def find_engine() -> Engine:
 
 
 def _compiler() -> tuple[tuple[str, ...], str]:
-    from_env = os.environ.get("CXX", "").strip()
-    if from_env:
-        argv = tuple(shlex.split(from_env))
-        found = shutil.which(argv[0])
-        if found is None:
-            raise ToolchainError.at(f"the C++ compiler {argv[0]!r} ($CXX) was not found", key="CXX",
-                                    expected="an executable C++20 compiler", found=from_env)
-        return argv, found
-    for name in _COMPILERS:
-        found = shutil.which(name)
-        if found is not None:
-            return (name,), found
-    raise NotConfigured("no C++ compiler found (tried c++, g++, clang++) to build NAM's engine: install one or set CXX")
-
-
-_versions: dict[str, str] = {}
+    found = native.find_compiler()
+    if found is None:
+        raise NotConfigured("no C++ compiler found (tried c++, g++, clang++) to build NAM's engine: install one or set CXX")
+    return found
 
 
 def _compiler_version(argv: tuple[str, ...], path: str) -> str:
-    key = " ".join(argv)
-    if key not in _versions:
-        try:
-            done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolchainError.at(f"the C++ compiler {argv[0]!r} cannot be run: {exc}", key="CXX", found=path) from None
-        if done.returncode != 0 or not done.stdout.strip():
-            raise ToolchainError.at(f"the C++ compiler {key!r} does not work: `--version` failed", key="CXX", found=path)
-        _versions[key] = done.stdout
-    return _versions[key]
+    return native.compiler_version(argv, path, expected="a C++20 compiler (g++ or clang++)")
 
 
 # ---------------------------------------------------------------- cache and builds
@@ -168,19 +145,8 @@ def _compiler_version(argv: tuple[str, ...], path: str) -> str:
 def cache_dir() -> Path:
     """``$MODELREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelreg``, else ``~/.cache/modelreg`` (as the
     RTNeural runner's), with NAM's builds under ``nam/``."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser() / "nam"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "modelreg" / "nam"
+    return native.cache_root() / "nam"
 
-
-def _cpu_identity() -> str:
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-        models = sorted({line.split(":", 1)[1].strip() for line in text.splitlines()
-                         if line.startswith(("model name", "flags", "Features"))})
-        return hashlib.sha256("\n".join(models).encode()).hexdigest()[:16]
-    return f"{platform.machine()} {platform.processor()}"
 
 
 def _engine_digest(engine: Engine) -> str:
@@ -189,15 +155,7 @@ def _engine_digest(engine: Engine) -> str:
     for path in sorted((engine.root / "NAM").rglob("*")) + [engine.root / "Dependencies" / "nlohmann" / "json.hpp"]:
         if path.is_file():
             digest.update(str(path.relative_to(engine.root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    entries = []
-    for current, dirs, files in os.walk(engine.eigen):
-        dirs.sort()
-        for name in files:
-            full = os.path.join(current, name)
-            with contextlib.suppress(OSError):
-                stat = os.stat(full)
-                entries.append(f"{os.path.relpath(full, engine.eigen)}\0{stat.st_size}\0{stat.st_mtime_ns}")
-    digest.update("\n".join(sorted(entries)).encode())
+    digest.update(native.tree_listing(engine.eigen, engine.eigen).encode())
     return digest.hexdigest()
 
 
@@ -215,7 +173,7 @@ def runner_binary(engine: Engine) -> Path:
     from filelock import FileLock
 
     compiler = [engine.compiler_path, *engine.compiler, engine.compiler_identity]
-    base = [_engine_digest(engine), compiler, engine.flags(), _cpu_identity()]
+    base = [_engine_digest(engine), compiler, engine.flags(), native.cpu_identity()]
     objects_key = _key("objects", *base)
     runner_key = _key("runner", PROTOCOL, hashlib.sha256(_RUNNER_SOURCE.read_bytes()).hexdigest(), *base)
     if runner_key in _failures:  # one attempt per process: many models do not compile many times

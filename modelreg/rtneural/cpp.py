@@ -41,6 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from ..layers import rtneural_handler
+from .. import native
 from ..errors import ArtifactError, Problem, ToolchainError
 from ..notices import notice
 
@@ -74,13 +75,12 @@ __all__ = [
 
 ENV_RTNEURAL = "MODELREG_RTNEURAL"
 ENV_BACKEND = "MODELREG_RTNEURAL_BACKEND"
-ENV_CACHE = "MODELREG_CACHE_DIR"
+ENV_CACHE = native.ENV_CACHE
 BACKENDS = ("eigen", "stl")
 PROTOCOL = 2
 #: What to set, in every "not configured" message.
 HOW_TO_CONFIGURE = (f"set {ENV_RTNEURAL} to an RTNeural checkout (the folder holding RTNeural/ and modules/), "
                     "or [settings] rtneural in the registry")
-_COMPILERS = ("c++", "g++", "clang++")
 _RUNNER_SOURCE = Path(__file__).with_name("runner.cpp")
 _RT_HELPERS = Path(__file__).with_name("modelreg_rt.h")  # included by the runner: part of every build key
 ENV_CXXFLAGS = "MODELREG_CXXFLAGS"
@@ -133,56 +133,17 @@ class Toolchain:
         return {"rtneural": str(self.root), "backend": self.backend, "compiler": self.compiler_version}
 
 
-_version_cache: dict[tuple[str, int], str] = {}
-
-
 def _compiler() -> tuple[tuple[str, ...], str]:
-    """The compiler argv and its resolved path: ``$CXX``, else the first of c++, g++, clang++."""
-    from_env = os.environ.get("CXX", "").strip()
-    if from_env:
-        argv = tuple(shlex.split(from_env))
-        found = shutil.which(argv[0])
-        if found is None:
-            raise ToolchainError.at(f"the C++ compiler {argv[0]!r} ($CXX) was not found",
-                                    key="CXX", expected="an executable C++ compiler", found=from_env)
-        return argv, found
-    for name in _COMPILERS:
-        found = shutil.which(name)
-        if found is not None:
-            return (name,), found
-    raise ToolchainError.at("no C++ compiler found (tried c++, g++, clang++); install one or set CXX",
-                            key="CXX", expected="a C++17 compiler")
-
-
-def _compiler_origin() -> str:
-    """Where the compiler came from, for messages: ``$CXX`` when set, else the search of PATH."""
-    return "CXX" if os.environ.get("CXX", "").strip() else "PATH (c++, g++, clang++)"
+    """The compiler argv and its resolved path (:func:`modelreg.native.find_compiler`); none is an error here."""
+    found = native.find_compiler()
+    if found is None:
+        raise ToolchainError.at("no C++ compiler found (tried c++, g++, clang++); install one or set CXX",
+                                key="CXX", expected="a C++17 compiler")
+    return found
 
 
 def _compiler_version(argv: tuple[str, ...], path: str) -> str:
-    try:
-        stamp = os.stat(path).st_mtime_ns
-    except OSError:
-        stamp = 0
-    cached = _version_cache.get((" ".join(argv), stamp))
-    if cached is not None:
-        return cached
-    try:
-        done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
-    except OSError as exc:
-        raise ToolchainError.at(f"the C++ compiler {argv[0]!r} cannot be run: {exc.strerror or exc}",
-                                key=_compiler_origin(), found=path) from None
-    except subprocess.TimeoutExpired:
-        raise ToolchainError.at(f"the C++ compiler {argv[0]!r} did not answer `--version` within 60 s",
-                                key=_compiler_origin(), found=path) from None
-    if done.returncode != 0 or not done.stdout.strip():
-        said = ((done.stderr or done.stdout).strip().splitlines() or [""])[0][:200]  # its first line says enough
-        how = f"exit {done.returncode}" if done.returncode != 0 else "it printed nothing"
-        raise ToolchainError.at(f"the C++ compiler {' '.join(argv)!r} does not work: `--version` failed ({how})"
-                                + (f": {said}" if said else ""), key=_compiler_origin(),
-                                expected="a C++17 compiler (g++ or clang++)", found=path)
-    _version_cache[(" ".join(argv), stamp)] = done.stdout
-    return done.stdout
+    return native.compiler_version(argv, path, expected="a C++17 compiler (g++ or clang++)")
 
 
 def find_toolchain(settings: Mapping[str, Any] | None = None, registry_file: Path | None = None) -> Toolchain:
@@ -303,11 +264,7 @@ def toolchain_for(spec: ModelSpec) -> Toolchain:
 def cache_dir() -> Path:
     """Where compiled runners are kept: ``$MODELREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelreg``,
     else ``~/.cache/modelreg``."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "modelreg"
+    return native.cache_root()
 
 
 # While a run is in progress (run_scope): tree digests and self-tested binaries, so that one
@@ -347,25 +304,9 @@ def _walk_digest(toolchain: Toolchain) -> str:
     if toolchain.backend == "eigen":
         folders.append(toolchain.root / "modules" / "Eigen")
     for folder in folders:
-        entries = []
-        for current, dirs, files in os.walk(folder):
-            dirs.sort()
-            for name in files:
-                full = os.path.join(current, name)
-                with contextlib.suppress(OSError):
-                    stat = os.stat(full)
-                    entries.append(f"{os.path.relpath(full, toolchain.root)}\0{stat.st_size}\0{stat.st_mtime_ns}")
-        digest.update("\n".join(sorted(entries)).encode())
+        digest.update(native.tree_listing(folder, toolchain.root).encode())
     return digest.hexdigest()
 
-
-def _cpu_identity() -> str:
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-        models = sorted({line.split(":", 1)[1].strip() for line in text.splitlines()
-                         if line.startswith(("model name", "flags", "Features"))})
-        return hashlib.sha256("\n".join(models).encode()).hexdigest()[:16]
-    return f"{platform.machine()} {platform.processor()}"
 
 
 @attrs.frozen
@@ -421,7 +362,7 @@ def _build(toolchain: Toolchain, kind: str, extra_flags: list[str], key_parts: l
     key = hashlib.sha256(json.dumps({
         "protocol": PROTOCOL, "source": hashlib.sha256(source).hexdigest(), "tree": _tree_digest(toolchain),
         "compiler": compiler,
-        "flags": flags, "backend": toolchain.backend, "cpu": _cpu_identity(), "extra": key_parts,
+        "flags": flags, "backend": toolchain.backend, "cpu": native.cpu_identity(), "extra": key_parts,
     }, sort_keys=True).encode()).hexdigest()[:24]
     if key in _build_failures:  # one attempt per process: 200 models do not compile 200 times
         raise _build_failures[key]
