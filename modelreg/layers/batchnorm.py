@@ -35,7 +35,7 @@ from .base import cpp_float, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, S
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-__all__ = ["KIND", "BatchNormLayer"]
+__all__ = ["KIND", "BatchNormLayer", "cpp_set_statistics"]
 
 DEFAULT_EPSILON = 1e-5  # PyTorch's BatchNorm1d default
 _AFFINE_NAMES = ("gamma", "beta", "running_mean", "running_var")
@@ -69,6 +69,16 @@ class BatchNormLayer:
     def __repr__(self) -> str:
         return f"BatchNormLayer({self.out_size})"
 
+
+
+def cpp_set_statistics(layer: LayerSpec, target: str, weights: str, shapes: Sequence[tuple[int, ...]]) -> list[str]:
+    """The setters of an RTNeural batchnorm (1-D or 2-D: the same setters, the same order as the
+    JSON's weights): gamma and beta when affine, the running statistics, then epsilon."""
+    size = shapes[0][0]
+    setters = (("setGamma", "setBeta") if layer.option("affine") else ()) + ("setRunningMean", "setRunningVariance")
+    lines = [f"{target}.{setter}({weights}.vec({size}));" for setter in setters]
+    # The value RTNeural's loader reads (JSON decimal -> double -> float), as an exact hex float.
+    return lines + [f"{target}.setEpsilon({cpp_float(layer.option('epsilon'))});"]
 
 class BatchNorm(LayerKind):
     name = "batchnorm"
@@ -180,11 +190,7 @@ class BatchNorm(LayerKind):
 
     def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
-        size = shapes[0][0]
-        setters = (("setGamma", "setBeta") if layer.option("affine") else ()) + ("setRunningMean", "setRunningVariance")
-        lines = [f"{target}.{setter}({weights}.vec({size}));" for setter in setters]
-        # The value RTNeural's loader reads (JSON decimal -> double -> float), as an exact hex float.
-        return lines + [f"{target}.setEpsilon({cpp_float(layer.option('epsilon'))});"]
+        return cpp_set_statistics(layer, target, weights, shapes)
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import batchnorm
-from .base import cpp_float, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
+from .base import LayerKind, LayerProblem, LayerSpec, RuntimeLayer, SizeCheck, StateReader, StateSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -198,11 +198,7 @@ class BatchNorm2D(LayerKind):
 
     def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
-        size = shapes[0][0]
-        setters = (("setGamma", "setBeta") if layer.option("affine") else ()) + ("setRunningMean", "setRunningVariance")
-        lines = [f"{target}.{setter}({weights}.vec({size}));" for setter in setters]
-        # The value RTNeural's loader reads (JSON decimal -> double -> float), as an exact hex float.
-        return lines + [f"{target}.setEpsilon({cpp_float(layer.option('epsilon'))});"]
+        return batchnorm.cpp_set_statistics(layer, target, weights, shapes)
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {
