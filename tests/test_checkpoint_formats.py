@@ -200,30 +200,30 @@ MALFORMED_JSON = [
 ]
 
 
-@pytest.mark.parametrize(("content", "message", "key"), MALFORMED_JSON)
-def test_a_malformed_json_checkpoint_gets_one_clear_message(tmp_path, monkeypatch, content, message, key):
-    registry = _registry(tmp_path, "json")
+def _load_refused(tmp_path, monkeypatch, suffix: str, content: bytes) -> CheckpointError:
+    """What loading tinylstm's checkpoint, a file of ``content`` ending in ``.suffix``, raises."""
+    registry = _registry(tmp_path, suffix)
     monkeypatch.chdir(registry.parent)
     spec = _spec(registry)
     spec.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     spec.checkpoint.write_bytes(content)
     with pytest.raises(CheckpointError) as info:
         spec.load()
-    assert len(info.value.problems) == 1
-    problem = info.value.problems[0]
+    return info.value
+
+
+@pytest.mark.parametrize(("content", "message", "key"), MALFORMED_JSON)
+def test_a_malformed_json_checkpoint_gets_one_clear_message(tmp_path, monkeypatch, content, message, key):
+    error = _load_refused(tmp_path, monkeypatch, "json", content)
+    assert len(error.problems) == 1
+    problem = error.problems[0]
     assert (problem.file, problem.model, problem.key) == ("models/tinylstm.json", "tinylstm", key)
     assert message in str(problem), str(problem)
 
 
 def test_bad_json_says_where(tmp_path, monkeypatch):
-    registry = _registry(tmp_path, "json")
-    monkeypatch.chdir(registry.parent)
-    spec = _spec(registry)
-    spec.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    spec.checkpoint.write_bytes(b'{"layers.0.bias":\n  [1.0,, 2.0]}')
-    with pytest.raises(CheckpointError) as info:
-        spec.load()
-    assert str(info.value) == "models/tinylstm.json:2:8: models.tinylstm.checkpoint: not valid JSON: Expecting value"
+    error = _load_refused(tmp_path, monkeypatch, "json", b'{"layers.0.bias":\n  [1.0,, 2.0]}')
+    assert str(error) == "models/tinylstm.json:2:8: models.tinylstm.checkpoint: not valid JSON: Expecting value"
 
 
 def _safetensors(header: dict, data: bytes, length: int | None = None) -> bytes:
@@ -256,15 +256,9 @@ MALFORMED_SAFETENSORS = [
 
 @pytest.mark.parametrize(("content", "message", "key"), MALFORMED_SAFETENSORS)
 def test_a_malformed_safetensors_checkpoint_gets_one_clear_message(tmp_path, monkeypatch, content, message, key):
-    registry = _registry(tmp_path, "safetensors")
-    monkeypatch.chdir(registry.parent)
-    spec = _spec(registry)
-    spec.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    spec.checkpoint.write_bytes(content)
-    with pytest.raises(CheckpointError) as info:
-        spec.load()
-    assert len(info.value.problems) == 1
-    problem = info.value.problems[0]
+    error = _load_refused(tmp_path, monkeypatch, "safetensors", content)
+    assert len(error.problems) == 1
+    problem = error.problems[0]
     assert (problem.file, problem.model, problem.key) == ("models/tinylstm.safetensors", "tinylstm", key)
     assert message in str(problem), str(problem)
 
