@@ -44,7 +44,9 @@ def test_bundled_registry_exports_and_passes_end_to_end(bundled_copy):
             export_checks.insert(export_checks.index("onnx.parity") + 1, "onnx.rest")
             export_checks.insert(export_checks.index("rtneural-cpp.denormals"), "rtneural-cpp.rest")
         assert [c.name for c in model.checks] == list(MODEL_CHECKS) + export_checks
-        assert [c.status for c in model.checks if c.status != "pass"] == ["skip"] * (7 if stateful else 6)
+        # Every check but latency (pass or fail, above) passes or skips for want of RTNeural C++.
+        assert [c.status for c in model.checks if c.status != "pass" and c.name != "latency"] == \
+            ["skip"] * (7 if stateful else 6)
         for fmt in ("rtneural", "onnx"):
             assert model[f"{fmt}.parity"].figures["max_abs_error"] <= 1e-5
         latency = model["latency"].figures
