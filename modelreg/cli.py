@@ -551,6 +551,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         try:
             _require_readable(path, name)
             candidates = readers.get(path.suffix.lower())
+            if path.suffix.lower() == ".json" and ".nam" in readers and _is_nam(path):
+                candidates = readers[".nam"]  # a NAM model saved as .json: read by content
             if not candidates:
                 raise UsageError.at(f"not a kind of file `modelreg check` reads: {_kind_of(path)}", file=name,
                                     expected=_readable_kinds(readers))
@@ -575,6 +577,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
             _print_error(exc)
             status = EXIT_USAGE
     return status
+
+
+def _is_nam(path: Path) -> bool:
+    from .nam.importing import is_nam_document
+
+    return is_nam_document(path)
 
 
 def _recorded_problems(path: Path, name: str) -> list[Problem]:

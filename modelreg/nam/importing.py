@@ -208,6 +208,9 @@ def unsupported(data: Any, file: str) -> ArtifactError | UsageError | None:
             if isinstance(array.get("activation"), (list, dict)):
                 return _refused("per-layer or parametrised activations (activation as an array or object)", file,
                                 f"config.layers[{index}].activation")
+    if architecture == "ConvNet" and isinstance(config, dict) and config.get("groups", 1) != 1:
+        return _refused("grouped convolutions (the nam exporter writes none)", file, "config.groups",
+                        config.get("groups"), expected="1")
     if isinstance(architecture, str) and architecture not in READERS:
         if architecture == "WaveNet":
             return _refused("NAM's WaveNet (modelreg has no wavenet layer kind yet)", file, "architecture",
@@ -287,9 +290,6 @@ def _read_convnet(data: Mapping[str, Any], file: str) -> Read:
     from .format import ACTIVATIONS
 
     config = data["config"]
-    if config.get("groups", 1) != 1:
-        raise _refused("grouped convolutions (the nam exporter writes none)", file, "config.groups",
-                       config.get("groups"), expected="1")
     names = {nam: ours for ours, nam in ACTIVATIONS.items()}
     activation = config["activation"]
     if activation not in names:
