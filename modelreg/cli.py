@@ -551,6 +551,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         try:
             _require_readable(path, name)
             candidates = readers.get(path.suffix.lower())
+            if path.suffix.lower() == ".json" and ".nam" in readers and _is_nam(path):
+                candidates = readers[".nam"]  # a NAM model saved as .json: read by content
             if not candidates:
                 raise UsageError.at(f"not a kind of file `modelreg check` reads: {_kind_of(path)}", file=name,
                                     expected=_readable_kinds(readers))
@@ -575,6 +577,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
             _print_error(exc)
             status = EXIT_USAGE
     return status
+
+
+def _is_nam(path: Path) -> bool:
+    from .nam.importing import is_nam_document
+
+    return is_nam_document(path)
 
 
 def _recorded_problems(path: Path, name: str) -> list[Problem]:
@@ -739,13 +747,17 @@ def _write_validate_report(target: str, report: Any, registry: Registry, out: Te
 
 def _add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import", parents=[common],
-                       help="adopt an RTNeural model file as a registry entry plus a checkpoint (proven first)")
-    p.add_argument("file", metavar="FILE.json")
-    p.add_argument("--name", help="model name (default: the file name without .json)")
+                       help="adopt an RTNeural model file or a NAM .nam file as a registry entry plus a checkpoint "
+                            "(proven first)")
+    p.add_argument("file", metavar="FILE.json|FILE.nam")
+    p.add_argument("--name", help="model name (default: the file name without .json / .nam)")
     p.add_argument("--latency-ms", type=_positive_ms, default=None, metavar="MS",
-                   help="the entry's latency target in ms (default 10)")
+                   help="the entry's latency target in ms (default 10; a .nam file with a sample rate: the block's "
+                        "duration)")
     p.add_argument("--exports", type=_export_names, default=None, metavar="F[,F...]",
-                   help="the entry's exports (default rtneural,onnx)")
+                   help="the entry's exports (default rtneural,onnx; .nam: nam,rtneural,onnx)")
+    p.add_argument("--block-size", type=int, default=None, metavar="N",
+                   help="a .nam file with a sample rate: the entry's block_size (default 64)")
     p.add_argument("--input-range", type=_finite, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="the values the host feeds the model (the entry's input_range); the proof stays within them")
     p.add_argument("--drop-zero-biases", action="store_true",
@@ -789,9 +801,15 @@ def _export_names(text: str) -> list[str]:
 def _cmd_import(args: argparse.Namespace) -> int:
     """Exit 1 when the file is no valid RTNeural model or the import does not reproduce it
     (a file examined and found wrong); 2 for everything that stops the command (docs/cli.md)."""
+    from .nam.importing import is_nam_document
     from .rtneural.importing import DEFAULT_EXPORTS, DEFAULT_LATENCY_MS, import_rtneural
 
     _require_readable(Path(args.file), args.file)
+    if is_nam_document(Path(args.file)):
+        return _import_nam(args)
+    if args.block_size is not None:
+        raise UsageError.at("--block-size is for .nam files (an RTNeural file's entry has no sample rate)",
+                            file=args.file, key="--block-size")
     try:
         result = import_rtneural(args.file, args.registry, name=args.name, force=args.force,
                                  latency_ms=DEFAULT_LATENCY_MS if args.latency_ms is None else args.latency_ms,
@@ -829,6 +847,48 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if result.backup is not None:
         print(f"  backup      the checkpoint it replaced is kept as {display_path(result.backup)}")
     # The entry declares exports that do not exist yet: validate would fail on them first.
+    print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
+    return EXIT_OK
+
+
+def _import_nam(args: argparse.Namespace) -> int:
+    """``modelreg import FILE.nam``: exit codes as for RTNeural files."""
+    from .nam.importing import DEFAULT_BLOCK, import_nam
+
+    for flag, given in (("--input-range", args.input_range is not None),
+                        ("--drop-zero-biases", args.drop_zero_biases)):
+        if given:
+            raise UsageError.at(f"{flag} is for RTNeural files, not .nam files", file=args.file, key=flag)
+    try:
+        result = import_nam(args.file, args.registry, name=args.name, force=args.force, latency_ms=args.latency_ms,
+                            exports=args.exports, block_size=DEFAULT_BLOCK if args.block_size is None else args.block_size)
+    except ArtifactError as exc:
+        print(f"FAIL {args.file}: not imported, nothing written", file=sys.stdout)
+        for problem in exc.problems:
+            print(f"       {problem}")
+        return EXIT_FAILED
+    from .spec import layer_label
+
+    spec = result.spec
+    size, stack = spec.in_features, []
+    for layer in spec.layers:
+        stack.append(layer_label(layer, size))
+        size = layer.units
+    again = result.reexport
+    print(f"imported {args.file} (NAM {result.architecture}) as models.{result.name} -> "
+          f"{display_path(result.registry)}, {display_path(result.checkpoint)}")
+    print(f"  layers      {'; '.join(stack)}")
+    print(f"  params      {spec.params:,}")
+    print(f"  sha256      {result.sha256}")
+    print(f"  parity      NAM's engine (the original file): {result.parity.summary}; 4,096-sample stream max abs "
+          f"error {result.parity.cases['stream_4096']:.3g}")
+    states = (f"; {again.state_values} stored initial-state values = the resting state on zeros (max difference "
+              f"{again.state_max_diff:.3g})" if again.state_values else "")
+    print(f"  re-export   nam: config equal, {again.values:,} float32 weights bit-identical to the file{states}")
+    for note in result.notes:
+        print(f"  note        {note}")
+    if result.backup is not None:
+        print(f"  backup      the checkpoint it replaced is kept as {display_path(result.backup)}")
     print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
     return EXIT_OK
 

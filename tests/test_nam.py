@@ -429,8 +429,9 @@ def _good(tmp_path: Path) -> Path:
     (lambda d: d.pop("weights"), "weights: missing required key"),
     (lambda d: d.update(version="1.0.0"), "version"),
     (lambda d: d["config"].pop("hidden_size"), "config.hidden_size: missing required key"),
-    (lambda d: d.update(weights=d["weights"][:-1]), "weights: the weight count does not match the LSTM config "
-                                                    "(expected 905 weights, found 904)"),
+    (lambda d: d.update(weights=d["weights"][:-1]), "weights: the weights end inside head (linear, 8 -> 1): it needs 9 "
+                                                    "weights, the file has 8 left (expected 905 weights for this LSTM "
+                                                    "config, found 904)"),
     (lambda d: d["weights"].__setitem__(3, "0.5"), "weights[3]"),
     (lambda d: d["config"].update(input_size=2), "config.input_size: an LSTM's input_size must equal its in_channels"),
     (lambda d: d["metadata"].update(loudness="-18 dB"), "metadata.loudness"),

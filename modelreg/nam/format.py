@@ -45,9 +45,11 @@ __all__ = [
     "WHAT_NAM_HOLDS",
     "build_document",
     "dumps_nam",
+    "count_problem",
     "expected_weight_count",
     "file_problems",
     "read_nam",
+    "weight_layout",
 ]
 
 #: The file version written: one the engine's loader supports fully (NAM/get_dsp.h: from
@@ -288,23 +290,54 @@ def read_nam(path: os.PathLike[str] | str, *, file: str) -> tuple[Any, list[Prob
     return data, file_problems(data, file=file)
 
 
-def expected_weight_count(architecture: str, config: Mapping[str, Any]) -> int:
-    """How many weights the engine's constructor of ``architecture`` consumes for ``config``."""
+def weight_layout(architecture: str, config: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """The weights the engine's constructor of ``architecture`` consumes for ``config``, part by part
+    in its order: ``[("layer 0 (lstm, 1 -> 8)", 328), ..., ("head (linear, 8 -> 1)", 9)]``."""
     in_channels = int(config.get("in_channels", 1))
     out_channels = int(config.get("out_channels", 1))
+    parts: list[tuple[str, int]] = []
     if architecture == "LSTM":
         hidden, layers = int(config["hidden_size"]), int(config["num_layers"])
-        count = 0
         for index in range(layers):
             size = int(config["input_size"]) if index == 0 else hidden
-            count += 4 * hidden * (size + hidden) + 4 * hidden + 2 * hidden
-        return count + out_channels * hidden + out_channels
+            # W (4H x (in + H)), b (4H), initial hidden (H), initial cell (H)
+            parts.append((f"layer {index} (lstm, {size} -> {hidden})", 4 * hidden * (size + hidden) + 6 * hidden))
+        parts.append((f"head (linear, {hidden} -> {out_channels})", out_channels * hidden + out_channels))
+        return parts
     channels, batchnorm = int(config["channels"]), bool(config["batchnorm"])
-    count = 0
-    for index, _ in enumerate(config["dilations"]):
+    for index, dilation in enumerate(config["dilations"]):
         size = in_channels if index == 0 else channels
-        count += channels * size * 2 + (4 * channels + 1 if batchnorm else channels)
-    return count + out_channels * channels + out_channels
+        # kernel 2 conv [out][in][2], then its bias, or batchnorm's mean, variance, weight, bias (C each) and eps
+        parts.append((f"block {index} (conv, {size} -> {channels}, dilation {dilation}"
+                      f"{', batchnorm' if batchnorm else ''})",
+                      channels * size * 2 + (4 * channels + 1 if batchnorm else channels)))
+    parts.append((f"head (linear, {channels} -> {out_channels})", out_channels * channels + out_channels))
+    return parts
+
+
+def expected_weight_count(architecture: str, config: Mapping[str, Any]) -> int:
+    """How many weights the engine's constructor of ``architecture`` consumes for ``config``."""
+    return sum(count for _, count in weight_layout(architecture, config))
+
+
+def count_problem(architecture: str, config: Mapping[str, Any], found: int, *, file: str) -> Problem | None:
+    """The weight count against the config: the first part (layer, block, head) the weights do not
+    cover, or the weights left over after the head; None when the count is exact."""
+    layout = weight_layout(architecture, config)
+    expected = sum(count for _, count in layout)
+    if found == expected:
+        return None
+    left = found
+    for label, count in layout:
+        if left < count:
+            # The engine reads exactly this many in order: its release build reads past a short list.
+            return Problem(f"the weights end inside {label}: it needs {count:,} weights, the file has {left:,} left",
+                           file=file, key="weights", expected=f"{expected:,} weights for this {architecture} config",
+                           found=f"{found:,}")
+        left -= count
+    return Problem(f"{left:,} weights are left after the head: the {architecture} config consumes {expected:,}",
+                   file=file, key="weights", expected=f"{expected:,} weights for this {architecture} config",
+                   found=f"{found:,}")
 
 
 def file_problems(data: Mapping[str, Any], *, file: str) -> list[Problem]:
@@ -315,11 +348,9 @@ def file_problems(data: Mapping[str, Any], *, file: str) -> list[Problem]:
         # NAM's LSTM copies in_channels samples into an input of input_size values.
         problems.append(Problem("an LSTM's input_size must equal its in_channels", file=file, key="config.input_size",
                                 expected=str(config.get("in_channels", 1)), found=str(config["input_size"])))
-    expected = expected_weight_count(architecture, config)
-    if len(weights) != expected:
-        # The engine reads exactly this many in order: fewer reads past the end, more is left unread.
-        problems.append(Problem(f"the weight count does not match the {architecture} config", file=file, key="weights",
-                                expected=f"{expected:,} weights", found=f"{len(weights):,}"))
+    counted = count_problem(architecture, config, len(weights), file=file)
+    if counted is not None:
+        problems.append(counted)
     bad = next((i for i, value in enumerate(weights) if not math.isfinite(value)), None)
     if bad is not None:
         problems.append(Problem("a weight is not finite", file=file, key=f"weights[{bad}]", found=str(weights[bad])))

@@ -68,7 +68,8 @@ if TYPE_CHECKING:
     from ..builder import RealtimeModel
     from ..plugins import Parity
 
-__all__ = ["DEFAULT_EXPORTS", "DEFAULT_LATENCY_MS", "ImportResult", "WeightsMatch", "import_rtneural"]
+__all__ = ["DEFAULT_EXPORTS", "DEFAULT_LATENCY_MS", "ImportResult", "Target", "WeightsMatch", "import_rtneural",
+           "prepare_target"]
 
 #: What an imported entry declares unless told otherwise.
 DEFAULT_LATENCY_MS = 10.0
@@ -274,23 +275,29 @@ def _path_tables(layers: Sequence[LayerSpec], in_features: int) -> list[dict[str
     return tables
 
 
-def _entry_text(name: str, description: str, in_features: int, layers: Sequence[LayerSpec], *, latency_ms: float,
+def _entry_text(name: str, description: str, in_features: int, layers: Sequence[LayerSpec], *,
+                latency_ms: float | None,
                 exports: Sequence[str], checkpoint: str, sha256: str,
-                input_range: tuple[float, float] | None = None) -> str:
+                input_range: tuple[float, float] | None = None, extra: Sequence[tuple[str, Any]] = (),
+                version: str | None = None) -> str:
+    """The entry's TOML text. ``latency_ms`` None leaves the key out (an audio-rate entry's target
+    is then its block's duration); ``extra`` are further ``key = value`` lines (before ``layers``)."""
     lines = [
         f"[models.{name}]",
         f"description = {_toml_value(description)}",
+        *([f"version = {_toml_value(version)}"] if version is not None else []),
         f"input_shape = [1, {in_features}]",
         f"output_shape = [1, {layers[-1].units}]",
         'dtype = "float32"',
         f"params = {count_params(list(layers), in_features)}",
-        f"latency_ms = {_toml_value(float(latency_ms))}",
+        *([f"latency_ms = {_toml_value(float(latency_ms))}"] if latency_ms is not None else []),
         f"exports = {_toml_value(list(exports))}",
         f"checkpoint = {_toml_value(checkpoint)}",
         f"sha256 = {_toml_value(sha256)}",
     ]
     if input_range is not None:
         lines.append(f"input_range = {_toml_value([float(input_range[0]), float(input_range[1])])}")
+    lines += [f"{key} = {_toml_value(value)}" for key, value in extra]
     lines += [
         "layers = [",
     ]
@@ -387,6 +394,86 @@ def _parsed(registry_file: Path) -> dict[str, Any]:
         raise
 
 
+@attrs.frozen
+class Target:
+    """Where an import writes, checked before any file is read: the registry (its bytes, to
+    append to), the model name, the checkpoint path."""
+
+    registry_file: Path
+    registry_shown: str
+    old_bytes: bytes
+    settings: Mapping[str, Any]
+    name: str
+    input_range: tuple[float, float] | None
+    checkpoint_rel: str
+    checkpoint: Path
+    existed: bool
+
+
+def prepare_target(source: Path, registry: Registry | str | os.PathLike[str] | None, *, name: str | None,
+                   force: bool, latency_ms: float | None, input_range: tuple[float, float] | None = None) -> Target:
+    """The checks every import makes before it reads its file: the registry can be read and
+    extended, the name is valid and free, ``latency_ms`` and ``input_range`` are valid, the
+    checkpoint ``models/NAME.pt`` stays inside the registry's folder and does not exist (unless
+    ``force``). Raises the import's errors (see :func:`import_rtneural`)."""
+    shown = display_path(source)
+    registry_file = _registry_path(registry)
+    registry_shown = display_path(registry_file)
+    root = registry_file.parent
+
+    # The registry first: a name conflict should not wait for a conversion.
+    old_bytes = b""
+    settings: Mapping[str, Any] = {}
+    taken: tuple[str, ...] = ()
+    if registry_file.exists():
+        try:
+            taken = load_registry(registry_file, strict=False).names  # file-level problems raise
+        except RegistryError:
+            # A registry without models yet (empty, or [settings] only) takes its first entry; the
+            # appended file is checked as a whole before it is installed. Anything else is refused.
+            if _parsed(registry_file).get("models", None) is not None:
+                raise
+        old_bytes = registry_file.read_bytes()
+        settings = _parsed(registry_file).get("settings", {})
+    elif not root.is_dir():
+        raise RegistryError.at("the registry's folder does not exist", file=registry_shown,
+                               expected="an existing folder (the registry file itself is created if missing)")
+
+    if name is None:
+        name = _default_name(source, shown)
+    elif not _NAME.match(name):
+        raise UsageError.at("invalid model name", key="name",
+                            expected="lowercase letters, digits, _ and -, starting with a letter or digit", found=name)
+    if name in taken:
+        raise UsageError.at("a model of this name is in the registry already; remove its entry or choose another "
+                            "name (--name)", file=registry_shown, key=f"models.{name}",
+                            expected="a new model name", found=name)
+    if latency_ms is not None and not (isinstance(latency_ms, (int, float)) and math.isfinite(latency_ms)
+                                       and latency_ms > 0):
+        raise UsageError.at("latency target must be a finite number > 0", key="latency_ms", found=latency_ms)
+    if input_range is not None:
+        bounds = tuple(input_range)
+        if not (len(bounds) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bounds)
+                and bounds[0] < bounds[1]):
+            raise UsageError.at("invalid input range", key="input_range",
+                                expected="(min, max): two finite numbers, min < max", found=list(bounds))
+        input_range = (float(bounds[0]), float(bounds[1]))
+    checkpoint_rel = f"models/{name}.pt"
+    checkpoint = (root / checkpoint_rel).absolute()
+    outside = outside_note(root, checkpoint)
+    if outside is not None:
+        raise UsageError.at("the checkpoint path leaves the registry's folder", file=registry_shown,
+                            key=f"models.{name}.checkpoint", expected="a path inside the registry's folder",
+                            found=outside)
+    existed = checkpoint.exists()
+    if existed and not force:
+        raise UsageError.at("the checkpoint file exists already; pass --force (force=True) to overwrite it, "
+                            "or choose another name", file=display_path(checkpoint),
+                            expected="no file", found="an existing file")
+    return Target(registry_file, registry_shown, old_bytes, settings, name, input_range, checkpoint_rel, checkpoint,
+                  existed)
+
+
 def import_rtneural(
     path: str | os.PathLike[str],
     registry: Registry | str | os.PathLike[str] | None = None,
@@ -430,58 +517,10 @@ def import_rtneural(
 
     source = Path(path)
     shown = display_path(source)
-    registry_file = _registry_path(registry)
-    registry_shown = display_path(registry_file)
-    root = registry_file.parent
-
-    # The registry first: a name conflict should not wait for a conversion.
-    old_bytes = b""
-    settings: Mapping[str, Any] = {}
-    taken: tuple[str, ...] = ()
-    if registry_file.exists():
-        try:
-            taken = load_registry(registry_file, strict=False).names  # file-level problems raise
-        except RegistryError:
-            # A registry without models yet (empty, or [settings] only) takes its first entry; the
-            # appended file is checked as a whole before it is installed. Anything else is refused.
-            if _parsed(registry_file).get("models", None) is not None:
-                raise
-        old_bytes = registry_file.read_bytes()
-        settings = _parsed(registry_file).get("settings", {})
-    elif not root.is_dir():
-        raise RegistryError.at("the registry's folder does not exist", file=registry_shown,
-                               expected="an existing folder (the registry file itself is created if missing)")
-
-    if name is None:
-        name = _default_name(source, shown)
-    elif not _NAME.match(name):
-        raise UsageError.at("invalid model name", key="name",
-                            expected="lowercase letters, digits, _ and -, starting with a letter or digit", found=name)
-    if name in taken:
-        raise UsageError.at("a model of this name is in the registry already; remove its entry or choose another "
-                            "name (--name)", file=registry_shown, key=f"models.{name}",
-                            expected="a new model name", found=name)
-    if not (isinstance(latency_ms, (int, float)) and math.isfinite(latency_ms) and latency_ms > 0):
-        raise UsageError.at("latency target must be a finite number > 0", key="latency_ms", found=latency_ms)
-    if input_range is not None:
-        bounds = tuple(input_range)
-        if not (len(bounds) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bounds)
-                and bounds[0] < bounds[1]):
-            raise UsageError.at("invalid input range", key="input_range",
-                                expected="(min, max): two finite numbers, min < max", found=list(bounds))
-        input_range = (float(bounds[0]), float(bounds[1]))
-    checkpoint_rel = f"models/{name}.pt"
-    checkpoint = (root / checkpoint_rel).absolute()
-    outside = outside_note(root, checkpoint)
-    if outside is not None:
-        raise UsageError.at("the checkpoint path leaves the registry's folder", file=registry_shown,
-                            key=f"models.{name}.checkpoint", expected="a path inside the registry's folder",
-                            found=outside)
-    existed = checkpoint.exists()
-    if existed and not force:
-        raise UsageError.at("the checkpoint file exists already; pass --force (force=True) to overwrite it, "
-                            "or choose another name", file=display_path(checkpoint),
-                            expected="no file", found="an existing file")
+    target = prepare_target(source, registry, name=name, force=force, latency_ms=latency_ms, input_range=input_range)
+    registry_file, registry_shown, name = target.registry_file, target.registry_shown, target.name
+    old_bytes, settings, input_range = target.old_bytes, target.settings, target.input_range
+    checkpoint_rel, checkpoint, existed = target.checkpoint_rel, target.checkpoint, target.existed
 
     # The file, checked, read by the kinds, torch layout.
     data, reference = _read_source(source, shown)
