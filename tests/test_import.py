@@ -337,7 +337,7 @@ def test_inline_models_table_cannot_be_appended_to(tmp_path: Path) -> None:
 
 
 def test_layer_tables_round_trip_for_every_kind_example() -> None:
-    from modelreg.rtneural.importing import layer_table
+    from modelreg.adopting import layer_table
 
     for kind in kinds.kinds():
         for example in kind.examples:
@@ -360,16 +360,16 @@ def test_import_is_proven_in_rtneural_cpp(project: Path, cpp: Path) -> None:
 
 
 def test_a_registry_changed_during_the_import_is_not_overwritten(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelreg.rtneural import importing
+    from modelreg import adopting
 
-    check = importing._check_new_registry
+    check = adopting.check_new_registry
 
     def meanwhile(*args: Any) -> None:
         check(*args)
         with open(project, "ab") as handle:  # someone else appends while the proof ran
             handle.write(b"# edited meanwhile\n")
 
-    monkeypatch.setattr(importing, "_check_new_registry", meanwhile)
+    monkeypatch.setattr(adopting, "check_new_registry", meanwhile)
     with pytest.raises(modelreg.RegistryError, match="changed while the model was being imported"):
         modelreg.import_rtneural(GOLDEN / "lstm_1d.json", project)
     assert project.read_bytes() == OLD_REGISTRY + b"# edited meanwhile\n"

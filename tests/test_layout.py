@@ -95,6 +95,19 @@ def test_the_core_never_imports_a_target():
     assert {m: names for m, names in offenders.items() if names} == {}
 
 
+def test_a_target_never_imports_another_target():
+    # What two targets share (the C++ toolchain, adopting a file as an entry) lives in the core.
+    graph = import_graph()
+    crossings = {module: sorted(name for name in imports
+                                if name.startswith(TARGETS) and not name.startswith(_target_of(module)))
+                 for module, imports in graph.items() if module.startswith(TARGETS)}
+    assert {m: names for m, names in crossings.items() if names} == {}
+
+
+def _target_of(module: str) -> str:
+    return next(target for target in TARGETS if module == target or module.startswith(target + "."))
+
+
 def test_no_import_circle():
     graph = import_graph()
     # The package face re-exports lazily from everything; nothing below may need it.

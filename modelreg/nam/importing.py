@@ -18,8 +18,8 @@ written until the import is proven:
   within the tolerance above).
 
 NAM's engine is required: without it (``$MODELREG_NAM_CORE``, a compiler) nothing is
-imported. The writing (checkpoint, registry entry appended as text) is the RTNeural
-import's (:mod:`modelreg.rtneural.importing`).
+imported. The writing (checkpoint, registry entry appended as text) is every import's
+(:mod:`modelreg.adopting`).
 
 Adding an architecture (WaveNet, once its layer kind exists) is one reader in
 :data:`READERS`: a function from the checked file to :class:`Read`.
@@ -481,7 +481,7 @@ def import_nam(
     import torch
 
     from ..checks import DEFAULT_TOLERANCE
-    from ..rtneural.importing import _appended, _entry_text, _install, prepare_target
+    from ..adopting import appended, entry_text, install_entry, prepare_target
     from ..registry import load_registry
     from .format import _rest_state, build_document, read_nam
 
@@ -578,10 +578,10 @@ def import_nam(
     if extra_keys:
         notes.append(f"config keys the engine does not read, left out: {', '.join(extra_keys)}")
 
-    entry = _entry_text(name, spec.description, read.in_features, read.layers, latency_ms=latency_ms,
+    entry = entry_text(name, spec.description, read.in_features, read.layers, latency_ms=latency_ms,
                         exports=exports, checkpoint=target.checkpoint_rel, sha256=sha256, extra=extra)
-    new_bytes = _appended(target.old_bytes, entry)
-    backup = _install(target.registry_file, target.registry_shown, target.old_bytes, new_bytes, name, spec,
+    new_bytes = appended(target.old_bytes, entry)
+    backup = install_entry(target.registry_file, target.registry_shown, target.old_bytes, new_bytes, name, spec,
                       target.checkpoint, checkpoint_bytes, target.existed)
     final = load_registry(target.registry_file, strict=False)[name]
     return NAMImportResult(name=name, source=source, registry=target.registry_file, checkpoint=target.checkpoint,
