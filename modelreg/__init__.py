@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .validation import validate, validate_all
     from .html_report import render_report, write_report
     from .rtneural.importing import ImportResult, import_rtneural
+    from .nam.importing import NAMImportResult, import_nam
 
 # Every public name is resolved on first access: ``import modelreg`` runs no
 # import but this file's (pytest loads modelreg.pytest_plugin, and with it this
@@ -76,6 +77,8 @@ _LAZY = {
     "write_report": "html_report",
     "import_rtneural": "rtneural.importing",
     "ImportResult": "rtneural.importing",
+    "import_nam": "nam.importing",
+    "NAMImportResult": "nam.importing",
 }
 
 __all__ = [
@@ -92,6 +95,7 @@ __all__ = [
     "ModelRegError",
     "ModelReport",
     "ModelSpec",
+    "NAMImportResult",
     "Parity",
     "PluginError",
     "Problem",
@@ -111,6 +115,7 @@ __all__ = [
     "export_all",
     "find_registry",
     "get_exporter",
+    "import_nam",
     "import_rtneural",
     "init_checkpoint",
     "latency_window",

@@ -20,7 +20,7 @@ from modelreg.exporting import export_all
 from modelreg.nam import engine
 from modelreg.nam.exporter import NAMExporter
 from modelreg.nam.format import build_document
-from modelreg.nam.importing import import_nam
+from modelreg import import_nam  # the public name
 from modelreg.plugins import register_exporter, unregister_exporter
 
 from conftest import run_cli
