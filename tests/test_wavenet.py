@@ -291,7 +291,7 @@ def test_the_standard_wavenet_exports_loads_in_nams_engine_and_matches_torch_ove
     report = export_all(registry)
     (result,) = report.artifacts
     assert result.status == "written", result.message
-    assert result.figures["max_error"] <= 1e-5 and result.figures["cases"]["stream_4096"] <= 1e-5
+    assert result.figures["max_error"] <= 1e-5, result.figures
     path = tmp_path / "project" / "models" / "nam" / "wave.nam"
     document = json.loads(path.read_text())
     assert document["architecture"] == "WaveNet" and document["sample_rate"] == 48000
@@ -304,8 +304,11 @@ def test_the_standard_wavenet_exports_loads_in_nams_engine_and_matches_torch_ove
     assert exporter.describe_file(path) == ("NAM WaveNet (2 layer arrays: 16 channels x 10 layers, 8 channels x 10 "
                                             "layers), 1 -> 1, 13,802 weights, 48000 Hz")
 
-    # Corrupted files are well formed (schema, count) and fail only when run.
     module = spec.load()
+    parity = exporter.verify(spec, module, path, 1e-5)
+    assert parity.ok and parity.cases["stream_4096"] <= 1e-5, parity.summary  # 64 blocks of 64 after Reset
+
+    # Corrupted files are well formed (schema, count) and fail only when run.
     original = path.read_text()
     for corrupt in (_shifted_by_one, _heads_out_of_order, _head_transposed):
         document = json.loads(original)
