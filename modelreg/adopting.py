@@ -72,6 +72,10 @@ def toml_value(value: Any) -> str:
         return json.dumps(value)  # JSON's escapes are valid in a TOML basic string
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if hasattr(value, "table"):  # a kind's nested table, resolved (a wavenet layer array)
+        value = value.table()
+    if isinstance(value, Mapping):  # an inline table
+        return "{ " + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + " }"
     raise UsageError.at("a layer key holds a value TOML cannot write", found=value)
 
 

@@ -68,6 +68,9 @@ def audio_rate_text(sample_rate: float, block_size: int) -> str:
 def layer_keys(layer: LayerSpec) -> str:
     """Every key that changes what a layer computes, defaults included: ``tanh, kernel_size=3,
     dilation=2, groups=1`` (a TCN's dilations must show); "" for a layer that has none."""
+    custom = layer.kind.keys_text(layer)
+    if custom is not None:
+        return custom
     keys = layer.kind.registry_keys
     parts = [layer.activation] if "activation" in keys else []
     paths = dict(layer.kind.children(layer))  # a block's paths are rows of their own (layer_rows)

@@ -17,7 +17,7 @@ torch- and numpy-free at import: ``import modelreg`` imports this package.
 
 from __future__ import annotations
 
-from . import activations, batchnorm, batchnorm2d, conv1d, conv2d, dense, gru, lstm, prelu, residual
+from . import activations, batchnorm, batchnorm2d, conv1d, conv2d, dense, gru, lstm, prelu, residual, wavenet
 from .base import (LayerKind, LayerSpec, RTNeuralLayerType, generation, get_kind, install_builtin, kinds, names,
                    register_kind, rtneural_handler, rtneural_handlers, unregister_kind)
 
@@ -50,6 +50,7 @@ KINDS: tuple[RTNeuralLayerType, ...] = (
     conv2d.KIND,
     batchnorm2d.KIND,
     residual.KIND,  # a block of the kinds above (and of blocks); no RTNeural type
+    wavenet.KIND,  # NAM's WaveNet; no RTNeural type (nam and onnx write it)
 )
 
 install_builtin(KINDS)

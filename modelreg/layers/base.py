@@ -239,6 +239,10 @@ class LayerKind(RTNeuralLayerType):
     refused_keys: ClassVar[Mapping[str, str]] = {}
     #: A few layer tables of this kind (without ``type``), for the tests every kind goes through.
     examples: ClassVar[tuple[Mapping[str, Any], ...]]
+    #: For a kind no RTNeural export can hold (neither its JSON nor its compile-time layers): why, and
+    #: which exporters can (the RTNeural exporters refuse an entry holding one with it). None: RTNeural
+    #: can hold it (a block of such kinds, like the residual block, is decided by its layers).
+    rtneural_refusal: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------ registry (no torch, no numpy)
 
@@ -250,6 +254,11 @@ class LayerKind(RTNeuralLayerType):
     @abc.abstractmethod
     def spec(self, table: Mapping[str, Any], in_features: int) -> LayerSpec:
         """The :class:`LayerSpec` of a schema-valid layer table fed ``in_features`` values."""
+
+    def keys_text(self, layer: LayerSpec) -> str | None:
+        """The layer's keys for people, when the generic ``key=value`` list cannot show them (nested
+        tables); None (the default): the generic list (:func:`modelreg.spec.layer_keys`)."""
+        return None
 
     def problems(self, layer: LayerSpec, in_features: int) -> list[LayerProblem]:
         """What the schema cannot say about one layer (e.g. sizes that must divide); none by default."""

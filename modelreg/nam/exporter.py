@@ -34,7 +34,7 @@ RUNTIME = "NAM's C++ engine (NeuralAmpModelerCore, nam::get_dsp)"
 
 
 class NAMExporter(Exporter):
-    """Writes ``models/nam/NAME.nam`` for Neural Amp Modeler hosts (LSTM and ConvNet entries)."""
+    """Writes ``models/nam/NAME.nam`` for Neural Amp Modeler hosts (LSTM, ConvNet and WaveNet entries)."""
 
     name = "nam"
     version = "1"
@@ -118,14 +118,30 @@ def _start_state(spec: ModelSpec, module: RealtimeModel, dtype: Any) -> list[tup
     prewarm), per layer, as ``module.step`` takes it (batch 1)."""
     import torch
 
-    from .format import _rest_state
+    from .format import _rest_state, architecture_of
 
+    if architecture_of(spec) == "WaveNet":
+        return _prewarmed(spec, module, dtype)
     rest = _rest_state(spec, module)
     state: list[tuple[Any, ...]] = []
     for index, layer in enumerate(spec.layers):
         state.append(tuple(torch.from_numpy(rest[f"{name}{index}"]).to(dtype).view(1, 1, -1)
                            for name, _ in layer.kind.state(layer)))
     return state
+
+
+def _prewarmed(spec: ModelSpec, module: RealtimeModel, dtype: Any) -> list[tuple[Any, ...]]:
+    """A WaveNet's state after NAM's prewarm: its conv buffers after a stream of zeros as long as the
+    receptive field (every buffer then holds its resting values exactly: a finite memory). One
+    sequence call (full convolutions), not the frame-by-frame search of the resting state."""
+    import torch
+
+    from ..layers.wavenet import arrays_of, history
+
+    frames = 1 + sum(history(a.kernel_size, d) for a in arrays_of(spec.layers[0]) for d in a.dilations)
+    with torch.inference_mode():
+        _, state = module.step(torch.zeros(1, frames, spec.in_features), module.initial_state(1))
+    return [tuple(t.to(dtype) for t in layer) for layer in state]
 
 
 def _reference(module: Any, frames: np.ndarray, start: list[tuple[Any, ...]]) -> np.ndarray:

@@ -18,6 +18,8 @@ the engine's (NAM/lstm.cpp, NAM/convnet.cpp; see docs/nam.md):
   ``[out][in][k]``, then its bias when there is no batchnorm), then with batchnorm
   its running mean, running variance, weight, bias and eps; the activation; then
   the head (``out x channels`` row by row, then the biases).
+- **WaveNet** (``config``: ``layers``, ``head_scale``): one ``wavenet`` layer; its config and
+  weight order live in :mod:`modelreg.nam.wavenet` (the importer reuses them).
 
 Nothing here imports torch or numpy at module level.
 """
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..errors import ExportError, Problem
+from ..errors import ExportError, Problem, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,7 +58,7 @@ __all__ = [
 #: EARLIEST_SUPPORTED_NAM_FILE_VERSION 0.5.0 to LATEST_FULLY_SUPPORTED_NAM_FILE_VERSION 0.7.0),
 #: and the model version NAM's own trainer writes (0.5.4), so older plugins load the file too.
 FILE_VERSION = "0.5.4"
-ARCHITECTURES = ("LSTM", "ConvNet")
+ARCHITECTURES = ("LSTM", "ConvNet", "WaveNet")
 #: modelreg's activations -> NAM's names (NAM/activations.cpp); those NAM lacks are refused.
 ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "sigmoid": "Sigmoid"}
 #: What the refusal of an entry says NAM can hold.
@@ -64,7 +66,8 @@ WHAT_NAM_HOLDS = ("NAM's engine holds an LSTM stack (lstm layers of one size, th
                   "activation 'linear') or a ConvNet (blocks of conv1d with kernel_size 2 and a dilation, "
                   "with activation tanh, relu or sigmoid (on the layer, or in an activation layer after it, optionally "
                   "after a batchnorm layer: in every block or none; one activation for all blocks), "
-                  "then one dense layer with activation 'linear')")
+                  "then one dense layer with activation 'linear'), or a WaveNet (one wavenet layer, "
+                  "the entry's only layer)")
 
 
 def _refuse(spec: ModelSpec, reason: str, found: str) -> ExportError:
@@ -89,9 +92,14 @@ def _layers_text(spec: ModelSpec) -> str:
 
 
 def architecture_of(spec: ModelSpec) -> str:
-    """``"LSTM"`` or ``"ConvNet"``: the NAM architecture that holds ``spec``'s layers; refused
-    (:class:`~modelreg.errors.ExportError`, saying what NAM can hold) otherwise."""
+    """``"LSTM"``, ``"ConvNet"`` or ``"WaveNet"``: the NAM architecture that holds ``spec``'s layers;
+    refused (:class:`~modelreg.errors.ExportError`, saying what NAM can hold) otherwise."""
     layers = list(spec.layers)
+    if any(layer.type == "wavenet" for layer in layers):
+        if len(layers) != 1:
+            raise _refuse(spec, "NAM's WaveNet is the whole model: a wavenet layer must be the entry's only layer",
+                          _layers_text(spec))
+        return "WaveNet"
     if len(layers) < 2 or layers[-1].type != "dense":
         raise _refuse(spec, "NAM's models end in one linear head", _layers_text(spec))
     head = layers[-1]
@@ -186,14 +194,20 @@ def build_document(spec: ModelSpec, module: RealtimeModel, *, date: Mapping[str,
     """The ``.nam`` document of ``spec`` with ``module``'s weights (``weights`` a float32 array)."""
     import numpy as np
 
-    from .._version import __version__
-
     architecture = architecture_of(spec)
     state = {key: tensor.detach().cpu().numpy().astype(np.float32) for key, tensor in module.state_dict().items()}
     last = len(spec.layers) - 1
-    head_w, head_b = state[f"layers.{last}.weight"], state[f"layers.{last}.bias"]
     parts: list[np.ndarray] = []
     config: dict[str, Any]
+    if architecture == "WaveNet":
+        from . import wavenet
+
+        # The engine reads in_channels (default 1) and takes its outputs from the last head_size.
+        config = {**({"in_channels": spec.in_features} if spec.in_features != 1 else {}),
+                  **wavenet.config_of(spec.layers[0])}
+        return _document(spec, module, architecture, config, wavenet.flat_weights(spec.layers[0], state, "layers.0."),
+                         date)
+    head_w, head_b = state[f"layers.{last}.weight"], state[f"layers.{last}.bias"]
     if architecture == "LSTM":
         hidden = spec.layers[0].units
         rest = _rest_state(spec, module)
@@ -228,11 +242,18 @@ def build_document(spec: ModelSpec, module: RealtimeModel, *, date: Mapping[str,
         config["in_channels"] = spec.in_features
     if spec.out_features != 1:
         config["out_channels"] = spec.out_features
+    return _document(spec, module, architecture, config, np.concatenate(parts).astype(np.float32), date)
+
+
+def _document(spec: ModelSpec, module: RealtimeModel, architecture: str, config: dict[str, Any],
+              weights: np.ndarray, date: Mapping[str, int] | None) -> dict[str, Any]:
+    from .._version import __version__
+
     document: dict[str, Any] = {
         "version": FILE_VERSION,
         "architecture": architecture,
         "config": config,
-        "weights": np.concatenate(parts).astype(np.float32),
+        "weights": weights,
     }
     if spec.sample_rate is not None:
         rate = float(spec.sample_rate)
@@ -295,6 +316,12 @@ def weight_layout(architecture: str, config: Mapping[str, Any]) -> list[tuple[st
     in its order: ``[("layer 0 (lstm, 1 -> 8)", 328), ..., ("head (linear, 8 -> 1)", 9)]``."""
     in_channels = int(config.get("in_channels", 1))
     out_channels = int(config.get("out_channels", 1))
+    if architecture == "WaveNet":
+        from ..layers import get_kind
+        from .wavenet import table_from_config, weight_parts
+
+        # Raises UsageError naming a feature the wavenet layer cannot represent.
+        return weight_parts(get_kind("wavenet").spec(table_from_config(config, in_channels), in_channels))
     parts: list[tuple[str, int]] = []
     if architecture == "LSTM":
         hidden, layers = int(config["hidden_size"]), int(config["num_layers"])
@@ -348,7 +375,12 @@ def file_problems(data: Mapping[str, Any], *, file: str) -> list[Problem]:
         # NAM's LSTM copies in_channels samples into an input of input_size values.
         problems.append(Problem("an LSTM's input_size must equal its in_channels", file=file, key="config.input_size",
                                 expected=str(config.get("in_channels", 1)), found=str(config["input_size"])))
-    counted = count_problem(architecture, config, len(weights), file=file)
+    try:
+        counted = count_problem(architecture, config, len(weights), file=file)
+    except UsageError as exc:  # a WaveNet variant modelreg cannot represent, named
+        problem = exc.problems[0]
+        return problems + [attrs.evolve(problem, file=file, reason="cannot count this file's weights: "
+                                                                   + problem.reason)]
     if counted is not None:
         problems.append(counted)
     bad = next((i for i, value in enumerate(weights) if not math.isfinite(value)), None)
@@ -360,6 +392,10 @@ def file_problems(data: Mapping[str, Any], *, file: str) -> list[Problem]:
 def channels_of(data: Mapping[str, Any]) -> tuple[int, int]:
     """(in, out) channels of a checked file."""
     config = data["config"]
+    if data["architecture"] == "WaveNet":  # the engine's outputs are the last array's head output
+        last = config["layers"][-1]
+        outs = last["head"]["out_channels"] if last.get("head") is not None else last["head_size"]
+        return int(config.get("in_channels", 1)), int(outs)
     return int(config.get("in_channels", 1)), int(config.get("out_channels", 1))
 
 
@@ -368,6 +404,10 @@ def describe(data: Mapping[str, Any]) -> str:
     config = data["config"]
     if data["architecture"] == "LSTM":
         shape = f"{config['num_layers']} x {config['hidden_size']} hidden"
+    elif data["architecture"] == "WaveNet":
+        arrays = config["layers"]
+        shape = (f"{len(arrays)} layer array{'s' if len(arrays) != 1 else ''}: "
+                 + ", ".join(f"{a['channels']} channels x {len(a['dilations'])} layers" for a in arrays))
     else:
         shape = f"{len(config['dilations'])} blocks x {config['channels']} channels, dilations {config['dilations']}"
     rate = f", {data['sample_rate']:g} Hz" if "sample_rate" in data else ""

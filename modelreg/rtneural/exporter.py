@@ -72,6 +72,26 @@ def block_paths(spec: ModelSpec) -> list[str]:
     return [f"layers[{index}]" for index, layer in enumerate(spec.layers) if layer.kind.children(layer)]
 
 
+def refuse_unholdable(spec: ModelSpec, exporter: str) -> None:
+    """Raise ExportError when the entry holds a layer no RTNeural export can hold (a kind with an
+    ``rtneural_refusal``, such as NAM's WaveNet), naming the layer and what can hold it."""
+    from ..layers.base import leaves
+
+    found = [leaf for leaf in leaves(spec.layers, spec.in_features) if leaf.layer.kind.rtneural_refusal]
+    if not found:
+        return
+    from ..errors import ExportError, Problem
+    from ..paths import display_path
+
+    first = found[0]
+    exports = list(spec.exports)
+    where = f"exports[{exports.index(exporter)}]" if exporter in exports else "exports"
+    raise ExportError(Problem(
+        f"the {exporter} exporter cannot write {first.path} ({first.layer.type}): {first.layer.kind.rtneural_refusal}",
+        file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.{where}",
+        expected='"nam" or "onnx" instead of ' + f'"{exporter}"', found=f'"{exporter}"'))
+
+
 def refuse_blocks(spec: ModelSpec) -> None:
     """Raise ExportError when the entry holds a residual block: RTNeural's JSON reads straight stacks."""
     blocks = block_paths(spec)
@@ -113,6 +133,7 @@ class RTNeuralExporter(Exporter):
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
         from .format import dumps_rtneural, to_rtneural
 
+        refuse_unholdable(spec, self.name)
         refuse_blocks(spec)
         state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
         layers = list(spec.layers)  # each kind writes its own layout

@@ -708,6 +708,9 @@ class RTNeuralCppExporter(Exporter):
         return spec.registry_dir / "models" / "cpp" / f"{spec.name}.h"
 
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
+        from .exporter import refuse_unholdable
+
+        refuse_unholdable(spec, self.name)
         # Written in place: ``path`` is the pipeline's temporary file (renamed once checked).
         path.write_text(_render_for(spec, module), encoding="utf-8")
         write_cmake(path.parent)
