@@ -4,10 +4,11 @@
 
 Copies the registry into FOLDER (default: a temporary folder), makes seeded weights (as
 ``modelreg init --seed 1`` does), exports NAM's ``.nam`` file, RTNeural JSON, the rtneural-cpp
-header and ONNX, validates them, and prints one table: per engine (torch, RTNeural's dynamic
-loader ``parseJson``, the compiled RTNeural header, onnxruntime, NAM's engine ``nam::get_dsp``)
-the parity against torch (max abs error) and the real-time factor at 48 kHz in 64-sample
-blocks (the median block, and the p99 that the C++ engines are judged by).
+header and ONNX, then runs ``modelreg validate --report``: its Engines table shows, per engine
+(torch, RTNeural's dynamic loader ``parseJson``, the compiled RTNeural header, onnxruntime,
+NAM's engine ``nam::get_dsp``), the parity against torch (max abs error) and the real-time
+factor at 48 kHz in 64-sample blocks (at the median block, and at the p99 that the C++
+engines are judged by); the HTML report (models/validation_report.html) has the same table.
 
 The C++ engines run when MODELREG_RTNEURAL (an RTNeural checkout) and MODELREG_NAM_CORE (a
 NeuralAmpModelerCore checkout) are set; without them their checks are skipped and the table
@@ -28,6 +29,7 @@ import attrs
 
 import modelreg
 from modelreg.audio import engine_comparison
+from modelreg.cli import main as cli_main
 from modelreg.latency import ms_text, rtf_text
 from modelreg.spec import audio_rate_text
 
@@ -49,36 +51,33 @@ def main(folder: Path, latency_seconds: float, json_path: Path | None) -> int:
         shown = artifact.path.relative_to(folder) if artifact.path else "-"
         print(f"  {artifact.status:7} {shown}  {artifact.message}")
 
-    report = modelreg.validate_all(registry, latency_seconds=latency_seconds)
+    # What `modelreg validate --report` prints and writes: the Engines table is the comparison.
+    print(f"\n$ modelreg validate --latency-seconds {latency_seconds:g} --report", flush=True)
+    code = cli_main(["validate", "--registry", str(path), "--latency-seconds", f"{latency_seconds:g}", "--report"])
+    sys.stdout.flush()
+
+    results = json.loads((folder / "models" / "validation_results.json").read_text(encoding="utf-8"))
     comparison = {}
-    for model in report.models.values():
-        spec = registry[model.name]
-        skipped = sum(c.status == "skip" for c in model.checks)
-        print(f"  {model.name} validation: {model.passed}/{len(model.checks) - skipped} checks passed "
-              f"({skipped} skipped)")
-        rows = engine_comparison(model.checks, audio_rate=spec.is_audio_rate)
-        comparison[model.name] = [attrs.asdict(row) for row in rows]
-        print(f"\n  {model.name}: one model, {len(rows)} engines, {audio_rate_text(spec.sample_rate, spec.block_size)} "
-              f"(a block lasts {ms_text(spec.block_ms or 0.0)})")
-        print(f"  {'engine':32} {'parity (max abs error)':24} {'real time, p50 block':22} {'real time, p99 block':22}")
+    for name, model in results["models"].items():
+        spec = registry[name]
+        rows = engine_comparison(model["checks"], audio_rate=spec.is_audio_rate)
+        comparison[name] = {"sample_rate": spec.sample_rate, "block_size": spec.block_size, "block_ms": spec.block_ms,
+                            "engines": [attrs.asdict(row) for row in rows]}
+        ran = [row for row in rows if row.rtf_p50 is not None]
+        if len(ran) > 1:
+            fastest = max(ran, key=lambda row: row.rtf_p50 or 0.0)
+            print(f"\n{name}: {len(rows)} engines, {len(ran)} timed; fastest at the median block: {fastest.engine}, "
+                  f"{rtf_text(fastest.rtf_p50 or 0.0)} real time ({ms_text(fastest.p50_ms or 0.0)} per "
+                  f"{spec.block_size}-sample block)")
         for row in rows:
-            parity = ("reference" if row.parity_status == "reference" else
-                      f"{row.max_abs_error:.2g} ({row.parity_status})" if row.max_abs_error is not None
-                      else str(row.parity_status or "-"))
-            if row.rtf is not None and row.rtf_p50 is not None:
-                p50 = f"{rtf_text(row.rtf_p50)} ({ms_text(row.p50_ms or 0.0)})"
-                p99 = f"{rtf_text(row.rtf)} ({ms_text(row.stat_ms or 0.0)})" + ("" if row.judged else " *")
-            else:
-                p50 = p99 = row.latency_status
-            print(f"  {row.engine:32} {parity:24} {p50:22} {p99:22}")
-            if row.reason:
-                print(f"  {'':32} {row.latency_status}: {row.reason}")
-        print("  * timed from Python, once per sample: for comparison, not judged")
-        for failure in model.failures:
-            print(f"  FAIL {failure.name}: {failure.message}")
+            if row.latency_status == "skip":
+                print(f"  {row.engine}: skipped: {row.reason}")
+        for check in model["checks"]:
+            if check["status"] in ("fail", "error"):
+                print(f"  FAIL {check['name']}: {check['message']}")
     if json_path is not None:
         json_path.write_text(json.dumps(comparison, indent=2) + "\n")
-    return 0 if report.ok and exported.ok else 1
+    return 0 if code == 0 and exported.ok else 1
 
 
 if __name__ == "__main__":
