@@ -185,8 +185,9 @@ def engine_comparison(checks: Iterable[Any], *, audio_rate: bool | None = None) 
         stat_ms = _number(figures.get(f"{stat}_ms")) if stat else None
         p50 = _number(figures.get("p50_ms"))
         block_ms = _number(figures.get("block_ms"))
-        reasons = [m for s, m in ((status, message), parity[:2] if parity is not None else ("", ""))
-                   if s in ("skip", "error") or (s == "fail" and not figures)]
+        # Why an engine has no figure: a skip, an error, or a failure before measuring (no figures).
+        reasons = [m for s, m, f in ((status, message, figures), parity if parity is not None else ("", "", {}))
+                   if s in ("skip", "error") or (s == "fail" and not f)]
         rows.append(EngineRow(
             engine=ENGINE_LABELS.get(name, name.split(".", 1)[0]),
             latency_check=name,

@@ -667,3 +667,28 @@ def test_cpp_latency_times_blocks_and_judges_them(tmp_path, cpp, keys, status):
     assert {"clock_overhead_ns", "rtneural", "backend", "compiler"} <= set(header.figures)
     assert re.fullmatch(rf"RTNeural C\+\+ compiled header \(ModelT, json weights, stl\): p99 \S+ ms per block vs target "
                         rf"{target}: \S+x real time at 48 kHz, 64-sample blocks \(\d+ blocks\)", header.message), header.message
+
+
+def test_engine_comparison_pairs_each_timing_with_its_parity():
+    """modelreg.audio.engine_comparison: torch first (the reference), then each exporter's block timing with the
+    parity check of the same name, a plugin's format included; a check that failed before measuring gives its
+    message as the reason; a model without block timings has no comparison."""
+    from modelreg.audio import engine_comparison
+    from modelreg.report import CheckResult
+
+    broke = "the runner did not build: g++ exited 1"
+    checks = [CheckResult("latency", "pass", "t", block_check("latency", "pass", 40.0, judged=False)["figures"]),
+              CheckResult("myfmt.parity", "pass", "p", {"max_error": 0.0, "max_abs_error": 1e-7, "tolerance": 1e-5}),
+              CheckResult("myfmt.latency", "pass", "t", block_check("myfmt.latency", "pass", 0.1, judged=True)["figures"]),
+              CheckResult("rtneural.parity", "pass", "numpy", {"max_abs_error": 2e-8}),  # no timing: not an engine
+              CheckResult("rtneural.dynamic_parity", "fail", broke),
+              CheckResult("rtneural.dynamic_latency", "fail", broke)]
+    rows = engine_comparison(checks)
+    assert [(r.engine, r.parity_check, r.parity_status) for r in rows] == [
+        ("torch (Python)", None, "reference"), ("myfmt", "myfmt.parity", "pass"),
+        ("RTNeural C++ (parseJson)", "rtneural.dynamic_parity", "fail")]
+    assert rows[1].max_abs_error == 1e-7 and rows[1].rtf == pytest.approx(13.33) and rows[1].judged is True
+    assert rows[1].rtf_p50 == pytest.approx(1.333333 / 0.07) and rows[1].reason == ""
+    assert rows[2].rtf is None and rows[2].latency_status == "fail" and rows[2].reason == broke
+    per_frame = [CheckResult("latency", "pass", "t", {"p50_ms": 0.1, "p99_ms": 0.2, "stat": "p99"})]
+    assert engine_comparison(per_frame) == [] and engine_comparison(checks, audio_rate=False) == []
