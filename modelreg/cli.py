@@ -429,20 +429,20 @@ def engine_table_rows(report: Any, registry: Any) -> list[list[str]]:
     stat = stats.pop() if len(stats) == 1 else "stat"  # the entries' statistic, when they share one
     rows = [["model", "engine", "parity (max abs error)", f"block p50 / {stat}", f"real time (p50 / {stat})", "judged"]]
     for name, row in found:
-            if row.parity_status == "reference":
-                parity = "reference"
-            elif row.max_abs_error is not None:
-                parity = f"{row.max_abs_error:.2g}" + ("" if row.parity_status == "pass" else " FAIL")
-            else:
-                parity = row.parity_status or "-"
-            if row.stat_ms is not None and row.p50_ms is not None:
-                block = f"{ms_text(row.p50_ms)} / {ms_text(row.stat_ms)}" + ("" if row.stat == stat else f" ({row.stat})")
-                speed = (f"{rtf_text(row.rtf_p50) if row.rtf_p50 else '-'} / "
-                         f"{rtf_text(row.rtf) if row.rtf else '-'}" + (" FAIL" if row.latency_status == "fail" else ""))
-            else:
-                block = speed = row.latency_status
-            judged = "-" if row.judged is None else ("yes" if row.judged else "no (Python)")
-            rows.append([name, row.engine, parity, block, speed, judged])
+        if row.parity_status == "reference":
+            parity = "reference"
+        elif row.max_abs_error is not None:
+            parity = f"{row.max_abs_error:.2g}" + ("" if row.parity_status == "pass" else " FAIL")
+        else:
+            parity = row.parity_status or "-"
+        if row.stat_ms is not None and row.p50_ms is not None:
+            block = f"{ms_text(row.p50_ms)} / {ms_text(row.stat_ms)}" + ("" if row.stat == stat else f" ({row.stat})")
+            speed = (f"{rtf_text(row.rtf_p50) if row.rtf_p50 else '-'} / "
+                     f"{rtf_text(row.rtf) if row.rtf else '-'}" + (" FAIL" if row.latency_status == "fail" else ""))
+        else:
+            block = speed = row.latency_status
+        judged = "-" if row.judged is None else ("yes" if row.judged else "no (Python)")
+        rows.append([name, row.engine, parity, block, speed, judged])
     return rows
 
 
