@@ -1,4 +1,4 @@
-"""modelreg benchmarks: start-up, RTNeural export speed/size, proof at the speed of parsing (issue 13), the whole job, scale, latency per runtime.
+"""modelreg benchmarks: start-up, RTNeural export speed/size, proof at the speed of parsing (issue 13), the whole job, scale, latency per runtime, the rtneural-cpp headers, diff, one amp model in every engine.
 
     .venv/bin/python benchmarks/run.py            # everything (~8 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # smaller scale run, for a smoke test
@@ -1065,6 +1065,87 @@ def bench_diff(repeats: int) -> None:
                    f"(best {min(in_process['wall']):.2f} s), {statistics.median(in_process['cpu']):.2f} s CPU")
 
 
+# ---------------------------------------------------------------- 8. one amp model, every engine (issue 20, section 4)
+
+
+def bench_amp(runs: int, seconds: float) -> None:
+    """examples/amp run ``runs`` times (each a fresh folder: init, export, `modelreg validate --report`), its
+    engines timed for ``seconds`` each: per engine, parity against torch and the real-time factor at 48 kHz in
+    64-sample blocks (at the median block and at the p99 the C++ engines are judged by), the median over runs.
+    RTNeural (Eigen backend, as in section 5) and NAM's engine come from $MODELREG_RTNEURAL /
+    $MODELREG_NAM_CORE, else ../shared beside the checkout; an absent one is reported as skipped."""
+    print(f"\n8. one amp model, every engine (examples/amp, {runs} runs, {seconds:g} s per engine)", flush=True)
+    import modelreg.nam.engine as ne
+    import modelreg.rtneural.cpp as rc
+
+    env = dict(os.environ, MODELREG_RTSAN_CXX="off", MODELREG_RTNEURAL_BACKEND="eigen",
+               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    for variable, shared, marker in ((rc.ENV_RTNEURAL, "rtneural", "RTNeural/RTNeural.h"),
+                                     (ne.ENV_CORE, "nam-core", "NAM/get_dsp.h")):
+        root = os.environ.get(variable) or str(ROOT.parent / "shared" / shared)
+        if (Path(root) / marker).is_file():
+            env[variable] = root
+        else:
+            env.pop(variable, None)
+            print(f"    {shared}: not found at {root} (set {variable}): its engine is skipped", flush=True)
+    per_run: list[dict[str, Any]] = []
+    load: list[tuple[float, float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs):
+            out = Path(tmp) / f"engines-{run}.json"
+            load.append(os.getloadavg())
+            done = subprocess.run([PYTHON, str(ROOT / "examples" / "amp" / "run.py"), str(Path(tmp) / f"run{run}"),
+                                   "--latency-seconds", f"{seconds:g}", "--json", str(out)],
+                                  env=env, capture_output=True, text=True)
+            if not out.is_file():
+                raise SystemExit(f"examples/amp/run.py failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+            per_run.append(json.loads(out.read_text())["amp"])
+            fails = [line.strip() for line in done.stdout.splitlines() if line.startswith("  FAIL ")]
+            print(f"    run {run + 1}: exit {done.returncode}" + (f" ({'; '.join(fails)})" if fails else ""), flush=True)
+    engines: list[dict[str, Any]] = []
+    for index, first in enumerate(per_run[0]["engines"]):
+        rows = [r["engines"][index] for r in per_run]
+
+        def median(key: str, rows: list[dict[str, Any]] = rows) -> float | None:
+            values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+            return statistics.median(values) if values else None
+
+        engines.append({"engine": first["engine"], "check": first["latency_check"],
+                        "parity": [r["parity_status"] for r in rows], "max_abs_error": median("max_abs_error"),
+                        "p50_ms": median("p50_ms"), "p99_ms": median("stat_ms"), "rtf_p50": median("rtf_p50"),
+                        "rtf_p99": median("rtf"), "judged": first["judged"],
+                        "latency": [r["latency_status"] for r in rows],
+                        "runs": [{k: r[k] for k in ("p50_ms", "stat_ms", "rtf_p50", "rtf")} for r in rows]})
+    results["amp"] = {"runs": runs, "seconds_per_engine": seconds, "block_size": per_run[0]["block_size"],
+                      "sample_rate": per_run[0]["sample_rate"], "block_ms": per_run[0]["block_ms"],
+                      "load_average": load, "engines": engines}
+    from modelreg.latency import ms_text, rtf_text
+
+    for engine in engines:
+        if engine["rtf_p50"] is None:
+            record("amp", f"{engine['engine']}: skipped (not configured)")
+            continue
+        parity = ("reference" if engine["check"] == "latency" else
+                  f"parity max abs error {engine['max_abs_error']:.2g} ({', '.join(sorted(set(engine['parity'])))})")
+        record("amp", f"{engine['engine']}: {parity}; real time {rtf_text(engine['rtf_p50'])} at the median block "
+                      f"({ms_text(engine['p50_ms'])}), {rtf_text(engine['rtf_p99'])} at p99 ({ms_text(engine['p99_ms'])})"
+                      + ("" if engine["judged"] else ", not judged (from Python)"))
+    proven = [e for e in engines if e["check"] != "latency" and e["rtf_p50"] is not None]
+    record("amp", f"parity against torch in every engine that ran ({len(proven)} of {len(engines) - 1}), every run",
+           "all pass", all(set(e["parity"]) == {"pass"} for e in proven))
+    print(f"    load average at the start of each run: {', '.join(f'{a[0]:.1f}' for a in load)}", flush=True)
+    print("\n| engine | parity (max abs error) | block p50 | real time (p50) | block p99 | real time (p99) | judged |"
+          "\n|---|---|---|---|---|---|---|")
+    for engine in engines:
+        if engine["rtf_p50"] is None:
+            print(f"| {engine['engine']} | skipped | | | | | |")
+            continue
+        parity = "reference" if engine["check"] == "latency" else f"{engine['max_abs_error']:.2g}"
+        print(f"| {engine['engine']} | {parity} | {ms_text(engine['p50_ms'])} | {rtf_text(engine['rtf_p50'])} | "
+              f"{ms_text(engine['p99_ms'])} | {rtf_text(engine['rtf_p99'])} | "
+              f"{'yes' if engine['judged'] else 'no (Python)'} |")
+
+
 def _wall_and_cpu(command: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + sys of the command and the children it waited for, such as git):
     the CPU figure moves far less than the wall on a busy machine."""
@@ -1111,14 +1192,14 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="sizes 5/20/50 and shorter latency windows")
-    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency", "headers", "diff"],
+    parser.add_argument("--only", choices=["startup", "export", "proof", "job", "scale", "latency", "headers", "diff", "amp"],
                         action="append")
     parser.add_argument("--output", type=Path, default=None,
                         help="default benchmarks/results.json (--quick: benchmarks/results.quick.json)")
     args = parser.parse_args()
     if args.output is None:
         args.output = ROOT / "benchmarks" / ("results.quick.json" if args.quick else "results.json")
-    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency", "headers", "diff"])
+    sections = set(args.only or ["startup", "export", "proof", "job", "scale", "latency", "headers", "diff", "amp"])
     results["machine"] = machine()
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, python {results['machine']['python']}, "
           f"torch {results['machine']['torch']}")
@@ -1138,6 +1219,8 @@ def main() -> int:
         bench_headers(repeats=5 if args.quick else 15, cold_processes=5 if args.quick else 15)
     if "diff" in sections:
         bench_diff(repeats=3 if args.quick else 7)
+    if "amp" in sections:
+        bench_amp(runs=1 if args.quick else 3, seconds=0.2 if args.quick else 2.0)
 
     results["table"] = [{"section": s, "figure": f, "target": t, "verdict": v} for s, f, t, v in rows]
     from modelreg.atomic import atomic_write_text

@@ -10,8 +10,10 @@ which must not import the spec back.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from .latency import LatencyStats, ms_text, rtf_text
 
@@ -21,7 +23,8 @@ if TYPE_CHECKING:
     from .report import CheckResult
     from .spec import ModelSpec
 
-__all__ = ["MIN_BLOCKS", "block_figures", "block_input", "block_result"]
+__all__ = ["ENGINE_LABELS", "MIN_BLOCKS", "EngineRow", "block_figures", "block_input", "block_result",
+           "engine_comparison"]
 
 #: Fewest blocks the torch and onnxruntime comparisons time (more when they fit the window): a
 #: block of a per-sample model called from Python can take tens of milliseconds.
@@ -94,3 +97,108 @@ def block_result(name: str, samples_ns: Any, spec: ModelSpec, *, warmup: int, pr
     value = figures[f"{spec.latency_stat}_ms"]
     ok = comparison is not None or value <= spec.latency_ms
     return CheckResult(name, "pass" if ok else "fail", prefix + summary, {**figures, **(extra or {})})
+
+
+# ---------------------------------------------------------------- one model, every engine
+
+
+#: What runs each built-in latency check's blocks, for the engine comparison (a plugin's check
+#: ``FORMAT.latency`` is shown as ``FORMAT``).
+ENGINE_LABELS = {
+    "latency": "torch (Python)",
+    "rtneural.dynamic_latency": "RTNeural C++ (parseJson)",
+    "rtneural-cpp.latency": "RTNeural C++ (compiled header)",
+    "onnx.latency": "onnxruntime (Python)",
+    "nam.latency": "NAM's engine (C++)",
+}
+
+
+@attrs.frozen
+class EngineRow:
+    """One engine of an audio-rate model's comparison: its parity against torch and its block timing.
+
+    ``parity_status`` is ``"reference"`` for torch (the others are compared with it), else the
+    parity check's status (None when the model has no such check); ``max_abs_error`` and
+    ``error`` (the deciding figure, beyond float32 rounding) are its figures. ``latency_status``
+    is the latency check's; ``stat_ms`` the time of one block at the entry's statistic
+    (``stat``), ``rtf`` the real-time factor at that statistic and ``rtf_p50`` at the median
+    block; ``judged`` whether that engine's time decides the check. ``reason``: why a check was
+    skipped or failed before measuring (its message), else "".
+    """
+
+    engine: str
+    latency_check: str
+    parity_check: str | None
+    parity_status: str | None
+    max_abs_error: float | None
+    error: float | None
+    tolerance: float | None
+    latency_status: str
+    stat: str | None
+    stat_ms: float | None
+    p50_ms: float | None
+    rtf: float | None
+    rtf_p50: float | None
+    judged: bool | None
+    reason: str = ""
+
+
+def _parts(check: Any) -> tuple[str, str, str, Mapping[str, Any]]:
+    """(name, status, message, figures) of a CheckResult or of its JSON form."""
+    if isinstance(check, Mapping):
+        figures = check.get("figures")
+        return (str(check.get("name", "")), str(check.get("status", "")), str(check.get("message", "")),
+                figures if isinstance(figures, Mapping) else {})
+    return check.name, check.status, check.message, check.figures
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def engine_comparison(checks: Iterable[Any], *, audio_rate: bool | None = None) -> list[EngineRow]:
+    """Every engine an audio-rate model was timed in, side by side: parity and real-time factor.
+
+    ``checks``: a model's checks (:class:`~modelreg.report.CheckResult` or their JSON form,
+    as the results file holds them). An engine is a latency check (torch's ``latency``, or an
+    exporter's ``FORMAT.latency`` / ``FORMAT.X_latency``), paired with the parity check of the
+    same name (``FORMAT.parity`` / ``FORMAT.X_parity``); torch is the reference. Empty for a
+    model that is not audio-rate: ``audio_rate`` says so when known (the entry), else a block
+    timing among the checks decides (a results file read without its registry).
+    """
+    by_name = {}
+    for check in checks:
+        name, status, message, figures = _parts(check)
+        by_name[name] = (status, message, figures)
+    timed = [n for n in by_name if n == "latency" or (n.endswith("latency") and "." in n)]
+    if audio_rate is None:
+        audio_rate = any("block_size" in by_name[n][2] for n in timed)
+    if not audio_rate:
+        return []
+    rows = []
+    for name in sorted(timed, key=lambda n: n != "latency"):  # torch first, then the exports in order
+        status, message, figures = by_name[name]
+        parity_name = None if name == "latency" else name[: -len("latency")] + "parity"
+        parity = by_name.get(parity_name) if parity_name is not None else None
+        parity_figures = parity[2] if parity is not None else {}
+        stat = figures.get("stat") if isinstance(figures.get("stat"), str) else None
+        stat_ms = _number(figures.get(f"{stat}_ms")) if stat else None
+        p50 = _number(figures.get("p50_ms"))
+        block_ms = _number(figures.get("block_ms"))
+        # Why an engine has no figure: a skip, an error, or a failure before measuring (no figures).
+        reasons = [m for s, m, f in ((status, message, figures), parity if parity is not None else ("", "", {}))
+                   if s in ("skip", "error") or (s == "fail" and not f)]
+        rows.append(EngineRow(
+            engine=ENGINE_LABELS.get(name, name.split(".", 1)[0]),
+            latency_check=name,
+            parity_check=parity_name if parity is not None else None,
+            parity_status="reference" if name == "latency" else (parity[0] if parity is not None else None),
+            max_abs_error=_number(parity_figures.get("max_abs_error")),
+            error=_number(parity_figures.get("max_error")),
+            tolerance=_number(parity_figures.get("tolerance")),
+            latency_status=status, stat=stat, stat_ms=stat_ms, p50_ms=p50,
+            rtf=_number(figures.get("rtf")),
+            rtf_p50=block_ms / p50 if block_ms is not None and p50 else None,
+            judged=figures.get("judged") if isinstance(figures.get("judged"), bool) else None,
+            reason=reasons[0] if reasons else ""))
+    return rows

@@ -340,6 +340,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             ])
         print(file=out)
         _table(rows, out)
+        _print_engine_table(report, registry, out)
         _print_realtime_table(report, out)
         _print_skips(report, out)
         if write and plan is not None:
@@ -412,6 +413,50 @@ def _cpp_cells(model: Any, spec: Any) -> list[str]:
         parity_cell = (f"{error:.2g}" + ("" if parity.ok else " FAIL") if isinstance(error, (int, float))
                        else parity.status)
     return [_latency_cell(model.get("rtneural.dynamic_latency"), spec, digits=4), parity_cell]
+
+
+def engine_table_rows(report: Any, registry: Any) -> list[list[str]]:
+    """The rows (header first) of the engine comparison of the audio-rate models in ``report``:
+    per engine, its parity against torch (max abs error) and its time per block with the real-time
+    factor at the median block and at the entry's statistic. Only the header when no model is
+    audio-rate."""
+    from .audio import engine_comparison
+    from .latency import ms_text, rtf_text
+
+    found = [(name, row) for name, model in report.models.items()
+             for row in engine_comparison(model.checks, audio_rate=_audio_rate(registry.get(name)))]
+    stats = {row.stat for _, row in found if row.stat}
+    stat = stats.pop() if len(stats) == 1 else "stat"  # the entries' statistic, when they share one
+    rows = [["model", "engine", "parity (max abs error)", f"block p50 / {stat}", f"real time (p50 / {stat})", "judged"]]
+    for name, row in found:
+        if row.parity_status == "reference":
+            parity = "reference"
+        elif row.max_abs_error is not None:
+            parity = f"{row.max_abs_error:.2g}" + ("" if row.parity_status == "pass" else " FAIL")
+        else:
+            parity = row.parity_status or "-"
+        if row.stat_ms is not None and row.p50_ms is not None:
+            block = f"{ms_text(row.p50_ms)} / {ms_text(row.stat_ms)}" + ("" if row.stat == stat else f" ({row.stat})")
+            speed = (f"{rtf_text(row.rtf_p50) if row.rtf_p50 else '-'} / "
+                     f"{rtf_text(row.rtf) if row.rtf else '-'}" + (" FAIL" if row.latency_status == "fail" else ""))
+        else:
+            block = speed = row.latency_status
+        judged = "-" if row.judged is None else ("yes" if row.judged else "no (Python)")
+        rows.append([name, row.engine, parity, block, speed, judged])
+    return rows
+
+
+def _audio_rate(spec: Any) -> bool | None:
+    return spec.is_audio_rate if spec is not None else None
+
+
+def _print_engine_table(report: Any, registry: Any, out: TextIO) -> None:
+    """One model, every engine: the audio-rate models' parity and real-time factor per engine."""
+    rows = engine_table_rows(report, registry)
+    if len(rows) > 1:
+        print("\nEngines (audio-rate models: parity against torch, real-time factor at the entry's rate and block)",
+              file=out)
+        _table(rows, out)
 
 
 def _print_realtime_table(report: Any, out: TextIO) -> None:

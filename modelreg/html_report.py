@@ -750,6 +750,48 @@ def _realtime_section(checks: Sequence[Mapping[str, Any]]) -> str:
             "<tr><th>check</th><th>status</th><th>measured</th></tr>" + "".join(rows) + "</table></div>")
 
 
+def _engines_section(checks: Sequence[Mapping[str, Any]], spec: Any) -> str:
+    """One model, every engine (an audio-rate model): a table of each engine's parity against torch
+    and its real-time factor at the entry's rate and block ("" for other models)."""
+    from .audio import engine_comparison
+    from .latency import ms_text, rtf_text
+    from .spec import audio_rate_text
+
+    rows = engine_comparison(checks, audio_rate=spec.is_audio_rate if spec is not None else None)
+    if not rows:
+        return ""
+    stat = next((r.stat for r in rows if r.stat), "p99")
+    body = []
+    for row in rows:
+        if row.parity_status == "reference":
+            parity = "reference"
+        elif row.max_abs_error is not None:
+            parity = f"{_err(row.max_abs_error)}" + ("" if row.parity_status == "pass" else f" ({row.parity_status})")
+        else:
+            parity = row.parity_status or "-"
+        cells = [row.engine, parity]
+        if row.rtf is not None and row.rtf_p50 is not None and row.stat_ms is not None and row.p50_ms is not None:
+            cells += [f"{rtf_text(row.rtf_p50)} ({ms_text(row.p50_ms)})",
+                      f"{rtf_text(row.rtf)} ({ms_text(row.stat_ms)})" + ("" if row.stat == stat else f" {row.stat}"),
+                      "yes" if row.judged else "no: from Python, for comparison"]
+        else:
+            cells += [row.latency_status, row.latency_status, "-"]
+        status = "fail" if "fail" in (row.latency_status, row.parity_status) else (
+            "skip" if row.latency_status == "skip" else "pass")
+        reason = f'<br><span class="note">{_e(row.reason)}</span>' if row.reason else ""
+        body.append(f'<tr class="{status}" data-engine="{_e(row.latency_check)}">'
+                    + "".join(f"<td>{_e(c)}</td>" for c in cells[:-1]) + f"<td>{_e(cells[-1])}{reason}</td></tr>")
+    first = next((r for r in _latency_rows(checks, None, None) if r.block_size and r.sample_rate), None)
+    rate = f" at {audio_rate_text(first.sample_rate, first.block_size)}" if first is not None and first.sample_rate \
+        and first.block_size else ""
+    return ('<div class="engines"><h3>Engines</h3><table class="checks engines"><tr><th>engine</th>'
+            "<th>parity (max abs error vs torch)</th><th>real time, p50 block</th>"
+            f"<th>real time, {_e(stat)} block</th><th>judged</th></tr>" + "".join(body) + "</table>"
+            f'<p class="note">One model, every engine it was exported to{_e(rate)}: each runs the same blocks of the '
+            "same seeded signal; the real-time factor is the block's duration over the time of one block (above 1x: "
+            "faster than real time).</p></div>")
+
+
 def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, registry_note: str | None) -> str:
     checks = model["checks"]
     spec = registry.get(name) if registry is not None else None
@@ -800,6 +842,7 @@ def _model_card(name: str, model: Mapping[str, Any], registry: Registry | None, 
     else:
         out.append('<p class="note">The entry declares no exports.</p>')
     out.append("</div></div>")
+    out.append(_engines_section(checks, spec))
     out.append(_realtime_section(checks))
     # Every check
     failing = [c for c in checks if c["status"] in ("fail", "error")]

@@ -366,11 +366,22 @@ def test_validate_table_shows_time_per_block_and_the_real_time_factor(onnx_proje
 
     code, out, err = run_cli(["validate", "--registry", str(onnx_project), "--latency-seconds", "0.02"], capsys)
     assert code == 0, out + err
-    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("voice ", "shaper "))}
+    main_table = out.split("\nEngines (")[0]  # the engine comparison below names the model on each of its rows too
+    rows = {line.split()[0]: line for line in main_table.splitlines() if line.startswith(("voice ", "shaper "))}
     # An audio-rate model: its statistic per block, the real-time factor, the target per block.
     assert re.search(r"^voice\s+89\s+p99 \d[\d.,]* ms/blk \d[\d.,e+-]*x RT\s+-\s+-\s+0\.363 ms/blk\s+\d+/\d+", rows["voice"]), rows
     # Another model's row is as before: per call, the target in ms.
     assert re.search(r"^shaper\s+16\s+p99 \d+\.\d{3} ms\s+-\s+-\s+5 ms\s+\d+/\d+", rows["shaper"]), rows
+    # One model, every engine (issue 20, section 4): torch is the reference, onnxruntime's parity and real-time
+    # factor beside it; only the audio-rate model has the table.
+    engines = out.split("\nEngines (audio-rate models: parity against torch, real-time factor at the entry's rate and "
+                        "block)\n")[1].split("\n\n")[0].splitlines()
+    assert re.match(r"model\s+engine\s+parity \(max abs error\)\s+block p50 / p99\s+real time \(p50 / p99\)\s+judged$",
+                    engines[0]), engines
+    assert re.match(r"voice\s+torch \(Python\)\s+reference\s+\S+ ms / \S+ ms\s+\S+x / \S+x\s+no \(Python\)$", engines[2])
+    assert re.match(r"voice\s+onnxruntime \(Python\)\s+\d[\d.e+-]*\s+\S+ ms / \S+ ms\s+\S+x / \S+x\s+no \(Python\)$",
+                    engines[3]), engines
+    assert len(engines) == 4 and not any(line.startswith("shaper") for line in engines), engines
 
     # validate --json: the same figures; the results file written (schema-checked) holds them too.
     code, out, err = run_cli(["validate", "--registry", str(onnx_project), "--latency-seconds", "0.02", "--json"], capsys)
@@ -535,6 +546,52 @@ def test_report_of_other_models_has_no_audio_note(tmp_path):
     document["models"] = {"shaper": {"ok": True, "seconds": 1.0, "checks": [check]}}
     page = render_report(document, load_registry(registry))
     assert "Audio rate" not in page and "/blk" not in page and "p99 0.01 ms</text>" in chart(page, "shaper")
+    assert 'class="engines"' not in page  # no engine comparison: not an audio-rate model
+
+
+def test_report_compares_the_engines_of_an_audio_rate_model(tmp_path):
+    """One model, every engine (issue 20, section 4): a table per audio-rate model with each engine's parity
+    against torch and its real-time factor at the median block and at the judged statistic; an engine whose
+    checks were skipped says why; a model without block timings has no such table."""
+    import re
+
+    from modelreg.html_report import render_report
+    from modelreg.schemas import schema_problems
+
+    registry = write(tmp_path / "project", audio_entry(), audio_entry("heavy"))
+    document = audio_document(str(registry))
+
+    def parity(name: str, error: float, status: str = "pass") -> dict:
+        return {"name": name, "status": status, "message": f"error {error}", "figures": {
+            "max_error": error / 2, "max_abs_error": error, "tolerance": 1e-5, "cases": {"zeros": error},
+            **({"rtneural": "/opt/RTNeural", "backend": "eigen", "compiler": "g++ 12"} if "dynamic" in name else {})}}
+
+    skipped = "NAM's C++ engine is not configured: set MODELREG_NAM_CORE to a NeuralAmpModelerCore checkout"
+    document["models"]["shaper"]["checks"] += [
+        parity("rtneural.dynamic_parity", 3e-8), parity("onnx.parity", 2e-7, "fail"),
+        parity("rtneural-cpp.parity", 4e-9), block_check("rtneural-cpp.latency", "pass", 0.0086, judged=True, **CPP_FIGURES),
+        {"name": "nam.parity", "status": "skip", "message": skipped, "figures": {}},
+        {"name": "nam.latency", "status": "skip", "message": skipped, "figures": {}}]
+    assert schema_problems(document, "validation_results") == []
+    page = render_report(document, load_registry(registry))
+    shaper = page[page.index('id="model-shaper"'):page.index('id="model-heavy"')]
+    table = shaper[shaper.index('<div class="engines"><h3>Engines</h3>'):]
+    table = table[:table.index("</div>")]
+    rows = re.findall(r'<tr class="(\w+)" data-engine="([^"]+)">(.*?)</tr>', table)
+    assert [(status, name) for status, name, _ in rows] == [
+        ("pass", "latency"), ("pass", "rtneural.dynamic_latency"), ("fail", "onnx.latency"),
+        ("pass", "rtneural-cpp.latency"), ("skip", "nam.latency")]
+    cells = {name: re.findall(r"<td>(.*?)</td>", body) for _, name, body in rows}
+    assert cells["latency"] == ["torch (Python)", "reference", "0.0249x (53.6 ms)", "0.0174x (76.6 ms)",
+                                "no: from Python, for comparison"]
+    assert cells["rtneural.dynamic_latency"] == ["RTNeural C++ (parseJson)", "3e-08", "218x (0.00613 ms)",
+                                                 "152x (0.00875 ms)", "yes"]
+    assert cells["onnx.latency"][:2] == ["onnxruntime (Python)", "2e-07 (fail)"]  # its parity failed
+    assert cells["rtneural-cpp.latency"][:4] == ["RTNeural C++ (compiled header)", "4e-09", "221x (0.00602 ms)",
+                                                 "155x (0.0086 ms)"]
+    assert cells["nam.latency"][:4] == ["NAM&#x27;s engine (C++)", "skip", "skip", "skip"]
+    assert "set MODELREG_NAM_CORE to a NeuralAmpModelerCore checkout" in cells["nam.latency"][4]
+    assert "<th>real time, p99 block</th>" in table and "at 48 kHz, 64-sample blocks" in table
 
 
 def test_report_of_audio_blocks_fits_in_the_browser(audio_page, tmp_path):
@@ -589,11 +646,12 @@ def test_pytest_plugin_items_carry_the_block_figures(pytester, onnx_project):
 def test_cpp_latency_times_blocks_and_judges_them(tmp_path, cpp, keys, status):
     import re
 
-    path = write(tmp_path / "project", audio_entry(keys=keys, exports='["rtneural"]'))
+    path = write(tmp_path / "project", audio_entry(keys=keys, exports='["rtneural", "rtneural-cpp"]'))
     registry = load_registry(path)
     modelreg.init_checkpoint(registry["shaper"], seed=1)
     assert modelreg.export_all(registry).ok
-    check = modelreg.validate_all(path, latency_seconds=0.05, write=False)["shaper"]["rtneural.dynamic_latency"]
+    report = modelreg.validate_all(path, latency_seconds=0.05, write=False)["shaper"]
+    check = report["rtneural.dynamic_latency"]
     assert check.status == status, check.message
     figures = check.figures
     assert figures["block_size"] == 64 and figures["sample_rate"] == 48000.0 and figures["judged"] is True
@@ -602,3 +660,35 @@ def test_cpp_latency_times_blocks_and_judges_them(tmp_path, cpp, keys, status):
     target = r"1\.33 ms \(the block's duration\)" if status == "pass" else "1e-09 ms"
     assert re.fullmatch(rf"RTNeural C\+\+ dynamic model \(parseJson, stl\): p99 \S+ ms per block vs target {target}: "
                         r"\S+x real time at 48 kHz, 64-sample blocks \(\d+ blocks\)", check.message), check.message
+    # The compiled header's model (the rtneural-cpp export) is timed the same way and judged the same way.
+    header = report["rtneural-cpp.latency"]
+    assert header.status == status, header.message
+    assert header.figures["judged"] is True and header.figures["block_size"] == 64
+    assert {"clock_overhead_ns", "rtneural", "backend", "compiler"} <= set(header.figures)
+    assert re.fullmatch(rf"RTNeural C\+\+ compiled header \(ModelT, json weights, stl\): p99 \S+ ms per block vs target "
+                        rf"{target}: \S+x real time at 48 kHz, 64-sample blocks \(\d+ blocks\)", header.message), header.message
+
+
+def test_engine_comparison_pairs_each_timing_with_its_parity():
+    """modelreg.audio.engine_comparison: torch first (the reference), then each exporter's block timing with the
+    parity check of the same name, a plugin's format included; a check that failed before measuring gives its
+    message as the reason; a model without block timings has no comparison."""
+    from modelreg.audio import engine_comparison
+    from modelreg.report import CheckResult
+
+    broke = "the runner did not build: g++ exited 1"
+    checks = [CheckResult("latency", "pass", "t", block_check("latency", "pass", 40.0, judged=False)["figures"]),
+              CheckResult("myfmt.parity", "pass", "p", {"max_error": 0.0, "max_abs_error": 1e-7, "tolerance": 1e-5}),
+              CheckResult("myfmt.latency", "pass", "t", block_check("myfmt.latency", "pass", 0.1, judged=True)["figures"]),
+              CheckResult("rtneural.parity", "pass", "numpy", {"max_abs_error": 2e-8}),  # no timing: not an engine
+              CheckResult("rtneural.dynamic_parity", "fail", broke),
+              CheckResult("rtneural.dynamic_latency", "fail", broke)]
+    rows = engine_comparison(checks)
+    assert [(r.engine, r.parity_check, r.parity_status) for r in rows] == [
+        ("torch (Python)", None, "reference"), ("myfmt", "myfmt.parity", "pass"),
+        ("RTNeural C++ (parseJson)", "rtneural.dynamic_parity", "fail")]
+    assert rows[1].max_abs_error == 1e-7 and rows[1].rtf == pytest.approx(13.33) and rows[1].judged is True
+    assert rows[1].rtf_p50 == pytest.approx(1.333333 / 0.07) and rows[1].reason == ""
+    assert rows[2].rtf is None and rows[2].latency_status == "fail" and rows[2].reason == broke
+    per_frame = [CheckResult("latency", "pass", "t", {"p50_ms": 0.1, "p99_ms": 0.2, "stat": "p99"})]
+    assert engine_comparison(per_frame) == [] and engine_comparison(checks, audio_rate=False) == []

@@ -794,14 +794,15 @@ class RTNeuralCppExporter(Exporter):
 
     def extra_checks(self, spec: ModelSpec, module: RealtimeModel, tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
         """``realtime`` (reset() and forward() of the header's model allocate nothing; RealtimeSanitizer
-        where a clang has it) and ``denormals`` (the silent tail timed with and without flushing)."""
+        where a clang has it), ``denormals`` (the silent tail timed with and without flushing) and, for
+        an audio-rate entry, ``latency`` (whole blocks: the real-time factor of the compiled model)."""
         return header_engine_checks(spec, module, tolerance)
 
 
 def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
                          ) -> list[tuple[str, Callable[[Path], CheckResult]]]:
-    """``realtime``, ``rest`` (stateful models) and ``denormals`` of an rtneural-cpp header's model
-    (its declared weights form)."""
+    """``realtime``, ``rest`` (stateful models), ``denormals`` and ``latency`` (audio-rate models) of an
+    rtneural-cpp header's model (its declared weights form)."""
     from ..report import CheckResult
     from .cpp import (NotConfigured, Runner, Toolchain, denormal_check, header_runner, load_checked, realtime_check,
                       toolchain_for)
@@ -869,10 +870,36 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
 
         return in_cpp(name, body)
 
+    def latency(path: Path) -> CheckResult:
+        """Whole blocks in the header's model, timed in C++ as ``rtneural.dynamic_latency`` times
+        parseJson's: the compiled model is what a host built on the header runs, so it is judged."""
+        from ..audio import block_result
+        from ..inputs import edge_cases
+        from ..latency import latency_window
+
+        name = "rtneural-cpp.latency"
+
+        def body(toolchain: Toolchain, weights: Path | None) -> CheckResult:
+            with runner(toolchain, path) as program:
+                loaded = load_checked(program, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
+                frame = edge_cases(spec.in_features, input_range=spec.input_range)["normal"][0]
+                samples, warmup, overhead = program.time(loaded, frame, seconds=latency_window(),
+                                                         block=spec.block_size or 1)
+            return block_result(name, samples, spec, warmup=warmup,
+                                prefix=f"RTNeural C++ compiled header (ModelT, {spec.cpp_weights} weights, "
+                                       f"{toolchain.backend}): ",
+                                extra={"clock_overhead_ns": overhead, **toolchain.figures(),
+                                       "api": "the rtneural-cpp header's ModelT", "weights": spec.cpp_weights})
+
+        return in_cpp(name, body)
+
     checks: list[tuple[str, Callable[[Path], CheckResult]]] = [("realtime", realtime)]
     if spec.is_stateful:
         checks.append(("rest", rest))
-    return checks + [("denormals", denormals)]
+    checks.append(("denormals", denormals))
+    if spec.is_audio_rate:  # a per-sample model: its real-time factor beside parseJson's (per-frame latency is
+        checks.append(("latency", latency))  # rtneural.dynamic_latency's, and at these sizes the two agree)
+    return checks
 
 
 def _render_for(spec: ModelSpec, module: RealtimeModel) -> str:
