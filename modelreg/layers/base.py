@@ -49,6 +49,7 @@ __all__ = [
     "rtneural_handler",
     "rtneural_handlers",
     "unregister_kind",
+    "unstacked",
     "with_bias",
 ]
 
@@ -342,6 +343,14 @@ class LayerKind(RTNeuralLayerType):
         raise UsageError.at(f"layer type {self.name!r} cannot be loaded from embedded weights in modelreg yet",
                             expected="a kind that defines cpp_set_weights()")
 
+    def unstack(self, leaf: Leaf) -> list[Leaf]:
+        """The single layers one registry layer stacks, in order, each as the :class:`Leaf` that the
+        per-layer RTNeural methods (:meth:`to_rtneural`, :meth:`rtneural_shapes`,
+        :meth:`cpp_set_weights`...) take: one RTNeural file layer each. ``[leaf]`` itself for every
+        kind but a stacked recurrent layer (``num_layers = N``: torch's one module, RTNeural's N
+        layers, read under the same prefix as torch_helpers' ``layer_index`` reads them)."""
+        return [leaf]
+
     def cpp_combine(self, layer: LayerSpec, in_features: int, outs: str, paths: Mapping[str, str],
                     ins: str) -> list[str]:
         """For a kind with paths (:meth:`children`): C++ statements writing the layer's ``layer.units``
@@ -379,6 +388,12 @@ def leaves(layers: Sequence[LayerSpec], in_features: int, path: str = "layers", 
             found.append(Leaf(layer, size, f"{path}[{index}]", f"{prefix}{index}."))
         size = layer.units
     return found
+
+
+def unstacked(found: Sequence[Leaf]) -> list[Leaf]:
+    """``found`` (:func:`leaves`) with every stacked layer opened into its single layers
+    (:meth:`LayerKind.unstack`): one entry per RTNeural file layer, in file order."""
+    return [part for leaf in found for part in leaf.layer.kind.unstack(leaf)]
 
 
 #: The registry key of the kinds that have a bias (dense, conv1d, conv2d, lstm, gru), as torch's
