@@ -48,6 +48,7 @@ __all__ = [
     "register_kind",
     "rtneural_handler",
     "rtneural_handlers",
+    "state_name",
     "unregister_kind",
     "unstacked",
     "with_bias",
@@ -402,6 +403,14 @@ BIAS_KEY: Mapping[str, Any] = {
     "type": "boolean",
     "description": "true (a learned bias, the default) or false (no bias, as torch's bias=False)",
 }
+
+
+def state_name(name: str, index: int) -> str:
+    """A state tensor's model-wide name: ``name`` (as :meth:`LayerKind.state` gives it) of the layer
+    at ``index``, the index after its first part: ``h`` -> ``h2``; a block's ``buf.layers.0`` ->
+    ``buf2.layers.0``; a stacked LSTM's ``h.l1`` -> ``h2.l1``."""
+    base, dot, rest = name.partition(".")
+    return f"{base}{index}{dot}{rest}"
 
 
 def bias_option(table: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
