@@ -39,7 +39,8 @@ __all__ = ["NUM_LAYERS_KEY", "Recurrent", "layer_index", "num_layers"]
 NUM_LAYERS_KEY: Mapping[str, Any] = {
     "type": "integer",
     "minimum": 1,
-    "description": "how many layers of units each the layer stacks, as torch's num_layers (default 1)",
+    "description": "an integer >= 1: how many layers of units each the layer stacks, as torch's num_layers "
+                   "(default 1)",
 }
 
 
@@ -86,8 +87,8 @@ class Recurrent(LayerKind):
         # Per stacked layer: kernel (in x gates*h) + recurrent kernel (h x gates*h) + two bias vectors
         # (unless bias = false); layer 0 is fed in_features values, the others h.
         biases = 2 * self.gates * hidden if layer.has_bias else 0
-        return sum(self.gates * hidden * ((in_features if k == 0 else hidden) + hidden) + biases
-                   for k in range(num_layers(layer)))
+        first = self.gates * hidden * (in_features + hidden) + biases
+        return first + (num_layers(layer) - 1) * (self.gates * hidden * 2 * hidden + biases)
 
     def stacked_state(self, layer: LayerSpec, names: tuple[str, ...]) -> StateSpec:
         """One tensor per name, or (a stack) one per name and stacked layer: ``h.l0``, ``h.l1``, ..."""
