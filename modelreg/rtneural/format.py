@@ -95,7 +95,8 @@ def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int
         previous = layer.units
     leftover = sorted(set(state) - reader.used)
     if leftover:
-        raise UsageError.at("state dict entries that no layer uses (a multi-layer or bidirectional RNN?)",
+        raise UsageError.at("state dict entries that no layer uses (a stacked RNN whose layer does not declare "
+                            "num_layers, or a bidirectional one?)",
                             key=leftover[0], found=leftover)
     return {"in_shape": [None, None, int(in_size)], "layers": out_layers}
 
