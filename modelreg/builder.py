@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import UsageError
-from .layers.base import LayerKind, LayerSpec
+from .layers.base import LayerKind, LayerSpec, state_name
 
 if TYPE_CHECKING:
     from .rest import ResetMode, RestingState
@@ -197,7 +197,7 @@ class RealtimeModel(nn.Module):
         each kind's state names with the layer index appended (``h{i}``, ``c{i}`` for an
         LSTM at layer i, ``h{i}`` for a GRU); inside a residual block, after the name's
         first part (``buf3.layers.0``: the conv1d at ``layers[3].layers[0]``)."""
-        return [(_indexed(name, index), size) for index, layer in enumerate(self.layer_specs)
+        return [(state_name(name, index), size) for index, layer in enumerate(self.layer_specs)
                 for name, size in layer.kind.state(layer)]
 
     def streaming(self) -> nn.Module:
@@ -262,12 +262,6 @@ class _Streaming(nn.Module):
 
 # One resting-state computation at a time (a module-level lock: modules are deep-copied, a lock cannot be).
 _rest_lock = threading.RLock()
-
-
-def _indexed(name: str, index: int) -> str:
-    """``h`` -> ``h2``; a block's ``buf.layers.0`` -> ``buf2.layers.0`` (names of plain layers unchanged)."""
-    base, dot, rest = name.partition(".")
-    return f"{base}{index}{dot}{rest}"
 
 
 def _batch_of(state: State) -> int:

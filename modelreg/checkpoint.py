@@ -542,6 +542,9 @@ def _fit(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any], 
     bias_fit = _bias_misfit(spec, state, problems)
     if bias_fit is not None:
         return bias_fit
+    depth_fit = _depth_misfit(spec, state, problems)
+    if depth_fit is not None:
+        return depth_fit
 
     prefix = _common_prefix(expected, as_saved)
     if prefix is not None:
@@ -610,6 +613,40 @@ def _bias_misfit(spec: CheckpointSpec, state: dict[str, Any], problems: list[Pro
     hint = ("; ".join(parts) + f" (and the entry's params with it), or save the checkpoint of a model built as "
             f"models.{spec.name} declares")
     return _Fit(state, out, hint, misfit=True)
+
+
+#: A stacked recurrent layer's tensor: its layer index and which layer of the stack (``_l{k}``) it is.
+_STACKED_TENSOR = re.compile(r"layers\.(\d+)\.(?:weight|bias)_(?:ih|hh)_l(\d+)")
+
+
+def _depth_misfit(spec: CheckpointSpec, state: dict[str, Any], problems: list[Problem]) -> _Fit | None:
+    """When every misfit is the tensors of stacked layers one side has and the other lacks (a
+    checkpoint of ``nn.GRU(num_layers=2)`` for a layer declaring ``num_layers = 3``, or the other
+    way): the problems as they are, and a hint naming the depth the file holds. None otherwise."""
+    layers: set[int] = set()
+    for problem in problems:
+        found = _STACKED_TENSOR.fullmatch(problem.key or "")
+        if found is None or not (problem.reason == "missing tensor" or problem.reason.startswith("unexpected tensor")):
+            return None
+        index = int(found[1])
+        if index >= len(spec.layers) or "num_layers" not in spec.layers[index].kind.registry_keys:
+            return None
+        layers.add(index)
+    if not layers:
+        return None
+    parts = []
+    for index in sorted(layers):
+        held = {int(m[2]) for m in map(_STACKED_TENSOR.fullmatch, state) if m is not None and int(m[1]) == index}
+        depth = len(held)
+        if not held or held != set(range(depth)):
+            return None  # a gap in the file's stack: not a matter of num_layers
+        declared = int(spec.layers[index].option("num_layers", 1))
+        parts.append(f"the checkpoint's layers[{index}] stacks {depth} layer{'s' if depth > 1 else ''} (its "
+                     f"_l0 .. _l{depth - 1} tensors), models.{spec.name}.layers[{index}] declares num_layers = "
+                     f"{declared}: declare num_layers = {depth} there if the trained module has {depth}")
+    hint = ("; ".join(parts) + f" (and the entry's params with it), or save the checkpoint of a model built as "
+            f"models.{spec.name} declares")
+    return _Fit(state, problems, hint, misfit=True)
 
 
 def _convert_exactly(tensor: Any, dtype: Any) -> Any:

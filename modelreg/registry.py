@@ -19,6 +19,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import attrs
+
 from .errors import Problem, RegistryError, UnknownModelError, did_you_mean, found
 from .paths import display_path, inside as _inside, outside_note, symlink_exit as _symlink_exit
 from .layers import get_kind
@@ -341,15 +343,26 @@ def _semantic_problems(
         # A bias-free layer counted with its bias (the usual slip after adding bias = false) first:
         # a first dense layer's bias also fits one more input feature, which would mislead.
         flipped = _bias_flip_with_params(layers, in_features, declared, to_bias=True)
-        sizes_fitting = [] if flipped is not None else _input_sizes_with_params(entry, declared, in_features)
+        # A torch model's num_layers forgotten (or a stack's count wrong): the count of another depth.
+        # Before the input sizes: a stack's extra layers always fit some larger input of a first
+        # recurrent layer (they add 2 (units + 1) times its count per input feature).
+        stack = _stack_with_params(layers, in_features, declared) if flipped is None else None
+        sizes_fitting = ([] if flipped is not None or stack is not None
+                         else _input_sizes_with_params(entry, declared, in_features))
         # A forgotten bias = false after that: a first dense layer without its bias also fits one
         # input feature more, and an input_shape slip is the more common one (its message stays).
         missing_bias_free = (_bias_flip_with_params(layers, in_features, declared, to_bias=False)
-                             if flipped is None and not sizes_fitting else None)
+                             if flipped is None and stack is None and not sizes_fitting else None)
         if flipped is not None:
             add(f"params {declared:,} counts the bias of layers[{flipped}], which declares bias = false "
                 "(no bias, so no bias parameters)", "params",
                 f"{pytorch_count}; or no bias = false on layers[{flipped}], if it has a bias", text=f"{declared:,}")
+        elif stack is not None:
+            index, depth = stack
+            now = int(layers[index].option("num_layers", 1))
+            add(f"params {declared:,} is what these layers have when layers[{index}] stacks {depth} layers "
+                f"(it declares {now}): is num_layers = {depth} meant there?", "params",
+                f"{pytorch_count}; or num_layers = {depth} on layers[{index}]", text=f"{declared:,}")
         elif sizes_fitting:
             # The count fits the layers fed another input size: the usual slip is input_shape
             # (a first layer trained on 16 features declared as [1, 12]), not params.
@@ -380,7 +393,8 @@ def _semantic_problems(
         elif not bounds[0] < bounds[1]:
             add("input range is empty or reversed", "input_range", expected, bounds)
 
-    _rest_problems(entry, layers, layers_ok, add)
+    # Nothing is asked of layers beyond the budget (a stack's state lists each of its layers).
+    _rest_problems(entry, layers, layers_ok and computed <= budget, add)
     _checkpoint_names_problems(entry, len(layers), add)
 
     root = registry_file.parent
@@ -510,6 +524,28 @@ def _bias_flip_with_params(layers: list[LayerSpec], in_features: int, params: in
         trial[index] = with_bias(layer, not layer.has_bias)
         if count_params(trial, in_features) == params:
             return index
+    return None
+
+
+#: The stack depths tried when a params count might be another num_layers (torch models rarely stack more).
+_STACK_DEPTHS = range(1, 9)
+
+
+def _stack_with_params(layers: list[LayerSpec], in_features: int, params: int) -> tuple[int, int] | None:
+    """The first layer taking ``num_layers`` and a depth (1 to 8) that, set there, make the layers
+    count ``params``: ``(index, depth)``; None when no single change does. Arithmetic only."""
+    for index, layer in enumerate(layers):
+        if "num_layers" not in layer.kind.registry_keys:
+            continue
+        others = tuple(item for item in layer.options if item[0] != "num_layers")
+        for depth in _STACK_DEPTHS:
+            if depth == int(layer.option("num_layers", 1)):
+                continue
+            options = tuple(sorted((*others, *((("num_layers", depth),) if depth > 1 else ()))))
+            trial = list(layers)
+            trial[index] = attrs.evolve(layer, options=options)
+            if count_params(trial, in_features) == params:
+                return index, depth
     return None
 
 

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from .layers.base import state_name
+
 if TYPE_CHECKING:
     from .spec import ModelSpec
 
@@ -82,7 +84,7 @@ class Change:
 def state_layout(spec: ModelSpec) -> list[tuple[str, int]]:
     """(name, size) of every state tensor, as ``RealtimeModel.state_layout()`` gives it (``h1``, ``c1``...),
     from the layer kinds alone: nothing is built."""
-    return [(f"{name}{index}", size) for index, layer in enumerate(spec.layers)
+    return [(state_name(name, index), size) for index, layer in enumerate(spec.layers)
             for name, size in layer.kind.state(layer)]
 
 

@@ -20,7 +20,7 @@ import torch
 import modelreg
 from modelreg import layers
 from modelreg.layers import compose
-from modelreg.layers.base import LayerKind, RTNeuralLayerType, SizeCheck, StateReader, StateSpec, with_bias
+from modelreg.layers.base import Leaf, LayerKind, RTNeuralLayerType, SizeCheck, StateReader, StateSpec, with_bias
 from modelreg.rtneural.format import dumps_rtneural, from_rtneural, to_rtneural
 from modelreg.rtneural.runtime import check_rtneural, load_rtneural
 from modelreg.spec import LayerSpec
@@ -67,6 +67,26 @@ def _torch_frames(kind: LayerKind, layer: LayerSpec, module: torch.nn.Module, fr
             y, state = kind.forward(module, layer, torch.from_numpy(frame[None, None, :]), state)
             outputs.append(y[0, 0].numpy().copy())
     return np.stack(outputs)
+
+
+def _file_layers(layer: LayerSpec) -> list[Leaf]:
+    """The RTNeural file layers of one registry layer fed IN_FEATURES (a stack: one per stacked layer)."""
+    return layer.kind.unstack(Leaf(layer, IN_FEATURES, "layers[0]", "layers.0."))
+
+
+def _as_read(layer: LayerSpec, state: dict[str, np.ndarray]) -> tuple[list[LayerSpec], dict[str, np.ndarray]]:
+    """What reading the file of ``layer`` gives: a stack of N (num_layers) comes back as N single
+    layers, its ``layers.0.*_l{k}`` entries as ``layers.{k}.*_l0`` (a file cannot say they were one module)."""
+    count = int(layer.option("num_layers", 1))
+    if count == 1:
+        return [layer], state
+    single = LayerSpec(layer.type, layer.units, layer.activation,
+                       tuple(item for item in layer.options if item[0] != "num_layers"))
+    read = {}
+    for key, value in state.items():
+        name, _, k = key.removeprefix("layers.0.").rpartition("_l")
+        read[f"layers.{k}.{name}_l0"] = value
+    return [single] * count, read
 
 
 # --------------------------------------------------------------------------- the one list
@@ -132,31 +152,38 @@ def test_declared_rtneural_shapes_and_activation_are_what_the_writer_writes(kind
                                                                            table: Mapping[str, Any]) -> None:
     # The rtneural-cpp header checks files against rtneural_shapes(); they must describe the real layout.
     layer, module = _built(kind, table)
-    written = to_rtneural([layer], IN_FEATURES, _numpy_state(module))["layers"][0]
-    assert tuple(tuple(array.shape) for array in written["weights"]) == kind.rtneural_shapes(layer, IN_FEATURES)
-    assert written["type"] == kind.rtneural_types[0]
-    activation = kind.rtneural_activation(layer)
-    assert activation is None or written["activation"] == activation
+    parts = _file_layers(layer)
+    file_layers = to_rtneural([layer], IN_FEATURES, _numpy_state(module))["layers"]
+    assert len(file_layers) == len(parts)  # one per layer of a stack (num_layers)
+    for part, written in zip(parts, file_layers):
+        shapes = part.layer.kind.rtneural_shapes(part.layer, part.in_features)
+        assert tuple(tuple(array.shape) for array in written["weights"]) == shapes
+        assert written["type"] == kind.rtneural_types[0]
+        activation = kind.rtneural_activation(part.layer)
+        assert activation is None or written["activation"] == activation
     types = kind.cpp_types(layer, IN_FEATURES)
-    assert types and all(t.startswith("RTNeural::") and t.endswith(">") for t in types)
+    assert len(types) >= len(parts) and all(t.startswith("RTNeural::") and t.endswith(">") for t in types)
 
 
 @pytest.mark.parametrize(("kind", "table"), RTNEURAL_EXAMPLES, ids=RTNEURAL_IDS)
 def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table: Mapping[str, Any]) -> None:
-    layer, module = _built(kind, table, seed=3)
-    state = _numpy_state(module)
-    written = to_rtneural([layer], IN_FEATURES, state)
+    stack, module = _built(kind, table, seed=3)
+    written = to_rtneural([stack], IN_FEATURES, _numpy_state(module))
     document = json.loads(dumps_rtneural(written))
+    # A stack (num_layers = N) is N file layers and reads back as N layers: compare with those.
+    expected_layers, state = _as_read(stack, _numpy_state(module))
+    layer = expected_layers[0]
     if not layer.has_bias and len(written["layers"][0]["weights"]) == len(kind.rtneural_shapes(
             with_bias(layer, True), IN_FEATURES)):
         # A bias-free layer whose file still holds a bias (of zeros: RTNeural's loader reads one)
         # reads back as a zero bias: the file cannot tell. Only drop_zero_biases reads it as bias = false.
         _, plain, plain_state = from_rtneural(document)
-        assert plain == [with_bias(layer, True)]
-        assert all(not plain_state["layers.0." + name].any() for name in kind.bias_entries(layer))
+        assert plain == [with_bias(read, True) for read in expected_layers]
+        assert all(not plain_state[f"layers.{i}." + name].any() for i in range(len(expected_layers))
+                   for name in kind.bias_entries(layer))
     # Through the bytes a file holds, as `modelreg import` will read them.
     in_size, read_layers, read_state = from_rtneural(document, drop_zero_biases=not layer.has_bias)
-    assert in_size == IN_FEATURES and read_layers == [layer]
+    assert in_size == IN_FEATURES and read_layers == expected_layers
     assert sorted(read_state) == sorted(state)
     for key, value in read_state.items():
         assert value.dtype == state[key].dtype and value.shape == state[key].shape, key  # float32 weights
@@ -167,21 +194,32 @@ def test_rtneural_write_read_round_trip_is_bit_identical(kind: LayerKind, table:
         np.testing.assert_array_equal(_bits(again[key]), _bits(read_state[key]), err_msg=key)
     # write(read(file)) writes the same float32 bits as the file.
     rewritten = to_rtneural(read_layers, in_size, read_state)
-    for j, (a, b) in enumerate(zip(written["layers"][0]["weights"], rewritten["layers"][0]["weights"])):
-        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=f"weights[{j}]")
+    assert len(rewritten["layers"]) == len(written["layers"])
+    for i, (was, now) in enumerate(zip(written["layers"], rewritten["layers"])):
+        for j, (a, b) in enumerate(zip(was["weights"], now["weights"])):
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=f"layers[{i}].weights[{j}]")
     if kind.name == "lstm" and layer.has_bias:
-        np.testing.assert_array_equal(read_state["layers.0.bias_ih_l0"],
-                                      state["layers.0.bias_ih_l0"] + state["layers.0.bias_hh_l0"])
-        assert not read_state["layers.0.bias_hh_l0"].any()
+        for i in range(len(read_layers)):
+            np.testing.assert_array_equal(read_state[f"layers.{i}.bias_ih_l0"],
+                                          state[f"layers.{i}.bias_ih_l0"] + state[f"layers.{i}.bias_hh_l0"])
+            assert not read_state[f"layers.{i}.bias_hh_l0"].any()
     else:
         for key in state:
             np.testing.assert_array_equal(_bits(read_state[key]), _bits(state[key]), err_msg=key)
-    # The state dict read back loads into the kind's torch module and computes the same function.
-    reloaded = kind.build(layer, IN_FEATURES)
-    reloaded.load_state_dict({key.removeprefix("layers.0."): torch.from_numpy(v) for key, v in read_state.items()})
+    # The state dict read back loads into the kind's torch module (the stack's, keys back as
+    # torch names them) and computes the same function.
+    reloaded = kind.build(stack, IN_FEATURES)
+    if read_layers != [stack]:
+        back = {}
+        for key, value in read_state.items():
+            index, _, name = key.removeprefix("layers.").partition(".")
+            back[name.removesuffix("_l0") + f"_l{index}"] = value
+    else:
+        back = {key.removeprefix("layers.0."): value for key, value in read_state.items()}
+    reloaded.load_state_dict({key: torch.from_numpy(v) for key, v in back.items()})
     frames = np.random.default_rng(1).normal(size=(FRAMES, IN_FEATURES)).astype(np.float32)
-    np.testing.assert_allclose(_torch_frames(kind, layer, reloaded.eval(), frames),
-                               _torch_frames(kind, layer, module, frames), atol=1e-6)
+    np.testing.assert_allclose(_torch_frames(kind, stack, reloaded.eval(), frames),
+                               _torch_frames(kind, stack, module, frames), atol=1e-6)
 
 
 @pytest.mark.parametrize(("kind", "table"), RTNEURAL_EXAMPLES, ids=RTNEURAL_IDS)

@@ -216,6 +216,42 @@ def test_an_lstm_entry_exports_loads_in_nams_engine_and_matches_torch_over_4096_
     assert "real time at 48 kHz, 64-sample blocks" in latency.message
 
 
+STACKED = """\
+[models.stacked]
+description = "An LSTM layer, then a stacked one (torch's nn.LSTM(num_layers=2)): three NAM layers."
+input_shape = [1, 1]
+output_shape = [1, 1]
+dtype = "float32"
+params = 895
+sample_rate = 48000
+block_size = 64
+exports = ["nam"]
+checkpoint = "models/stacked.pt"
+layers = [
+    { type = "lstm", units = 6 },
+    { type = "lstm", units = 6, num_layers = 2 },
+    { type = "dense", units = 1, activation = "linear" },
+]
+"""
+
+
+@needs_nam
+def test_a_stacked_lstm_layer_is_nams_num_layers_and_matches_torch_in_nams_engine(tmp_path: Path,
+                                                                                  nam_core: Path) -> None:
+    registry = _project(tmp_path, STACKED)
+    result = _only(export_all(registry))
+    assert result.status == "written", result.message
+    assert result.figures["max_error"] <= 1e-5, result.message
+    document = json.loads((tmp_path / "project" / "models" / "nam" / "stacked.nam").read_text())
+    assert document["config"] == {"input_size": 1, "hidden_size": 6, "num_layers": 3}
+    assert len(document["weights"]) == expected_weight_count("LSTM", document["config"]) == 859
+    # The stacked layer's second torch layer (weight_ih_l1) is NAM's third layer: shifted weights fail.
+    _shifted_by_one(tmp_path / "project" / "models" / "nam" / "stacked.nam")
+    spec = modelreg.load_registry(registry)["stacked"]
+    parity = NAMExporter().verify(spec, spec.load(), tmp_path / "project" / "models" / "nam" / "stacked.nam", 1e-5)
+    assert not parity.ok
+
+
 @needs_nam
 def test_weights_shifted_by_one_place_fail_parity_in_nams_engine(tmp_path: Path, nam_core: Path) -> None:
     registry = _project(tmp_path, AMP)
@@ -391,6 +427,8 @@ HEAD = {"type": "dense", "units": 1, "activation": "linear"}
 @pytest.mark.parametrize(("tables", "says"), [
     (({"type": "lstm", "units": 4}, {"type": "lstm", "units": 3}, HEAD),
      "NAM's LSTM gives every layer the same hidden size"),
+    (({"type": "lstm", "units": 4, "num_layers": 2, "bias": False}, HEAD),
+     "NAM's LSTM layers have a bias (bias = false cannot be written)"),
     (({"type": "lstm", "units": 4}, {"type": "dense", "units": 1, "activation": "tanh"}),
      "the head (layers[1]) must be a dense layer with activation 'linear'"),
     (({"type": "lstm", "units": 4},), "NAM's models end in one linear head"),

@@ -48,7 +48,9 @@ __all__ = [
     "register_kind",
     "rtneural_handler",
     "rtneural_handlers",
+    "state_name",
     "unregister_kind",
+    "unstacked",
     "with_bias",
 ]
 
@@ -342,6 +344,14 @@ class LayerKind(RTNeuralLayerType):
         raise UsageError.at(f"layer type {self.name!r} cannot be loaded from embedded weights in modelreg yet",
                             expected="a kind that defines cpp_set_weights()")
 
+    def unstack(self, leaf: Leaf) -> list[Leaf]:
+        """The single layers one registry layer stacks, in order, each as the :class:`Leaf` that the
+        per-layer RTNeural methods (:meth:`to_rtneural`, :meth:`rtneural_shapes`,
+        :meth:`cpp_set_weights`...) take: one RTNeural file layer each. ``[leaf]`` itself for every
+        kind but a stacked recurrent layer (``num_layers = N``: torch's one module, RTNeural's N
+        layers, read under the same prefix as torch_helpers' ``layer_index`` reads them)."""
+        return [leaf]
+
     def cpp_combine(self, layer: LayerSpec, in_features: int, outs: str, paths: Mapping[str, str],
                     ins: str) -> list[str]:
         """For a kind with paths (:meth:`children`): C++ statements writing the layer's ``layer.units``
@@ -381,12 +391,26 @@ def leaves(layers: Sequence[LayerSpec], in_features: int, path: str = "layers", 
     return found
 
 
+def unstacked(found: Sequence[Leaf]) -> list[Leaf]:
+    """``found`` (:func:`leaves`) with every stacked layer opened into its single layers
+    (:meth:`LayerKind.unstack`): one entry per RTNeural file layer, in file order."""
+    return [part for leaf in found for part in leaf.layer.kind.unstack(leaf)]
+
+
 #: The registry key of the kinds that have a bias (dense, conv1d, conv2d, lstm, gru), as torch's
 #: ``bias`` argument: true (the default) or false. One schema for every kind that takes it.
 BIAS_KEY: Mapping[str, Any] = {
     "type": "boolean",
     "description": "true (a learned bias, the default) or false (no bias, as torch's bias=False)",
 }
+
+
+def state_name(name: str, index: int) -> str:
+    """A state tensor's model-wide name: ``name`` (as :meth:`LayerKind.state` gives it) of the layer
+    at ``index``, the index after its first part: ``h`` -> ``h2``; a block's ``buf.layers.0`` ->
+    ``buf2.layers.0``; a stacked LSTM's ``h.l1`` -> ``h2.l1``."""
+    base, dot, rest = name.partition(".")
+    return f"{base}{index}{dot}{rest}"
 
 
 def bias_option(table: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -1,4 +1,4 @@
-"""``gru``: PyTorch's single-layer ``nn.GRU`` (batch_first); RTNeural ``gru``.
+"""``gru``: PyTorch's ``nn.GRU`` (batch_first; ``num_layers`` stacked, see recurrent.py); RTNeural ``gru``.
 
 Layout: PyTorch's gate order is r, z, n, RTNeural's (Keras's) is z, r, h, so
 the first two gate blocks are swapped in W ``[in][3u]``, U ``[u][3u]`` and both
@@ -6,7 +6,8 @@ biases. The bias rows are NOT summed: RTNeural's ``b`` is ``[2][3u]``, row 0
 the input bias and row 1 the recurrent bias, which RTNeural (like PyTorch's
 ``b_hn``) keeps inside the reset-gate product ``r * (U_h h + b1_h)``; so row 0
 = ``bias_ih_l0`` and row 1 = ``bias_hh_l0``, each with r and z swapped. The
-layout is lossless both ways. State: ``h``, ``[1, batch, units]``.
+layout is lossless both ways. State: ``h``, ``[1, batch, units]`` (a stack of N: ``h.l0`` ..
+``h.l{N-1}``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import activations
 from .base import LayerSpec, RuntimeLayer, StateReader, StateSpec
-from .recurrent import RTNEURAL_ACTIVATION, Recurrent
+from .recurrent import RTNEURAL_ACTIVATION, Recurrent, num_layers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,12 +84,14 @@ class GRU(Recurrent):
         return nn.GRU
 
     def state(self, layer: LayerSpec) -> StateSpec:
-        return (("h", layer.units),)
+        return self.stacked_state(layer, ("h",))
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        y, h = module(x, state[0])
-        return y, (h,)
+        count = num_layers(layer)
+        (h,) = self.stacked(state, count)
+        y, h = module(x, h)
+        return y, self.split((h,), count)
 
     def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
         import numpy as np
@@ -108,6 +111,7 @@ class GRU(Recurrent):
                                       _swap_rz(b[0], units), _swap_rz(b[1], units))
 
     def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        self._single(layer, "an RTNeural layer's shapes")
         u = layer.units
         return ((in_features, 3 * u), (u, 3 * u), (2, 3 * u))  # input and recurrent bias rows
 

@@ -1,4 +1,4 @@
-"""``lstm``: PyTorch's single-layer ``nn.LSTM`` (batch_first); RTNeural ``lstm``.
+"""``lstm``: PyTorch's ``nn.LSTM`` (batch_first; ``num_layers`` stacked, see recurrent.py); RTNeural ``lstm``.
 
 Layout: both use the gate order i, f, g(c), o, so RTNeural's ``W = weight_ih_l0.T``
 ``[in][4u]`` and ``U = weight_hh_l0.T`` ``[u][4u]`` need no reordering.
@@ -6,7 +6,8 @@ RTNeural has one bias vector and PyTorch two that are simply added inside
 every gate, so ``b = bias_ih_l0 + bias_hh_l0`` (a float32 sum, as RTNeural's
 ``torch_helpers.h`` does it in a float build). Read back, the sum becomes
 ``bias_ih_l0`` and ``bias_hh_l0`` is zero: the same function, and writing it
-again gives the same file. State: ``h`` and ``c``, each ``[1, batch, units]``.
+again gives the same file. State: ``h`` and ``c``, each ``[1, batch, units]`` (a stack of N:
+``h.l0`` .. ``h.l{N-1}``, ``c.l0`` .. ``c.l{N-1}``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import activations
 from .base import LayerSpec, RuntimeLayer, StateReader, StateSpec
-from .recurrent import RTNEURAL_ACTIVATION, Recurrent
+from .recurrent import RTNEURAL_ACTIVATION, Recurrent, num_layers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,12 +79,14 @@ class LSTM(Recurrent):
         return nn.LSTM
 
     def state(self, layer: LayerSpec) -> StateSpec:
-        return (("h", layer.units), ("c", layer.units))
+        return self.stacked_state(layer, ("h", "c"))
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        y, (h, c) = module(x, (state[0], state[1]))
-        return y, (h, c)
+        count = num_layers(layer)
+        h, c = self.stacked(state, count)
+        y, (h, c) = module(x, (h, c))
+        return y, self.split((h, c), count)
 
     def to_rtneural(self, layer: LayerSpec, in_features: int, weights: StateReader, prefix: str) -> dict[str, Any]:
         import numpy as np
@@ -105,6 +108,7 @@ class LSTM(Recurrent):
         return spec, self.torch_state(w.T, u.T, b, np.full_like(b, -0.0))
 
     def rtneural_shapes(self, layer: LayerSpec, in_features: int) -> tuple[tuple[int, ...], ...]:
+        self._single(layer, "an RTNeural layer's shapes")
         u = layer.units
         return ((in_features, 4 * u), (u, 4 * u), (4 * u,))  # one summed bias
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError, Problem
+from ..layers.base import state_name
 from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _start_state(spec: ModelSpec, module: RealtimeModel, dtype: Any) -> list[tup
     rest = _rest_state(spec, module)
     state: list[tuple[Any, ...]] = []
     for index, layer in enumerate(spec.layers):
-        state.append(tuple(torch.from_numpy(rest[f"{name}{index}"]).to(dtype).view(1, 1, -1)
+        state.append(tuple(torch.from_numpy(rest[state_name(name, index)]).to(dtype).view(1, 1, -1)
                            for name, _ in layer.kind.state(layer)))
     return state
 

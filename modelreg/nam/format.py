@@ -6,7 +6,8 @@ architecture's constructor), ``sample_rate`` and ``metadata``. Every layout here
 the engine's (NAM/lstm.cpp, NAM/convnet.cpp; see docs/nam.md):
 
 - **LSTM** (``config``: ``num_layers``, ``input_size``, ``hidden_size``, and
-  ``in_channels`` / ``out_channels`` when not 1): per layer, the gate matrix
+  ``in_channels`` / ``out_channels`` when not 1; ``num_layers`` counts the
+  layers of stacked registry layers one by one): per layer, the gate matrix
   ``W`` ``(4H) x (in + H)`` row by row, its columns the input then the hidden
   state (torch's ``weight_ih`` beside ``weight_hh``; gates i, f, g, o as in
   torch), then ``b`` ``4H`` (one bias: torch's two summed), then the layer's
@@ -109,8 +110,11 @@ def architecture_of(spec: ModelSpec) -> str:
     body = layers[:-1]
     if all(layer.type == "lstm" for layer in body):
         sizes = {layer.units for layer in body}
-        if len(sizes) != 1 or any(layer.options for layer in body):
+        # num_layers (a stack) is NAM's own num_layers; any other option (bias = false) NAM cannot hold.
+        if len(sizes) != 1:
             raise _refuse(spec, "NAM's LSTM gives every layer the same hidden size", _layers_text(spec))
+        if any(key != "num_layers" for layer in body for key, _ in layer.options):
+            raise _refuse(spec, "NAM's LSTM layers have a bias (bias = false cannot be written)", _layers_text(spec))
         return "LSTM"
     if body[0].type == "conv1d":
         _convnet_blocks(spec)
@@ -211,12 +215,20 @@ def build_document(spec: ModelSpec, module: RealtimeModel, *, date: Mapping[str,
     if architecture == "LSTM":
         hidden = spec.layers[0].units
         rest = _rest_state(spec, module)
+        count = 0
         for index in range(last):
-            w = np.concatenate([state[f"layers.{index}.weight_ih_l0"], state[f"layers.{index}.weight_hh_l0"]], axis=1)
-            # NAM keeps one bias: torch's two summed (in float32, as NAM holds it).
-            b = state[f"layers.{index}.bias_ih_l0"] + state[f"layers.{index}.bias_hh_l0"]
-            parts += [w.reshape(-1), b, rest[f"h{index}"], rest[f"c{index}"]]
-        config = {"input_size": spec.in_features, "hidden_size": hidden, "num_layers": last}
+            # A stacked layer (num_layers = N) is N of NAM's layers: its entries _l0 .. _l{N-1},
+            # its state h{index}.l0 .. (see modelreg/layers/recurrent.py).
+            stack = int(spec.layers[index].option("num_layers", 1))
+            for k in range(stack):
+                at = f"layers.{index}."
+                w = np.concatenate([state[f"{at}weight_ih_l{k}"], state[f"{at}weight_hh_l{k}"]], axis=1)
+                # NAM keeps one bias: torch's two summed (in float32, as NAM holds it).
+                b = state[f"{at}bias_ih_l{k}"] + state[f"{at}bias_hh_l{k}"]
+                suffix = f".l{k}" if stack > 1 else ""
+                parts += [w.reshape(-1), b, rest[f"h{index}{suffix}"], rest[f"c{index}{suffix}"]]
+            count += stack
+        config = {"input_size": spec.in_features, "hidden_size": hidden, "num_layers": count}
     else:
         net = _convnet_blocks(spec)
         for block, index in enumerate(net.convs):

@@ -21,7 +21,7 @@ import orjson
 from ..layers import LayerKind, get_kind, kinds, names, rtneural_handler
 from ..errors import ArtifactError, UsageError
 from ..layers.activations import NAMES as _ACTIVATION_NAMES
-from ..layers.base import StateReader, with_bias
+from ..layers.base import Leaf, StateReader, with_bias
 from .runtime import _check, _units
 from ..spec import LayerSpec
 
@@ -72,9 +72,10 @@ def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int
     activations, and torch's too). ``state`` holds, for layer ``i``:
     ``layers.{i}.weight`` [out, in] and ``layers.{i}.bias`` [out] (dense; the
     bias may be absent), or ``layers.{i}.weight_ih_l0``, ``weight_hh_l0``,
-    ``bias_ih_l0``, ``bias_hh_l0`` (single-layer ``batch_first`` LSTM/GRU; the
-    biases may both be absent). Every entry must be used: leftovers (a second
-    LSTM layer, a bidirectional one) raise :class:`UsageError`.
+    ``bias_ih_l0``, ``bias_hh_l0`` (``batch_first`` LSTM/GRU; the biases may
+    both be absent; a layer with ``num_layers = N`` reads ``_l0`` .. ``_l{N-1}``
+    and writes N RTNeural layers). Every entry must be used: leftovers (a second
+    LSTM layer the spec does not declare, a bidirectional one) raise :class:`UsageError`.
 
     Returns ``{"in_shape": [None, None, in_size], "layers": [...]}`` with the
     weights as C-contiguous float32 numpy arrays in RTNeural's layout.
@@ -88,11 +89,14 @@ def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int
     previous = int(in_size)
     for i, entry in enumerate(layers):
         layer = _layer_spec(i, entry)
-        out_layers.append(layer.kind.to_rtneural(layer, previous, reader, f"layers.{i}."))
+        # A stacked recurrent layer (num_layers = N) writes N layers: RTNeural has no stack.
+        for part in layer.kind.unstack(Leaf(layer, previous, f"layers[{i}]", f"layers.{i}.")):
+            out_layers.append(part.layer.kind.to_rtneural(part.layer, part.in_features, reader, part.prefix))
         previous = layer.units
     leftover = sorted(set(state) - reader.used)
     if leftover:
-        raise UsageError.at("state dict entries that no layer uses (a multi-layer or bidirectional RNN?)",
+        raise UsageError.at("state dict entries that no layer uses (a stacked RNN whose layer does not declare "
+                            "num_layers, or a bidirectional one?)",
                             key=leftover[0], found=leftover)
     return {"in_shape": [None, None, int(in_size)], "layers": out_layers}
 

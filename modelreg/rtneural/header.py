@@ -30,7 +30,7 @@ import attrs
 
 from ..atomic import atomic_write_text
 from ..errors import Problem
-from ..layers.base import Leaf, LayerSpec, cpp_float, leaves
+from ..layers.base import Leaf, LayerSpec, cpp_float, leaves, unstacked
 from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ def largest_matrix(spec: ModelSpec) -> tuple[int, str]:
     """Bytes of the largest layer's weights (what RTNeural's Eigen backend holds in fixed-size
     matrices for it), and which layer."""
     best = (0, "")
-    for leaf in leaves(spec.layers, spec.in_features):  # a residual block's layers, one by one
+    # A residual block's layers, one by one; a stacked recurrent layer's too (one matrix set each).
+    for leaf in unstacked(leaves(spec.layers, spec.in_features)):
         layer, size = leaf.layer, leaf.in_features
         elements = sum(math.prod(shape) for shape in layer.kind.rtneural_shapes(layer, size))
         if 4 * elements > best[0]:
@@ -84,10 +85,11 @@ def largest_matrix(spec: ModelSpec) -> tuple[int, str]:
 
 
 def _layer_info(spec: ModelSpec) -> list[str]:
-    """One ``LayerInfo`` initializer per layer: what the RTNeural file must declare for it."""
+    """One ``LayerInfo`` initializer per RTNeural file layer (a stacked recurrent layer writes one per
+    stacked layer): what the RTNeural file must declare for it."""
     rows = []
-    size = spec.in_features
-    for layer in spec.layers:
+    for leaf in unstacked(leaves(spec.layers, spec.in_features)):
+        layer, size = leaf.layer, leaf.in_features
         kind = layer.kind
         activation = kind.rtneural_activation(layer)
         shapes = kind.rtneural_shapes(layer, size)
@@ -97,7 +99,6 @@ def _layer_info(spec: ModelSpec) -> list[str]:
         rows.append('    {"%s", %d, %s, %d, {%s}, %d, {%s}}' % (kind.rtneural_types[0], layer.units,
                                                              "nullptr" if activation is None else f'"{activation}"',
                                                              len(shapes), weights, len(keys), key_rows))
-        size = layer.units
     return rows
 
 
@@ -264,7 +265,7 @@ def weight_arrays(spec: ModelSpec, module: RealtimeModel) -> list[list[Any]]:
 
         reader = StateReader(state)
         return [list(leaf.layer.kind.to_rtneural(leaf.layer, leaf.in_features, reader, leaf.prefix)["weights"])
-                for leaf in leaves(spec.layers, spec.in_features)]
+                for leaf in unstacked(leaves(spec.layers, spec.in_features))]
     return [list(layer["weights"]) for layer in to_rtneural(list(spec.layers), spec.in_features, state)["layers"]]
 
 
@@ -304,12 +305,13 @@ def _embedded(spec: ModelSpec, arrays: list[list[Any]]) -> tuple[str, str]:
 
 
 def _weight_targets(spec: ModelSpec) -> list[tuple[Leaf, str]]:
-    """Each plain layer with the C++ expression of its RTNeural compile-time object in ``model``."""
+    """Each plain layer (each layer of a stack) with the C++ expression of its RTNeural compile-time
+    object in ``model``."""
     if has_blocks(spec):
         return _compose(spec).targets
     found: list[tuple[Leaf, str]] = []
     index = 0
-    for leaf in leaves(spec.layers, spec.in_features):
+    for leaf in unstacked(leaves(spec.layers, spec.in_features)):
         found.append((leaf, f"model.template get<{index}>()"))
         index += len(leaf.layer.kind.cpp_types(leaf.layer, leaf.in_features))
     return found
@@ -391,9 +393,9 @@ def _compose_path(composed: _Composed, layers: list[LayerSpec], in_features: int
         name = f"{member}{len(members)}"
         types: list[str] = []
         for index, layer, size in run:
-            leaf = Leaf(layer, size, f"{path}[{index}]", f"{prefix}{index}.")
-            composed.targets.append((leaf, f"{access}{name}.template get<{len(types)}>()"))
-            types += layer.kind.cpp_types(layer, size)
+            for leaf in layer.kind.unstack(Leaf(layer, size, f"{path}[{index}]", f"{prefix}{index}.")):
+                composed.targets.append((leaf, f"{access}{name}.template get<{len(types)}>()"))
+                types += leaf.layer.kind.cpp_types(leaf.layer, leaf.in_features)
         first, last = run[0], run[-1]
         where = f"{path}[{first[0]}]" + (f" .. {path}[{last[0]}]" if len(run) > 1 else "")
         inner = ",\n        ".join(types)
@@ -501,7 +503,8 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
         # Numbers of the checkpoint: inside the data markers, which check_artifact leaves to verify().
         rest_data = section + "\n" if embedded else f"{_DATA_BEGIN}\n{section}\n{_DATA_END}\n"
     summary = ", ".join(
-        f"{layer.type} {layer.units}" + (f" {layer.activation}" if layer.type == "dense" else "") for layer in spec.layers
+        f"{layer.type} {layer.units}" + (f" {layer.activation}" if layer.type == "dense" else "")
+        + (f" x{layer.option('num_layers')}" if layer.option("num_layers") else "") for layer in spec.layers
     )
     helpers = RT_HELPERS.read_text(encoding="utf-8")
     if embedded:
@@ -932,7 +935,7 @@ def _placeholder_arrays(spec: ModelSpec) -> list[list[Any]] | None:
     import numpy as np
 
     return [[np.zeros(shape, np.float32) for shape in leaf.layer.kind.rtneural_shapes(leaf.layer, leaf.in_features)]
-            for leaf in leaves(spec.layers, spec.in_features)]
+            for leaf in unstacked(leaves(spec.layers, spec.in_features))]
 
 
 def _data_section(text: str) -> str:
