@@ -29,6 +29,7 @@ def test_own_registry_example_runs_from_another_folder(tmp_path):
     assert (tmp_path / "proj" / "weights" / "envelope.pt").is_file()
 
 
+@pytest.mark.timeout(900)  # several C++ headers compiled (cached within a session): minutes on a loaded machine
 def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     """examples/tcn: a dilated conv1d stack (1-2-4-8) with prelu, batchnorm and an activation layer, a GRU
     and a dense head, exported to RTNeural JSON, ONNX and the rtneural-cpp header; its residual twin exported to ONNX,

@@ -374,6 +374,25 @@ def torch_route_problems(spec: ModelSpec) -> list[Problem]:
     return found
 
 
+def write_state_json(spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
+    """``module``'s state dict as the JSON torch_helpers read (the ``"torch"`` form's weights file, and
+    the ``rtneural-torch`` exporter's), at ``path`` (written in place). Layers without a torch route
+    and non-finite weights (JSON has no NaN; orjson would write null) are refused."""
+    import torch
+
+    from ..checkpoint import state_dict_json
+    from ..errors import ExportError
+
+    problems = torch_route_problems(spec)
+    if problems:
+        raise ExportError(*problems)
+    for key, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ExportError.at("weights must be finite numbers (JSON has no NaN or Inf)", model=spec.name,
+                                 key=key, expected="finite float32 values", found="NaN or Inf")
+    path.write_bytes(state_dict_json(module))
+
+
 def torch_tensors(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
     """Every tensor the header's state-dict loader reads: full state-dict name and shape, in load order."""
     return [(leaf.prefix + name, shape) for leaf in leaves(spec.layers, spec.in_features)
@@ -927,8 +946,6 @@ def write_weights(spec: ModelSpec, module: RealtimeModel, folder: Path) -> Path 
         return None
     weights = folder / f"{spec.name}.json"
     if form == "torch":
-        from .statedict import write_state_json
-
         write_state_json(spec, module, weights)
     else:
         from .exporter import RTNeuralExporter

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..builder import RealtimeModel
     from ..spec import ModelSpec
 
-__all__ = ["RTNeuralTorchExporter", "expected_tensors", "header_path", "write_state_json"]
+__all__ = ["RTNeuralTorchExporter", "expected_tensors", "header_path"]
 
 #: The exporter's name and version, as the header's first line names them.
 NAME = "rtneural-torch"
@@ -64,32 +64,6 @@ def render(spec: ModelSpec) -> str:
 
     return render_header(spec, form="torch", writer=(NAME, VERSION), ident=f"{cpp_identifier(spec.name)}_torch",
                          json_path=f"models/torch/{spec.name}.json", honour_rest=False)
-
-
-def refuse_unloadable(spec: ModelSpec) -> None:
-    """ExportError naming each layer RTNeural's PyTorch route cannot load (conv2d: no torch_helpers loader)."""
-    from ..errors import ExportError
-    from .header import torch_route_problems
-
-    problems = torch_route_problems(spec)
-    if problems:
-        raise ExportError(*problems)
-
-
-def write_state_json(spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
-    """``module``'s state dict as the JSON torch_helpers read, at ``path`` (written in place).
-    Non-finite weights are refused (JSON has no NaN; orjson would write null)."""
-    import torch
-
-    from ..checkpoint import state_dict_json
-    from ..errors import ExportError
-
-    refuse_unloadable(spec)
-    for key, tensor in module.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ExportError.at("weights must be finite numbers (JSON has no NaN or Inf)", model=spec.name,
-                                 key=key, expected="finite float32 values", found="NaN or Inf")
-    path.write_bytes(state_dict_json(module))
 
 
 def expected_tensors(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
@@ -179,7 +153,7 @@ class RTNeuralTorchExporter(Exporter):
 
     def export(self, spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
         from ..atomic import atomic_write_text
-        from .header import write_cmake
+        from .header import write_cmake, write_state_json
 
         write_state_json(spec, module, path)  # in place: the pipeline's temporary file
         # The header depends on the architecture alone: rewritten only when it differs.
