@@ -178,13 +178,11 @@ class RTNeuralTorchExporter(Exporter):
         except (OSError, UnicodeDecodeError):
             text = None
         if text != render(spec):
-            problems.append(Problem("the header that loads the state dict is missing or not this entry's: run "
-                                    f"`modelreg export --force {spec.name}`" if text is not None else
-                                    "the header that loads the state dict is missing: run "
-                                    f"`modelreg export --force {spec.name}`",
-                                    file=display_path(header), model=spec.name,
-                                    expected="the header rtneural-torch writes for this entry",
-                                    found="another text" if text is not None else "no file"))
+            what = "is missing" if text is None else "is not the one rtneural-torch writes for this entry"
+            problems.append(Problem(f"the header that loads the state dict {what}: run "
+                                    f"`modelreg export --force {spec.name}`", file=display_path(header),
+                                    model=spec.name, expected="the header rtneural-torch writes for this entry",
+                                    found="no file" if text is None else "another text"))
         return problems
 
     def check_file(self, path: Path) -> list[Problem]:
