@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         @property
         def checkpoint_names(self) -> tuple[tuple[str, int], ...] | str | None: ...
 
-__all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint"]
+__all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint", "state_dict_json"]
 
 DEFAULT_SEED = 0
 
@@ -1044,6 +1044,13 @@ def _state_bytes(module: RealtimeModel, fmt: str = "torch") -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
+
+
+def state_dict_json(module: RealtimeModel) -> bytes:
+    """``module``'s state dict as JSON, as a JSON checkpoint holds it and RTNeural's torch_helpers.h
+    read it (what ``json.dump({k: v.tolist() ...})`` writes, each float32 exactly); the
+    ``rtneural-torch`` exporter's file."""
+    return _state_bytes(module, "json")
 
 
 def save_checkpoint(module: RealtimeModel, path: Path) -> str:

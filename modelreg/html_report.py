@@ -149,7 +149,7 @@ def _err(value: float) -> str:
 #: What runs each built-in format's file, where the format's name alone would not say it: the
 #: reference runtime, the C++ dynamic loader and the compiled header must never read alike.
 _RUNTIMES = {"rtneural": "numpy reference", "rtneural.dynamic": "C++ parseJson", "rtneural-cpp": "C++ ModelT header",
-             "onnx": "onnxruntime"}
+             "rtneural-torch": "C++ torch_helpers header", "onnx": "onnxruntime"}
 
 
 def runtime_label(check: str, kind: str) -> str:

@@ -47,7 +47,7 @@ ENTRY_POINT_GROUP = "modelreg.exporters"
 #: installed distributions' entry points (importlib.metadata costs ~50 ms to import). An exporter
 #: missing here is found through its entry point all the same (a test holds that every name
 #: here is one of modelreg's own entry points).
-BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx", "rtneural-cpp", "nam"})
+BUILTIN_EXPORTERS = frozenset({"rtneural", "onnx", "rtneural-cpp", "rtneural-torch", "nam"})
 
 
 #: The edge cases beyond any host's range (see :mod:`modelreg.inputs`).

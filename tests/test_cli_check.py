@@ -95,7 +95,8 @@ def validation_results() -> dict[str, Any]:
         ({"dense1.weight": [[0.1, 0.2]], "dense1.bias": [0.0], "gru.weight_ih_l0": [[0.3]], "gru.bias_hh_l0": [0.1]},
          "a PyTorch state dict saved as JSON (tensors by name, such as 'dense.weight', as RTNeural's torch_helpers.h "
          "reads them layer by layer; json_parser::parseJson and `modelreg check` read whole models with in_shape and "
-         "layers, as `modelreg export` writes them)",
+         "layers, as `modelreg export` writes them; one that the rtneural-torch exporter wrote is checked against "
+         "its entry by `modelreg validate`)",
          "keys 'dense1.weight', 'dense1.bias', 'gru.weight_ih_l0', 'gru.bias_hh_l0'"),
         ({"name": "synth", "version": 2}, "another kind of JSON document", "keys 'name', 'version'"),
         ({}, "an empty JSON object", "an empty object"),

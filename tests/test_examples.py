@@ -29,9 +29,12 @@ def test_own_registry_example_runs_from_another_folder(tmp_path):
     assert (tmp_path / "proj" / "weights" / "envelope.pt").is_file()
 
 
+@pytest.mark.timeout(900)  # several C++ headers compiled (cached within a session): minutes on a loaded machine
 def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     """examples/tcn: a dilated conv1d stack (1-2-4-8) with prelu, batchnorm and an activation layer, a GRU
-    and a dense head, exported to RTNeural JSON, ONNX and the rtneural-cpp header; with RTNeural's C++ beside the checkout, both C++ checks run too."""
+    and a dense head, exported to RTNeural JSON, ONNX and the rtneural-cpp header; its residual twin exported to ONNX,
+    rtneural-cpp (embedded weights, and from the state-dict JSON) and rtneural-torch; with RTNeural's C++ beside the
+    checkout, every C++ check runs too."""
     import os
     import shutil
 
@@ -48,13 +51,14 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
     assert set(failed) <= {"latency", "rtneural.dynamic_latency", "rtneural-cpp.latency"}, result.stdout + result.stderr  # timing on a loaded machine
     assert result.returncode == (1 if failed else 0), result.stderr
     for name in ("models/tcn.json", "models/onnx/tcn.onnx", "models/cpp/tcn.h", "weights/tcn.pt",
-                 "models/onnx/restcn.onnx", "models/cpp/restcn.h", "weights/restcn.pt"):
+                 "models/onnx/restcn.onnx", "models/cpp/restcn.h", "weights/restcn.pt",
+                 "models/torch/restcn.json", "models/cpp/restcn.torch.h", "models/cpp/restcn_json.h"):
         assert (tmp_path / "proj" / name).is_file(), name
     assert "tcn: 881 params, stateful=True" in result.stdout
     # The residual TCN (issue 19, section 2): no RTNeural JSON (it cannot hold blocks), ONNX and the C++ header.
     assert "restcn: 1401 params, stateful=True" in result.stdout
     assert not (tmp_path / "proj" / "models" / "restcn.json").exists()
-    restcn = result.stdout.split("  restcn validation:")[1]
+    restcn, restcn_json = result.stdout.split("  restcn validation:")[1].split("  restcn_json validation:")
     assert re.search(r"onnx\.parity: max abs error \S+", restcn)
     for exporter in ("rtneural", "onnx"):
         assert re.search(rf"{exporter}\.parity: max abs error \S+", result.stdout)
@@ -68,8 +72,13 @@ def test_tcn_example_registry_exports_and_validates(tmp_path, tmp_path_factory):
         assert re.search(r"rtneural-cpp.parity: max abs error \S+", result.stdout)
         assert re.search(r"^  restcn validation: \d+/\d+ checks passed \(0 skipped\)$", result.stdout, re.M)
         assert re.search(r"rtneural-cpp.parity: max abs error \S+", restcn)  # the composed C++ struct, proven
+        # RTNeural's PyTorch route (issue 19, section 3): the state-dict JSON loaded with torch_helpers, and
+        # the rtneural-cpp header's JSON weight source for residual models, which reads that same file.
+        assert re.search(r"rtneural-torch.parity: max abs error \S+", restcn)
+        assert re.search(r"^  restcn_json validation: \d+/\d+ checks passed \(0 skipped\)$", result.stdout, re.M)
+        assert re.search(r"rtneural-cpp.parity: max abs error \S+", restcn_json)
     else:  # RTNeural C++'s checks skip, saying what to set; nothing else does
-        for model in ("tcn", "restcn"):
+        for model in ("tcn", "restcn", "restcn_json"):
             assert re.search(rf"^  {model} validation: (\d+)/\1 checks passed \([1-9]\d* skipped\)$", result.stdout,
                              re.M), result.stdout
         assert "RTNeural C++ is not configured: set MODELREG_RTNEURAL" in result.stdout

@@ -18,6 +18,8 @@ from modelreg import LayerSpec, ModelSpec
 from modelreg.builder import build_module
 from modelreg.onnx.exporter import ONNXExporter
 from modelreg.rtneural.exporter import RTNeuralExporter
+from modelreg.rtneural.header import torch_route_problems
+from modelreg.rtneural.statedict import RTNeuralTorchExporter
 from modelreg.layers import get_kind, kinds
 from modelreg.spec import ACTIVATIONS
 
@@ -116,6 +118,13 @@ def test_random_architectures_export_with_parity(tmp_path, architecture, seed):
             assert "NaN where torch has none" in parity.summary, parity.summary
             continue
         assert parity.ok, (exporter.name, layers, parity.to_figures())
+    # RTNeural's PyTorch route, where every layer has one (not conv2d): the state dict and the header
+    # that loads it fit the entry (their C++ parity is proven in tests/test_rtneural_torch.py).
+    if not torch_route_problems(spec):
+        torch_route = RTNeuralTorchExporter()
+        path = tmp_path / "random.state.json"
+        torch_route.export(spec, module, path)
+        assert torch_route.check_artifact(spec, path) == [], layers
     assert attrs.evolve(spec).params == sum(p.numel() for p in module.parameters())
 
 

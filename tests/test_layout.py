@@ -78,7 +78,7 @@ def test_each_target_runtime_is_one_folder_holding_its_exporters_and_cpp_sources
 def test_the_built_in_exporters_are_entry_points_into_their_target_folders():
     ours = {ep.name: ep.value for ep in entry_points(group="modelreg.exporters")
             if ep.value.startswith("modelreg.")}
-    assert set(ours) == {"rtneural", "rtneural-cpp", "onnx", "nam"}
+    assert set(ours) == {"rtneural", "rtneural-cpp", "rtneural-torch", "onnx", "nam"}
     for name, value in ours.items():
         assert value.split(":")[0].rsplit(".", 1)[0] in TARGETS, (name, value)
     from modelreg.plugins import BUILTIN_EXPORTERS

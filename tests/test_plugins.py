@@ -95,7 +95,7 @@ def test_unknown_exporter_in_registry_lists_the_available_ones(tiny_registry):
     with pytest.raises(modelreg.RegistryError) as info:
         load_registry(tiny_registry)
     text = str(info.value)
-    assert "models.tinydense.exports[0]: unknown exporter (expected one of nam, onnx, rtneural, rtneural-cpp, torchscript, found 'tflite')" in text
+    assert "models.tinydense.exports[0]: unknown exporter (expected one of nam, onnx, rtneural, rtneural-cpp, rtneural-torch, torchscript, found 'tflite')" in text
 
 
 class _Exploding(Exporter):

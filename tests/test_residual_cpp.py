@@ -1,6 +1,7 @@
 """Residual blocks in C++ (issue 19, section 2): the rtneural-cpp header of a model with blocks is a
 struct of RTNeural compile-time layers per path, proven against torch over a stream in RTNeural's
-own C++ (STL and Eigen backends); the JSON weight form is refused with what to write instead."""
+own C++ (STL and Eigen backends). Its JSON weight form (the state-dict JSON rtneural-torch writes)
+is proven in tests/test_rtneural_torch.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 
 from modelreg import load_registry
 from modelreg.builder import build_module
-from modelreg.errors import ExportError
 from modelreg.rtneural import cpp as rc
 from modelreg.rtneural.header import RTNeuralCppExporter, render_header, weight_arrays
 
@@ -28,15 +28,6 @@ def _spec(tmp_path: Path, weights: str = "embedded", inputs: int = 2):  # type: 
     path = tmp_path / "registry.toml"
     path.write_text(text, encoding="utf-8")
     return load_registry(path)["restcn"]
-
-
-def test_json_weights_are_refused_naming_embedded(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, weights="json")
-    with pytest.raises(ExportError) as caught:
-        RTNeuralCppExporter().export(spec, build_module(spec, seed=0), tmp_path / "restcn.h")
-    problem = caught.value.problems[0]
-    assert problem.key == "models.restcn.cpp_weights" and problem.expected == 'cpp_weights = "embedded"'
-    assert problem.found == '"json"' and "residual blocks" in problem.reason
 
 
 def test_the_header_holds_a_struct_per_block_and_every_weight(tmp_path: Path) -> None:

@@ -4,7 +4,10 @@
 
 Copies the registry into FOLDER (default: a temporary folder), makes seeded
 weights, exports RTNeural JSON, ONNX and the rtneural-cpp header (the residual
-TCN ``restcn``: ONNX and the header, whose C++ composes its blocks), validates
+TCN ``restcn``: ONNX, the header, whose C++ composes its blocks, with its weights
+embedded, and rtneural-torch's state-dict JSON with the header that loads it
+through RTNeural's torch_helpers; ``restcn_json``: the same model's rtneural-cpp
+header reading that JSON), validates
 every model, then streams an impulse through the exported RTNeural file with
 modelreg's reference runtime: the response lasts as long as the receptive
 field plus the GRU's memory, exactly as RTNeural runs it sample by sample.

@@ -257,6 +257,12 @@ class Activation(LayerKind):
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
         return []  # no weights
 
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return ()  # no weights
+
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
+        return []
+
     def rtneural_schema(self) -> dict[str, Any]:
         return {
             "required": ["activation"],

@@ -352,6 +352,25 @@ class LayerKind(RTNeuralLayerType):
         layers, read under the same prefix as torch_helpers' ``layer_index`` reads them)."""
         return [leaf]
 
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The torch state-dict tensors (name without the layer's prefix, shape) that
+        :meth:`cpp_load_torch`'s statements read, in the order they read them; ``()`` for a kind
+        without weights. What the ``rtneural-torch`` header checks a state-dict JSON against before
+        handing it to RTNeural's ``torch_helpers`` (which check no size)."""
+        raise UsageError.at(f"layer type {self.name!r} has no loader in RTNeural's torch_helpers.h (nor a setter "
+                            "route in modelreg)", expected="dense, conv1d, gru, lstm, batchnorm, prelu or activation")
+
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
+        """C++ statements that load ``target`` (this layer's RTNeural compile-time object) from ``doc``
+        (a ``nlohmann::json`` holding a PyTorch state dict, tensors as nested lists named as torch names
+        them: ``prefix + "weight"``...), as RTNeural's ``torch_helpers.h`` does (``loadDense``,
+        ``loadConv1D``, ``loadGRU``, ``loadLSTM``), or through the layer's setters where the helpers
+        have no loader (batchnorm, PReLU: as RTNeural's own TCN test sets them). The tensors read are
+        :meth:`torch_tensors`. What the ``rtneural-torch`` header (and an ``rtneural-cpp`` header of a
+        model with blocks, ``cpp_weights = "json"``) runs."""
+        raise UsageError.at(f"layer type {self.name!r} has no loader in RTNeural's torch_helpers.h (nor a setter "
+                            "route in modelreg)", expected="dense, conv1d, gru, lstm, batchnorm, prelu or activation")
+
     def cpp_combine(self, layer: LayerSpec, in_features: int, outs: str, paths: Mapping[str, str],
                     ins: str) -> list[str]:
         """For a kind with paths (:meth:`children`): C++ statements writing the layer's ``layer.units``

@@ -35,7 +35,8 @@ from .base import cpp_float, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, S
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-__all__ = ["KIND", "BatchNormLayer", "cpp_set_statistics"]
+__all__ = ["KIND", "BatchNormLayer", "cpp_load_statistics", "cpp_set_statistics", "cpp_statistics",
+           "statistics_tensors"]
 
 DEFAULT_EPSILON = 1e-5  # PyTorch's BatchNorm1d default
 _AFFINE_NAMES = ("gamma", "beta", "running_mean", "running_var")
@@ -71,14 +72,36 @@ class BatchNormLayer:
 
 
 
-def cpp_set_statistics(layer: LayerSpec, target: str, weights: str, shapes: Sequence[tuple[int, ...]]) -> list[str]:
+def cpp_statistics(layer: LayerSpec, target: str, argument: Callable[[str], str]) -> list[str]:
     """The setters of an RTNeural batchnorm (1-D or 2-D: the same setters, the same order as the
-    JSON's weights): gamma and beta when affine, the running statistics, then epsilon."""
-    size = shapes[0][0]
-    setters = (("setGamma", "setBeta") if layer.option("affine") else ()) + ("setRunningMean", "setRunningVariance")
-    lines = [f"{target}.{setter}({weights}.vec({size}));" for setter in setters]
+    JSON's weights): gamma and beta when affine, the running statistics, then epsilon.
+    ``argument(tensor)``: the C++ expression of the values of the torch tensor ``tensor``
+    (``weight``, ``bias``, ``running_mean``, ``running_var``) that setter takes."""
+    setters = ((("setGamma", "weight"), ("setBeta", "bias")) if layer.option("affine") else ()) + \
+        (("setRunningMean", "running_mean"), ("setRunningVariance", "running_var"))
+    lines = [f"{target}.{setter}({argument(tensor)});" for setter, tensor in setters]
     # The value RTNeural's loader reads (JSON decimal -> double -> float), as an exact hex float.
     return lines + [f"{target}.setEpsilon({cpp_float(layer.option('epsilon'))});"]
+
+
+def cpp_set_statistics(layer: LayerSpec, target: str, weights: str, shapes: Sequence[tuple[int, ...]]) -> list[str]:
+    """:func:`cpp_statistics` from embedded weights (``weights``, in the RTNeural JSON's order)."""
+    size = shapes[0][0]
+    return cpp_statistics(layer, target, lambda _: f"{weights}.vec({size})")
+
+
+def statistics_tensors(layer: LayerSpec, size: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The torch tensors :func:`cpp_statistics` sets (a state dict's ``num_batches_tracked`` is a
+    training counter, which inference never reads)."""
+    names = (("weight", "bias") if layer.option("affine") else ()) + ("running_mean", "running_var")
+    return tuple((name, (size,)) for name in names)
+
+
+def cpp_load_statistics(layer: LayerSpec, target: str, doc: str, prefix: str) -> list[str]:
+    """:func:`cpp_statistics` from a state-dict JSON (torch_helpers has no batchnorm loader: the
+    setters, as RTNeural's own TCN test sets them; epsilon is the entry's, which no state dict holds)."""
+    return cpp_statistics(layer, target, lambda tensor: f'{doc}.at("{prefix}{tensor}").get<std::vector<float>>()')
+
 
 class BatchNorm(LayerKind):
     name = "batchnorm"
@@ -191,6 +214,12 @@ class BatchNorm(LayerKind):
     def cpp_set_weights(self, layer: LayerSpec, in_features: int, target: str, weights: str,
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
         return cpp_set_statistics(layer, target, weights, shapes)
+
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return statistics_tensors(layer, in_features)
+
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
+        return cpp_load_statistics(layer, target, doc, prefix)
 
     def rtneural_schema(self) -> dict[str, Any]:
         return {

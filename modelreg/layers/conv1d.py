@@ -256,6 +256,17 @@ class Conv1D(LayerKind):
         return [f"{target}.setWeights({weights}.conv1d_kernel({kernel_size}, {in_features // groups}, {layer.units}));",
                 f"{target}.setBias({weights}.vec({layer.units}));"]
 
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        kernel_size, _, groups = self.sizes(layer)
+        bias = (("bias", (layer.units,)),) if layer.has_bias else ()
+        return (("weight", (layer.units, in_features // groups, kernel_size)), *bias)
+
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
+        # The helper reverses each kernel (torch's index 0 is the oldest frame's tap, RTNeural's the
+        # newest's); groups are the layer type's, so grouped convs load the same way.
+        return [f'RTNeural::torch_helpers::loadConv1D<float>({doc}, "{prefix}", {target}, '
+                f'{"true" if layer.has_bias else "false"});']
+
     def rtneural_schema(self) -> dict[str, Any]:
         return {
             "required": ["kernel_size", "dilation"],

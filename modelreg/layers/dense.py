@@ -131,6 +131,15 @@ class Dense(LayerKind):
         lines = [f"{target}.setWeights({weights}.kernel({in_features}, {layer.units}));"]
         return lines + ([f"{target}.setBias({weights}.values({layer.units}));"] if len(shapes) > 1 else [])
 
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        bias = (("bias", (layer.units,)),) if layer.has_bias else ()
+        return (("weight", (layer.units, in_features)), *bias)
+
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
+        # torch's [out][in] is what DenseT::setWeights takes; bias-free: the helper sets zeros.
+        return [f'RTNeural::torch_helpers::loadDense<float>({doc}, "{prefix}", {target}, '
+                f'{"true" if layer.has_bias else "false"});']
+
     def rtneural_schema(self) -> dict[str, Any]:
         return {
             "properties": {

@@ -75,6 +75,7 @@ class GRU(Recurrent):
     gates = 3
     cpp_template = "GRULayerT"
     gate_names = "z, r, h"
+    torch_loader = "loadGRU"
     rtneural_types = ("gru",)
     weight_depths = (2, 2, 2)
 

@@ -70,6 +70,7 @@ class LSTM(Recurrent):
     gates = 4
     cpp_template = "LSTMLayerT"
     gate_names = "i, f, c, o"
+    torch_loader = "loadLSTM"
     rtneural_types = ("lstm",)
     weight_depths = (2, 2, 1)
 

@@ -130,6 +130,13 @@ class PReLU(LayerKind):
                         shapes: Sequence[tuple[int, ...]]) -> list[str]:
         return [f"{target}.setAlphaVals({weights}.vec({in_features}));"]  # row 0 of [1][units]
 
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return (("weight", (in_features,)),)
+
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
+        # torch_helpers has no PReLU loader: its setter, as RTNeural's TCN test sets it.
+        return [f'{target}.setAlphaVals({doc}.at("{prefix}weight").get<std::vector<float>>());']
+
     def rtneural_schema(self) -> dict[str, Any]:
         return {
             "properties": {

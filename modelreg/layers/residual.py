@@ -17,9 +17,10 @@ checkpoint's keys nest PyTorch-style: ``layers.3.layers.0.weight`` (the main pat
 first layer of block 3), ``layers.3.skip.0.weight``.
 
 RTNeural: its JSON format has no residual layer (``parseJson`` reads straight stacks),
-so the RTNeural-side methods refuse and name ``rtneural-cpp``, whose C++ for a model
-with blocks composes RTNeural's compile-time layers itself (``cpp_combine`` writes the
-block's add; see docs/rtneural-cpp.md).
+so the RTNeural-side methods refuse and name ``rtneural-cpp`` and ``rtneural-torch``, whose
+C++ for a model with blocks composes RTNeural's compile-time layers itself (``cpp_combine``
+writes the block's add; see docs/rtneural-cpp.md), with the weights embedded or read from the
+model's state-dict JSON (the paths' layers load with torch_helpers, under their nested names).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ __all__ = ["KIND", "PATHS", "Residual"]
 PATHS = ("layers", "skip")
 
 _RTNEURAL_REFUSAL = ("RTNeural's JSON format has no residual layer (parseJson reads straight stacks); "
-                     "export the entry with rtneural-cpp (cpp_weights = \"embedded\"), which writes the C++ model")
+                     "export the entry with rtneural-cpp (weights embedded, or from the state-dict JSON) or "
+                     "rtneural-torch, which write the C++ model")
 
 _PATH_SCHEMA = {"type": "array", "items": {"$ref": "#/$defs/layer"}}
 

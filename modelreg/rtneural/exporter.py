@@ -105,10 +105,11 @@ def refuse_blocks(spec: ModelSpec) -> None:
     listed = ", ".join(blocks[:3]) + (", ..." if len(blocks) > 3 else "")
     raise ExportError(Problem(
         f"RTNeural's JSON format cannot express a residual block ({listed}): RTNeural's parseJson reads straight "
-        "stacks of layers. Export this entry with rtneural-cpp (and cpp_weights = \"embedded\"), which writes the "
-        "C++ model of RTNeural's compile-time layers, residual adds included",
+        "stacks of layers. Export this entry with rtneural-cpp (weights embedded, or read from the model's "
+        "state-dict JSON) or rtneural-torch (the state-dict JSON and a header loading it with RTNeural's "
+        "torch_helpers), which write the C++ model of RTNeural's compile-time layers, residual adds included",
         file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.{where}",
-        expected='"rtneural-cpp" instead of "rtneural"', found='"rtneural"'))
+        expected='"rtneural-cpp" or "rtneural-torch" instead of "rtneural"', found='"rtneural"'))
 
 
 class RTNeuralExporter(Exporter):

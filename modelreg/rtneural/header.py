@@ -317,6 +317,103 @@ def _weight_targets(spec: ModelSpec) -> list[tuple[Leaf, str]]:
     return found
 
 
+# ---------------------------------------------------------------- weights from a state-dict JSON
+#
+# RTNeural's PyTorch route: the model's state dict as JSON (tensors as nested lists, named as torch
+# names them), each layer loaded with torch_helpers.h (loadDense, loadConv1D, loadGRU, loadLSTM) or,
+# where the helpers have none, its setters (batchnorm, PReLU). The helpers check no size (a tensor
+# of another shape is read past its end), so the header checks every tensor's shape first.
+
+# Added to _DETAIL (whose expect_array and fail it uses) by headers that read a state-dict JSON.
+_TORCH_DETAIL = r"""
+#ifndef MODELREG_RTNEURAL_TORCH_DETAIL_V1
+#define MODELREG_RTNEURAL_TORCH_DETAIL_V1
+namespace modelreg_rtneural_detail
+{
+/** One tensor of a PyTorch state dict as the loader reads it: its name and shape (outermost first). */
+struct TensorInfo
+{
+    const char* name;
+    int ndim;
+    int dims[4];
+};
+
+/** Throws std::runtime_error unless `doc` holds every tensor with exactly its shape (other keys are ignored). */
+inline void check_tensors(const nlohmann::json& doc, const TensorInfo* expected, std::size_t count, const std::string& file)
+{
+    if(!doc.is_object())
+        fail(file, "top level", std::string("not a PyTorch state dict (expected an object of tensor names), found a ") + doc.type_name());
+    if(doc.contains("in_shape") && doc.contains("layers"))
+        fail(file, "top level", "an RTNeural model file (in_shape and layers), not a PyTorch state dict");
+    for(std::size_t i = 0; i < count; ++i)
+    {
+        const auto& e = expected[i];
+        if(!doc.contains(e.name))
+            fail(file, e.name, "missing (a tensor the model loads)");
+        expect_array(doc[e.name], e.dims, e.ndim, file, e.name);
+    }
+}
+} // namespace modelreg_rtneural_detail
+#endif // MODELREG_RTNEURAL_TORCH_DETAIL_V1
+"""
+
+
+def torch_route_problems(spec: ModelSpec) -> list[Problem]:
+    """Layers that RTNeural's PyTorch route cannot load (no torch_helpers loader, no setter route in
+    modelreg): one problem each, naming the layer's key."""
+    from ..errors import ModelRegError
+    from ..paths import display_path
+
+    found = []
+    for leaf in leaves(spec.layers, spec.in_features):
+        try:
+            leaf.layer.kind.torch_tensors(leaf.layer, leaf.in_features)
+        except ModelRegError as exc:
+            problem = exc.problems[0]
+            found.append(Problem(f"{leaf.layer.type} layer: {problem.reason}", file=display_path(spec.registry_file),
+                                 model=spec.name, key=f"models.{spec.name}.{leaf.path}", expected=problem.expected,
+                                 found=f'type = "{leaf.layer.type}"'))
+    return found
+
+
+def write_state_json(spec: ModelSpec, module: RealtimeModel, path: Path) -> None:
+    """``module``'s state dict as the JSON torch_helpers read (the ``"torch"`` form's weights file, and
+    the ``rtneural-torch`` exporter's), at ``path`` (written in place). Layers without a torch route
+    and non-finite weights (JSON has no NaN; orjson would write null) are refused."""
+    import torch
+
+    from ..checkpoint import state_dict_json
+    from ..errors import ExportError
+
+    problems = torch_route_problems(spec)
+    if problems:
+        raise ExportError(*problems)
+    for key, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ExportError.at("weights must be finite numbers (JSON has no NaN or Inf)", model=spec.name,
+                                 key=key, expected="finite float32 values", found="NaN or Inf")
+    path.write_bytes(state_dict_json(module))
+
+
+def torch_tensors(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor the header's state-dict loader reads: full state-dict name and shape, in load order."""
+    return [(leaf.prefix + name, shape) for leaf in leaves(spec.layers, spec.in_features)
+            for name, shape in leaf.layer.kind.torch_tensors(leaf.layer, leaf.in_features)]
+
+
+def _torch_loading(spec: ModelSpec) -> tuple[list[str], list[str]]:
+    """The ``TensorInfo`` initializers of the tensors read, and the statements that load ``model`` from ``doc``."""
+    rows = ['{"%s", %d, {%s}}' % (name, len(shape), ", ".join(str(n) for n in shape)) for name, shape in torch_tensors(spec)]
+    statements: list[str] = []
+    for leaf, target in _weight_targets(spec):
+        layer, size = leaf.layer, leaf.in_features
+        lines = layer.kind.cpp_load_torch(layer, size, target, "doc", leaf.prefix)
+        if lines:
+            statements.append(f"// {leaf.path} {layer.type} {size} -> {layer.units}")
+            statements += lines
+    return rows, statements
+
+
 # ---------------------------------------------------------------- models with residual blocks
 #
 # ModelT holds a straight stack. A model with blocks is a struct of stages: each straight run of
@@ -480,21 +577,44 @@ def needs_rest(spec: ModelSpec) -> bool:
     return spec.reset == "rest" and spec.is_stateful
 
 
-def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, resting: RestingState | None = None) -> str:
+def weights_form(spec: ModelSpec) -> str:
+    """Where an rtneural-cpp header's weights come from: ``"embedded"``; ``"json"`` (the RTNeural
+    JSON file, read by ``parseJson``); or, for ``cpp_weights = "json"`` on a model with residual
+    blocks (which RTNeural JSON cannot hold), ``"torch"``: the state-dict JSON the ``rtneural-torch``
+    exporter writes, read with ``torch_helpers``."""
+    if spec.cpp_weights == "embedded":
+        return "embedded"
+    return "torch" if has_blocks(spec) else "json"
+
+
+def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, resting: RestingState | None = None, *,
+                  form: str | None = None, writer: tuple[str, str] | None = None, ident: str | None = None,
+                  json_path: str | None = None, honour_rest: bool = True) -> str:
     """The text of ``models/cpp/NAME.h`` for ``spec``.
 
     ``arrays`` (:func:`weight_arrays`): the weights, needed by entries with ``cpp_weights = "embedded"``;
     ``resting`` (the module's ``resting_state()``): needed by stateful entries with ``reset = "rest"``.
-    Without both, the JSON form depends on the architecture alone.
+    Without both, the JSON forms depend on the architecture alone. ``form``: where the weights come
+    from (:func:`weights_form`, the default); ``writer``: the exporter named in the first line, and
+    its version (rtneural-cpp's by default; rtneural-torch writes the ``"torch"`` form); ``ident``:
+    the namespace inside ``modelreg_models`` (the entry's name); ``json_path``: where the weights
+    file lives, as the header's comments name it; ``honour_rest``: False writes a reset() that
+    zeroes whatever the entry's ``reset`` says (rtneural-torch: its header needs no checkpoint).
     """
-    ident = cpp_identifier(spec.name)
-    embedded = spec.cpp_weights == "embedded"
+    ident = ident or cpp_identifier(spec.name)
+    form = weights_form(spec) if form is None else form
+    embedded = form == "embedded"
     blocks = has_blocks(spec)
-    if blocks and not embedded:
-        _refuse_json_weights(spec)
+    writer_name, writer_version = writer or ("rtneural-cpp", RTNeuralCppExporter.version)
+    if form == "torch":
+        problems = torch_route_problems(spec)
+        if problems:
+            from ..errors import ExportError
+
+            raise ExportError(*problems)
     if embedded and arrays is None:
         raise ValueError(f"{spec.name}: an embedded-weights header needs the model's weight arrays")
-    rests = needs_rest(spec)
+    rests = needs_rest(spec) and honour_rest
     if rests and resting is None:
         raise ValueError(f"{spec.name}: a header that resets to the resting state needs the resting state")
     rest_data = ""
@@ -541,27 +661,61 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
 '''
         detail = ""
     else:
-        source = f"come from the model's RTNeural JSON file (models/{spec.name}.json) at run time"
-        usage = f'''//     auto model = modelreg_models::{ident}::load("{spec.name}.json");   // throws on any mismatch
-//     modelreg_models::{ident}::reset(*model);           // before the stream, and whenever it restarts'''
-        includes = "#include <fstream>\n#include <memory>\n#include <stdexcept>\n#include <string>"
-        layers = ",\n".join(_layer_info(spec))
-        detail = _DETAIL
-        loading = f'''
+        if form == "torch":
+            source = (f"come from the model's PyTorch state dict as JSON ({json_path or f'models/torch/{spec.name}.json'}, written by\n"
+                      "// the rtneural-torch exporter) at run time, loaded layer by layer with RTNeural's torch_helpers")
+            what = "the PyTorch state-dict JSON"
+            rows, statements = _torch_loading(spec)
+            table = ",\n    ".join(rows)
+            detail = _DETAIL + _TORCH_DETAIL
+            declaration = (f"""
+    /** Every tensor load() reads: its state-dict name and shape (as torch names and shapes it). */
+    inline constexpr modelreg_rtneural_detail::TensorInfo kTensors[] = {{
+        {table.replace(chr(10), chr(10) + "    ")}
+    }};
+""" if rows else "")
+            checking = ("modelreg_rtneural_detail::check_tensors(doc, kTensors, sizeof(kTensors) / sizeof(kTensors[0]), file);"
+                        if rows else "modelreg_rtneural_detail::check_tensors(doc, nullptr, 0, file);")
+            body = "\n".join(f"        {line}" for line in statements)
+            load_doc = f"""
+    /** Checks every tensor's shape in `doc` (a state dict; throws std::runtime_error naming the tensor),
+     *  then loads each layer as RTNeural's torch_helpers do. */
+    inline void load(Model& model, const nlohmann::json& doc, const std::string& file = "<json>", bool debug = false)
+    {{
+        (void)debug; // torch_helpers print nothing
+        {checking}
+{body}
+        model.reset();
+    }}
+"""
+        else:
+            source = f"come from the model's RTNeural JSON file (models/{spec.name}.json) at run time"
+            what = "an RTNeural JSON file"
+            layers = ",\n".join(_layer_info(spec))
+            detail = _DETAIL
+            declaration = f"""
     /** What the RTNeural JSON file must declare, layer by layer. */
     inline constexpr modelreg_rtneural_detail::LayerInfo kLayers[] = {{
     {layers.replace(chr(10), chr(10) + "    ")}
     }};
-
+"""
+            load_doc = """
     /** Checks `doc` against Model (throws std::runtime_error naming the layer), then loads it. */
     inline void load(Model& model, const nlohmann::json& doc, const std::string& file = "<json>", bool debug = false)
-    {{
+    {
         modelreg_rtneural_detail::check(doc, kInputSize, kLayers, sizeof(kLayers) / sizeof(kLayers[0]), file);
         model.parseJson(doc, debug);
         model.reset();
-    }}
-
-    /** Reads, checks and loads an RTNeural JSON file (throws std::runtime_error on any problem). */
+    }
+"""
+        file_name = f"{spec.name}.json"
+        usage = f'''//     auto model = modelreg_models::{ident}::load("{file_name}");   // throws on any mismatch
+//     modelreg_models::{ident}::reset(*model);           // before the stream, and whenever it restarts'''
+        includes = "#include <fstream>\n#include <memory>\n#include <stdexcept>\n#include <string>"
+        if form == "torch":
+            includes += "\n#include <vector>"
+        loading = f'''{declaration}{load_doc}
+    /** Reads, checks and loads {what} (throws std::runtime_error on any problem). */
     inline void load(Model& model, const std::string& path, bool debug = false)
     {{
         std::ifstream stream(path);
@@ -593,7 +747,7 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
     reset_words = (": the resting state, reached by running kRestFrames frames of the rest input "
                    "(a bounded cost, paid at reset)") if rests else ": zeros"
     rest_data_outside = rest_data if rests and not embedded else ""
-    return f'''{_MARKER} (version {RTNeuralCppExporter.version}) for the
+    return f'''// Written by modelreg's {writer_name} exporter (version {writer_version}) for the
 // registry entry "{spec.name}". Do not edit: `modelreg export` rewrites it.
 //
 // {spec.name}: {spec.in_features} inputs -> {summary} -> {spec.out_features} outputs.
@@ -668,18 +822,6 @@ def _model_declaration(spec: ModelSpec) -> str:
         return f'    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};'
     text = "\n\n".join(_compose(spec).structs) + "\n\nusing Model = Net;"
     return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
-
-
-def _refuse_json_weights(spec: ModelSpec) -> None:
-    from ..errors import ExportError
-    from ..paths import display_path
-
-    raise ExportError(Problem(
-        "an rtneural-cpp header of a model with residual blocks needs its weights embedded: RTNeural JSON cannot "
-        "hold the blocks, and a JSON weight source for them (a state-dict JSON exporter) does not exist yet",
-        file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.cpp_weights",
-        expected='cpp_weights = "embedded"', found=f'"{spec.cpp_weights}"' if "cpp_weights" in spec.entry
-        else '"json" (the default: no cpp_weights key)'))
 
 
 def _header_facts(text: str) -> dict[str, str]:
@@ -759,7 +901,8 @@ class RTNeuralCppExporter(Exporter):
     def describe_file(self, path: Path) -> str:
         text = path.read_text(encoding="utf-8")
         facts = _header_facts(text)
-        weights = "embedded weights" if _DATA_BEGIN in text else "weights from its RTNeural JSON file"
+        weights = ("embedded weights" if _DATA_BEGIN in text else "weights from its PyTorch state-dict JSON"
+                   if "torch_helpers" in text else "weights from its RTNeural JSON file")
         return (f"rtneural-cpp header (version {facts['version']}, {weights}) of the registry entry {facts['model']!r}; "
                 "what it declares is proven against the entry and in RTNeural C++ by `modelreg validate`")
 
@@ -767,7 +910,6 @@ class RTNeuralCppExporter(Exporter):
         from ..errors import ArtifactError
         from ..paths import display_path
         from .cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for
-        from .exporter import RTNeuralExporter
 
         if spec.cpp_weights == "embedded" or needs_rest(spec):
             # Bit for bit the float32 values of the RTNeural export of this very module (and its resting state).
@@ -784,13 +926,10 @@ class RTNeuralCppExporter(Exporter):
         embedded = spec.cpp_weights == "embedded"
         with tempfile.TemporaryDirectory(prefix="modelreg-cpp-") as folder, \
                 header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded) as runner:
-            if embedded:
-                weights = None
-            else:
-                # The RTNeural file of this very module (byte-identical to models/NAME.json when that is
-                # fresh), so the result does not depend on export order or on --format.
-                weights = Path(folder) / f"{spec.name}.json"
-                RTNeuralExporter().export(spec, module, weights)
+            # The weights file of this very module (byte-identical to models/NAME.json, or to
+            # models/torch/NAME.json, when that is fresh), so the result does not depend on export
+            # order or on --format; None for embedded weights.
+            weights = write_weights(spec, module, Path(folder))
             loaded = load_checked(runner, weights, model=spec.name, sizes=(spec.in_features, spec.out_features))
             result = parity(runner, loaded, module, tolerance)
             return attrs.evolve(result, details={"load_ms": loaded.load_ns / 1e6, "weights": spec.cpp_weights})
@@ -800,6 +939,23 @@ class RTNeuralCppExporter(Exporter):
         where a clang has it), ``denormals`` (the silent tail timed with and without flushing) and, for
         an audio-rate entry, ``latency`` (whole blocks: the real-time factor of the compiled model)."""
         return header_engine_checks(spec, module, tolerance)
+
+
+def write_weights(spec: ModelSpec, module: RealtimeModel, folder: Path) -> Path | None:
+    """The weights file an rtneural-cpp header of ``spec`` loads, written into ``folder`` from
+    ``module``: the RTNeural JSON file (``"json"`` form), the state-dict JSON that rtneural-torch
+    writes (``"torch"`` form: a model with blocks), or None (embedded weights)."""
+    form = weights_form(spec)
+    if form == "embedded":
+        return None
+    weights = folder / f"{spec.name}.json"
+    if form == "torch":
+        write_state_json(spec, module, weights)
+    else:
+        from .exporter import RTNeuralExporter
+
+        RTNeuralExporter().export(spec, module, weights)
+    return weights
 
 
 def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: float,
@@ -814,20 +970,15 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
     engine = f"the compiled header ({'embedded' if embedded else 'JSON'} weights)"
 
     def in_cpp(name: str, body: Callable[[Toolchain, Path | None], CheckResult]) -> CheckResult:
-        """``body(toolchain, weights)``: ``weights`` is the RTNeural file of this very module, which the
-        header's JSON form loads (None for embedded weights). Skipped when C++ is not configured."""
+        """``body(toolchain, weights)``: ``weights`` is the file of this very module which the
+        header's JSON form loads (:func:`write_weights`; None for embedded weights). Skipped when C++
+        is not configured."""
         try:
             toolchain = toolchain_for(spec)
         except NotConfigured as exc:
             return CheckResult(name, "skip", str(exc))
-        if embedded:
-            return body(toolchain, None)
-        from .exporter import RTNeuralExporter
-
         with tempfile.TemporaryDirectory(prefix="modelreg-cpp-") as folder:
-            weights = Path(folder) / f"{spec.name}.json"
-            RTNeuralExporter().export(spec, module, weights)
-            return body(toolchain, weights)
+            return body(toolchain, write_weights(spec, module, Path(folder)))
 
     def runner(toolchain: Toolchain, path: Path, sanitizer: Any = None) -> Runner:
         return header_runner(toolchain, path, cpp_namespace(spec), spec.name, embedded=embedded, sanitizer=sanitizer)

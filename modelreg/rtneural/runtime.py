@@ -468,7 +468,8 @@ def _looks_like(data: Mapping[Any, Any]) -> str:
     if any(_STATE_DICT_KEY.fullmatch(key) for key in keys):
         return ("a PyTorch state dict saved as JSON (tensors by name, such as 'dense.weight', as RTNeural's "
                 "torch_helpers.h reads them layer by layer; json_parser::parseJson and `modelreg check` read "
-                "whole models with in_shape and layers, as `modelreg export` writes them)")
+                "whole models with in_shape and layers, as `modelreg export` writes them; one that the "
+                "rtneural-torch exporter wrote is checked against its entry by `modelreg validate`)")
     return "another kind of JSON document" if keys else "an empty JSON object"
 
 
