@@ -458,18 +458,20 @@ def _compose_block(composed: _Composed, layer: LayerSpec, in_features: int, path
     return name
 
 
-def rest_warmup(resting: RestingState) -> int:
+def rest_warmup(resting: RestingState, period: int = 1) -> int:
     """Frames of rest input the header's reset() runs to bring a zeroed model to its resting state:
-    what float32 took in torch, plus a margin (past rest, more frames change nothing)."""
+    what float32 took in torch, plus a margin (past rest, more frames change nothing), rounded up
+    to a multiple of ``period`` (:func:`stride_period`: the strided layers end where the resting
+    state has them, about to compute)."""
     frames = resting.float32_frames or resting.frames or 0
-    return frames + max(16, frames // 4)
+    return -(-(frames + max(16, frames // 4)) // period) * period
 
 
 def _rest_section(spec: ModelSpec, resting: RestingState) -> str:
     values = ", ".join(cpp_float(v) for v in spec.rest_frame)
     return (f"    // reset = \"rest\": reset() zeroes the state, then runs this many frames of the rest input: the\n"
             f"    // state comes to where it rests ({resting.frames} frames to rest, {resting.float32_frames} in float32).\n"
-            f"    inline constexpr int kRestFrames = {rest_warmup(resting)};\n"
+            f"    inline constexpr int kRestFrames = {rest_warmup(resting, stride_period(spec))};\n"
             f"    inline constexpr Frame kRestInput = {{{{{values}}}}};")
 
 
@@ -488,7 +490,7 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
     ident = cpp_identifier(spec.name)
     embedded = spec.cpp_weights == "embedded"
     blocks = has_blocks(spec)
-    if blocks and not embedded:
+    if (blocks or stride_period(spec) > 1) and not embedded:
         _refuse_json_weights(spec)
     if embedded and arrays is None:
         raise ValueError(f"{spec.name}: an embedded-weights header needs the model's weight arrays")
@@ -659,11 +661,63 @@ def _type_words(blocks: bool) -> str:
     return "The type below is RTNeural's compile-time API for exactly this entry"
 
 
+def stride_period(spec: ModelSpec) -> int:
+    """The least common multiple of the entry's conv1d strides (1: no strided layer; each kind's
+    ``frame_period``). Every layer steps once per frame, so after a multiple of it every strided
+    layer computes again."""
+    period = 1
+    for leaf in leaves(spec.layers, spec.in_features):
+        period = math.lcm(period, leaf.layer.kind.frame_period(leaf.layer))
+    return period
+
+
+def _phase_wrapper(spec: ModelSpec, base: str) -> list[str]:
+    """``Model``: ``base`` plus the frame count RTNeural's StridedConv1DT::reset() leaves out.
+
+    StridedConv1DT::reset() resets its convolution but not its frame counter (the dynamic
+    StridedConv1D's does): after a reset mid-period its next frames would be held, not computed.
+    Counting frames here, reset() steps zeros until every strided layer is back at the start of
+    its period (fewer than kStridePeriod frames: a bounded cost), then resets every layer."""
+    period = stride_period(spec)
+    return [f"/** {base} with the frame count that makes reset() restart every strided conv1d (see reset()). */",
+            f"struct Model : {base}",
+            "{",
+            f"    static constexpr int kStridePeriod = {period}; // lcm of the strides",
+            "    int phase = 0; // frames since the strided layers last computed together, mod kStridePeriod",
+            "",
+            "    /** One frame (aligned to RTNEURAL_DEFAULT_ALIGNMENT); returns the first output. */",
+            "    float forward(const float* input) noexcept",
+            "    {",
+            "        phase = (phase + 1) % kStridePeriod;",
+            f"        return {base}::forward(input);",
+            "    }",
+            "",
+            "    /** Zeros, as a new stream starts: RTNeural's StridedConv1DT::reset() keeps its frame counter,",
+            "     *  so zeros are stepped until every strided layer computes on the next frame, then every",
+            "     *  layer is reset. Real-time safe (fewer than kStridePeriod frames, nothing allocated). */",
+            "    void reset() noexcept",
+            "    {",
+            f"        alignas(RTNEURAL_DEFAULT_ALIGNMENT) float zeros[{spec.in_features}] = {{}};",
+            "        while(phase != 0)",
+            "            forward(zeros);",
+            f"        {base}::reset();",
+            "    }",
+            "};"]
+
+
 def _model_declaration(spec: ModelSpec) -> str:
-    """``using Model = ...;``: the entry's ModelT, or (a model with blocks) the structs and ``Net``."""
+    """``using Model = ...;``: the entry's ModelT, or (a model with blocks) the structs and ``Net``;
+    with a strided conv1d, a ``Model`` deriving from them that restarts its strides on reset()."""
+    strided = stride_period(spec) > 1
     if not has_blocks(spec):
-        return f'    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};'
-    text = "\n\n".join(_compose(spec).structs) + "\n\nusing Model = Net;"
+        declared = model_type(spec).replace(chr(10), chr(10) + "        ")
+        if not strided:
+            return f'    using Model = {declared};'
+        text = "\n".join([f"using Stages = {declared.replace(chr(10) + '        ', chr(10) + '    ')};", "",
+                          *_phase_wrapper(spec, "Stages")])
+    else:
+        text = "\n\n".join(_compose(spec).structs) + "\n\n" + (
+            "\n".join(_phase_wrapper(spec, "Net")) if strided else "using Model = Net;")
     return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
 
 
@@ -671,9 +725,13 @@ def _refuse_json_weights(spec: ModelSpec) -> None:
     from ..errors import ExportError
     from ..paths import display_path
 
+    what = ("a model with residual blocks needs its weights embedded: RTNeural JSON cannot hold the blocks"
+            if has_blocks(spec) else
+            "a model with a strided conv1d needs its weights embedded: RTNeural JSON cannot hold the stride "
+            "(parseJson's conv1d reads none, and ModelT::parseJson leaves a StridedConv1DT unloaded)")
     raise ExportError(Problem(
-        "an rtneural-cpp header of a model with residual blocks needs its weights embedded: RTNeural JSON cannot "
-        "hold the blocks, and a JSON weight source for them (a state-dict JSON exporter) does not exist yet",
+        f"an rtneural-cpp header of {what}, and a JSON weight source for them (a state-dict JSON exporter) "
+        "does not exist yet",
         file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.cpp_weights",
         expected='cpp_weights = "embedded"', found=f'"{spec.cpp_weights}"' if "cpp_weights" in spec.entry
         else '"json" (the default: no cpp_weights key)'))
@@ -864,7 +922,8 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
 
                 result = rest_check(name, run, resting, reset=spec.reset, runtime=engine)
             if needs_rest(spec) and resting.converged:
-                result = attrs.evolve(result, figures={**result.figures, "reset_frames": rest_warmup(resting)})
+                result = attrs.evolve(result, figures={**result.figures,
+                                                       "reset_frames": rest_warmup(resting, stride_period(spec))})
             return result
 
         return in_cpp(name, body)
