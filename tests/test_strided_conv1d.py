@@ -149,13 +149,35 @@ nlohmann::json run(const nlohmann::json& doc)
     return { { "dynamic", out_dyn }, { "static", out_stat } };
 }
 
+// RTNeural's "ConvTranspose1D": torch_helpers::loadConvTranspose1D into a plain Conv1DT, fed the
+// frames as given (its own test zero-stuffs the input for a stride: the host's work, not a layer's).
+template <int IN, int OUT, int K, int D>
+nlohmann::json transposed(const nlohmann::json& doc)
+{
+    const auto& x = doc.at("x");
+    auto conv = std::make_unique<RTNeural::Conv1DT<float, IN, OUT, K, D, 1>>();
+    RTNeural::torch_helpers::loadConvTranspose1D<float>(doc, "", *conv);
+    conv->reset();
+    nlohmann::json out = nlohmann::json::array();
+    for(const auto& frame : x)
+    {
+        alignas(RTNEURAL_DEFAULT_ALIGNMENT) float ins[IN];
+        for(int i = 0; i < IN; ++i)
+            ins[i] = frame[i].get<float>();
+        conv->forward(ins);
+        out.push_back(std::vector<float>(std::begin(conv->outs), std::begin(conv->outs) + OUT));
+    }
+    return { { "static", out } };
+}
+
 int main()
 {
     nlohmann::json doc;
     std::cin >> doc;
     const auto config = doc.at("config").get<std::string>();
     nlohmann::json result;
-    if(config == "A") result = run<2, 3, 3, 2, 3, 1>(doc);
+    if(config == "T") result = transposed<2, 3, 3, 2>(doc);
+    else if(config == "A") result = run<2, 3, 3, 2, 3, 1>(doc);
     else if(config == "B") result = run<4, 2, 2, 1, 2, 2>(doc);
     else if(config == "C") result = run<3, 2, 1, 1, 4, 1>(doc);
     else return 1;
@@ -228,6 +250,28 @@ def test_reset_restarts_the_dynamic_layer_but_not_the_compile_time_counter(facts
     assert np.abs(ran["dynamic"] - restarted).max() < 1e-5
     assert np.abs(ran["static"] - np.stack(frames)).max() < 1e-5
     assert np.abs(ran["static"] - restarted).max() > 1e-3  # 7 % stride != 0 for every configuration
+
+
+@needs_rtneural
+@pytest.mark.parametrize("stride", [1, 3])
+def test_rtneurals_conv_transpose1d_is_a_conv1d_fed_a_zero_stuffed_stream(facts_program: Path, stride: int) -> None:
+    # Why conv_transpose1d is no registry kind (docs/decisions.md): RTNeural has no such layer.
+    # loadConvTranspose1D sets nn.ConvTranspose1d's weights on a plain Conv1D; at stride 1 that is a
+    # causal conv1d (torch's output, its first frames); at stride s the host inserts s - 1 zero frames
+    # after each input frame, so one input frame makes s output frames: a change of frame rate that
+    # a one-frame-in, one-frame-out layer of a model cannot be.
+    torch.manual_seed(7)
+    conv = torch.nn.ConvTranspose1d(2, 3, 3, dilation=2, stride=stride)
+    x = torch.randn(1, 2, 8)
+    stuffed = torch.zeros(1, 2, 8 * stride)
+    stuffed[:, :, ::stride] = x
+    doc = {"config": "T", "weight": conv.weight.detach().numpy().tolist(),
+           "bias": conv.bias.detach().numpy().tolist(), "x": stuffed[0].T.numpy().tolist()}
+    done = subprocess.run([str(facts_program)], input=json.dumps(doc), capture_output=True, text=True, check=True)
+    ran = np.asarray(json.loads(done.stdout)["static"], np.float32)
+    with torch.no_grad():
+        expected = conv(x)[0].T.numpy()[:8 * stride - (stride - 1)]
+    assert np.abs(ran[:len(expected)] - expected).max() < 1e-5
 
 
 # ---------------------------------------------------------------- registry and exports
