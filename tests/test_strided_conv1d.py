@@ -426,34 +426,6 @@ def test_the_header_declares_strided_conv1dt_and_a_phase_reset(tmp_path: Path) -
     assert RTNeuralCppExporter().check_artifact(spec, path) == []
 
 
-@needs_rtneural
-def test_header_matches_torch_over_streams_and_resets(tmp_path: Path, cpp: Path) -> None:
-    from kind_tools import widened
-    from modelreg.rtneural import cpp as rc
-    from modelreg.rtneural.header import RTNeuralCppExporter, cpp_namespace
-
-    spec = _spec(tmp_path)
-    module = widened(spec, seed=4)
-    path = tmp_path / "strided.h"
-    exporter = RTNeuralCppExporter()
-    exporter.export(spec, module, path)
-    result = exporter.verify(spec, module, path, 1e-5)  # every input case from its own reset
-    assert not result.skipped and result.ok, result.to_figures()
-    # A stream of 7 frames (mid-period), a reset, then a stream: as torch from zeros.
-    rng = np.random.default_rng(0)
-    first, second = (rng.standard_normal((n, 2)).astype(np.float32) for n in (7, 11))
-    module.reset()
-    with torch.no_grad():
-        expected = module(torch.from_numpy(second)[None])[0].numpy()
-    with rc.header_runner(rc.find_toolchain(), path, cpp_namespace(spec), spec.name, embedded=True) as runner:
-        loaded = runner.load(None)
-        runner.run(loaded, first)
-        for mode in ("default", "zero"):
-            ran = runner.run(loaded, second, reset=mode)
-            assert np.abs(ran - expected).max() < 1e-5, mode
-            runner.run(loaded, first)
-
-
 def test_the_resting_state_is_compared_every_period_and_restarts_the_strides(tmp_path: Path) -> None:
     # The frame counter cycles forever on a constant input; the rest of the state settles. The resting
     # state is taken at the start of a period (phase 0: every strided layer computes on the next frame).
@@ -468,11 +440,13 @@ def test_the_resting_state_is_compared_every_period_and_restarts_the_strides(tmp
 
 
 @needs_rtneural
-def test_a_resting_reset_in_cpp_ends_at_the_start_of_a_period(tmp_path: Path, cpp: Path) -> None:
-    import modelreg
+def test_header_matches_torch_over_streams_and_both_resets(tmp_path: Path, cpp: Path) -> None:
+    # One header (one compile): parity over the stream, each input case from its own reset; then a
+    # stream cut mid-period (7 frames: 7 % 6 != 0) and reset, to zeros (RTNeural's reset(), through
+    # the header's Model) and to rest (the entry's reset = "rest": its warm-up ends at phase 0).
     from modelreg.checkpoint import init_checkpoint
     from modelreg.rtneural import cpp as rc
-    from modelreg.rtneural.header import cpp_namespace, render_header, weight_arrays
+    from modelreg.rtneural.header import RTNeuralCppExporter, cpp_namespace
 
     path = tmp_path / "registry.toml"
     path.write_text(REGISTRY.format(params=PARAMS, exports='["rtneural-cpp"]', weights="embedded")
@@ -481,19 +455,28 @@ def test_a_resting_reset_in_cpp_ends_at_the_start_of_a_period(tmp_path: Path, cp
     spec = load_registry(path)["strided"]
     init_checkpoint(spec, seed=5)
     module = spec.load()
-    resting = module.resting_state()
-    text = render_header(spec, weight_arrays(spec, module), resting)
-    warmup = int(text.split("kRestFrames = ")[1].split(";")[0])
-    assert warmup % 6 == 0 and warmup >= resting.float32_frames
+    with torch.no_grad():  # default init is small; widen weights so activations leave their linear region
+        for parameter in module.parameters():
+            parameter.mul_(2.0)
     header = tmp_path / "strided.h"
-    header.write_text(text)
-    frames = np.random.default_rng(1).standard_normal((9, 2)).astype(np.float32)
-    module.reset()  # the entry's reset: from the resting state
-    with torch.no_grad():
-        expected = module(torch.from_numpy(frames)[None])[0].numpy()
+    exporter = RTNeuralCppExporter()
+    exporter.export(spec, module, header)
+    text = header.read_text()
+    warmup = int(text.split("kRestFrames = ")[1].split(";")[0])
+    assert warmup % 6 == 0 and warmup >= module.resting_state().float32_frames
+    result = exporter.verify(spec, module, header, 1e-5)
+    assert not result.skipped and result.ok, result.to_figures()
+    rng = np.random.default_rng(0)
+    first, second = (rng.standard_normal((n, 2)).astype(np.float32) for n in (7, 11))
+    expected = {}
+    for mode, to in (("zero", "zeros"), ("default", "rest")):
+        module.reset(to=to)
+        with torch.no_grad():
+            expected[mode] = module(torch.from_numpy(second)[None])[0].numpy()
+    assert np.abs(expected["zero"] - expected["default"]).max() > 1e-3  # the two resets differ
     with rc.header_runner(rc.find_toolchain(), header, cpp_namespace(spec), spec.name, embedded=True) as runner:
         loaded = runner.load(None)
-        runner.run(loaded, frames[:5])
-        ran = runner.run(loaded, frames)  # the header's reset(): to rest, then the stream
-    assert np.abs(ran - expected).max() < 1e-5
-    assert modelreg.validate_all(path, latency_seconds=0.02, write=False)["strided"]["state.rest"].status == "pass"
+        for mode in ("zero", "default", "zero"):
+            runner.run(loaded, first, reset=mode)
+            ran = runner.run(loaded, second, reset=mode)
+            assert np.abs(ran - expected[mode]).max() < 1e-5, mode
