@@ -15,6 +15,7 @@ Each layer's torch module, per-frame step and state come from its kind
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import zlib
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import UsageError
-from .layers.base import LayerKind, LayerSpec, state_name
+from .layers.base import LayerKind, LayerSpec, leaves, state_name
 
 if TYPE_CHECKING:
     from .rest import ResetMode, RestingState
@@ -106,6 +107,8 @@ class RealtimeModel(nn.Module):
         self._state: State | None = None
         # Fixed by the layers; asked on every call, so computed once.
         self._stateful = any(layer.kind.state(layer) for layer in self.layer_specs)
+        self._frame_period = math.lcm(1, *(leaf.layer.kind.frame_period(leaf.layer)
+                                           for leaf in leaves(self.layer_specs, spec.in_features)))
         # What reset() restores (the entry's reset key), and the input of a silent host.
         self.reset_mode: ResetMode = getattr(spec, "reset", "zeros")
         rest = getattr(spec, "rest_frame", None)
@@ -120,6 +123,12 @@ class RealtimeModel(nn.Module):
     def is_stateful(self) -> bool:
         """True when a layer is recurrent: each call advances the state kept between calls."""
         return self._stateful
+
+    @property
+    def frame_period(self) -> int:
+        """Frames after which every layer's frame counter is back where it was: the lcm of the strided
+        conv1d layers' strides (1 without them). A resting state is compared every that many frames."""
+        return self._frame_period
 
     def reset(self, to: ResetMode | None = None) -> None:
         """Forget the recurrent state. The next call starts from zeros, or, when the entry says

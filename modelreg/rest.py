@@ -97,6 +97,11 @@ class RestModule(Protocol):
 
     def step(self, x: Any, state: Any) -> tuple[Any, Any]: ...
 
+    @property
+    def frame_period(self) -> int:
+        """Frames after which the state's cycle repeats on a constant input (1; a strided conv1d's
+        frame counter: the lcm of the strides). The state is compared every that many frames."""
+
 
 @attrs.frozen(eq=False)
 class RestingState:
@@ -227,13 +232,32 @@ def compute_resting_state(module: RestModule, rest_input: tuple[float, ...] | No
         if not module.is_stateful:
             y, _ = exact.step(x64, [()] * len(exact.layers))
             return RestingState(name, values, "stateless", output=y.reshape(-1).numpy().copy())
+        period = int(getattr(module, "frame_period", 1))
+        if period > 1:
+            # A frame counter (a strided conv1d's phase) cycles however long the model rests: the state is
+            # compared every `period` frames, one step of the copies being that many frames of the rest input.
+            settled = _settle(name, values, exact, single, x64.repeat(1, period, 1),
+                              max_frames=max(1, max_frames // period), threshold=threshold)
+            return _in_frames(settled, period)
         return _settle(name, values, exact, single, x64, max_frames=max_frames, threshold=threshold)
+
+
+def _in_frames(settled: RestingState, period: int) -> RestingState:
+    """A result counted in steps of ``period`` frames, counted in frames (its words too)."""
+    def scaled(count: int | None) -> int | None:
+        return None if count is None else count * period
+
+    # The words (detail) are in frames already: _settle knows its steps' length.
+    return attrs.evolve(settled, frames=scaled(settled.frames), float32_frames=scaled(settled.float32_frames),
+                        frames_run=settled.frames_run * period,
+                        period=None if settled.period is None else settled.period * period)
 
 
 def _settle(name: str, values: tuple[float, ...], exact: Any, single: Any, x64: Any, *,
             max_frames: int, threshold: float) -> RestingState:
     import numpy as np
 
+    unit = int(x64.shape[1])  # frames per step (more than one: a frame counter's period)
     state = exact.initial_state(1)
     previous = _flat(state)
     # The last states, for finding an oscillation's period (32 MB at most, whatever the state size).
@@ -251,7 +275,7 @@ def _settle(name: str, values: tuple[float, ...], exact: Any, single: Any, x64: 
             bad = [n for n, tensor in zip(_names(exact), (v for layer in state for v in layer))
                    if not bool(np.isfinite(tensor.numpy()).all())]
             return RestingState(name, values, "diverges", frames_run=t, max_delta=float("inf"), threshold=threshold,
-                                detail=f"it diverges: state {', '.join(bad)} is no longer finite at frame {t}")
+                                detail=f"it diverges: state {', '.join(bad)} is no longer finite at frame {t * unit}")
         delta = float(np.max(np.abs(current - previous))) if current.size else 0.0
         deltas.append(delta)
         # float64 rounding can keep a state at rest wobbling by an ulp: steps that small are rest.
@@ -273,17 +297,18 @@ def _settle(name: str, values: tuple[float, ...], exact: Any, single: Any, x64: 
                 swing = float(np.max(cycle.max(axis=0) - cycle.min(axis=0)))
                 return RestingState(name, values, "oscillates", frames_run=t, max_delta=delta, period=period,
                                     threshold=threshold,
-                                    detail=f"it oscillates with a period of {period} frames (state values swing by up "
-                                           f"to {swing:.3g}; found after {t} frames)")
+                                    detail=f"it oscillates with a period of {period * unit} frames (state values swing "
+                                           f"by up to {swing:.3g}; found after {t * unit} frames)")
     magnitude = float(np.max(np.abs(previous))) if previous.size else 0.0
     # Growing, and not slowing down (a slow approach to a far rest shrinks its steps: still moving).
     if magnitude > half_magnitude and delta >= 0.99 * half_delta > 0.0:
         return RestingState(name, values, "diverges", frames_run=frames_run, max_delta=delta, threshold=threshold,
                             detail=f"it diverges: the largest state value grows from {half_magnitude:.3g} at frame "
-                                   f"{max_frames // 2} to {magnitude:.3g} at frame {frames_run}")
+                                   f"{max_frames // 2 * unit} to {magnitude:.3g} at frame {frames_run * unit}")
     return RestingState(name, values, "moving", frames_run=frames_run, max_delta=delta, threshold=threshold,
-                        detail=f"it is still moving after {frames_run} frames (a state value still changes by "
-                               f"{delta:.3g} per frame; settled means at most {threshold:g})")
+                        detail=f"it is still moving after {frames_run * unit} frames (a state value still changes by "
+                               f"{delta:.3g} per {'frame' if unit == 1 else f'{unit} frames'}; settled means at most "
+                               f"{threshold:g})")
 
 
 def _names(module: Any) -> list[str]:
@@ -312,7 +337,7 @@ def _at_rest(name: str, values: tuple[float, ...], exact: Any, single: Any, x64:
     import torch
 
     rest = _flat(state)
-    y, _ = exact.step(x64, state)
+    y, _ = exact.step(x64[:, :1], state)  # the first frame after rest (a block of frames: the first of them)
     scale = np.maximum(1.0, np.abs(rest))
     # float64: frames until within SETTLED of rest (never more than t, when it was already there).
     frames = _frames_to(exact, x64, lambda s: bool(np.all(np.abs(_flat(s) - rest) <= SETTLED * scale)), t, window=1)

@@ -20,7 +20,7 @@ from modelreg import load_registry
 from modelreg.builder import build_module
 from modelreg.errors import ExportError
 from modelreg.layers import get_kind
-from modelreg.layers.base import leaves
+from modelreg.layers.base import Leaf, leaves
 from modelreg.rtneural import cpp as rc
 from modelreg.rtneural.header import RTNeuralCppExporter, render_header, torch_tensors
 from modelreg.rtneural.statedict import RTNeuralTorchExporter, header_path
@@ -29,7 +29,8 @@ from conftest import RTNEURAL, needs_rtneural
 from kind_tools import widened
 from test_residual import PARAMS as TCN_PARAMS, TCN
 
-# Every kind torch_helpers loads (or modelreg sets through setters): grouped and bias-free convs,
+# Every kind torch_helpers loads (or modelreg sets through setters): grouped, strided and bias-free convs,
+# stacked GRU and LSTM (num_layers: one loadGRU / loadLSTM per layer_index),
 # batchnorm with and without affine, PReLU, an activation layer, GRU and LSTM with and without
 # biases, dense with and without. The last dense is 2 -> 2: its weight is square, so a transposed
 # one has the right shape and only the numbers can tell.
@@ -48,19 +49,19 @@ layers = [
     {{ type = "batchnorm" }},
     {{ type = "prelu" }},
     {{ type = "activation", activation = "tanh" }},
-    {{ type = "conv1d", units = 4, kernel_size = 2, bias = false }},
+    {{ type = "conv1d", units = 4, kernel_size = 2, stride = 2, bias = false }},
     {{ type = "batchnorm", affine = false, epsilon = 0.001 }},
-    {{ type = "gru", units = 3 }},
+    {{ type = "gru", units = 3, num_layers = 3 }},
     {{ type = "lstm", units = 3, bias = false }},
     {{ type = "gru", units = 3, bias = false }},
-    {{ type = "lstm", units = 2 }},
+    {{ type = "lstm", units = 2, num_layers = 2 }},
     {{ type = "dense", units = 2, activation = "tanh", bias = false }},
     {{ type = "dense", units = 2, activation = "linear" }},
 ]
 """
-# conv 4*1*3+4=16, bn 8, prelu 4, conv 4*4*2=32, gru 3*3*(4+3)+18=81, lstm 4*3*6=72,
-# gru 3*3*6=54, lstm 4*2*(3+2)+16=56, dense 4, dense 6
-KINDS_PARAMS = 16 + 8 + 4 + 32 + 81 + 72 + 54 + 56 + 4 + 6
+# conv 4*1*3+4=16, bn 8, prelu 4, strided conv 4*4*2=32, 3-layer gru 3*3*(4+3)+18=81 + 2*(3*3*6+18)=144,
+# lstm 4*3*6=72, gru 3*3*6=54, 2-layer lstm 4*2*(3+2)+16=56 + 4*2*4+16=48, dense 4, dense 6
+KINDS_PARAMS = 16 + 8 + 4 + 32 + 81 + 144 + 72 + 54 + 56 + 48 + 4 + 6
 
 
 def _spec(tmp_path: Path, text: str, name: str):  # type: ignore[no-untyped-def]
@@ -98,7 +99,10 @@ def test_every_kind_reads_exactly_its_torch_modules_tensors() -> None:
             layer = kind.spec(table, 12)
             state = {key: tuple(t.shape) for key, t in kind.build(layer, 12).state_dict().items()
                      if not key.endswith("num_batches_tracked")}
-            assert dict(kind.torch_tensors(layer, 12)) == state, (name, table)
+            # A stacked recurrent layer is read as its single layers (one loader call per layer_index).
+            read = {name: shape for leaf in kind.unstack(Leaf(layer, 12, "layers[0]", ""))
+                    for name, shape in kind.torch_tensors(leaf.layer, leaf.in_features)}
+            assert read == state, (name, table)
 
 
 def test_the_file_is_the_state_dict_and_a_json_checkpoint(tmp_path: Path) -> None:

@@ -280,6 +280,12 @@ class LayerKind(RTNeuralLayerType):
     def state(self, layer: LayerSpec) -> StateSpec:
         """The state tensors a layer carries between frames (each ``[1, batch, size]``); ``()`` if none."""
 
+    def frame_period(self, layer: LayerSpec) -> int:
+        """Frames after which the layer's own frame counter, if it has one, is back where it was (a
+        strided conv1d: its stride); 1, the default, for a layer that counts no frames. Blocks need
+        not say: the model takes the lcm over its plain layers (``leaves``)."""
+        return 1
+
     @abc.abstractmethod
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         """(rule, low, high) that every output value of the layer satisfies."""
@@ -305,6 +311,12 @@ class LayerKind(RTNeuralLayerType):
     def from_rtneural(self, layer: Mapping[str, Any], weight: Callable[[int], np.ndarray], in_features: int,
                       units: int) -> tuple[LayerSpec, dict[str, np.ndarray]]:
         """The inverse: a checked RTNeural layer -> (its LayerSpec, torch state-dict entries without prefix)."""
+
+    def rtneural_json_refusal(self, layer: LayerSpec) -> str | None:
+        """Why RTNeural's JSON format cannot hold this (plain) layer although its kind has an RTNeural
+        type (a strided conv1d: parseJson reads no stride), or None, the default. The ``rtneural``
+        exporter refuses such an entry before writing anything, naming ``rtneural-cpp``."""
+        return None
 
     # ------------------------------------------------------------------ RTNeural C++ (compile-time API)
 

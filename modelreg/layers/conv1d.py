@@ -28,6 +28,20 @@ after the layer, as for dense.
 checkpoint; the RTNeural file still holds a bias of zeros, since the loader
 reads ``weights[1]`` unconditionally (so a file cannot tell a bias-free layer
 from one whose bias is zero: see ``modelreg import --drop-zero-biases``).
+
+``stride = s`` (s > 1) is RTNeural's ``StridedConv1D`` / ``StridedConv1DT``
+(``conv1d/strided_conv1d.h``, loaded by ``torch_helpers::loadConv1D``): frame
+``t`` is computed when ``t % s == 0`` (counting from the reset) and every other
+frame repeats that output, while the past input frames keep advancing (its
+``skip()``). Over a sequence from zeros that is ``nn.Conv1d(stride=s)`` on the
+input with ``(kernel_size - 1) * dilation`` zero frames on the left, each
+output repeated ``s`` times. Extra state: ``held`` ``[1, batch, units]`` (the
+last computed output, before the activation) and ``phase`` ``[1, batch, 1]``
+(frames since the last computed one, 0 to s - 1, as a float). The checkpoint is
+``nn.Conv1d``'s (the stride changes no weight). RTNeural's JSON loader has no
+strided conv1d (``parseJson``'s conv1d reads no stride; ``ModelT::parseJson``
+leaves a ``StridedConv1DT`` unloaded): such a layer goes to C++ through
+``rtneural-cpp`` with embedded weights. Established in C++: tests/test_strided_conv1d.py.
 """
 
 from __future__ import annotations
@@ -42,12 +56,21 @@ from .base import (BIAS_KEY, LayerKind, LayerProblem, LayerSpec, RuntimeLayer, S
 if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
-__all__ = ["KIND", "Conv1DLayer", "history"]
+__all__ = ["KIND", "Conv1DLayer", "history", "stride"]
+
+#: Why an RTNeural JSON file cannot hold a strided conv1d (the rtneural exporter's refusal says it).
+STRIDE_REFUSAL = ("RTNeural's JSON loader has no strided conv1d (parseJson's conv1d reads no stride, and "
+                  "ModelT::parseJson leaves a StridedConv1DT unloaded)")
 
 
 def history(kernel_size: int, dilation: int) -> int:
     """How many past input frames a causal conv1d keeps: ``(kernel_size - 1) * dilation``."""
     return (kernel_size - 1) * dilation
+
+
+def stride(layer: LayerSpec) -> int:
+    """A conv1d LayerSpec's stride (1: every frame computed)."""
+    return int(layer.option("stride", 1))
 
 
 def _last(value: Any) -> int:
@@ -58,7 +81,7 @@ def _last(value: Any) -> int:
 class Conv1DLayer:
     """RTNeural's conv1d in the numpy reference runtime: kernel ``[K][in/groups][out]`` as in the file."""
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray, dilation: int, groups: int) -> None:
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, dilation: int, groups: int, stride: int = 1) -> None:
         import numpy as np
 
         self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)
@@ -67,20 +90,33 @@ class Conv1DLayer:
         self.dilation, self.groups = int(dilation), int(groups)
         self.in_size = per_group * self.groups
         self.history = history(self.kernel_size, self.dilation)
-        self.is_recurrent = self.history > 0  # carries state between frames
+        self.stride = int(stride)
+        self.is_recurrent = self.history > 0 or self.stride > 1  # carries state between frames
         # [K, c, g, o/g]: output o belongs to group o // (out/groups), as in RTNeural and PyTorch.
         self._grouped = self.kernel.reshape(self.kernel_size, per_group, self.groups, self.out_size // self.groups)
         self.buffer = np.zeros((1, self.history, self.in_size), np.float32)
+        # Strided: RTNeural's StridedConv1D (dynamic), whose reset() zeroes its counter and held output.
+        self.held = np.zeros((1, self.out_size), np.float32)
+        self.phase = 0
 
     def reset(self, batch: int) -> None:
         import numpy as np
 
         self.buffer = np.zeros((batch, self.history, self.in_size), np.float32)
+        self.held = np.zeros((batch, self.out_size), np.float32)
+        self.phase = 0
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
         frame = x[:, None, :].astype(np.float32, copy=False)
+        if self.stride > 1:
+            computed = self.phase == 0
+            self.phase = (self.phase + 1) % self.stride
+            if not computed:  # RTNeural's skip(): the frame enters the buffer, the output is held
+                if self.history:
+                    self.buffer = np.concatenate([self.buffer, frame], axis=1)[:, 1:, :]
+                return self.held.copy()
         # Without history (kernel_size 1) the layer is stateless, its model never resets
         # it to the batch size, and there is nothing to prepend.
         full = np.concatenate([self.buffer, frame], axis=1) if self.history else frame
@@ -90,11 +126,15 @@ class Conv1DLayer:
         y = np.einsum("bkgc,kcgo->bgo", grouped, self._grouped).reshape(batch, self.out_size) + self.bias
         if self.history:
             self.buffer = full[:, 1:, :]
-        return y.astype(np.float32, copy=False)
+        y = y.astype(np.float32, copy=False)
+        if self.stride > 1:
+            self.held = y.copy()
+        return y
 
     def __repr__(self) -> str:
+        strided = f", stride={self.stride}" if self.stride > 1 else ""
         return (f"Conv1DLayer({self.in_size} -> {self.out_size}, kernel_size={self.kernel_size}, "
-                f"dilation={self.dilation}, groups={self.groups})")
+                f"dilation={self.dilation}, groups={self.groups}{strided})")
 
 
 _INT_OR_LIST = {
@@ -112,6 +152,7 @@ class Conv1D(LayerKind):
         "kernel_size": {"$ref": "#/$defs/positive_int"},
         "dilation": {"$ref": "#/$defs/positive_int"},
         "groups": {"$ref": "#/$defs/positive_int"},
+        "stride": {"$ref": "#/$defs/positive_int"},
         "activation": {"enum": list(activations.NAMES)},
         "bias": BIAS_KEY,
     }
@@ -123,6 +164,8 @@ class Conv1D(LayerKind):
         {"units": 4, "kernel_size": 3, "dilation": 2, "activation": "sigmoid"},
         {"units": 5, "kernel_size": 3},
         {"units": 4, "kernel_size": 2, "dilation": 2, "activation": "tanh", "bias": False},
+        {"units": 4, "kernel_size": 3, "dilation": 2, "stride": 3, "activation": "tanh"},
+        {"units": 2, "kernel_size": 1, "stride": 2},
     )
     rtneural_types = ("conv1d",)
     loader_adds_activation = True
@@ -137,6 +180,9 @@ class Conv1D(LayerKind):
         options = (*bias_option(table), ("dilation", int(table.get("dilation", 1))),
                    ("groups", int(table.get("groups", 1))), ("in_channels", int(in_features)),
                    ("kernel_size", int(table["kernel_size"])))  # sorted by key, "bias" first
+        if int(table.get("stride", 1)) != 1:
+            # Only a stride is recorded (as bias = false): every stride-1 layer stays the LayerSpec it was.
+            options += (("stride", int(table["stride"])),)
         return LayerSpec("conv1d", int(table["units"]), table.get("activation", "linear"), options)
 
     @staticmethod
@@ -170,7 +216,13 @@ class Conv1D(LayerKind):
         kernel_size, dilation, _ = self.sizes(layer)
         past = history(kernel_size, dilation)
         # kernel_size 1 keeps nothing: no state tensor (a zero-size ONNX input would be useless).
-        return (("buf", past * int(layer.option("in_channels"))),) if past else ()
+        buffer = (("buf", past * int(layer.option("in_channels"))),) if past else ()
+        if stride(layer) > 1:  # RTNeural's strides_counter and held output
+            return (*buffer, ("held", layer.units), ("phase", 1))
+        return buffer
+
+    def frame_period(self, layer: LayerSpec) -> int:
+        return stride(layer)
 
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         return activations.output_range(layer.activation)
@@ -181,9 +233,10 @@ class Conv1D(LayerKind):
         from torch import nn
 
         kernel_size, dilation, groups = self.sizes(layer)
-        # No padding: the past frames come from the state, which starts at zeros.
+        # No padding: the past frames come from the state, which starts at zeros. The stride is
+        # torch's own (what a user's module says); forward computes every frame and holds (see there).
         return nn.Conv1d(in_features, layer.units, kernel_size, dilation=dilation, groups=groups,
-                         bias=layer.has_bias)
+                         bias=layer.has_bias, stride=stride(layer))
 
     def forward(self, module: nn.Module, layer: LayerSpec, x: Tensor,
                 state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -192,6 +245,9 @@ class Conv1D(LayerKind):
         kernel_size, dilation, _ = self.sizes(layer)
         past = history(kernel_size, dilation)
         channels = int(module.in_channels)  # type: ignore[arg-type]  # a static int: traced as a constant
+        steps = stride(layer)
+        if steps > 1:
+            return self._strided(module, layer, x, state, past, channels, steps)
         if past == 0:
             y = module(x.transpose(1, 2)).transpose(1, 2)
             return activations.torch_activation(layer.activation)(y), ()
@@ -200,6 +256,34 @@ class Conv1D(LayerKind):
         y = module(full.transpose(1, 2)).transpose(1, 2)  # [batch, time, units]
         kept = full[:, -past:, :].reshape(1, -1, past * channels)
         return activations.torch_activation(layer.activation)(y), (kept,)
+
+    @staticmethod
+    def _strided(module: nn.Module, layer: LayerSpec, x: Tensor, state: tuple[Tensor, ...], past: int,
+                 channels: int, steps: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """RTNeural's StridedConv1D over ``x``: every frame's convolution (stride 1, from the buffer),
+        then each frame takes the output of the last frame whose phase was 0, or the held one.
+        The same whatever the chunking: a sequence gives what one frame per call gives."""
+        import torch
+        import torch.nn.functional as F
+
+        held, phase = state[-2], state[-1]  # [1, batch, units], [1, batch, 1]
+        if past:
+            full = torch.cat([state[0].reshape(-1, past, channels), x], dim=1)
+            kept: tuple[Tensor, ...] = (full[:, -past:, :].reshape(1, -1, past * channels),)
+        else:
+            full, kept = x, ()
+        conv: Any = module  # nn.Conv1d: its weights, at stride 1 (every frame; the hold is below)
+        y = F.conv1d(full.transpose(1, 2), conv.weight, conv.bias, dilation=conv.dilation,
+                     groups=conv.groups).transpose(1, 2)  # [batch, time, units]
+        time = torch.arange(x.shape[1], dtype=x.dtype, device=x.device)
+        start = phase.reshape(-1, 1)  # [batch, 1]
+        # Frame t was computed at frame t - ((start + t) % steps) of this chunk; before it: the held output.
+        source = time - torch.remainder(start + time, steps) + 1  # index into [held, y...]
+        index = source.clamp(min=0).long().unsqueeze(-1).expand(-1, -1, y.shape[-1])
+        out = torch.gather(torch.cat([held.reshape(-1, 1, y.shape[-1]), y], dim=1), 1, index)
+        new_held = out[:, -1:, :].reshape(1, -1, y.shape[-1])
+        new_phase = torch.remainder(phase + x.shape[1], steps)
+        return activations.torch_activation(layer.activation)(out), (*kept, new_held, new_phase)
 
     # ------------------------------------------------------------------ RTNeural layout
 
@@ -244,9 +328,18 @@ class Conv1D(LayerKind):
         # (key, value, what the loader assumes when the key is absent; 0: it throws)
         return (("kernel_size", kernel_size, 0), ("dilation", dilation, 0), ("groups", groups, 1))
 
+    def rtneural_json_refusal(self, layer: LayerSpec) -> str | None:
+        # to_rtneural still writes the layer's arrays: the rtneural-cpp header sets them on a StridedConv1DT.
+        return STRIDE_REFUSAL if stride(layer) > 1 else None
+
     def cpp_types(self, layer: LayerSpec, in_features: int) -> list[str]:
         kernel_size, dilation, groups = self.sizes(layer)
-        types = [f"RTNeural::Conv1DT<float, {in_features}, {layer.units}, {kernel_size}, {dilation}, {groups}>"]
+        steps = stride(layer)
+        if steps > 1:  # RTNeural's template order: ..., dilation, stride, groups
+            types = [f"RTNeural::StridedConv1DT<float, {in_features}, {layer.units}, {kernel_size}, {dilation}, "
+                     f"{steps}, {groups}>"]
+        else:
+            types = [f"RTNeural::Conv1DT<float, {in_features}, {layer.units}, {kernel_size}, {dilation}, {groups}>"]
         activation = activations.cpp_type(layer.activation, layer.units)
         return types + ([activation] if activation else [])
 

@@ -199,18 +199,17 @@ class Recurrent(LayerKind):
     #: torch_helpers' loader of the kind (``loadGRU``, ``loadLSTM``).
     torch_loader: ClassVar[str]
 
-    def torch_tensors(self, layer: LayerSpec, in_features: int,
-                      layer_index: int = 0) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        wide, units = self.gates * layer.units, layer.units
-        bias = ((f"bias_ih_l{layer_index}", (wide,)), (f"bias_hh_l{layer_index}", (wide,))) if layer.has_bias else ()
-        return ((f"weight_ih_l{layer_index}", (wide, in_features)), (f"weight_hh_l{layer_index}", (wide, units)), *bias)
+    def torch_tensors(self, layer: LayerSpec, in_features: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        # A single (unstacked) layer: its layer_index picks the _l{k} tensors of the torch module.
+        k, wide, units = layer_index(layer), self.gates * layer.units, layer.units
+        bias = ((f"bias_ih_l{k}", (wide,)), (f"bias_hh_l{k}", (wide,))) if layer.has_bias else ()
+        return ((f"weight_ih_l{k}", (wide, in_features)), (f"weight_hh_l{k}", (wide, units)), *bias)
 
-    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str,
-                       layer_index: int = 0) -> list[str]:
+    def cpp_load_torch(self, layer: LayerSpec, in_features: int, target: str, doc: str, prefix: str) -> list[str]:
         # layer_index: which layer of a stacked torch module (nn.GRU(num_layers=N)) ``target`` is:
         # torch_helpers reads its ``weight_ih_l{layer_index}``... (one call per stacked layer).
         return [f'RTNeural::torch_helpers::{self.torch_loader}<float>({doc}, "{prefix}", {target}, '
-                f'{"true" if layer.has_bias else "false"}, {layer_index});']
+                f'{"true" if layer.has_bias else "false"}, {layer_index(layer)});']
 
     def check_rtneural_sizes(self, check: SizeCheck) -> int | None:
         units = check.units

@@ -152,9 +152,10 @@ def _convnet_blocks(spec: ModelSpec) -> _ConvNet:
         if conv.type != "conv1d":
             raise _refuse(spec, f"layers[{index}] ({conv.type}) is where a ConvNet block's conv1d layer belongs",
                           _layers_text(spec))
-        if options.get("kernel_size") != 2 or options.get("groups", 1) != 1 or conv.units != channels:
+        if (options.get("kernel_size") != 2 or options.get("groups", 1) != 1 or options.get("stride", 1) != 1
+                or conv.units != channels):
             raise _refuse(spec, f"layers[{index}]: NAM's ConvNet blocks are conv1d layers of kernel_size 2, one "
-                                f"channel count ({channels}) and no groups", _layers_text(spec))
+                                f"channel count ({channels}), no groups and no stride", _layers_text(spec))
         convs.append(index)
         dilations.append(int(options.get("dilation", 1)))
         activation = conv.activation

@@ -6,7 +6,8 @@ Graph interface (``batch`` is a dynamic axis everywhere):
 - per LSTM layer i: inputs ``h{i}``, ``c{i}`` and outputs ``h{i}_out``,
   ``c{i}_out``, each ``[1, batch, units]``; per GRU layer i: ``h{i}`` / ``h{i}_out``;
   per conv1d layer i with kernel_size > 1: ``buf{i}`` / ``buf{i}_out``
-  ``[1, batch, (kernel_size - 1) * dilation * in]``, its past input frames, oldest first
+  ``[1, batch, (kernel_size - 1) * dilation * in]``, its past input frames, oldest first;
+  a strided conv1d adds ``held{i}`` ``[1, batch, units]`` and ``phase{i}`` ``[1, batch, 1]``
   (every state comes from the layer kinds' ``state()``).
 
 A host feeds zeros as the first state and each call's ``*_out`` as the next

@@ -112,6 +112,28 @@ def refuse_blocks(spec: ModelSpec) -> None:
         expected='"rtneural-cpp" or "rtneural-torch" instead of "rtneural"', found='"rtneural"'))
 
 
+def refuse_unwritable(spec: ModelSpec) -> None:
+    """Raise ExportError when a layer's kind says RTNeural's JSON format cannot hold it (a strided
+    conv1d), naming every such layer and ``rtneural-cpp``."""
+    from ..layers.base import leaves
+
+    found = [(leaf.path, reason) for leaf in leaves(spec.layers, spec.in_features)
+             if (reason := leaf.layer.kind.rtneural_json_refusal(leaf.layer)) is not None]
+    if not found:
+        return
+    from ..errors import ExportError, Problem
+    from ..paths import display_path
+
+    exports = list(spec.exports)
+    where = f"exports[{exports.index('rtneural')}]" if "rtneural" in exports else "exports"
+    listed = ", ".join(path for path, _ in found[:3]) + (", ..." if len(found) > 3 else "")
+    raise ExportError(Problem(
+        f"RTNeural's JSON format cannot express {listed}: {found[0][1]}. Export this entry with rtneural-cpp "
+        "(and cpp_weights = \"embedded\"), which writes the C++ model of RTNeural's compile-time layers",
+        file=display_path(spec.registry_file), model=spec.name, key=f"models.{spec.name}.{where}",
+        expected='"rtneural-cpp" instead of "rtneural"', found='"rtneural"'))
+
+
 class RTNeuralExporter(Exporter):
     """Writes ``models/NAME.json``: compact, lossless (shortest float32 decimals), deterministic."""
 
@@ -136,6 +158,7 @@ class RTNeuralExporter(Exporter):
 
         refuse_unholdable(spec, self.name)
         refuse_blocks(spec)
+        refuse_unwritable(spec)
         state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
         layers = list(spec.layers)  # each kind writes its own layout
         # check=False: the export pipeline checks the written file (check_artifact) before installing it.

@@ -89,6 +89,11 @@ def to_rtneural(layers: Sequence[tuple[str, int, str] | LayerSpec], in_size: int
     previous = int(in_size)
     for i, entry in enumerate(layers):
         layer = _layer_spec(i, entry)
+        refusal = layer.kind.rtneural_json_refusal(layer)
+        if refusal is not None:  # e.g. a strided conv1d: the file would load as another model
+            raise UsageError.at(f"layers[{i}] cannot be written to an RTNeural JSON file: {refusal}",
+                                key=f"layers[{i}]", expected="a layer RTNeural's JSON loader reads (rtneural-cpp "
+                                "writes the others' C++)", found=repr(layer))
         # A stacked recurrent layer (num_layers = N) writes N layers: RTNeural has no stack.
         for part in layer.kind.unstack(Leaf(layer, previous, f"layers[{i}]", f"layers.{i}.")):
             out_layers.append(part.layer.kind.to_rtneural(part.layer, part.in_features, reader, part.prefix))

@@ -365,7 +365,7 @@ def torch_route_problems(spec: ModelSpec) -> list[Problem]:
     from ..paths import display_path
 
     found = []
-    for leaf in leaves(spec.layers, spec.in_features):
+    for leaf in unstacked(leaves(spec.layers, spec.in_features)):
         try:
             leaf.layer.kind.torch_tensors(leaf.layer, leaf.in_features)
         except ModelRegError as exc:
@@ -397,7 +397,7 @@ def write_state_json(spec: ModelSpec, module: RealtimeModel, path: Path) -> None
 
 def torch_tensors(spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
     """Every tensor the header's state-dict loader reads: full state-dict name and shape, in load order."""
-    return [(leaf.prefix + name, shape) for leaf in leaves(spec.layers, spec.in_features)
+    return [(leaf.prefix + name, shape) for leaf in unstacked(leaves(spec.layers, spec.in_features))
             for name, shape in leaf.layer.kind.torch_tensors(leaf.layer, leaf.in_features)]
 
 
@@ -557,18 +557,20 @@ def _compose_block(composed: _Composed, layer: LayerSpec, in_features: int, path
     return name
 
 
-def rest_warmup(resting: RestingState) -> int:
+def rest_warmup(resting: RestingState, period: int = 1) -> int:
     """Frames of rest input the header's reset() runs to bring a zeroed model to its resting state:
-    what float32 took in torch, plus a margin (past rest, more frames change nothing)."""
+    what float32 took in torch, plus a margin (past rest, more frames change nothing), rounded up
+    to a multiple of ``period`` (:func:`stride_period`: the strided layers end where the resting
+    state has them, about to compute)."""
     frames = resting.float32_frames or resting.frames or 0
-    return frames + max(16, frames // 4)
+    return -(-(frames + max(16, frames // 4)) // period) * period
 
 
 def _rest_section(spec: ModelSpec, resting: RestingState) -> str:
     values = ", ".join(cpp_float(v) for v in spec.rest_frame)
     return (f"    // reset = \"rest\": reset() zeroes the state, then runs this many frames of the rest input: the\n"
             f"    // state comes to where it rests ({resting.frames} frames to rest, {resting.float32_frames} in float32).\n"
-            f"    inline constexpr int kRestFrames = {rest_warmup(resting)};\n"
+            f"    inline constexpr int kRestFrames = {rest_warmup(resting, stride_period(spec))};\n"
             f"    inline constexpr Frame kRestInput = {{{{{values}}}}};")
 
 
@@ -579,12 +581,13 @@ def needs_rest(spec: ModelSpec) -> bool:
 
 def weights_form(spec: ModelSpec) -> str:
     """Where an rtneural-cpp header's weights come from: ``"embedded"``; ``"json"`` (the RTNeural
-    JSON file, read by ``parseJson``); or, for ``cpp_weights = "json"`` on a model with residual
-    blocks (which RTNeural JSON cannot hold), ``"torch"``: the state-dict JSON the ``rtneural-torch``
-    exporter writes, read with ``torch_helpers``."""
+    JSON file, read by ``parseJson``); or, for ``cpp_weights = "json"`` on a model RTNeural JSON
+    cannot hold (residual blocks; a strided conv1d, whose stride parseJson does not read),
+    ``"torch"``: the state-dict JSON the ``rtneural-torch`` exporter writes, read with
+    ``torch_helpers`` (whose ``loadConv1D`` loads a ``StridedConv1DT`` like a ``Conv1DT``)."""
     if spec.cpp_weights == "embedded":
         return "embedded"
-    return "torch" if has_blocks(spec) else "json"
+    return "torch" if has_blocks(spec) or stride_period(spec) > 1 else "json"
 
 
 def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, resting: RestingState | None = None, *,
@@ -816,11 +819,63 @@ def _type_words(blocks: bool) -> str:
     return "The type below is RTNeural's compile-time API for exactly this entry"
 
 
+def stride_period(spec: ModelSpec) -> int:
+    """The least common multiple of the entry's conv1d strides (1: no strided layer; each kind's
+    ``frame_period``). Every layer steps once per frame, so after a multiple of it every strided
+    layer computes again."""
+    period = 1
+    for leaf in leaves(spec.layers, spec.in_features):
+        period = math.lcm(period, leaf.layer.kind.frame_period(leaf.layer))
+    return period
+
+
+def _phase_wrapper(spec: ModelSpec, base: str) -> list[str]:
+    """``Model``: ``base`` plus the frame count RTNeural's StridedConv1DT::reset() leaves out.
+
+    StridedConv1DT::reset() resets its convolution but not its frame counter (the dynamic
+    StridedConv1D's does): after a reset mid-period its next frames would be held, not computed.
+    Counting frames here, reset() steps zeros until every strided layer is back at the start of
+    its period (fewer than kStridePeriod frames: a bounded cost), then resets every layer."""
+    period = stride_period(spec)
+    return [f"/** {base} with the frame count that makes reset() restart every strided conv1d (see reset()). */",
+            f"struct Model : {base}",
+            "{",
+            f"    static constexpr int kStridePeriod = {period}; // lcm of the strides",
+            "    int phase = 0; // frames since the strided layers last computed together, mod kStridePeriod",
+            "",
+            "    /** One frame (aligned to RTNEURAL_DEFAULT_ALIGNMENT); returns the first output. */",
+            "    float forward(const float* input) noexcept",
+            "    {",
+            "        phase = (phase + 1) % kStridePeriod;",
+            f"        return {base}::forward(input);",
+            "    }",
+            "",
+            "    /** Zeros, as a new stream starts: RTNeural's StridedConv1DT::reset() keeps its frame counter,",
+            "     *  so zeros are stepped until every strided layer computes on the next frame, then every",
+            "     *  layer is reset. Real-time safe (fewer than kStridePeriod frames, nothing allocated). */",
+            "    void reset() noexcept",
+            "    {",
+            f"        alignas(RTNEURAL_DEFAULT_ALIGNMENT) float zeros[{spec.in_features}] = {{}};",
+            "        while(phase != 0)",
+            "            forward(zeros);",
+            f"        {base}::reset();",
+            "    }",
+            "};"]
+
+
 def _model_declaration(spec: ModelSpec) -> str:
-    """``using Model = ...;``: the entry's ModelT, or (a model with blocks) the structs and ``Net``."""
+    """``using Model = ...;``: the entry's ModelT, or (a model with blocks) the structs and ``Net``;
+    with a strided conv1d, a ``Model`` deriving from them that restarts its strides on reset()."""
+    strided = stride_period(spec) > 1
     if not has_blocks(spec):
-        return f'    using Model = {model_type(spec).replace(chr(10), chr(10) + "        ")};'
-    text = "\n\n".join(_compose(spec).structs) + "\n\nusing Model = Net;"
+        declared = model_type(spec).replace(chr(10), chr(10) + "        ")
+        if not strided:
+            return f'    using Model = {declared};'
+        text = "\n".join([f"using Stages = {declared.replace(chr(10) + '        ', chr(10) + '    ')};", "",
+                          *_phase_wrapper(spec, "Stages")])
+    else:
+        text = "\n\n".join(_compose(spec).structs) + "\n\n" + (
+            "\n".join(_phase_wrapper(spec, "Net")) if strided else "using Model = Net;")
     return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
 
 
@@ -1019,7 +1074,8 @@ def header_engine_checks(spec: ModelSpec, module: RealtimeModel, tolerance: floa
 
                 result = rest_check(name, run, resting, reset=spec.reset, runtime=engine)
             if needs_rest(spec) and resting.converged:
-                result = attrs.evolve(result, figures={**result.figures, "reset_frames": rest_warmup(resting)})
+                result = attrs.evolve(result, figures={**result.figures,
+                                                       "reset_frames": rest_warmup(resting, stride_period(spec))})
             return result
 
         return in_cpp(name, body)
