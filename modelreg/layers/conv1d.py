@@ -172,6 +172,10 @@ class Conv1D(LayerKind):
         # kernel_size 1 keeps nothing: no state tensor (a zero-size ONNX input would be useless).
         return (("buf", past * int(layer.option("in_channels"))),) if past else ()
 
+    def memory(self, layer: LayerSpec) -> int | None:
+        kernel_size, dilation, _ = self.sizes(layer)
+        return history(kernel_size, dilation)  # its buffer: the last (kernel_size - 1) * dilation inputs
+
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         return activations.output_range(layer.activation)
 
