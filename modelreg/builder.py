@@ -130,6 +130,19 @@ class RealtimeModel(nn.Module):
         conv1d layers' strides (1 without them). A resting state is compared every that many frames."""
         return self._frame_period
 
+    def memory(self) -> int | None:
+        """Past input frames the model's state depends on when every layer's memory is finite (conv
+        buffers: the layers are chained, so their memories add up), None when one is unbounded (a
+        recurrent layer anywhere, residual blocks included); 0 without state. A finite-memory model
+        is at rest exactly after this many frames of a constant input (see :mod:`modelreg.rest`)."""
+        total = 0
+        for layer in self.layer_specs:
+            memory = layer.kind.memory(layer)
+            if memory is None:
+                return None
+            total += memory
+        return total
+
     def reset(self, to: ResetMode | None = None) -> None:
         """Forget the recurrent state. The next call starts from zeros, or, when the entry says
         ``reset = "rest"``, from the resting state (see :meth:`resting_state`).

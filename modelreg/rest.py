@@ -20,6 +20,13 @@ Convergence, precisely (a float64 copy of the model is the reference):
   state; ``float32_frames``: the same for the float32 model (within SETTLED for
   :data:`SETTLE_WINDOW` frames in a row), the warm-up a float32 runtime needs.
 
+A model whose state is only conv buffers (every layer kind's :meth:`~modelreg.layers.base.LayerKind.memory`
+finite: no recurrent layer anywhere) needs no search: after ``M`` frames of a constant input
+(``M`` = the model's memory, its receptive field minus one) every buffer holds only values
+computed from that input, so the state is at rest exactly. The resting state is then one
+sequence call of ``M`` rest frames (full convolutions, a float64 copy), and ``frames`` and
+``float32_frames`` are ``M`` (an upper bound: exactly at rest from there on).
+
 Nothing here imports torch or numpy at module level; the model is any object
 with :class:`~modelreg.builder.RealtimeModel`'s ``step`` / ``state_layout``
 (named by a protocol: the builder imports this module, not the other way round).
@@ -101,6 +108,8 @@ class RestModule(Protocol):
     def frame_period(self) -> int:
         """Frames after which the state's cycle repeats on a constant input (1; a strided conv1d's
         frame counter: the lcm of the strides). The state is compared every that many frames."""
+
+    # Optional: ``memory() -> int | None`` (finite memory: the resting state without a search).
 
 
 @attrs.frozen(eq=False)
@@ -239,6 +248,10 @@ def compute_resting_state(module: RestModule, rest_input: tuple[float, ...] | No
             settled = _settle(name, values, exact, single, x64.repeat(1, period, 1),
                               max_frames=max(1, max_frames // period), threshold=threshold)
             return _in_frames(settled, period)
+        memory_of = getattr(module, "memory", None)
+        memory = memory_of() if callable(memory_of) else None
+        if memory is not None:  # conv buffers only: at rest exactly after the memory (no frame counter, above)
+            return _finite(name, values, exact, x64, memory, threshold)
         return _settle(name, values, exact, single, x64, max_frames=max_frames, threshold=threshold)
 
 
@@ -251,6 +264,34 @@ def _in_frames(settled: RestingState, period: int) -> RestingState:
     return attrs.evolve(settled, frames=scaled(settled.frames), float32_frames=scaled(settled.float32_frames),
                         frames_run=settled.frames_run * period,
                         period=None if settled.period is None else settled.period * period)
+
+
+def _finite(name: str, values: tuple[float, ...], exact: Any, x64: Any, memory: int,
+            threshold: float) -> RestingState:
+    """The resting state of a finite-memory model: ``memory`` rest frames in one sequence call from
+    the zero state (every buffer then holds only values of the rest input), then one more frame for
+    the output at rest (and the proof: the state it leaves is the same)."""
+    import numpy as np
+
+    state = exact.initial_state(1)
+    if memory:
+        _, state = exact.step(x64.expand(1, memory, x64.shape[-1]), state)
+    rest = _flat(state)
+    y, after = exact.step(x64, state)
+    if not np.isfinite(rest).all() or not np.isfinite(y.numpy()).all():
+        bad = [n for n, tensor in zip(_names(exact), (v for layer in state for v in layer))
+               if not bool(np.isfinite(tensor.numpy()).all())]
+        return RestingState(name, values, "diverges", frames_run=memory, max_delta=float("inf"), threshold=threshold,
+                            detail=f"it diverges: state {', '.join(bad) or 'output'} is not finite on the rest input")
+    delta = float(np.max(np.abs(_flat(after) - rest))) if rest.size else 0.0
+    tensors = {}
+    position = 0
+    for state_name, size in exact.state_layout():
+        tensors[state_name] = rest[position:position + size].astype(np.float32)
+        position += size
+    return RestingState(name, values, "converged", state=tensors, output=y.reshape(-1).numpy().copy(),
+                        frames=memory, float32_frames=memory, frames_run=memory + 1, max_delta=delta,
+                        threshold=threshold)
 
 
 def _settle(name: str, values: tuple[float, ...], exact: Any, single: Any, x64: Any, *,

@@ -89,6 +89,47 @@ def _trainer_convnet(seed: int = 4) -> dict[str, Any]:
             "weights": [float(v) for v in weights]}
 
 
+def _trainer_wavenet(seed: int = 5) -> dict[str, Any]:
+    """A WaveNet .nam as NAM's trainer writes one today (nam/models/wavenet/_layer_array.py: export_config,
+    export_weights; version 0.7.0): the newer config form (nested head, kernel_sizes, per-layer
+    activation and gating lists, switched-off FiLM / head1x1), and per array the rechannel [out][in][1],
+    per layer the dilated conv (weight, bias), the input mixer (weight), the layer 1x1 (weight, bias);
+    the head rechannel (weight, bias if any); head_scale last. A gated array, then a plain one."""
+    import torch
+
+    torch.manual_seed(seed)
+    off = {"active": False, "shift": True, "groups": 1}
+    arrays = [(1, 3, 2, [1, 2], True, False), (3, 2, 1, [1, 3], False, True)]  # in, channels, head, dilations...
+    parts: list[torch.Tensor] = []
+    config_arrays = []
+    for ins, channels, head, dilations, gated, bias in arrays:
+        z = 2 * channels if gated else channels
+        modules = [torch.nn.Conv1d(ins, channels, 1, bias=False)]
+        for d in dilations:
+            modules += [torch.nn.Conv1d(channels, z, 2, dilation=d), torch.nn.Conv1d(1, z, 1, bias=False),
+                        torch.nn.Conv1d(channels, channels, 1)]
+        modules.append(torch.nn.Conv1d(channels, head, 1, bias=bias))
+        for module in modules:
+            parts += [module.weight.flatten()] + ([module.bias] if module.bias is not None else [])
+        n = len(dilations)
+        config_arrays.append({
+            "input_size": ins, "condition_size": 1, "head": {"out_channels": head, "kernel_size": 1, "bias": bias},
+            "channels": channels, "kernel_sizes": [2] * n, "dilations": dilations,
+            "activation": [{"type": "Tanh"}] * n, "bottleneck": channels,
+            "head1x1": {"active": False, "out_channels": channels, "groups": 1},
+            "layer1x1": {"active": True, "groups": 1}, "groups_input": 1, "groups_input_mixin": 1,
+            "conv_pre_film": off, "conv_post_film": off, "input_mixin_pre_film": off, "input_mixin_post_film": off,
+            "activation_pre_film": off, "activation_post_film": off, "layer1x1_post_film": off,
+            "head1x1_post_film": off, "gating_mode": ["gated" if gated else "none"] * n,
+            "secondary_activation": [{"type": "Sigmoid"} if gated else None] * n, "slimmable": None})
+    parts.append(torch.tensor([0.25]))
+    weights = torch.cat([p.detach() for p in parts]).numpy().astype(np.float32)
+    return {"version": "0.7.0", "architecture": "WaveNet",
+            "config": {"layers": config_arrays, "head": None, "head_scale": 0.25},
+            "weights": [float(v) for v in weights], "sample_rate": 48000,
+            "metadata": {"name": "Hand pedal", "gear_type": "pedal"}}
+
+
 def _write(path: Path, document: dict[str, Any]) -> Path:
     path.write_text(json.dumps(document))
     return path
@@ -126,6 +167,47 @@ def test_an_exported_file_imports_and_exports_the_same_numbers(tmp_path: Path, n
         assert weights.tobytes() == file_weights.tobytes()
 
 
+WAVENET = """\
+[models.wave]
+description = "A small NAM WaveNet: two layer arrays (4 and 2 channels), kernel 3, dilations 1, 2, 4."
+input_shape = [1, 1]
+output_shape = [1, 1]
+dtype = "float32"
+params = 317
+sample_rate = 48000
+block_size = 64
+exports = ["nam"]
+checkpoint = "models/wave.pt"
+layers = [
+    { type = "wavenet", head_scale = 0.02, layer_arrays = [
+        { channels = 4, head_size = 2, kernel_size = 3, dilations = [1, 2, 4], activation = "tanh" },
+        { channels = 2, head_size = 1, kernel_size = 3, dilations = [1, 2, 4], activation = "tanh", head_bias = true },
+    ] },
+]
+"""
+
+
+@needs_nam
+def test_an_exported_wavenet_imports_and_exports_the_same_numbers(tmp_path: Path, nam_core: None) -> None:
+    registry = _project(tmp_path, WAVENET)
+    assert export_all(registry).artifacts[0].status == "written"
+    source = tmp_path / "project" / "models" / "nam" / "wave.nam"
+    target = tmp_path / "adopted"
+    target.mkdir()
+    result = import_nam(source, target / "registry.toml")
+    assert result.architecture == "WaveNet" and result.parity.ok and not result.parity.skipped
+    assert result.parity.max_error < 1e-6 and "stream_4096" in result.parity.cases
+    assert result.reexport.ok and result.reexport.values == 318 and result.reexport.state_values == 0
+    imported = modelreg.load_registry(target / "registry.toml")["wave"]
+    assert [layer.type for layer in imported.layers] == ["wavenet"] and imported.exports == ("nam", "onnx")
+    assert imported.layers[0].option("head_scale") == 0.02 and imported.reset == "zeros"
+    original = json.loads(source.read_text())
+    again = build_document(imported, imported.load())
+    assert again["config"] == original["config"]  # head_scale included
+    assert (np.asarray(again["weights"], np.float32).tobytes()
+            == np.asarray(original["weights"], np.float32).tobytes())  # the last one is head_scale
+
+
 @needs_nam
 def test_files_in_nams_own_layout_import_from_the_command_line(tmp_path: Path, nam_core: None,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,6 +228,17 @@ def test_files_in_nams_own_layout_import_from_the_command_line(tmp_path: Path, n
     assert again["config"] == _trainer_convnet()["config"]
     assert (np.asarray(again["weights"], np.float32).tobytes()
             == np.asarray(_trainer_convnet()["weights"], np.float32).tobytes())
+    wavenet = _write(tmp_path / "hand_pedal.nam", _trainer_wavenet())
+    code, out, err = run_cli(["import", str(wavenet), "--registry", str(registry)], capsys)
+    assert code == 0, out + err
+    assert "NAM's engine (the original file): error beyond float32 rounding" in out
+    assert "the config is in NAM's newer form" in out
+    pedal = modelreg.load_registry(registry)["hand_pedal"]
+    (array0, array1) = pedal.layers[0].option("layer_arrays")
+    assert array0.gated and not array1.gated and array1.head_bias and pedal.layers[0].option("head_scale") == 0.25
+    again = build_document(pedal, pedal.load())  # the plain form of the same network, the same float32 weights
+    assert (np.asarray(again["weights"], np.float32).tobytes()
+            == np.asarray(_trainer_wavenet()["weights"], np.float32).tobytes())
 
 
 @needs_nam
@@ -180,11 +273,23 @@ REFUSALS: list[tuple[str, Callable[[dict[str, Any]], None], str, int]] = [
     ("condition-dsp", lambda d: (_wavenet()(d), d["config"].update(condition_dsp={"architecture": "Linear"})),
      "config.condition_dsp: a conditioning DSP", 2),
     ("film", _wavenet(conv_pre_film={"active": True}), "config.layers[0].conv_pre_film: FiLM", 2),
-    ("a2-fast", _wavenet(kernel_sizes=[6, 6]), "config.layers[0].kernel_sizes: per-layer kernel sizes", 2),
+    ("film-inactive-then-active", _wavenet(conv_pre_film={"active": False}, layer1x1_post_film={"active": True}),
+     "config.layers[0].layer1x1_post_film: FiLM", 2),
+    ("a2-kernel-sizes", _wavenet(kernel_sizes=[6, 15]), "config.layers[0].kernel_sizes: per-layer kernel sizes that "
+                                                        "differ", 2),
     ("slimmable-wavenet", _wavenet(slimmable={"method": "slice_channels_uniform"}),
      "config.layers[0].slimmable: slimmable channels", 2),
-    # Changes when the wavenet kind lands: then this file imports.
-    ("wavenet", _wavenet(), "architecture: NAM's WaveNet (modelreg has no wavenet layer kind yet)", 2),
+    ("post-stack-head", lambda d: (_wavenet()(d), d["config"].update(head={"channels": 4, "num_layers": 1})),
+     "config.head: a post-stack head", 2),
+    ("head1x1", _wavenet(head1x1={"active": True, "out_channels": 2, "groups": 1}), "config.layers[0].head1x1: a head "
+                                                                                   "1x1", 2),
+    ("bottleneck", _wavenet(bottleneck=1), "config.layers[0].bottleneck: this WaveNet uses a bottleneck", 2),
+    ("blended-gating", _wavenet(gating_mode=["blended", "blended"]),
+     "config.layers[0].gating_mode: this WaveNet uses the gating mode 'blended'", 2),
+    ("wide-head", _wavenet(head={"out_channels": 1, "kernel_size": 3, "bias": True}),
+     "config.layers[0].head: this WaveNet uses a head rechannel with a kernel wider than 1", 2),
+    ("wavenet-head-scale", lambda d: (_wavenet()(d), d.update(weights=[0.1] * 48 + [0.5])),
+     "config.head_scale: a head_scale in the config other than the one in the weights", 2),
     ("unknown", lambda d: d.update(architecture="Transformer"),
      "architecture: an architecture NAM's engine does not know", 1),
     ("old-version", lambda d: d.update(version="0.4.0"), "version: a file version NAM's engine does not read", 1),

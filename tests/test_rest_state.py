@@ -148,6 +148,61 @@ def test_a_causal_conv_settles_when_its_buffer_holds_the_rest_input(tmp_path):
     assert resting.state["buf0"].tolist() == [0.5, -1.0] * 4
 
 
+TCN_LAYERS = ('    { type = "conv1d", units = 3, kernel_size = 3, dilation = 2, activation = "tanh" },\n'
+              '    { type = "residual", layers = [\n'
+              '        { type = "conv1d", units = 3, kernel_size = 2, dilation = 3, activation = "tanh" },\n'
+              '        { type = "batchnorm" },\n'
+              '        { type = "conv1d", units = 3, kernel_size = 3 },\n'
+              '    ], skip = [ { type = "conv1d", units = 3, kernel_size = 2 } ] },\n'
+              '    { type = "dense", units = 2, activation = "linear" },\n')
+TCN_PARAMS = 21 + (21 + 6 + 30 + 21) + 8
+WAVENET_LAYERS = ('    { type = "wavenet", head_scale = 0.5, layer_arrays = [\n'
+                  '        { channels = 3, head_size = 2, kernel_size = 3, dilations = [1, 2, 4], gated = true },\n'
+                  '        { channels = 2, head_size = 1, kernel_size = 2, dilations = [1, 3], head_bias = true },\n'
+                  '    ] },\n')
+
+
+@pytest.mark.parametrize(("layers", "params", "inputs", "outputs", "memory"), [
+    ('    { type = "conv1d", units = 2, kernel_size = 3, dilation = 2, activation = "tanh" },\n', 14, 2, 2, 4),
+    (TCN_LAYERS, TCN_PARAMS, 2, 2, 4 + (3 + 2)),  # chained layers add up; the longer residual path counts
+    (WAVENET_LAYERS, None, 1, 1, 2 * (1 + 2 + 4) + (1 + 3)),
+], ids=["conv1d", "residual", "wavenet"])
+def test_a_finite_memory_model_rests_after_its_memory_as_the_search_finds(tmp_path, layers, params, inputs, outputs,
+                                                                        memory):
+    """Conv buffers only: the resting state is one sequence call over the model's memory (its receptive
+    field - 1), the same state and output as the frame-by-frame search."""
+    from modelreg.layers import get_kind
+    from modelreg.spec import count_params
+
+    if params is None:  # the wavenet's count, from its kind
+        import tomllib
+
+        table = tomllib.loads("layers = [\n" + layers + "]")["layers"][0]
+        params = count_params([get_kind("wavenet").spec(table, inputs)], inputs)
+    rest = "[0.3, -0.7]" if inputs == 2 else "0.4"
+    text = entry("fm", layers, inputs=inputs, outputs=outputs, params=params, extra=f"rest_input = {rest}\n")
+    module = modelreg.load_registry(make_registry(tmp_path, {"fm": (text, None)}))["fm"].load()
+    assert module.memory() == memory
+    fast = compute_resting_state(module)
+    module.memory = lambda: None  # the search, as for a recurrent model
+    searched = compute_resting_state(module)
+    assert fast.behaviour == searched.behaviour == "converged"
+    assert fast.frames == fast.float32_frames == memory and searched.frames <= memory
+    assert list(fast.state) == list(searched.state)
+    for key in fast.state:
+        np.testing.assert_allclose(fast.state[key], searched.state[key], rtol=0, atol=1e-7)
+        assert np.any(fast.state[key] != 0)
+    np.testing.assert_allclose(fast.output, searched.output, rtol=0, atol=1e-12)
+
+
+def test_a_recurrent_layer_anywhere_means_unbounded_memory(tmp_path):
+    layers = ('    { type = "conv1d", units = 2, kernel_size = 2 },\n'
+              '    { type = "residual", layers = [ { type = "gru", units = 2 } ] },\n')
+    text = entry("mixed", layers, params=10 + 3 * (2 * 2 + 2 * 2 + 4))
+    module = modelreg.load_registry(make_registry(tmp_path, {"mixed": (text, None)}))["mixed"].load()
+    assert module.memory() is None  # its resting state is searched for
+
+
 def test_a_stateless_model_has_no_resting_state(tiny_registry):
     module = modelreg.load_registry(tiny_registry)["tinydense"].load()
     resting = compute_resting_state(module)

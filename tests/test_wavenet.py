@@ -25,10 +25,10 @@ from modelreg.builder import build_module
 from modelreg.checkpoint import init_checkpoint
 from modelreg.errors import ExportError, UsageError
 from modelreg.exporting import export_all
-from modelreg.latency import single_thread
+from modelreg.latency import measuring_for, single_thread
 from modelreg.layers import get_kind
 from modelreg.nam import wavenet as namwave
-from modelreg.nam.exporter import NAMExporter
+from modelreg.nam.exporter import NAMExporter, latency_check
 from modelreg.nam.format import expected_weight_count
 from modelreg.onnx.exporter import ONNXExporter
 from modelreg.plugins import register_exporter, unregister_exporter
@@ -307,6 +307,11 @@ def test_the_standard_wavenet_exports_loads_in_nams_engine_and_matches_torch_ove
     module = spec.load()
     parity = exporter.verify(spec, module, path, 1e-5)
     assert parity.ok and parity.cases["stream_4096"] <= 1e-5, parity.summary  # 64 blocks of 64 after Reset
+    with measuring_for(0.05):  # nam.latency: the real-time factor at the entry's rate and block
+        latency = latency_check(spec, path)
+    assert latency.status in ("pass", "fail")  # judged against the block's duration: a loaded machine may miss it
+    assert latency.figures["rtf"] > 0 and latency.figures["block_size"] == 64
+    assert "real time at 48 kHz, 64-sample blocks" in latency.message
 
     # Corrupted files are well formed (schema, count) and fail only when run.
     original = path.read_text()

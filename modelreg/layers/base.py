@@ -286,6 +286,13 @@ class LayerKind(RTNeuralLayerType):
         not say: the model takes the lcm over its plain layers (``leaves``)."""
         return 1
 
+    def memory(self, layer: LayerSpec) -> int | None:
+        """How many past input frames the layer's state depends on: a finite memory (conv buffers), after
+        which a constant input brings the state to rest exactly; ``0`` for a layer without state; None
+        for a state with unbounded memory (recurrent layers: their resting state is searched for,
+        :mod:`modelreg.rest`). The default: 0 without state, else None (a kind that knows says so)."""
+        return 0 if not self.state(layer) else None
+
     @abc.abstractmethod
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         """(rule, low, high) that every output value of the layer satisfies."""

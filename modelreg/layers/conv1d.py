@@ -224,6 +224,10 @@ class Conv1D(LayerKind):
     def frame_period(self, layer: LayerSpec) -> int:
         return stride(layer)
 
+    def memory(self, layer: LayerSpec) -> int | None:
+        kernel_size, dilation, _ = self.sizes(layer)
+        return history(kernel_size, dilation)  # its buffer: the last (kernel_size - 1) * dilation inputs
+
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         return activations.output_range(layer.activation)
 

@@ -251,6 +251,9 @@ class Conv2D(LayerKind):
         size = frames * layer.option("num_features_in") * layer.option("num_filters_in")
         return (("frames", size),) if size else ()
 
+    def memory(self, layer: LayerSpec) -> int | None:
+        return self.history(layer)  # its buffer: the last (kernel_size_time - 1) * dilation frames
+
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         return activations.output_range(layer.activation)
 

@@ -155,6 +155,20 @@ class Residual(LayerKind):
                     names.append((f"{base}.{key}.{index}{dot}{rest}", size))
         return tuple(names)
 
+    def memory(self, layer: LayerSpec) -> int | None:
+        # A path's layers are chained (their memories add up); the paths run side by side (the longest
+        # counts). Unbounded as soon as one inner layer is.
+        longest = 0
+        for _, path in self.children(layer):
+            total = 0
+            for inner in path:
+                memory = inner.kind.memory(inner)
+                if memory is None:
+                    return None
+                total += memory
+            longest = max(longest, total)
+        return longest
+
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         main = layer.option("layers")[-1]
         _, low, high = main.kind.output_range(main)

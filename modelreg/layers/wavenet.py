@@ -265,6 +265,11 @@ class WaveNet(LayerKind):
         size = sum(array.state_size() for array in arrays_of(layer))
         return (("buf", size),) if size else ()
 
+    def memory(self, layer: LayerSpec) -> int | None:
+        # The layers are chained through h (the condition is the input itself): their histories add
+        # up, the receptive field minus one.
+        return sum(history(array.kernel_size, d) for array in arrays_of(layer) for d in array.dilations)
+
     def output_range(self, layer: LayerSpec) -> tuple[str, float, float]:
         return ("linear head", -math.inf, math.inf)
 

@@ -21,8 +21,9 @@ NAM's engine is required: without it (``$MODELREG_NAM_CORE``, a compiler) nothin
 imported. The writing (checkpoint, registry entry appended as text) is every import's
 (:mod:`modelreg.adopting`).
 
-Adding an architecture (WaveNet, once its layer kind exists) is one reader in
-:data:`READERS`: a function from the checked file to :class:`Read`.
+Each architecture is one reader in :data:`READERS` (LSTM, ConvNet, WaveNet): a function from
+the checked file to :class:`Read`. A WaveNet's config and weight order are the ``wavenet``
+layer kind's (:mod:`modelreg.nam.wavenet`).
 """
 
 from __future__ import annotations
@@ -128,16 +129,17 @@ NOT_HELD = {
 }
 #: WaveNet config keys (top level, or of a layer array: ``layers[i]``) beyond what a registry's
 #: WaveNet holds (the issue's: input_size, condition_size, head_size, channels, kernel_size,
-#: dilations, activation, gated, head_bias, head_scale): the feature each one is. A key holding
-#: null or false is absent for the engine (NAM/wavenet/model.cpp).
+#: dilations, activation, gated, head_bias, head_scale): the feature each one is, refused when the
+#: file turns it on (:func:`_active`). A key holding null or false is absent for the engine
+#: (NAM/wavenet/model.cpp); the switched-off forms NAM's trainer writes are read.
 WAVENET_TOP_FEATURES = {
     "condition_dsp": "a conditioning DSP (condition_dsp: a nested model the conditioning signal runs through)",
     "head": "a post-stack head (head: convolutions after the layer arrays)",
 }
 WAVENET_LAYER_FEATURES = {
     "slimmable": "slimmable channels (slimmable: channel counts chosen at run time)",
-    "kernel_sizes": "per-layer kernel sizes (kernel_sizes: NAM's A2 layer arrays, which the engine may run on its "
-                    "A2 \"fast\" path)",
+    "kernel_sizes": "per-layer kernel sizes that differ (kernel_sizes: NAM's A2 layer arrays; one size for every "
+                    "layer is a kernel_size and is read)",
     "conv_pre_film": "FiLM (feature-wise modulation by the condition)",
     "conv_post_film": "FiLM (feature-wise modulation by the condition)",
     "input_mixin_pre_film": "FiLM (feature-wise modulation by the condition)",
@@ -153,7 +155,6 @@ WAVENET_LAYER_FEATURES = {
     "groups_input_mixin": "grouped convolutions (groups_input_mixin)",
     "gating_mode": "gating modes (gating_mode)",
     "secondary_activation": "a secondary activation (secondary_activation)",
-    "head": "a layer-array head object (head: kernel size, dilation, bias of the head conv)",
 }
 
 
@@ -178,6 +179,50 @@ def _present(value: Any) -> bool:
     return value is not None and value is not False
 
 
+def _active(key: str, value: Any) -> bool:
+    """Whether a layer array's ``key`` turns its feature on. NAM's trainer writes most keys in every
+    file, switched off (``{"active": false, ...}`` FiLM and head1x1, ``slimmable: null``, a
+    ``kernel_sizes`` list of one size, a ``head`` object of kernel size 1...): those describe the plain
+    WaveNet and are read (:func:`modelreg.nam.wavenet.table_from_config`), only what is on is refused."""
+    if not _present(value):
+        return False
+    if key == "slimmable":
+        return not isinstance(value, dict) or bool(value.get("method"))
+    if key == "kernel_sizes":  # one size for every layer is a kernel_size
+        return not isinstance(value, list) or len({repr(v) for v in value}) != 1
+    if key.endswith("_film") or key == "head1x1":
+        return not isinstance(value, dict) or bool(value.get("active", key != "head1x1"))
+    return key not in ("bottleneck", "layer1x1", "groups_input", "groups_input_mixin", "gating_mode",
+                       "secondary_activation")  # judged by table_from_config, naming the feature
+
+
+def _wavenet_refusal(config: Mapping[str, Any], file: str) -> UsageError | None:
+    """What a WaveNet config turns on that the ``wavenet`` layer cannot hold, named (the feature
+    tables above first, then every rule of :func:`modelreg.nam.wavenet.table_from_config`)."""
+    from .wavenet import table_from_config
+
+    for key, feature in WAVENET_TOP_FEATURES.items():
+        if _present(config.get(key)):
+            return _refused(feature, file, f"config.{key}")
+    arrays = config.get("layers")
+    for index, array in enumerate(arrays if isinstance(arrays, list) else []):
+        if not isinstance(array, dict):
+            return None  # the schema says what is wrong
+        for key, feature in WAVENET_LAYER_FEATURES.items():
+            if key in array and _active(key, array[key]):
+                return _refused(feature, file, f"config.layers[{index}].{key}", array[key])
+    try:
+        in_channels = config.get("in_channels", 1)
+        table_from_config(config, in_channels if isinstance(in_channels, int) else 1)
+    except UsageError as exc:
+        problem = exc.problems[0]
+        return UsageError.at(f"{problem.reason}, so it cannot be imported", file=file, key=problem.key or "config",
+                             expected=problem.expected, found=problem.found)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # a malformed config: the schema and the weight count say what is wrong
+    return None
+
+
 def unsupported(data: Any, file: str) -> ArtifactError | UsageError | None:
     """The first thing in ``data`` (a parsed .nam file) that NAM's engine reads and no registry entry
     holds, or a version the engine refuses, as the error to raise; None when there is none.
@@ -195,26 +240,13 @@ def unsupported(data: Any, file: str) -> ArtifactError | UsageError | None:
     if architecture in NOT_HELD:
         return _refused(NOT_HELD[architecture], file, "architecture", architecture)
     if architecture == "WaveNet" and isinstance(config, dict):
-        for key, feature in WAVENET_TOP_FEATURES.items():
-            if _present(config.get(key)):
-                return _refused(feature, file, f"config.{key}")
-        arrays = config.get("layers")
-        for index, array in enumerate(arrays if isinstance(arrays, list) else []):
-            if not isinstance(array, dict):
-                continue
-            for key, feature in WAVENET_LAYER_FEATURES.items():
-                if _present(array.get(key)):
-                    return _refused(feature, file, f"config.layers[{index}].{key}")
-            if isinstance(array.get("activation"), (list, dict)):
-                return _refused("per-layer or parametrised activations (activation as an array or object)", file,
-                                f"config.layers[{index}].activation")
+        refusal = _wavenet_refusal(config, file)
+        if refusal is not None:
+            return refusal
     if architecture == "ConvNet" and isinstance(config, dict) and config.get("groups", 1) != 1:
         return _refused("grouped convolutions (the nam exporter writes none)", file, "config.groups",
                         config.get("groups"), expected="1")
     if isinstance(architecture, str) and architecture not in READERS:
-        if architecture == "WaveNet":
-            return _refused("NAM's WaveNet (modelreg has no wavenet layer kind yet)", file, "architecture",
-                            architecture, expected="one of " + ", ".join(READERS))
         return ArtifactError.at("an architecture NAM's engine does not know", file=file, key="architecture",
                                 expected="one of LSTM, ConvNet, WaveNet, Linear, SlimmableContainer "
                                          "(NAM/get_dsp.cpp's registry)", found=architecture)
@@ -322,8 +354,33 @@ def _read_convnet(data: Mapping[str, Any], file: str) -> Read:
     return _with_head(weights, position, channels, out, layers, state, in_features=ins)
 
 
-#: NAM architecture -> its reader. WaveNet joins with its layer kind: one function here.
-READERS: dict[str, Reader] = {"LSTM": _read_lstm, "ConvNet": _read_convnet}
+def _read_wavenet(data: Mapping[str, Any], file: str) -> Read:
+    """NAM's WaveNet (NAM/wavenet/model.cpp): one ``wavenet`` layer; its config (plain or the trainer's
+    newer form, :func:`modelreg.nam.wavenet.table_from_config`) and weight order
+    (:func:`modelreg.nam.wavenet.named_tensors`) are the layer kind's. ``head_scale`` is the last
+    weight (the engine reads it there, not from the config): written to the entry as the float32's
+    shortest decimal, so that the export writes back the same bits in both places."""
+    from .wavenet import named_tensors, table_from_config
+
+    config = data["config"]
+    ins = int(config.get("in_channels", 1))
+    try:
+        table = table_from_config(config, ins)
+    except UsageError as exc:  # unsupported() has refused these already; kept for a direct caller
+        raise UsageError(*(attrs.evolve(p, file=file) for p in exc.problems)) from None
+    weights = _float32(data["weights"])
+    scale = float(str(weights[-1]))
+    if _float32([table["head_scale"]])[0] != weights[-1]:
+        raise _refused("a head_scale in the config other than the one in the weights (the engine uses the last "
+                       "weight; an entry holds one head_scale, written in both places)", file, "config.head_scale",
+                       table["head_scale"], expected=f"{scale!r} (the last weight)")
+    layer = _layer({**table, "head_scale": scale}, ins)
+    state, _ = named_tensors(layer, weights, "layers.0.")
+    return Read(ins, (layer,), state, exports=("nam", "onnx"))  # RTNeural holds no WaveNet
+
+
+#: NAM architecture -> its reader.
+READERS: dict[str, Reader] = {"LSTM": _read_lstm, "ConvNet": _read_convnet, "WaveNet": _read_wavenet}
 
 
 def _float32(values: Sequence[float]) -> np.ndarray:
@@ -402,9 +459,22 @@ _ENGINE_KEYS: dict[str, dict[str, Any]] = {
 }
 
 
+#: A layer array's keys in the plain WaveNet config (what the nam exporter writes).
+_PLAIN_WAVENET_KEYS = {"input_size", "condition_size", "head_size", "channels", "kernel_size", "dilations",
+                       "activation", "gated", "head_bias"}
+
+
 def _engine_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    keys = _ENGINE_KEYS.get(data["architecture"])
     config = data["config"]
+    if data["architecture"] == "WaveNet":
+        # What the engine builds: the layer arrays resolved from the plain or the newer form (the
+        # trainer's switched-off keys say nothing more), in_channels, and head_scale.
+        from .wavenet import table_from_config
+
+        ins = int(config.get("in_channels", 1))
+        table = table_from_config(config, ins)
+        return {"in_channels": ins, **table, "head_scale": float(_float32([table["head_scale"]])[0])}
+    keys = _ENGINE_KEYS.get(data["architecture"])
     if keys is None:  # an architecture added by a reader: its config as written
         return dict(config)
     return {key: config.get(key, default) for key, default in keys.items()}
@@ -543,11 +613,13 @@ def import_nam(
     proven.load_state_dict(torch.load(io.BytesIO(checkpoint_bytes), weights_only=True), strict=True)
     proven.eval()
     tolerance = DEFAULT_TOLERANCE
-    try:
-        resting = _rest_state(spec, proven)
-    except ExportError as exc:
-        raise ArtifactError(*(attrs.evolve(p, file=shown, key=None) for p in exc.problems)) from None
-    problems = start_state_problems(read, resting, tolerance, shown)
+    problems = []
+    if read.start:  # the stored initial states against the resting state (a file without any: nothing to check)
+        try:
+            resting = _rest_state(spec, proven)
+        except ExportError as exc:
+            raise ArtifactError(*(attrs.evolve(p, file=shown, key=None) for p in exc.problems)) from None
+        problems = start_state_problems(read, resting, tolerance, shown)
     if problems:
         raise UsageError(*problems)
     parity = _engine_parity(spec, proven, source, tolerance)
@@ -574,6 +646,9 @@ def import_nam(
     if dropped:
         notes.append(f"metadata {', '.join(dropped)}: the engine uses them to calibrate levels; the entry does not "
                      "hold them and the nam export does not write them")
+    if architecture == "WaveNet" and any(set(array) - _PLAIN_WAVENET_KEYS for array in data["config"]["layers"]):
+        notes.append("the config is in NAM's newer form (nested head, per-layer lists, switched-off features); the "
+                     "nam export writes the plain form of the same network, which every engine since 0.5 reads")
     extra_keys = sorted(set(data["config"]) - set(_ENGINE_KEYS.get(architecture, data["config"])))
     if extra_keys:
         notes.append(f"config keys the engine does not read, left out: {', '.join(extra_keys)}")
