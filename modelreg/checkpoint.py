@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         def sha256(self) -> str | None: ...
 
         @property
-        def checkpoint_names(self) -> tuple[tuple[str, int], ...] | str | None: ...
+        def checkpoint_names(self) -> tuple[tuple[str, int | str], ...] | str | None: ...
 
 __all__ = ["InitResult", "init_checkpoint", "load_checkpoint", "read_state_dict", "save_checkpoint", "state_dict_json"]
 
@@ -939,7 +939,9 @@ def _named(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, Any]
         modules = match.modules
     else:
         assert not isinstance(names, str)  # "match" is the one string the registry admits
-        modules = {f"{name}.": f"layers.{index}." for name, index in names}
+        # An index is a layer of the entry's list; a path ("layers.0.skip.0") one inside a block.
+        modules = {f"{name}.": (f"{target}." if isinstance(target, str) else f"layers.{target}.")
+                   for name, target in names}
     renamed, old = _rename_modules(spec, state, modules)
     return renamed, old, modules
 
@@ -964,9 +966,10 @@ def _fit_named(spec: CheckpointSpec, expected: dict[str, Any], state: dict[str, 
     def file_name(key: str | None) -> str | None:
         if key is None or key in old:
             return old.get(key or "", key)
-        match = _LAYER_PREFIX.match(key)
-        if match is not None and match[0] in back:
-            return back[match[0]] + key[match.end():]
+        # The longest paired prefix: a layer inside a block ("layers.0.skip.0.") before its block.
+        for target in sorted(back, key=len, reverse=True):
+            if key.startswith(target):
+                return back[target] + key[len(target):]
         return key
 
     problems = [attrs.evolve(p, key=file_name(p.key)) for p in fit.problems]

@@ -563,27 +563,70 @@ def _layer_specs(entry: Mapping[str, Any], in_features: int | None = None) -> li
     return specs
 
 
+def _layer_paths(tables: Any, prefix: str = "layers") -> list[str]:
+    """Every layer's path as the entry's tensors name it (``layers.0``, ``layers.1.layers.0``,
+    ``layers.1.skip.0``), depth first; blocks' inner layers after the block."""
+    paths: list[str] = []
+    for index, table in enumerate(tables if isinstance(tables, list) else []):
+        path = f"{prefix}.{index}"
+        paths.append(path)
+        if isinstance(table, Mapping):
+            for part in ("layers", "skip"):  # a residual block's paths (absent skip: the identity)
+                if isinstance(table.get(part), list):
+                    paths += _layer_paths(table[part], f"{path}.{part}")
+    return paths
+
+
 def _checkpoint_names_problems(entry: Mapping[str, Any], layer_count: int, add: Callable[..., None]) -> None:
-    """A ``checkpoint_names`` table must pair each name with its own, existing layer, and no name may
-    hold another (``net`` and ``net.0``: which one renames ``net.0.weight`` would be a guess)."""
+    """A ``checkpoint_names`` table must pair each name with its own, existing layer (an index, or a
+    layer's path inside a block), no layer may lie inside another one named (``layers.0`` and
+    ``layers.0.skip.0``), and no name may hold another (``net`` and ``net.0``: which one renames
+    ``net.0.weight`` would be a guess)."""
     names = entry.get("checkpoint_names")
     if not isinstance(names, Mapping):
         return
-    owner: dict[int, str] = {}
-    for name, index in names.items():
+    paths = _layer_paths(entry.get("layers"))
+    owner: dict[str, str] = {}
+    for name, target in names.items():
         where = format_key_path(["checkpoint_names", name])  # "net.0" is quoted, as TOML needs it
-        if index >= layer_count:
-            add("no such layer", where, f"a layer index from 0 to {layer_count - 1} (the entry has "
-                f"{layer_count} layer{'s' if layer_count != 1 else ''})", index)
-        elif index in owner:
-            add(f"two module names for one layer: {owner[index]!r} already reads as layers[{index}]", where,
-                "one module name per layer", index)
+        if isinstance(target, str):
+            path = target
+            if path not in paths:
+                shown = ", ".join(f'"{p}"' for p in paths[:12]) + (", ..." if len(paths) > 12 else "")
+                add("no such layer", where, f"a layer index, or the path of one of the entry's layers ({shown})",
+                    text=f'"{target}"')
+                continue
+        elif isinstance(target, int) and not isinstance(target, bool):
+            path = f"layers.{target}"
+            if target >= layer_count:
+                add("no such layer", where, f"a layer index from 0 to {layer_count - 1} (the entry has "
+                    f"{layer_count} layer{'s' if layer_count != 1 else ''})", target)
+                continue
         else:
-            owner[index] = name
+            continue  # the schema reports it
+        shown_target = target if isinstance(target, int) else f'"{target}"'
+        if path in owner:
+            add(f"two module names for one layer: {owner[path]!r} already reads as {_layer_label(path)}", where,
+                "one module name per layer", shown_target)
+        else:
+            outer = [(other, by) for other, by in owner.items()
+                     if path.startswith(other + ".") or other.startswith(path + ".")]
+            if outer:
+                other, by = outer[0]
+                add(f"{_layer_label(path)} and {_layer_label(other)} ({by!r}) lie one inside the other: which "
+                    "name reads their tensors would be a guess", where,
+                    "layers of which none lies inside another one named", shown_target)
+            owner[path] = name
         inner = [other for other in names if other.startswith(name + ".")]
         if inner:
             add(f"this module name holds another one ({inner[0]!r}): which of them renames its tensors would be "
                 "a guess", where, "module names of which none starts another one", text=repr(name))
+
+
+def _layer_label(path: str) -> str:
+    """``layers.1.skip.0`` as the registry's messages name that layer: ``layers[1].skip[0]``."""
+    parts = path.split(".")
+    return ".".join(f"{parts[i]}[{parts[i + 1]}]" for i in range(0, len(parts), 2))
 
 
 def _latency_target(entry: Mapping[str, Any]) -> float:
@@ -634,9 +677,10 @@ def _rest_values(entry: Mapping[str, Any]) -> tuple[float, ...] | None:
     return (float(rest),) * entry["input_shape"][-1]
 
 
-def _checkpoint_names(entry: Mapping[str, Any]) -> tuple[tuple[str, int], ...] | Literal["match"] | None:
-    """The (valid) entry's checkpoint_names: (module name, layer index) pairs as written, "match", or None."""
+def _checkpoint_names(entry: Mapping[str, Any]) -> tuple[tuple[str, int | str], ...] | Literal["match"] | None:
+    """The (valid) entry's checkpoint_names: (module name, layer index or layer path) pairs as written,
+    "match", or None."""
     names = entry.get("checkpoint_names")
     if names is None or names == "match":
         return names
-    return tuple((str(name), int(index)) for name, index in names.items())
+    return tuple((str(name), target if isinstance(target, str) else int(target)) for name, target in names.items())

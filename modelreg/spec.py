@@ -168,10 +168,10 @@ class ModelSpec:
     # The entry's rest_input, one value per feature (a single number is spread by the
     # registry); None: the default (see rest_frame).
     rest_input: tuple[float, ...] | None = None
-    #: How the checkpoint's own module names map onto the layers: (module name, layer index)
-    #: pairs as the entry's ``checkpoint_names`` table gives them, ``"match"`` (paired by shape
+    #: How the checkpoint's own module names map onto the layers: (module name, layer index, or
+    #: a layer's path inside a block such as ``"layers.0.skip.0"``) pairs as the entry's ``checkpoint_names`` table gives them, ``"match"`` (paired by shape
     #: where that is unambiguous), or None (the checkpoint uses the entry's own names).
-    checkpoint_names: tuple[tuple[str, int], ...] | Literal["match"] | None = None
+    checkpoint_names: tuple[tuple[str, int | str], ...] | Literal["match"] | None = None
     # The entry exactly as written (parsed TOML), kept for hashing and display.
     entry: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
     # The registry's [settings] table (e.g. where RTNeural's C++ headers are), shared by every entry.

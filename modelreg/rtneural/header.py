@@ -258,9 +258,10 @@ def weight_arrays(spec: ModelSpec, module: RealtimeModel) -> list[list[Any]]:
     from .format import to_rtneural
 
     state = {key: tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
-    if has_blocks(spec):
+    if has_blocks(spec) or stride_period(spec) > 1:
         # Per plain layer of the blocks, depth first (the order the header's setters read them): each
-        # kind writes what its RTNeural layer would hold, from its nested state-dict entries.
+        # kind writes what its RTNeural layer would hold, from its nested state-dict entries. A strided
+        # conv1d too: no RTNeural JSON file holds one (to_rtneural refuses it), but its C++ layer does.
         from ..layers.base import StateReader
 
         reader = StateReader(state)
