@@ -1,8 +1,9 @@
 """Property: any architecture in the registry's language exports to both formats with parity.
 
 Layers are drawn from every registry kind (modelreg.layers.kinds()): one of the kind's example
-tables, with its ``units`` (if it has one) redrawn; tables a kind's semantic checks refuse
-at that position are discarded. A new kind is drawn without editing this file."""
+tables, with its ``units`` (if it has one) redrawn and ``bias`` drawn where the kind takes it;
+residual blocks hold drawn layers of every kind, blocks nested in them; tables a kind's semantic
+checks refuse at that position are discarded. A new kind is drawn without editing this file."""
 
 from __future__ import annotations
 
@@ -50,13 +51,21 @@ def _conv1d(draw: st.DrawFn, in_features: int) -> LayerSpec:
     groups = draw(st.sampled_from([g for g in (1, 2, 3, 4) if in_features % g == 0]))
     table = {"type": "conv1d", "units": groups * draw(st.integers(1, 16)), "kernel_size": draw(st.integers(1, 4)),
              "dilation": draw(st.integers(1, 8)), "groups": groups, "activation": draw(st.sampled_from(ACTIVATIONS)),
-             "stride": draw(st.sampled_from([1, 1, 2, 3]))}
+             "stride": draw(st.sampled_from([1, 1, 2, 3])), "bias": draw(st.booleans())}
     return get_kind("conv1d").spec(table, in_features)
 
 
+#: Kinds whose registry layer takes ``bias = false`` (torch's bias=False): drawn both ways.
+BIASED = ("dense", "conv1d", "lstm", "gru")
+#: How deep residual blocks nest (a block inside a block inside a block).
+MAX_DEPTH = 2
+
+
 @st.composite
-def _layer(draw: st.DrawFn, in_features: int) -> LayerSpec:
+def _layer(draw: st.DrawFn, in_features: int, depth: int = 0) -> LayerSpec:
     kind = draw(st.sampled_from(kinds()))
+    if kind.name == "residual":  # a block of drawn layers (blocks nest), not only the kind's examples
+        return draw(_residual(in_features, depth))
     if kind.name in ("conv2d", "batchnorm2d"):  # keys that must divide the input size: drawn for it
         assume(in_features <= 64)
         layer = draw(_conv2d(kind.name, in_features))
@@ -67,9 +76,43 @@ def _layer(draw: st.DrawFn, in_features: int) -> LayerSpec:
     table = {"type": kind.name, **draw(st.sampled_from(kind.examples))}
     if "units" in table:
         table["units"] = draw(st.integers(1, 64))
+    if kind.name in BIASED:
+        table["bias"] = draw(st.booleans())
     layer = kind.spec(table, in_features)
     assume(not kind.problems(layer, in_features))
     return layer
+
+
+@st.composite
+def _residual(draw: st.DrawFn, in_features: int, depth: int) -> LayerSpec:
+    """A residual block: a main path of 1-2 drawn layers of any kind (blocks among them, to
+    MAX_DEPTH), and a skip path: the identity where the sizes allow it, else a dense or a 1x1
+    conv1d (biased or not) to the main path's size."""
+    from modelreg.adopting import layer_table
+
+    if depth >= MAX_DEPTH:  # deep enough: the kind's own examples
+        table = {"type": "residual", **draw(st.sampled_from(get_kind("residual").examples))}
+        layer = get_kind("residual").spec(table, in_features)
+        assume(not layer.kind.problems(layer, in_features))
+        return layer
+    main: list[LayerSpec] = []
+    size = in_features
+    for _ in range(draw(st.integers(1, 2))):
+        main.append(draw(_layer(size, depth + 1)))
+        size = main[-1].units
+    skips = ["dense", "conv1d"] + (["identity"] if size == in_features else [])
+    skip_kind = draw(st.sampled_from(skips))
+    skip = [] if skip_kind == "identity" else [
+        {"type": skip_kind, "units": size, "bias": draw(st.booleans()),
+         **({"kernel_size": 1} if skip_kind == "conv1d" else {"activation": "linear"})}]
+    paths: list[dict] = []
+    at = in_features
+    for layer in main:
+        paths.append(layer_table(layer, at))
+        at = layer.units
+    block = get_kind("residual").spec({"type": "residual", "layers": paths, "skip": skip}, in_features)
+    assume(not block.kind.problems(block, in_features))
+    return block
 
 
 @st.composite
@@ -91,6 +134,32 @@ def test_the_strategy_draws_every_kind(name: str) -> None:
     found = find(architectures, lambda architecture: any(layer.type == name for layer in architecture[1]),
                  settings=settings(database=None, max_examples=500))
     assert any(layer.type == name for layer in found[1])
+
+
+def _inside_blocks(layers: list[LayerSpec] | tuple[LayerSpec, ...], depth: int = 0):  # type: ignore[no-untyped-def]
+    """(layer, depth) of every layer held by a residual block, at any depth (1: in a top-level block)."""
+    for layer in layers:
+        for _, path in layer.kind.children(layer):
+            for inner in path:
+                yield inner, depth + 1
+            yield from _inside_blocks(path, depth + 1)
+
+
+@pytest.mark.parametrize("name", [kind.name for kind in kinds()])
+def test_the_strategy_draws_every_kind_inside_a_residual_block(name: str) -> None:
+    found = find(architectures, lambda a: any(layer.type == name for layer, _ in _inside_blocks(a[1])),
+                 settings=settings(database=None, max_examples=2000))
+    assert any(layer.type == name for layer, _ in _inside_blocks(found[1]))
+
+
+def test_the_strategy_draws_nested_blocks_and_bias_free_layers() -> None:
+    nested = find(architectures, lambda a: any(d >= 2 and layer.type == "residual" for layer, d in _inside_blocks(a[1])),
+                  settings=settings(database=None, max_examples=2000))
+    assert any(d >= 2 for _, d in _inside_blocks(nested[1]))
+    for name in BIASED:
+        found = find(architectures, lambda a: any(layer.type == name and not layer.has_bias for layer in a[1]),
+                     settings=settings(database=None, max_examples=2000))
+        assert any(layer.type == name and not layer.has_bias for layer in found[1]), name
 
 
 def _spec(root: Path, in_features: int, layers: list[LayerSpec]) -> ModelSpec:
