@@ -790,6 +790,13 @@ def _write_validate_report(target: str, report: Any, registry: Registry, out: Te
 # ---------------------------------------------------------------- import (an RTNeural file -> entry + checkpoint)
 
 
+def _not_imported(file: str, exc: ArtifactError) -> int:
+    """An import whose proof failed: what failed, and that nothing was written (exit 1)."""
+    print(f"FAIL {file}: not imported, nothing written", file=sys.stdout)
+    for problem in exc.problems:
+        print(f"       {problem}")
+    return EXIT_FAILED
+
 def _add_import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import", parents=[common],
                        help="adopt an RTNeural model file or a NAM .nam file as a registry entry plus a checkpoint "
@@ -862,10 +869,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
                                  input_range=None if args.input_range is None else tuple(args.input_range),
                                  drop_zero_biases=args.drop_zero_biases)
     except ArtifactError as exc:
-        print(f"FAIL {args.file}: not imported, nothing written", file=sys.stdout)
-        for problem in exc.problems:
-            print(f"       {problem}")
-        return EXIT_FAILED
+        return _not_imported(args.file, exc)
     spec = result.spec
     size = spec.in_features
     from .spec import layer_label
@@ -908,10 +912,7 @@ def _import_nam(args: argparse.Namespace) -> int:
         result = import_nam(args.file, args.registry, name=args.name, force=args.force, latency_ms=args.latency_ms,
                             exports=args.exports, block_size=DEFAULT_BLOCK if args.block_size is None else args.block_size)
     except ArtifactError as exc:
-        print(f"FAIL {args.file}: not imported, nothing written", file=sys.stdout)
-        for problem in exc.problems:
-            print(f"       {problem}")
-        return EXIT_FAILED
+        return _not_imported(args.file, exc)
     from .spec import layer_label
 
     spec = result.spec

@@ -266,6 +266,17 @@ def _in_frames(settled: RestingState, period: int) -> RestingState:
                         period=None if settled.period is None else settled.period * period)
 
 
+def _named(exact: Any, flat: Any) -> dict[str, Any]:
+    """A flat state vector as the model's named float32 state tensors (its ``state_layout`` order)."""
+    import numpy as np
+
+    tensors, position = {}, 0
+    for state_name, size in exact.state_layout():
+        tensors[state_name] = flat[position:position + size].astype(np.float32)
+        position += size
+    return tensors
+
+
 def _finite(name: str, values: tuple[float, ...], exact: Any, x64: Any, memory: int,
             threshold: float) -> RestingState:
     """The resting state of a finite-memory model: ``memory`` rest frames in one sequence call from
@@ -284,11 +295,7 @@ def _finite(name: str, values: tuple[float, ...], exact: Any, x64: Any, memory: 
         return RestingState(name, values, "diverges", frames_run=memory, max_delta=float("inf"), threshold=threshold,
                             detail=f"it diverges: state {', '.join(bad) or 'output'} is not finite on the rest input")
     delta = float(np.max(np.abs(_flat(after) - rest))) if rest.size else 0.0
-    tensors = {}
-    position = 0
-    for state_name, size in exact.state_layout():
-        tensors[state_name] = rest[position:position + size].astype(np.float32)
-        position += size
+    tensors = _named(exact, rest)
     return RestingState(name, values, "converged", state=tensors, output=y.reshape(-1).numpy().copy(),
                         frames=memory, float32_frames=memory, frames_run=memory + 1, max_delta=delta,
                         threshold=threshold)
@@ -386,11 +393,7 @@ def _at_rest(name: str, values: tuple[float, ...], exact: Any, single: Any, x64:
     frames32 = _frames_to(single, x64.to(torch.float32),
                           lambda s: bool(np.all(np.abs(_flat(s) - rest) <= SETTLED * scale)), max_frames,
                           window=SETTLE_WINDOW)
-    tensors = {}
-    position = 0
-    for state_name, size in exact.state_layout():
-        tensors[state_name] = rest[position:position + size].astype(np.float32)
-        position += size
+    tensors = _named(exact, rest)
     return RestingState(name, values, "converged", state=tensors, output=y.reshape(-1).numpy().copy(),
                         frames=frames, float32_frames=frames32, frames_run=t, max_delta=delta, threshold=threshold)
 
