@@ -34,12 +34,15 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ArtifactError, ModelRegError, Problem, UsageError
 from .plugins import BUILTIN_EXPORTERS, Exporter, available_exporters
 from .paths import display_path
 from .registry import Registry, load_registry
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 __all__ = ["main"]
 
@@ -790,6 +793,29 @@ def _write_validate_report(target: str, report: Any, registry: Registry, out: Te
 # ---------------------------------------------------------------- import (an RTNeural file -> entry + checkpoint)
 
 
+def _print_imported_entry(spec: ModelSpec, sha256: str) -> None:
+    """What every import says of the entry it wrote: its layers, parameters and checkpoint hash."""
+    from .spec import layer_label
+
+    size, stack = spec.in_features, []
+    for layer in spec.layers:
+        stack.append(layer_label(layer, size))
+        size = layer.units
+    print(f"  layers      {'; '.join(stack)}")
+    print(f"  params      {spec.params:,}")
+    print(f"  sha256      {sha256}")
+
+
+def _print_import_end(name: str, notes: Sequence[str], backup: Path | None) -> None:
+    """What every import says last: its notes, the checkpoint it kept, the next command."""
+    for note in notes:
+        print(f"  note        {note}")
+    if backup is not None:
+        print(f"  backup      the checkpoint it replaced is kept as {display_path(backup)}")
+    # The entry declares exports that do not exist yet: validate would fail on them first.
+    print(f"  next        modelreg export {name}, then modelreg validate {name}")
+
+
 def _not_imported(file: str, exc: ArtifactError) -> int:
     """An import whose proof failed: what failed, and that nothing was written (exit 1)."""
     print(f"FAIL {file}: not imported, nothing written", file=sys.stdout)
@@ -870,20 +896,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
                                  drop_zero_biases=args.drop_zero_biases)
     except ArtifactError as exc:
         return _not_imported(args.file, exc)
-    spec = result.spec
-    size = spec.in_features
-    from .spec import layer_label
-
-    stack = []
-    for layer in spec.layers:
-        stack.append(layer_label(layer, size))
-        size = layer.units
     weights = result.weights
     print(f"imported {args.file} as models.{result.name} -> {display_path(result.registry)}, "
           f"{display_path(result.checkpoint)}")
-    print(f"  layers      {'; '.join(stack)}")
-    print(f"  params      {spec.params:,}")
-    print(f"  sha256      {result.sha256}")
+    _print_imported_entry(result.spec, result.sha256)
     print(f"  parity      numpy reference runtime: {result.parity.summary}; "
           f"64-frame stream max abs error {result.parity.cases['stream_64']:.3g}")
     cpp = result.cpp_parity
@@ -891,12 +907,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     zero = f"; {len(weights.zero_filled)} arrays not in the file written as zeros" if weights.zero_filled else ""
     print(f"  weights     re-export: {weights.arrays} arrays, {weights.values:,} float32 values bit-identical "
           f"to the file{zero}")
-    for note in result.notes:
-        print(f"  note        {note}")
-    if result.backup is not None:
-        print(f"  backup      the checkpoint it replaced is kept as {display_path(result.backup)}")
-    # The entry declares exports that do not exist yet: validate would fail on them first.
-    print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
+    _print_import_end(result.name, result.notes, result.backup)
     return EXIT_OK
 
 
@@ -913,29 +924,16 @@ def _import_nam(args: argparse.Namespace) -> int:
                             exports=args.exports, block_size=DEFAULT_BLOCK if args.block_size is None else args.block_size)
     except ArtifactError as exc:
         return _not_imported(args.file, exc)
-    from .spec import layer_label
-
-    spec = result.spec
-    size, stack = spec.in_features, []
-    for layer in spec.layers:
-        stack.append(layer_label(layer, size))
-        size = layer.units
     again = result.reexport
     print(f"imported {args.file} (NAM {result.architecture}) as models.{result.name} -> "
           f"{display_path(result.registry)}, {display_path(result.checkpoint)}")
-    print(f"  layers      {'; '.join(stack)}")
-    print(f"  params      {spec.params:,}")
-    print(f"  sha256      {result.sha256}")
+    _print_imported_entry(result.spec, result.sha256)
     print(f"  parity      NAM's engine (the original file): {result.parity.summary}; 4,096-sample stream max abs "
           f"error {result.parity.cases['stream_4096']:.3g}")
     states = (f"; {again.state_values} stored initial-state values = the resting state on zeros (max difference "
               f"{again.state_max_diff:.3g})" if again.state_values else "")
     print(f"  re-export   nam: config equal, {again.values:,} float32 weights bit-identical to the file{states}")
-    for note in result.notes:
-        print(f"  note        {note}")
-    if result.backup is not None:
-        print(f"  backup      the checkpoint it replaced is kept as {display_path(result.backup)}")
-    print(f"  next        modelreg export {result.name}, then modelreg validate {result.name}")
+    _print_import_end(result.name, result.notes, result.backup)
     return EXIT_OK
 
 
