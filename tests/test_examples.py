@@ -109,7 +109,7 @@ AMP_TIMED = {"latency", "nam.latency", "rtneural.dynamic_latency", "rtneural-cpp
              "rtneural-cpp.denormals"}
 
 
-@pytest.mark.timeout(1800)  # NAM's engine compiles once per test session (about two minutes on two idle cores)
+@pytest.mark.timeout(1800)  # NAM's engine compiles once per test session (about half a minute on two idle cores)
 def test_amp_example_compares_every_engine(tmp_path):
     """examples/amp (issue 20, section 4): one LSTM amp declared once, exported to nam, rtneural, rtneural-cpp and
     onnx; validate's Engines table and the HTML report show every engine's parity against torch and real-time

@@ -1,7 +1,7 @@
 """The ``nam`` exporter: ``.nam`` files for Neural Amp Modeler, proven in NAM's own C++ engine.
 
 Tests marked ``needs_nam`` compile NeuralAmpModelerCore (``$MODELREG_NAM_CORE``, else the copy
-beside CI's checkout) once per test session into the session's cache (about two minutes on
+beside CI's checkout) once per test session into the session's cache (about half a minute on
 two cores), and skip, saying what to set, where it or a compiler is absent. The others
 (schema, refusals, layouts, skips) need nothing.
 """
@@ -42,8 +42,8 @@ _has_engine = pytest.mark.skipif(
 
 
 def needs_nam(test: F) -> F:
-    """Skipped without NAM's engine; allowed the first compile of it (about two minutes on two idle
-    cores, several on a loaded machine) beyond the suite's 300 s hang guard."""
+    """Skipped without NAM's engine; allowed the first compile of it (about half a minute on two idle
+    cores, minutes on a loaded machine) beyond the suite's 300 s hang guard."""
     return _has_engine(pytest.mark.timeout(1800)(test))
 
 AMP = """\
