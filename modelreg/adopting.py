@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -34,12 +34,15 @@ from .paths import display_path, outside_note
 from .registry import REGISTRY_FILENAME, Registry, find_registry, load_registry
 from .spec import LayerSpec, ModelSpec, count_params
 
+if TYPE_CHECKING:
+    from .plugins import Parity
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Target", "appended", "check_new_registry", "entry_text", "install_entry", "layer_table",
+__all__ = ["Adopted", "Target", "appended", "check_new_registry", "entry_text", "install_entry", "layer_table",
            "prepare_target", "toml_value"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as schemas/registry.schema.json
@@ -171,6 +174,29 @@ def _parsed(registry_file: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         load_registry(registry_file, strict=False)  # raises the registry loader's message
         raise
+
+
+@attrs.frozen(kw_only=True)
+class Adopted:
+    """What an import wrote (a registry entry and its checkpoint) and the proof it ran first; each
+    import's result adds what its runtime proves besides."""
+
+    name: str
+    #: The file that was imported.
+    source: Path
+    registry: Path
+    checkpoint: Path
+    #: The checkpoint's sha256, as the entry records it.
+    sha256: str
+    spec: ModelSpec
+    #: The text appended to the registry.
+    entry_text: str
+    #: The torch module against the imported file, run in that file's own runtime (cases by name).
+    parity: Parity
+    #: What was adapted on the way, one sentence each.
+    notes: tuple[str, ...] = ()
+    #: Where ``force`` kept the checkpoint file it replaced (None: none was replaced).
+    backup: Path | None = None
 
 
 @attrs.frozen

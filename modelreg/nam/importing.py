@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..adopting import Adopted, appended, entry_text, install_entry, prepare_target
 from ..errors import ArtifactError, ExportError, Problem, ToolchainError, UsageError
 from ..layers import LayerSpec, get_kind
 from ..paths import display_path
@@ -98,25 +99,13 @@ class ReExport:
         return not self.differing and self.config_equal
 
 
-@attrs.frozen
-class NAMImportResult:
-    """What :func:`import_nam` wrote and how it proved the import."""
+@attrs.frozen(kw_only=True)
+class NAMImportResult(Adopted):
+    """What :func:`import_nam` wrote and how it proved the import: :attr:`parity` against the original
+    file in NAM's engine (cases by name, incl. ``stream_4096``), and besides it:"""
 
-    name: str
-    source: Path
-    registry: Path
-    checkpoint: Path
-    sha256: str
-    spec: ModelSpec
     architecture: str
-    #: The text appended to the registry.
-    entry_text: str
-    #: The torch module against the original file in NAM's engine (cases by name, incl. ``stream_4096``).
-    parity: Parity
     reexport: ReExport
-    notes: tuple[str, ...] = ()
-    #: Where ``force`` kept the checkpoint file it replaced (None: none was replaced).
-    backup: Path | None = None
 
 
 # ---------------------------------------------------------------- what cannot be imported
@@ -551,7 +540,6 @@ def import_nam(
     import torch
 
     from ..checks import DEFAULT_TOLERANCE
-    from ..adopting import appended, entry_text, install_entry, prepare_target
     from ..registry import load_registry
     from .format import _rest_state, build_document, read_nam
 

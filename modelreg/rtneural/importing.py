@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..adopting import appended, entry_text, install_entry, prepare_target
+from ..adopting import Adopted, appended, entry_text, install_entry, prepare_target
 from ..layers import LayerKind, kinds, rtneural_handler
 from ..errors import ArtifactError, Problem, RegistryError, UsageError
 from ..layers import activations as _activations
@@ -91,27 +91,14 @@ class WeightsMatch:
         return not self.differing
 
 
-@attrs.frozen
-class ImportResult:
-    """What :func:`import_rtneural` wrote and how it proved the import."""
+@attrs.frozen(kw_only=True)
+class ImportResult(Adopted):
+    """What :func:`import_rtneural` wrote and how it proved the import: :attr:`parity` in the numpy
+    reference runtime (cases by name, incl. ``stream_64``), and besides it:"""
 
-    name: str
-    source: Path
-    registry: Path
-    checkpoint: Path
-    sha256: str
-    spec: ModelSpec
-    #: The text appended to the registry.
-    entry_text: str
-    #: The torch module against the file in the numpy reference runtime (cases by name, incl. ``stream_64``).
-    parity: Parity
     #: The same against RTNeural's C++ loader; ``skipped`` says why when not configured.
     cpp_parity: Parity
     weights: WeightsMatch
-    #: What was adapted on the way (folded activation layers, ...), one sentence each.
-    notes: tuple[str, ...] = ()
-    #: Where ``force`` kept the checkpoint file it replaced (None: none was replaced).
-    backup: Path | None = None
 
 
 # ---------------------------------------------------------------- reading the file
