@@ -378,11 +378,19 @@ def test_the_cache_is_reused_and_rebuilt_when_headers_change_or_the_binary_is_co
     first = runner().binary
     assert len(rc.builds()) == before + 1 and first.is_relative_to(tmp_path / "cache")
     assert runner().binary == first and len(rc.builds()) == before + 1  # second run compiles nothing
+    # With GCC, RTNeural's headers were precompiled once for these flags, beside the programs.
+    precompiled = sorted((tmp_path / "cache" / "rtneural-cpp").glob("pch-*/modelreg_pch.h.gch"))
+    gcc = "Free Software Foundation" in rc.find_toolchain().compiler_identity
+    assert len(precompiled) == (1 if gcc else 0)
 
     rc.close_runners()
     first.write_bytes(b"not a program")  # a corrupt entry is rebuilt in place
+    if gcc:  # ... and a truncated precompiled header (GCC refuses it) is dropped, not fatal
+        precompiled[0].write_bytes(precompiled[0].read_bytes()[:100_000])
     assert runner().binary == first and len(rc.builds()) == before + 2
     assert runner().hello().startswith("ok modelreg-rtneural-runner")
+    if gcc:
+        assert not precompiled[0].exists()
 
     os.utime(checkout / "RTNeural" / "dense" / "dense.h")  # a header changed: a new build
     second = runner().binary
