@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# One torch/OpenMP thread per test process (inherited by the CLI subprocesses tests start): make test
+# runs two xdist workers on two cores, and two intra-op threads each (torch's default here) make four
+# spinning threads on two cores. The models are small, so a thread each is faster as well as steadier:
+# tests/test_export_properties.py alone took 100 s with two threads, 56 s with one. Set before torch
+# is imported anywhere; a value the developer set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The reference, one page per topic (README.md is the landing page that links to them).
 DOCS = ROOT / "docs"
