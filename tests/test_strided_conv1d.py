@@ -70,9 +70,13 @@ def test_sequence_equals_streaming_and_strided_nn_conv1d(config: str) -> None:
         for a, b in ((0, 5), (5, 6), (6, 13), (13, 17)):  # chunks at every phase
             y, carried = KIND.forward(module, spec, x[:, a:b], carried)
             chunks.append(y)
-        assert torch.equal(whole, _stream(spec, module, x)) and torch.equal(whole, torch.cat(chunks, 1))
+        # Equal up to float32 rounding, not bit for bit: torch picks its conv algorithm by input
+        # length and thread count (kernel size 1 with one thread: a 17-frame call and a 1-frame call
+        # round differently), and the held outputs and state are those same values.
+        torch.testing.assert_close(_stream(spec, module, x), whole, rtol=0, atol=1e-6)
+        torch.testing.assert_close(torch.cat(chunks, 1), whole, rtol=0, atol=1e-6)
         for final, chunked in zip(state, carried):
-            assert torch.equal(final, chunked)
+            torch.testing.assert_close(chunked, final, rtol=0, atol=1e-6)
         # Offline: torch's strided nn.Conv1d (the built module) on the causally padded input, each output held.
         _, _, kernel_size, dilation, stride, _ = CONFIGS[config]
         padded = torch.nn.functional.pad(x.transpose(1, 2), ((kernel_size - 1) * dilation, 0))
