@@ -640,6 +640,7 @@ _PLACEMENT = r'''
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <new>
 #include <string>
 
 /** The mapping of /proc/self/smaps that holds p: "<AnonHugePages kB> <1 if VmFlags has hg (MADV_HUGEPAGE)>". */
@@ -683,6 +684,11 @@ int main()
     report("small", *small);
     big.reset(); // freed as it was allocated (a mismatch aborts in glibc)
     small.reset();
+    // The other forms a host may write still compile (a class-scope operator new hides the global ones).
+    using Big = modelreg_models::big::Model;
+    delete new (std::nothrow) Big;
+    alignas(Big) static unsigned char where[sizeof(Big)];
+    (new (where) Big())->~Big();
     std::printf("done\n");
 }
 '''
