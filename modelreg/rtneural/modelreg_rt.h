@@ -270,6 +270,7 @@ private:
 // Transparent huge pages (Linux, MADV_HUGEPAGE): define MODELREG_NO_HUGE_PAGES in every file to
 // allocate every model the ordinary way.
 #if defined(__linux__) && !defined(MODELREG_NO_HUGE_PAGES)
+#include <stdlib.h> // posix_memalign
 #include <sys/mman.h>
 #if defined(MADV_HUGEPAGE)
 #define MODELREG_RT_HUGE_PAGES 1
@@ -334,8 +335,8 @@ private:
         if(in_huge_pages(size, alignment))
         {
             const std::size_t rounded = (size + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-            void* p = std::aligned_alloc(kHugePageBytes, rounded);
-            if(p == nullptr)
+            void* p = nullptr; // posix_memalign, not aligned_alloc: Android's libc has it before API 28 too
+            if(posix_memalign(&p, kHugePageBytes, rounded) != 0 || p == nullptr)
                 throw std::bad_alloc();
             (void)madvise(p, rounded, MADV_HUGEPAGE); // advice: refused (THP `never`, old kernel), the pages stay 4 KB
             return p;
