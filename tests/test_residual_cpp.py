@@ -34,7 +34,7 @@ def test_the_header_holds_a_struct_per_block_and_every_weight(tmp_path: Path) ->
     spec = _spec(tmp_path)
     module = build_module(spec, seed=0)
     text = render_header(spec, weight_arrays(spec, module))
-    assert "using Model = Net;" in text and "RTNeural::ModelT<float, 2, 6," in text
+    assert "struct Model : Net, modelreg_rt::ModelAllocation" in text and "RTNeural::ModelT<float, 2, 6," in text
     for block in ("struct Block0", "struct Block1", "struct Block2"):  # the nested block comes before its parent
         assert block in text
     assert text.index("struct Block1") < text.index("struct Block2") < text.index("struct Net")
@@ -105,5 +105,5 @@ def test_straight_stacks_keep_their_modelt_header(tmp_path: Path) -> None:
     plain = attrs.evolve(spec, layers=(spec.layers[0], spec.layers[3], spec.layers[4]), output_shape=(1, 2))
     assert isinstance(plain, ModelSpec)
     text = render_header(plain, weight_arrays(plain, build_module(plain, seed=0)))
-    assert "using Model = RTNeural::ModelT<float, 2, 2," in text and "struct Net" not in text
+    assert "using Stages = RTNeural::ModelT<float, 2, 2," in text and "struct Net" not in text
     assert "model.template get<1>().setWVals" in text

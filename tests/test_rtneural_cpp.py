@@ -11,6 +11,7 @@ import json
 import re
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from modelreg.rtneural import cpp as rc
 from modelreg.builder import build_module
 from modelreg.errors import ArtifactError, ToolchainError
 from modelreg.rtneural.exporter import RTNeuralExporter
-from modelreg.rtneural.header import RTNeuralCppExporter, cpp_namespace, render_header
+from modelreg.rtneural.header import RTNeuralCppExporter, cpp_namespace, render_header, weight_arrays
 from modelreg.exporting import export_all
 from modelreg.spec import ACTIVATIONS, count_params
 
@@ -333,12 +334,13 @@ def test_headers_declare_the_exact_compile_time_type(tmp_path: Path) -> None:
     spec = spec_of(tmp_path, 128, [LayerSpec("dense", 512, "tanh"), LayerSpec("lstm", 128),
                                  LayerSpec("gru", 8), LayerSpec("dense", 64, "linear")], name="deep-1")
     text = render_header(spec)
-    assert ("using Model = RTNeural::ModelT<float, 128, 64,\n"
+    assert ("using Stages = RTNeural::ModelT<float, 128, 64,\n"
             "            RTNeural::DenseT<float, 128, 512>,\n"
             "            RTNeural::TanhActivationT<float, 512>,\n"
             "            RTNeural::LSTMLayerT<float, 512, 128>,\n"
             "            RTNeural::GRULayerT<float, 128, 8>,\n"
             "            RTNeural::DenseT<float, 8, 64>>;") in text
+    assert "struct Model : Stages, modelreg_rt::ModelAllocation" in text  # make(): huge pages when large
     assert "namespace deep_1" in text
     # Pitfalls: the LSTM's 512 x (4 x 128) + recurrent matrix is above Eigen's stack limit; inputs must be aligned.
     assert "EIGEN_STACK_ALLOCATION_LIMIT < 1312768" in text and "layers[1] lstm 512 -> 128" in text
@@ -636,3 +638,143 @@ def test_the_first_compile_says_so_once(tmp_path: Path, cpp: Path, monkeypatch: 
     assert code == 0, out + err2
     notice += re.findall(r"modelreg: compiling RTNeural's C\+\+ runner \(", err2)
     assert len(notice) == 1, err + err2  # once, by whichever command compiled it; the second finds it cached
+
+
+# ---------------------------------------------------------------- where make() puts the model
+
+_PLACEMENT = r'''
+#include "big.h"
+#include "small.h"
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <new>
+#include <string>
+
+/** The mapping of /proc/self/smaps that holds p: "<AnonHugePages kB> <1 if VmFlags has hg (MADV_HUGEPAGE)>". */
+std::string mapping_of(const void* p)
+{
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    bool inside = false;
+    long huge_kb = -1;
+    while(std::getline(smaps, line))
+    {
+        const std::string first = line.substr(0, line.find(' '));
+        unsigned long lo = 0, hi = 0;
+        if(first.find(':') == std::string::npos && std::sscanf(first.c_str(), "%lx-%lx", &lo, &hi) == 2) // a mapping's first line
+            inside = lo <= at && at < hi;
+        else if(inside && line.rfind("AnonHugePages:", 0) == 0)
+            huge_kb = std::stol(line.substr(14));
+        else if(inside && line.rfind("VmFlags:", 0) == 0)
+            return std::to_string(huge_kb) + (line.find(" hg") != std::string::npos ? " 1" : " 0");
+    }
+    return "-1 0";
+}
+
+template <typename M>
+void report(const char* name, const M& model)
+{
+    const auto at = reinterpret_cast<std::uintptr_t>(&model);
+    std::printf("%s %zu %d %d %s\n", name, sizeof(model), (int)(at % (std::size_t(2) << 20) == 0),
+                (int)modelreg_rt::ModelAllocation::in_huge_pages(sizeof(model), alignof(M)), mapping_of(&model).c_str());
+}
+
+int main()
+{
+    auto small = modelreg_models::small::load(); // first: it comes from the heap, the large one from a mapping
+    auto big = modelreg_models::big::load();
+    modelreg_models::big::Frame frame {};
+    modelreg_models::big::reset(*big);
+    big->forward(frame.values);
+    report("big", *big);
+    report("small", *small);
+    big.reset(); // freed as it was allocated (a mismatch aborts in glibc)
+    small.reset();
+    // The other forms a host may write still compile (a class-scope operator new hides the global ones).
+    using Big = modelreg_models::big::Model;
+    delete new (std::nothrow) Big;
+    alignas(Big) static unsigned char where[sizeof(Big)];
+    (new (where) Big())->~Big();
+    std::printf("done\n");
+}
+'''
+
+
+@pytest.fixture(scope="module")
+def placement_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The program above, with a model just over 2 MB and a small one (embedded weights, STL backend),
+    compiled as is and with MODELREG_NO_HUGE_PAGES, once per header text."""
+    import hashlib
+    import subprocess
+
+    from modelreg.native import find_compiler
+
+    found = find_compiler()
+    if found is None:
+        pytest.skip("no C++ compiler on PATH (set CXX)")
+    folder = tmp_path_factory.getbasetemp() / "placement"
+    folder.mkdir(exist_ok=True)
+    # dense 512 -> 1040: 532,480 weights, an object of 2.13 MB (RTNeural's STL DenseT holds them inline).
+    texts = {}
+    for name, ins, units in (("big", 512, 1040), ("small", 3, 4)):
+        spec = spec_of(folder, ins, [LayerSpec("dense", units, "tanh")], name=name)
+        module = build_module(spec, seed=0)
+        texts[name] = render_header(spec, weight_arrays(spec, module), form="embedded")
+    key = hashlib.sha256("".join([_PLACEMENT, *texts.values()]).encode()).hexdigest()[:16]
+    for name, text in texts.items():
+        (folder / f"{name}.h").write_text(text, encoding="utf-8")
+    (folder / "placement.cpp").write_text(_PLACEMENT, encoding="utf-8")
+    programs = {}
+    for variant, flags in (("huge", []), ("plain", ["-DMODELREG_NO_HUGE_PAGES"])):
+        binary = folder / f"placement-{variant}-{key}"
+        if not binary.is_file():
+            done = subprocess.run([*found[0], "-std=c++17", "-O1", "-DRTNEURAL_DEFAULT_ALIGNMENT=16", f"-I{RTNEURAL}",
+                                   f"-I{folder}", *flags, str(folder / "placement.cpp"), "-o", str(binary)],
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-3000:]
+        programs[variant] = binary
+    return programs
+
+
+def _placement(binary: Path) -> dict[str, dict[str, int]]:
+    import subprocess
+
+    done = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.endswith("done\n"), (done.returncode, done.stdout, done.stderr)
+    rows = [line.split() for line in done.stdout.splitlines()[:-1]]
+    keys = ("size", "aligned_2mb", "in_huge_pages", "anon_huge_kb", "advised")
+    return {row[0]: dict(zip(keys, map(int, row[1:]))) for row in rows}
+
+
+def _thp_mode() -> str:
+    """The kernel's transparent huge page mode (the bracketed word), or "" where it cannot be read."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return ""
+    found = re.search(r"\[(\w+)\]", text)
+    return found[1] if found else ""
+
+
+@needs_rtneural
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux's")
+def test_make_places_a_model_of_2_mb_or_more_in_huge_pages(placement_programs: dict[str, Path]) -> None:
+    placed = _placement(placement_programs["huge"])
+    big, small = placed["big"], placed["small"]
+    assert big["size"] >= 2 << 20 > small["size"]
+    # The large model: 2 MB-aligned memory advised MADV_HUGEPAGE; the small one: the ordinary heap.
+    assert (big["aligned_2mb"], big["in_huge_pages"], big["advised"]) == (1, 1, 1), big
+    assert (small["aligned_2mb"], small["in_huge_pages"], small["advised"]) == (0, 0, 0), small
+    mode = _thp_mode()
+    if mode == "never":
+        pytest.skip("transparent huge pages are `never` on this machine: the model is advised and aligned "
+                    "(checked), but the kernel gives it 4 KB pages")
+    assert big["anon_huge_kb"] >= 2048, f"THP {mode!r}: the advised model got no huge page: {big}"
+    # MODELREG_NO_HUGE_PAGES: every model the ordinary way (with THP `always` the kernel may still
+    # give any large mapping huge pages: only `madvise` makes them the advice's doing).
+    plain = _placement(placement_programs["plain"])["big"]
+    assert (plain["in_huge_pages"], plain["advised"]) == (0, 0), plain
+    if mode == "madvise":
+        assert plain["anon_huge_kb"] == 0, plain

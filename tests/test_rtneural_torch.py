@@ -124,7 +124,7 @@ def test_the_file_is_the_state_dict_and_a_json_checkpoint(tmp_path: Path) -> Non
     assert all(bool((reloaded.state_dict()[k] == v).all()) for k, v in state.items())
     # The header beside the rtneural-cpp headers loads it with torch_helpers.
     text = header_path(spec).read_text()
-    assert text.startswith("// Written by modelreg's rtneural-torch exporter (version 1)")
+    assert text.startswith("// Written by modelreg's rtneural-torch exporter (version 2)")
     assert 'RTNeural::torch_helpers::loadGRU<float>(doc, "layers.2.layers.1.layers.0.", ' in text
     assert "setAlphaVals(doc.at(\"layers.1.layers.2.weight\")" in text and "namespace restcn_torch" in text
     assert (tmp_path / "models" / "cpp" / "CMakeLists.txt").is_file()

@@ -769,7 +769,9 @@ def render_header(spec: ModelSpec, arrays: list[list[Any]] | None = None, restin
 //
 // Build: C++17, -I<RTNeural checkout>; Eigen backend: -DRTNEURAL_USE_EIGEN=1 -I<checkout>/modules/Eigen
 // and define RTNEURAL_DEFAULT_ALIGNMENT the same way in every file (as RTNeural's CMake does);
-// models/cpp/CMakeLists.txt (target modelreg_models) sets all of it.
+// models/cpp/CMakeLists.txt (target modelreg_models) sets all of it. A model of 2 MB or more is
+// placed in transparent huge pages on Linux (fewer page faults at load); define
+// MODELREG_NO_HUGE_PAGES to allocate it the ordinary way.
 //
 // Pitfall 2: the pointer handed to forward() must be aligned to RTNEURAL_DEFAULT_ALIGNMENT
 // (the Eigen backend maps it as aligned; an unaligned pointer aborts in an assertion).
@@ -796,7 +798,8 @@ namespace {ident}
         float values[kInputSize];
     }};
 
-    /** A zeroed model on the heap (it is large, and over-aligned: never put it on an audio thread's stack). */
+    /** A zeroed model on the heap (it is large, and over-aligned: never put it on an audio thread's stack);
+     *  from 2 MB up, in transparent huge pages on Linux (modelreg_rt::ModelAllocation). */
     inline std::unique_ptr<Model> make()
     {{
         return std::make_unique<Model>();
@@ -838,11 +841,14 @@ def _phase_wrapper(spec: ModelSpec, base: str) -> list[str]:
     Counting frames here, reset() steps zeros until every strided layer is back at the start of
     its period (fewer than kStridePeriod frames: a bounded cost), then resets every layer."""
     period = stride_period(spec)
-    return [f"/** {base} with the frame count that makes reset() restart every strided conv1d (see reset()). */",
-            f"struct Model : {base}",
+    return [f"/** {base} with the frame count that makes reset() restart every strided conv1d (see reset()),",
+            "  *  allocated as modelreg_rt::ModelAllocation says (a large model in huge pages). */",
+            f"struct Model : {base}, modelreg_rt::ModelAllocation",
             "{",
             f"    static constexpr int kStridePeriod = {period}; // lcm of the strides",
             "    int phase = 0; // frames since the strided layers last computed together, mod kStridePeriod",
+            "",
+            *_CONSTRUCTOR,
             "",
             "    /** One frame (aligned to RTNEURAL_DEFAULT_ALIGNMENT); returns the first output. */",
             "    float forward(const float* input) noexcept",
@@ -864,19 +870,32 @@ def _phase_wrapper(spec: ModelSpec, base: str) -> list[str]:
             "};"]
 
 
+# Not `= default`: with no user-provided constructor, make()'s `new Model()` would zero the whole
+# object before RTNeural's constructors zero its layers again (one more pass over megabytes).
+_CONSTRUCTOR = ["    Model() {} // the bases' constructors initialise everything"]
+
+
+def _allocated_model(base: str) -> list[str]:
+    """``Model``: ``base`` with the class-scope allocation of modelreg_rt (nothing else added)."""
+    return [f"/** {base}, allocated as modelreg_rt::ModelAllocation says (a large model in huge pages). */",
+            f"struct Model : {base}, modelreg_rt::ModelAllocation",
+            "{",
+            *_CONSTRUCTOR,
+            "};"]
+
+
 def _model_declaration(spec: ModelSpec) -> str:
-    """``using Model = ...;``: the entry's ModelT, or (a model with blocks) the structs and ``Net``;
-    with a strided conv1d, a ``Model`` deriving from them that restarts its strides on reset()."""
+    """``Model``: the entry's ModelT (``Stages``), or (a model with blocks) the structs and ``Net``,
+    with modelreg_rt's allocation (make() places a large model in huge pages); with a strided
+    conv1d, it also restarts its strides on reset()."""
     strided = stride_period(spec) > 1
     if not has_blocks(spec):
-        declared = model_type(spec).replace(chr(10), chr(10) + "        ")
-        if not strided:
-            return f'    using Model = {declared};'
-        text = "\n".join([f"using Stages = {declared.replace(chr(10) + '        ', chr(10) + '    ')};", "",
-                          *_phase_wrapper(spec, "Stages")])
+        declared = model_type(spec).replace(chr(10), chr(10) + "    ")
+        text = "\n".join([f"using Stages = {declared};", "",
+                          *(_phase_wrapper(spec, "Stages") if strided else _allocated_model("Stages"))])
     else:
-        text = "\n\n".join(_compose(spec).structs) + "\n\n" + (
-            "\n".join(_phase_wrapper(spec, "Net")) if strided else "using Model = Net;")
+        text = "\n\n".join(_compose(spec).structs) + "\n\n" + "\n".join(
+            _phase_wrapper(spec, "Net") if strided else _allocated_model("Net"))
     return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
 
 
@@ -895,7 +914,9 @@ class RTNeuralCppExporter(Exporter):
     runtime = "RTNeural C++ compiled header (ModelT)"
     # 4: reset(), the real-time helpers (ScopedFlushDenormals, the alignment guard), embedded weights.
     # 5: embedded loaders reuse their buffers (dense: DenseT's T** overload; recurrent: one nested matrix).
-    version = "5"
+    # 6: Model derives from modelreg_rt::ModelAllocation: make() places a model of 2 MB or more in
+    #    transparent huge pages on Linux (MODELREG_NO_HUGE_PAGES turns it off).
+    version = "6"
     thread_safe = True
     suffix = ".h"
 

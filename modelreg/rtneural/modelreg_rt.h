@@ -258,3 +258,107 @@ private:
 };
 } // namespace modelreg_rt
 #endif // MODELREG_RT_H_V1
+
+// The allocation of the headers' Model types has a guard of its own: a header written by an older
+// exporter (whose helpers above have no ModelAllocation) may come first in a translation unit.
+#ifndef MODELREG_RT_MODEL_ALLOCATION_V1
+#define MODELREG_RT_MODEL_ALLOCATION_V1
+
+#include <cstdlib>
+#include <new>
+
+// Transparent huge pages (Linux, MADV_HUGEPAGE): define MODELREG_NO_HUGE_PAGES in every file to
+// allocate every model the ordinary way.
+#if defined(__linux__) && !defined(MODELREG_NO_HUGE_PAGES)
+#include <stdlib.h> // posix_memalign
+#include <sys/mman.h>
+#if defined(MADV_HUGEPAGE)
+#define MODELREG_RT_HUGE_PAGES 1
+#endif
+#endif
+
+namespace modelreg_rt
+{
+/**
+ * Where `new Model` puts a header's model (make(), std::make_unique, std::unique_ptr: hosts write
+ * nothing different). Why: RTNeural's constructors zero the whole object, so a new model's first
+ * touch costs one page fault per 4 KB page (melodytransformer's 2.58 MB: 631 faults, ~2 ms on a
+ * VM), and glibc maps a block this large afresh for every new model. On Linux, an object of 2 MB or
+ * more goes into 2 MB-aligned memory, rounded up to whole 2 MB, advised MADV_HUGEPAGE: one fault per
+ * 2 MB where the kernel's transparent huge pages allow it (`always`, or `madvise`). The cost: up to
+ * 2 MB of the last huge page beyond the object. Smaller objects, other platforms and builds with
+ * MODELREG_NO_HUGE_PAGES take the ordinary (aligned) operator new. Only make() allocates: off the
+ * audio thread, as before.
+ */
+struct ModelAllocation
+{
+    /** The size of an x86-64 / arm64 (4 KB base pages) huge page: objects this large or larger use them. */
+    static constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
+
+    /** Whether an object of `size` bytes goes into huge pages in this build. */
+    static constexpr bool in_huge_pages(std::size_t size, std::size_t alignment) noexcept
+    {
+#if defined(MODELREG_RT_HUGE_PAGES)
+        return size >= kHugePageBytes && alignment <= kHugePageBytes;
+#else
+        return (void)size, (void)alignment, false;
+#endif
+    }
+
+    static void* operator new(std::size_t size) { return allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+    static void* operator new(std::size_t size, std::align_val_t alignment) { return allocate(size, static_cast<std::size_t>(alignment)); }
+    // Sized deletes only, so that the compiler passes the size back: it says how the object was allocated.
+    static void operator delete(void* p, std::size_t size) noexcept { release(p, size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+    static void operator delete(void* p, std::size_t size, std::align_val_t alignment) noexcept
+    {
+        release(p, size, static_cast<std::size_t>(alignment));
+    }
+
+    // A class-scope operator new hides the global forms: these keep `new (where) Model` and
+    // `new (std::nothrow) Model` compiling. (A constructor that throws after a nothrow new leaks
+    // the memory; RTNeural's compile-time layers' constructors do not throw.)
+    static void* operator new(std::size_t, void* where) noexcept { return where; }
+    static void operator delete(void*, void*) noexcept {}
+    static void* operator new(std::size_t size, const std::nothrow_t&) noexcept
+    {
+        try { return allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); } catch(...) { return nullptr; }
+    }
+    static void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept
+    {
+        try { return allocate(size, static_cast<std::size_t>(alignment)); } catch(...) { return nullptr; }
+    }
+
+private:
+    static void* allocate(std::size_t size, std::size_t alignment)
+    {
+#if defined(MODELREG_RT_HUGE_PAGES)
+        if(in_huge_pages(size, alignment))
+        {
+            const std::size_t rounded = (size + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+            void* p = nullptr; // posix_memalign, not aligned_alloc: Android's libc has it before API 28 too
+            if(posix_memalign(&p, kHugePageBytes, rounded) != 0 || p == nullptr)
+                throw std::bad_alloc();
+            (void)madvise(p, rounded, MADV_HUGEPAGE); // advice: refused (THP `never`, old kernel), the pages stay 4 KB
+            return p;
+        }
+#endif
+        if(alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+            return ::operator new(size, std::align_val_t(alignment));
+        return ::operator new(size);
+    }
+
+    static void release(void* p, std::size_t size, std::size_t alignment) noexcept
+    {
+        if(p == nullptr)
+            return;
+#if defined(MODELREG_RT_HUGE_PAGES)
+        if(in_huge_pages(size, alignment))
+            return std::free(p);
+#endif
+        if(alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+            return ::operator delete(p, std::align_val_t(alignment));
+        ::operator delete(p);
+    }
+};
+} // namespace modelreg_rt
+#endif // MODELREG_RT_MODEL_ALLOCATION_V1

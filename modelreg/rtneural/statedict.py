@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["RTNeuralTorchExporter", "expected_tensors", "header_path"]
 
 #: The exporter's name and version, as the header's first line names them.
+#: 2: the header's Model derives from modelreg_rt::ModelAllocation (rtneural-cpp version 6: huge pages).
 NAME = "rtneural-torch"
-VERSION = "1"
+VERSION = "2"
 
 
 def header_path(spec: ModelSpec) -> Path:
