@@ -439,32 +439,37 @@ class _Composed:
 def _compose(spec: ModelSpec) -> _Composed:
     composed = _Composed()
     members, out = _compose_path(composed, list(spec.layers), spec.in_features, "layers", "layers.", "s", "model.")
-    lines = [f"/** {spec.name}: {spec.in_features} inputs -> {spec.out_features} outputs, stage by stage. */",
-             "struct Net",
-             "{"]
-    lines += [f"    {declaration}" for declaration, _ in members]
-    lines += ["",
-              "    /** Puts every layer's state to zeros (RTNeural's reset of each stage). */",
-              "    void reset() noexcept",
-              "    {"]
-    lines += [f"        {name}.reset();" for _, name in members]
-    lines += ["    }",
-              "",
-              "    /** One frame (aligned to RTNEURAL_DEFAULT_ALIGNMENT); returns the first output. */",
-              "    float forward(const float* input) noexcept",
-              "    {"]
-    lines += [f"        {line}" for line in _chain(members, "input")]
-    lines += ["        return getOutputs()[0];",
-              "    }",
-              "",
-              f"    /** The last frame's {spec.out_features} outputs (aligned). */",
-              "    const float* getOutputs() const noexcept",
-              "    {",
-              f"        return {out};",
-              "    }",
-              "};"]
+    lines = _struct_lines(
+        f"/** {spec.name}: {spec.in_features} inputs -> {spec.out_features} outputs, stage by stage. */", "Net",
+        [declaration for declaration, _ in members], [name for _, name in members],
+        forward=("float forward(const float* input) noexcept", [*_chain(members, "input"), "return getOutputs()[0];"]),
+        outputs=out, docs=("/** Puts every layer's state to zeros (RTNeural's reset of each stage). */",
+                           "/** One frame (aligned to RTNEURAL_DEFAULT_ALIGNMENT); returns the first output. */",
+                           f"/** The last frame's {spec.out_features} outputs (aligned). */"))
     composed.structs.append("\n".join(lines))
     return composed
+
+
+def _struct_lines(title: str, name: str, declarations: list[str], stages: list[str], *,
+                  forward: tuple[str, list[str]], outputs: str,
+                  docs: tuple[str, str, str] | None = None) -> list[str]:
+    """A stage struct (the model's ``Net`` or a block's): its members, ``reset()`` of every stage,
+    ``forward()`` (``forward``: signature and body) and ``getOutputs()`` returning ``outputs``;
+    ``docs``: the three methods' comments (the model's struct has them, a block's does not)."""
+    reset_doc, forward_doc, outputs_doc = (f"    {doc}" for doc in docs) if docs else ("", "", "")
+
+    def documented(doc: str, *rest: str) -> list[str]:
+        return [doc, *rest] if doc else list(rest)
+
+    signature, body = forward
+    return [title, f"struct {name}", "{",
+            *(f"    {declaration}" for declaration in declarations), "",
+            *documented(reset_doc, "    void reset() noexcept", "    {"),
+            *(f"        {stage}.reset();" for stage in stages), "    }", "",
+            *documented(forward_doc, f"    {signature}", "    {"),
+            *(f"        {line}" for line in body), "    }", "",
+            *documented(outputs_doc, "    const float* getOutputs() const noexcept", "    {"),
+            f"        return {outputs};", "    }", "};"]
 
 
 def _chain(members: list[tuple[str, str]], ins: str) -> list[str]:
@@ -533,27 +538,12 @@ def _compose_block(composed: _Composed, layer: LayerSpec, in_features: int, path
         outputs[key] = out
     combine = layer.kind.cpp_combine(layer, in_features, "outs", outputs, "ins")
     name = f"Block{len(composed.structs)}"
-    lines = [f"/** {path}: {layer.type} {in_features} -> {layer.units}. */",
-             f"struct {name}",
-             "{"]
-    lines += [f"    {declaration}" for declaration, _ in stages]
-    lines += [f"    alignas(RTNEURAL_DEFAULT_ALIGNMENT) float outs[{layer.units}] = {{}};",
-              "",
-              "    void reset() noexcept",
-              "    {"]
-    lines += [f"        {member}.reset();" for _, member in stages]
-    lines += ["    }",
-              "",
-              "    void forward(const float* ins) noexcept",
-              "    {"]
-    lines += [f"        {line}" for line in calls + combine]
-    lines += ["    }",
-              "",
-              "    const float* getOutputs() const noexcept",
-              "    {",
-              "        return outs;",
-              "    }",
-              "};"]
+    lines = _struct_lines(
+        f"/** {path}: {layer.type} {in_features} -> {layer.units}. */", name,
+        [declaration for declaration, _ in stages]
+        + [f"alignas(RTNEURAL_DEFAULT_ALIGNMENT) float outs[{layer.units}] = {{}};"],
+        [member for _, member in stages], forward=("void forward(const float* ins) noexcept", calls + combine),
+        outputs="outs")
     composed.structs.append("\n".join(lines))
     return name
 
