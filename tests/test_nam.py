@@ -549,3 +549,39 @@ def test_the_command_line_prints_the_refusal_without_a_traceback(tmp_path: Path,
     assert code == 1, text
     assert "Traceback" not in text
     assert "models.gruamp.layers: the 'nam' exporter cannot write this entry" in text
+
+
+# ---------------------------------------------------------------- building the engine
+
+
+def _fake_core(root: Path, b_source: str) -> engine.Engine:
+    """A stand-in for NeuralAmpModelerCore: two files defining the same internal name (they cannot
+    be one translation unit) and a WaveNet file; any C++ compiler builds it in a second."""
+    from modelreg import native
+
+    found = native.find_compiler()
+    if found is None:
+        pytest.skip("no C++ compiler on PATH (set CXX)")
+    argv, path = found
+    (root / "NAM" / "wavenet").mkdir(parents=True, exist_ok=True)
+    (root / "NAM" / "a.cpp").write_text("static int helper() { return 1; }\nint a() { return helper(); }\n")
+    (root / "NAM" / "b.cpp").write_text(b_source)
+    (root / "NAM" / "wavenet" / "w.cpp").write_text("int w() { return 3; }\n")
+    return engine.Engine(root, root, argv, path, "c++", "c++")
+
+
+def test_a_group_that_is_not_one_translation_unit_is_compiled_file_by_file(tmp_path: Path) -> None:
+    fake = _fake_core(tmp_path / "core", "static int helper() { return 2; }\nint b() { return helper(); }\n")
+    objects = engine._objects(fake, tmp_path / "objects")
+    # WaveNet's group compiles as one unit; the other falls back to its two files.
+    assert sorted(path.name for path in objects) == ["NAM_a.cpp.o", "NAM_b.cpp.o", "unity-0.o"]
+    assert all(path.is_file() for path in objects)
+    assert engine._objects(fake, tmp_path / "objects") == objects  # the stamp names them: nothing recompiles
+
+
+def test_a_file_that_does_not_compile_is_named_in_the_error(tmp_path: Path) -> None:
+    from modelreg.errors import ToolchainError
+
+    fake = _fake_core(tmp_path / "core", "int b() { return not_declared_anywhere; }\n")
+    with pytest.raises(ToolchainError, match=r"NAM/b\.cpp:1:\d+: error: .*not_declared_anywhere"):
+        engine._objects(fake, tmp_path / "objects")

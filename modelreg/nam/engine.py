@@ -213,7 +213,8 @@ def _unity_groups(sources: list[Path]) -> list[list[Path]]:
     Every file of the engine includes Eigen and nlohmann::json, whose parsing is most of a
     file's compile time: as two unity units (each parses them once, and the two compile side by
     side) the engine builds in ~30 s of CPU instead of ~100 s for thirteen separate files. The
-    engine's own code is compiled unchanged (its files define no clashing internal names).
+    engine's own code is compiled unchanged. A group that does not compile as one unit (another
+    engine version whose files define the same internal name twice) is compiled file by file.
     WaveNet's files (the largest) form one group, the rest the other.
     """
     wavenet = [path for path in sources if path.parent.name == "wavenet"]
@@ -222,39 +223,57 @@ def _unity_groups(sources: list[Path]) -> list[list[Path]]:
 
 
 def _objects(engine: Engine, folder: Path) -> list[Path]:
-    """The engine's object files in ``folder`` (compiled when missing; a complete set has a stamp)."""
+    """The engine's object files in ``folder`` (compiled when missing). A complete set has a stamp
+    naming its objects (a unity unit's, or the files' of a group that needed compiling one by one)."""
+    root = engine.root
     groups = _unity_groups(engine.sources())
-    names = [folder / f"unity-{index}.o" for index in range(len(groups))]
     stamp = folder / "complete"
-    if stamp.is_file() and all(path.is_file() for path in names):
-        return names
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        listed = [folder / name for name in json.loads(stamp.read_text(encoding="utf-8"))["objects"]]
+        if listed and all(path.is_file() for path in listed):
+            return listed
     folder.mkdir(parents=True, exist_ok=True)
     count = sum(len(group) for group in groups)
     notice(f"compiling NAM's C++ engine ({count} files, {engine.compiler_version}) into {folder}: once per "
            "engine, compiler and flags; it takes about half a minute")
     started = time.perf_counter()
 
-    def compile_one(pair: tuple[list[Path], Path]) -> str | None:
-        group, target = pair
-        unit = target.with_suffix(".cpp")
-        unit.write_text("".join(f'#include "{source}"\n' for source in group), encoding="utf-8")
+    def compile_source(source: Path, target: Path) -> str | None:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        done = subprocess.run([*engine.compiler, *engine.flags(), "-c", str(unit), "-o", str(tmp)],
+        done = subprocess.run([*engine.compiler, *engine.flags(), "-c", str(source), "-o", str(tmp)],
                               capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            return f"{', '.join(source.name for source in group)}: {done.stderr or done.stdout}"
+            return done.stderr or done.stdout
         os.replace(tmp, target)
         return None
 
+    def compile_group(pair: tuple[int, list[Path]]) -> tuple[list[Path], str | None]:
+        index, group = pair
+        unit = folder / f"unity-{index}.cpp"
+        unit.write_text("".join(f'#include "{source}"\n' for source in group), encoding="utf-8")
+        if compile_source(unit, unit.with_suffix(".o")) is None:
+            return [unit.with_suffix(".o")], None
+        objects = []
+        for source in group:  # one by one: the error, if any, is then the file's own
+            target = folder / (str(source.relative_to(root)).replace(os.sep, "_") + ".o")
+            error = compile_source(source, target)
+            if error is not None:
+                return [], f"{source.name}: {error}"
+            objects.append(target)
+        return objects, None
+
     # Side by side: CI machines have two cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        errors = [error for error in pool.map(compile_one, zip(groups, names)) if error]
+        built = list(pool.map(compile_group, enumerate(groups)))
+    errors = [error for _, error in built if error]
     if errors:
         raise _compile_error(engine, "NAM's engine", errors[0])
-    stamp.write_text(f"{time.perf_counter() - started:.1f} s\n")
-    return names
+    objects = [path for paths, _ in built for path in paths]
+    stamp.write_text(json.dumps({"seconds": round(time.perf_counter() - started, 1),
+                                 "objects": [path.name for path in objects]}) + "\n", encoding="utf-8")
+    return objects
 
 
 def _link(engine: Engine, objects: list[Path], binary: Path) -> None:
