@@ -194,8 +194,30 @@ def test_every_kind_matches_torch_in_cpp(tmp_path: Path, cpp: Path) -> None:
     spec = _kinds(tmp_path)
     module = widened(spec, seed=3)
     path = _export(spec, module)
-    result = RTNeuralTorchExporter().verify(spec, module, path, 1e-5)
+    exporter = RTNeuralTorchExporter()
+    result = exporter.verify(spec, module, path, 1e-5)
     assert not result.skipped and result.ok, result.to_figures()
+    # reset() and forward() of the torch_helpers header's model allocate nothing (the same program).
+    realtime = dict(exporter.extra_checks(spec, module, 1e-5))["realtime"](path)
+    assert realtime.name == "rtneural-torch.realtime" and realtime.status == "pass", realtime
+    assert realtime.figures["allocations"] == 0 and realtime.figures["frames"] > 0
+
+
+@needs_rtneural
+def test_the_realtime_check_of_the_torch_header_fails_on_an_allocating_forward(
+        tmp_path: Path, cpp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runner built to allocate 16 bytes in every forward() (as tests/test_realtime.py does for
+    # the other engines): the check fails and names the call.
+    monkeypatch.setenv(rc.ENV_CXXFLAGS, "-O1 -DMODELREG_TEST_ALLOCATE_IN_FORWARD=16")
+    spec = _kinds(tmp_path)
+    module = widened(spec, seed=3)
+    path = _export(spec, module)
+    realtime = dict(RTNeuralTorchExporter().extra_checks(spec, module, 1e-5))["realtime"](path)
+    assert realtime.status == "fail", realtime
+    # Per forward(): a std::vector and its buffer, made and freed (4 calls), over 64 frames.
+    assert realtime.figures["allocations"] == 64 * 4, realtime.figures
+    assert realtime.message.startswith("the torch_helpers header (state-dict JSON): 256 heap calls ("), realtime.message
+    assert "the first: operator new(24) in forward() of frame 0" in realtime.message
 
 
 @needs_rtneural

@@ -26,6 +26,7 @@ checkout, loads the JSON file with it and compares with torch over the parity st
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from ..plugins import Exporter, Parity
 
 if TYPE_CHECKING:
     from ..builder import RealtimeModel
+    from ..report import CheckResult
     from ..spec import ModelSpec
 
 __all__ = ["RTNeuralTorchExporter", "expected_tensors", "header_path"]
@@ -197,6 +199,31 @@ class RTNeuralTorchExporter(Exporter):
 
         data = orjson.loads(path.read_bytes())
         return f"PyTorch state dict as JSON (RTNeural torch_helpers), {len(data)} tensors"
+
+    def extra_checks(self, spec: ModelSpec, module: RealtimeModel,
+                     tolerance: float) -> list[tuple[str, Callable[[Path], CheckResult]]]:
+        """``realtime``: ``reset()`` and ``forward()`` of the header's model, loaded from the state dict
+        with torch_helpers, allocate nothing (the runner's counter; RealtimeSanitizer where a clang has
+        it), as ``rtneural-cpp.realtime`` proves for the rtneural-cpp header."""
+        from ..report import CheckResult
+        from .cpp import NotConfigured, header_runner, realtime_check, toolchain_for
+
+        name = f"{NAME}.realtime"
+        engine = "the torch_helpers header (state-dict JSON)"
+
+        def realtime(path: Path) -> CheckResult:
+            try:
+                toolchain = toolchain_for(spec)
+            except NotConfigured as exc:
+                return CheckResult(name, "skip", str(exc))
+            header = header_path(spec)
+            return realtime_check(
+                name, spec, toolchain, engine,
+                lambda: header_runner(toolchain, header, header_namespace(spec), f"{spec.name}.torch"), path,
+                lambda sanitizer: header_runner(toolchain, header, header_namespace(spec), f"{spec.name}.torch",
+                                                sanitizer=sanitizer))
+
+        return [("realtime", realtime)]
 
     def verify(self, spec: ModelSpec, module: RealtimeModel, path: Path, tolerance: float) -> Parity:
         from .cpp import NotConfigured, header_runner, load_checked, parity, toolchain_for
