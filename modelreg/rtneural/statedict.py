@@ -206,7 +206,7 @@ class RTNeuralTorchExporter(Exporter):
         with torch_helpers, allocate nothing (the runner's counter; RealtimeSanitizer where a clang has
         it), as ``rtneural-cpp.realtime`` proves for the rtneural-cpp header."""
         from ..report import CheckResult
-        from .cpp import NotConfigured, header_runner, realtime_check, toolchain_for
+        from .cpp import NotConfigured, Runner, Sanitizer, header_runner, realtime_check, toolchain_for
 
         name = f"{NAME}.realtime"
         engine = "the torch_helpers header (state-dict JSON)"
@@ -216,12 +216,12 @@ class RTNeuralTorchExporter(Exporter):
                 toolchain = toolchain_for(spec)
             except NotConfigured as exc:
                 return CheckResult(name, "skip", str(exc))
-            header = header_path(spec)
-            return realtime_check(
-                name, spec, toolchain, engine,
-                lambda: header_runner(toolchain, header, header_namespace(spec), f"{spec.name}.torch"), path,
-                lambda sanitizer: header_runner(toolchain, header, header_namespace(spec), f"{spec.name}.torch",
-                                                sanitizer=sanitizer))
+
+            def runner(sanitizer: Sanitizer | None = None) -> Runner:
+                return header_runner(toolchain, header_path(spec), header_namespace(spec), f"{spec.name}.torch",
+                                     sanitizer=sanitizer)
+
+            return realtime_check(name, spec, toolchain, engine, runner, path, runner)
 
         return [("realtime", realtime)]
 
